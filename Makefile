@@ -1,0 +1,41 @@
+# framepipe: `make demo` and `make test` set everything up from a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SAMPLES ?= samples
+OUT    ?= out
+
+.PHONY: demo test bench samples clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall only when the project's metadata changes (the install is editable).
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(SAMPLES)/.complete: | $(VENV)/.installed-test
+	$(BIN)/framepipe samples $(SAMPLES)
+	touch $@
+
+samples: $(SAMPLES)/.complete
+
+# The sample folder holds one deliberately corrupt file, so the batch exits 1
+# ("some files failed"); any other status is a real failure.
+demo: $(VENV)/.installed-test $(SAMPLES)/.complete
+	@status=0; $(BIN)/framepipe run $(SAMPLES) -o $(OUT) || status=$$?; \
+	if [ $$status -eq 1 ]; then echo "demo: done; the one failure above is the deliberately corrupt sample"; \
+	elif [ $$status -ne 0 ]; then exit $$status; fi
+
+# pytest exits 5 when it collects nothing: a broken suite, not a pass.
+test: $(VENV)/.installed-test
+	@status=0; $(BIN)/python -m pytest -q $(PYTEST_ARGS) || status=$$?; \
+	if [ $$status -eq 5 ]; then echo "test: pytest collected no tests" >&2; exit 1; fi; exit $$status
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) $(SAMPLES) $(OUT) .pytest_cache

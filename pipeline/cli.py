@@ -1,0 +1,98 @@
+"""The ``framepipe`` command."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from importlib.metadata import entry_points, version
+
+from .errors import FramepipeError
+from .presets import available_presets, build_preset, preset_options
+from .progress import ConsoleProgress
+from .run import collect_inputs, run
+
+__all__ = ["main", "build_parser"]
+
+EXIT_OK, EXIT_FILES_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _parse_options(pairs: Sequence[str]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise FramepipeError(f"option {pair!r} is not KEY=VALUE")
+        options[key.strip()] = value.strip()
+    return options
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    pipeline = build_preset(args.preset, _parse_options(args.option))
+    items = collect_inputs(args.input, pipeline.extensions)
+    if not items:
+        print(f"framepipe: no input files found in {args.input}", file=sys.stderr)
+        return EXIT_USAGE
+    progress = ConsoleProgress(len(items), live=None if not args.quiet else False)
+    print(f"framepipe: {pipeline.name}: {len(items)} file(s) from {args.input} -> {args.output}", file=sys.stderr)
+    try:
+        result = run(pipeline, args.input, args.output, executor=args.executor, workers=args.workers,
+                     events=progress)
+    finally:
+        progress.close()
+    print(result.table())
+    print(result.summary())
+    for failed in result.failed:
+        print(failed.summary_line(), file=sys.stderr)
+    return result.exit_code
+
+
+def _cmd_presets(args: argparse.Namespace) -> int:
+    for name, factory in sorted(available_presets().items()):
+        doc = (factory.__doc__ or "").strip().splitlines()
+        print(f"{name}: {doc[0] if doc else ''}")
+        for key, default in preset_options(factory).items():
+            print(f"    -O {key}={default}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with the commands that installed packages add."""
+    parser = argparse.ArgumentParser(prog="framepipe", description="Batch video work as a graph of stages.")
+    parser.add_argument("--version", action="version", version=f"framepipe {version('framepipe')}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p_run = sub.add_parser("run", help="run a preset over a folder (or file) of footage")
+    p_run.add_argument("input", help="folder (walked recursively) or file")
+    p_run.add_argument("-o", "--output", required=True, help="output folder")
+    p_run.add_argument("-p", "--preset", default="default", help="preset name (see `framepipe presets`)")
+    p_run.add_argument("-O", "--option", action="append", default=[], metavar="KEY=VALUE",
+                       help="preset option, repeatable (e.g. -O thumb_every=5)")
+    p_run.add_argument("-j", "--workers", type=int, default=None, help="worker processes (default: cores)")
+    p_run.add_argument("--executor", choices=("local", "inline"), default="local")
+    p_run.add_argument("-q", "--quiet", action="store_true", help="plain lines, no live progress")
+    p_run.set_defaults(func=_cmd_run)
+
+    p_presets = sub.add_parser("presets", help="list installed presets and their options")
+    p_presets.set_defaults(func=_cmd_presets)
+
+    for ep in entry_points(group="framepipe.commands"):
+        ep.load()(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``framepipe`` command; returns the exit status."""
+    # SIGTERM ends a run the way Ctrl-C does: workers stopped, partial outputs removed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("\nframepipe: interrupted; finished outputs are kept, partial ones removed", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except FramepipeError as exc:
+        print(f"framepipe: {exc}", file=sys.stderr)
+        return EXIT_USAGE

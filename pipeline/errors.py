@@ -1,0 +1,85 @@
+"""The error hierarchy: every failure framepipe reports is one of these.
+
+Input errors are also the matching built-in (``UnreadableFile`` is an
+``OSError``, ``CorruptMedia`` a ``ValueError``) so callers may catch narrowly
+or broadly; the library error that caused one is kept as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FramepipeError",
+    "PipelineDefinitionError",
+    "InputError",
+    "UnreadableFile",
+    "CorruptMedia",
+    "UnsupportedMedia",
+    "StageError",
+    "OutputError",
+    "WorkerCrashed",
+    "PresetNotFound",
+]
+
+
+class FramepipeError(Exception):
+    """Base class of every error framepipe raises on purpose."""
+
+
+# Building a pipeline ------------------------------------------------------
+
+
+class PipelineDefinitionError(FramepipeError, ValueError):
+    """The graph of stages is invalid (cycle, unknown input, kind mismatch...)."""
+
+    def __init__(self, message: str, stage: str | None = None) -> None:
+        super().__init__(f"stage {stage!r}: {message}" if stage else message)
+        self.stage = stage
+
+
+class PresetNotFound(FramepipeError, LookupError):
+    """No preset of that name is installed."""
+
+
+# Input errors: something is wrong with one file ----------------------------
+
+
+class InputError(FramepipeError):
+    """An input file cannot be processed; the file fails, the batch goes on."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class UnreadableFile(InputError, OSError):
+    """The file is missing, empty, a directory or not readable."""
+
+
+class CorruptMedia(InputError, ValueError):
+    """The file is not a valid media container, or its streams do not decode."""
+
+
+class UnsupportedMedia(InputError, ValueError):
+    """The file is valid but has nothing this pipeline can use (no video stream...)."""
+
+
+# Running ------------------------------------------------------------------
+
+
+class StageError(FramepipeError):
+    """A stage raised while processing a file; the original error is ``__cause__``."""
+
+    def __init__(self, stage: str, path: str, reason: str) -> None:
+        super().__init__(f"{path}: [{stage}] {reason}")
+        self.stage = stage
+        self.path = path
+        self.reason = reason
+
+
+class WorkerCrashed(FramepipeError):
+    """The worker process running a file died (killed, segfault, out of memory)."""
+
+
+class OutputError(FramepipeError, OSError):
+    """An output could not be written (disk full, read-only folder...)."""

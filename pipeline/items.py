@@ -1,0 +1,68 @@
+"""Items that travel between stages, and the kinds that route them.
+
+An item is any object with a ``kind`` string; an edge of the graph carries
+the kinds that its upstream stage emits and its downstream stage accepts.
+Items stay small: pixels travel as handles, never inside an item.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+__all__ = ["FILE", "FRAME", "AUDIO", "FileItem", "fingerprint"]
+
+FILE: Final = "file"
+"""Kind of a :class:`FileItem`: one input file."""
+FRAME: Final = "frame"
+"""Kind of a decoded picture."""
+AUDIO: Final = "audio"
+"""Kind of a block of decoded audio samples."""
+
+_FINGERPRINT_CHUNK = 1 << 20
+
+
+def fingerprint(path: str | os.PathLike[str], size: int, mtime_ns: int) -> str:
+    """A cheap identity of a file's content: size, mtime and a hash of its first and last MiB."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{size}:{mtime_ns}".encode())
+    with open(path, "rb") as f:
+        digest.update(f.read(_FINGERPRINT_CHUNK))
+        if size > 2 * _FINGERPRINT_CHUNK:
+            f.seek(size - _FINGERPRINT_CHUNK)
+            digest.update(f.read(_FINGERPRINT_CHUNK))
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class FileItem:
+    """One input file: where it is, its name relative to the input root, and its identity."""
+
+    path: str
+    relpath: str
+    size: int = 0
+    mtime_ns: int = 0
+    fingerprint: str = ""
+    index: int = 0
+    kind: str = field(default=FILE, init=False)
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None,
+                  index: int = 0) -> "FileItem":
+        """Stat a file and describe it; ``relpath`` is relative to ``root`` (or the bare name)."""
+        p = Path(path)
+        st = p.stat()
+        rel = p.relative_to(root).as_posix() if root is not None else p.name
+        try:
+            fp = fingerprint(p, st.st_size, st.st_mtime_ns)
+        except OSError:  # unreadable or not a file: the stage that opens it reports why
+            fp = ""
+        return cls(str(p), rel, st.st_size, st.st_mtime_ns, fp, index)
+
+    @property
+    def name(self) -> str:
+        """The file's base name."""
+        return os.path.basename(self.path)

@@ -1,0 +1,81 @@
+"""What a run returns: one ``FileResult`` per input and a ``RunResult`` for the batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .items import FileItem
+from .metrics import StageStats, format_stage_table
+
+__all__ = ["FileResult", "RunResult", "OK", "FAILED"]
+
+OK = "ok"
+FAILED = "failed"
+
+
+@dataclass(slots=True)
+class FileResult:
+    """The outcome of one input file: status, report row, outputs and per-stage statistics."""
+
+    file: FileItem
+    status: str
+    record: dict[str, Any] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    stats: dict[str, StageStats] = field(default_factory=dict)
+    error: str | None = None
+    error_type: str | None = None
+    failed_stage: str | None = None
+    traceback: str | None = None
+    wall_s: float = 0.0
+    attempts: int = 1
+
+    @property
+    def ok(self) -> bool:
+        """True when every stage finished this file."""
+        return self.status == OK
+
+    def summary_line(self) -> str:
+        """One line for the console: which file and, if it failed, what went wrong."""
+        if self.ok:
+            return f"ok     {self.file.relpath}  ({self.wall_s:.2f} s, {len(self.outputs)} outputs)"
+        return f"FAILED {self.file.relpath}: {self.error}"
+
+
+@dataclass(slots=True)
+class RunResult:
+    """The outcome of a batch: every file's result and the per-stage totals."""
+
+    pipeline: str
+    out_dir: Path
+    files: list[FileResult]
+    stages: list[StageStats]
+    wall_s: float
+    workers: int
+    executor: str
+
+    @property
+    def succeeded(self) -> list[FileResult]:
+        """Results of the files that finished."""
+        return [r for r in self.files if r.ok]
+
+    @property
+    def failed(self) -> list[FileResult]:
+        """Results of the files that failed."""
+        return [r for r in self.files if not r.ok]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every file succeeded, 1 when any failed."""
+        return 1 if self.failed else 0
+
+    def table(self) -> str:
+        """The per-stage statistics table."""
+        return format_stage_table(self.stages, self.wall_s)
+
+    def summary(self) -> str:
+        """One line: how many files succeeded and failed, and how long it took."""
+        return (f"{len(self.succeeded)} of {len(self.files)} files done, {len(self.failed)} failed, "
+                f"in {self.wall_s:.2f} s on {self.workers} {self.executor} worker(s); outputs in {self.out_dir}")

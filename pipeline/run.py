@@ -1,0 +1,74 @@
+"""``run()``: gather the input files, run them on an executor, write the report."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .errors import OutputError
+from .executors import FileTask, RunEvents, get_executor
+from .graph import Pipeline
+from .items import FileItem
+from .metrics import merge_stats
+from .outputs import sweep_partial_outputs
+from .progress import SilentProgress
+from .report import write_report
+from .results import RunResult
+from .sources import file_items, find_files
+
+__all__ = ["run", "collect_inputs", "output_keys"]
+
+
+def collect_inputs(inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
+                   extensions: Iterable[str] | None = None) -> list[FileItem]:
+    """Input files as numbered items: a folder is walked for ``extensions``; files are taken as given."""
+    if isinstance(inputs, (str, os.PathLike)):
+        root = Path(inputs)
+        paths = find_files(root, extensions)
+        return file_items(paths, root if root.is_dir() else root.parent)
+    paths = [Path(p) for p in inputs]
+    common = Path(os.path.commonpath([p.resolve().parent for p in paths])) if paths else None
+    return file_items([p.resolve() for p in paths], common)
+
+
+def output_keys(items: Sequence[FileItem]) -> list[str]:
+    """Output names per file: the relative path without suffix, or with it when two files would collide."""
+    stems = [str(PurePosixPath(i.relpath).with_suffix("")) for i in items]
+    counts = Counter(stems)
+    return [s if counts[s] == 1 else i.relpath.replace(".", "_") for s, i in zip(stems, items)]
+
+
+def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
+        out: str | os.PathLike[str], *, executor: str = "local", workers: int | None = None,
+        extensions: Iterable[str] | None = None, events: RunEvents | None = None,
+        write_reports: bool = True) -> RunResult:
+    """Run ``pipeline`` over ``inputs`` into the folder ``out`` and return what happened.
+
+    A folder input is walked recursively for ``extensions`` (default: the
+    pipeline's own). Bad files fail alone; their error is in the result and in
+    ``out/report.parquet``. Re-running into the same ``out`` replaces outputs.
+    """
+    pipeline.validate()
+    items = collect_inputs(inputs, extensions if extensions is not None else pipeline.extensions)
+    out_dir = Path(out)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {out_dir}: {exc.strerror}") from exc
+    sweep_partial_outputs(out_dir)
+    ex = get_executor(executor, workers)
+    n_parallel = max(1, min(ex.workers, len(items)))
+    budget = max(1, (os.cpu_count() or 1) // n_parallel)
+    tasks = [FileTask(item, out_dir, key, budget) for item, key in zip(items, output_keys(items))]
+    start = time.perf_counter()
+    results = ex.run(pipeline, tasks, events or SilentProgress())
+    wall = time.perf_counter() - start
+    stats = merge_stats((r.stats for r in results), pipeline.order())
+    result = RunResult(pipeline.name, out_dir, results, stats, wall, n_parallel, ex.name)
+    if write_reports:
+        write_report(pipeline, result)
+    return result

@@ -1,0 +1,172 @@
+"""The ``Stage`` contract, the per-file context a stage works in, and ``@stage`` for functions.
+
+A stage's life in a worker process::
+
+    setup()                      once, before its first file
+    begin(ctx)                   per file
+    process(item, ctx) -> items  per input item; may yield items downstream
+    end(ctx) -> items            the file's input is exhausted: flush, finish outputs
+    abort(ctx)                   the file failed: discard partial work
+    teardown()                   once, when the worker is done
+
+Stage objects hold configuration and are pickled to workers; what a stage
+keeps for one file lives in ``ctx.state``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from .items import FILE, FileItem
+from .outputs import safe_join
+
+__all__ = ["Stage", "StageContext", "FileRun", "FunctionStage", "stage"]
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class Stage:
+    """Base class of stages. Override ``process`` and whichever hooks you need.
+
+    Class attributes declare the stage to the graph: ``accepts`` and ``emits``
+    are item kinds; ``report_fields`` are the Arrow fields this stage adds to
+    each file's row of the report.
+    """
+
+    name: str = ""
+    accepts: tuple[str, ...] = (FILE,)
+    emits: tuple[str, ...] = ()
+    report_fields: tuple[pa.Field, ...] = ()
+
+    def __init__(self, name: str | None = None) -> None:
+        if name:
+            self.name = name
+        elif not self.name:
+            self.name = _snake(type(self).__name__)
+
+    def setup(self) -> None:
+        """Prepare per-process resources (called once per worker)."""
+
+    def begin(self, ctx: "StageContext") -> None:
+        """Start a new file."""
+
+    def process(self, item: Any, ctx: "StageContext") -> Iterable[Any] | None:
+        """Handle one item; return or yield the items to pass downstream."""
+        raise NotImplementedError(f"stage {self.name!r} does not implement process()")
+
+    def end(self, ctx: "StageContext") -> Iterable[Any] | None:
+        """The file's items are all processed: flush and finish its outputs."""
+        return None
+
+    def abort(self, ctx: "StageContext") -> None:
+        """The file failed: release what ``begin``/``process`` opened, leave no partial output."""
+
+    def teardown(self) -> None:
+        """Release per-process resources."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class ProgressSink(Protocol):
+    def __call__(self, stage: str, done: int, total: int | None) -> None: ...
+
+
+def _no_progress(stage: str, done: int, total: int | None) -> None:
+    return None
+
+
+@dataclass(slots=True)
+class FileRun:
+    """Everything one file's run collects: its report row, outputs and warnings."""
+
+    file: FileItem
+    out_dir: Path
+    output_key: str
+    cpu_budget: int = 1
+    record: dict[str, Any] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    progress: ProgressSink = _no_progress
+
+
+class StageContext:
+    """What a stage sees of the file it is working on (one context per stage per file)."""
+
+    __slots__ = ("run", "stage", "state")
+
+    def __init__(self, run: FileRun, stage: str) -> None:
+        self.run = run
+        self.stage = stage
+        self.state: dict[str, Any] = {}
+
+    @property
+    def file(self) -> FileItem:
+        """The input file."""
+        return self.run.file
+
+    @property
+    def cpu_budget(self) -> int:
+        """How many threads this file's work may use (codec threads count against it)."""
+        return self.run.cpu_budget
+
+    def output_path(self, category: str, name: str | None = None) -> Path:
+        """Where an output of this file goes: ``OUT/category/<file key>[/name]``.
+
+        Without ``name`` the path is the file key itself (add a suffix to it);
+        the result never lands outside the output folder.
+        """
+        if name is None:
+            return safe_join(self.run.out_dir, category, self.run.output_key)
+        return safe_join(self.run.out_dir, category, self.run.output_key, name)
+
+    def add_output(self, path: str | Path) -> None:
+        """Record a finished output file of this file (relative to the output folder)."""
+        p = Path(path)
+        try:
+            p = p.resolve().relative_to(self.run.out_dir.resolve())
+        except ValueError:
+            pass
+        self.run.outputs.append(p.as_posix())
+
+    def record(self, **columns: Any) -> None:
+        """Set columns of this file's report row."""
+        self.run.record.update(columns)
+
+    def warn(self, message: str) -> None:
+        """Note something a user should know about this file that did not fail it."""
+        self.run.warnings.append(f"[{self.stage}] {message}")
+
+    def progress(self, done: int, total: int | None = None) -> None:
+        """Report how far this stage is through the file (in its own units, e.g. frames)."""
+        self.run.progress(self.stage, done, total)
+
+
+class FunctionStage(Stage):
+    """A stage made from a plain function ``fn(item, ctx) -> items | None``."""
+
+    def __init__(self, fn: Callable[[Any, StageContext], Iterable[Any] | None], *, name: str | None = None,
+                 accepts: str | Iterable[str] = FILE, emits: str | Iterable[str] = ()) -> None:
+        super().__init__(name or fn.__name__)
+        self.fn = fn
+        self.accepts = (accepts,) if isinstance(accepts, str) else tuple(accepts)
+        self.emits = (emits,) if isinstance(emits, str) else tuple(emits)
+
+    def process(self, item: Any, ctx: StageContext) -> Iterable[Any] | None:
+        return self.fn(item, ctx)
+
+
+def stage(fn: Callable[..., Any] | None = None, *, name: str | None = None,
+          accepts: str | Iterable[str] = FILE, emits: str | Iterable[str] = ()) -> Any:
+    """Turn ``fn(item, ctx)`` into a :class:`Stage`; usable bare or with arguments."""
+    def wrap(f: Callable[..., Any]) -> FunctionStage:
+        return FunctionStage(f, name=name, accepts=accepts, emits=emits)
+    return wrap(fn) if fn is not None else wrap

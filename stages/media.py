@@ -1,0 +1,93 @@
+"""Opening media with PyAV: clear errors for bad files, and orientation helpers."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from fractions import Fraction
+
+import av
+import av.logging
+
+from pipeline import CorruptMedia, UnreadableFile
+
+__all__ = ["VIDEO_EXTENSIONS", "open_media", "ffmpeg_reason", "display_size", "rotation_turns", "fit_within"]
+
+VIDEO_EXTENSIONS: tuple[str, ...] = (
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mxf", ".mts", ".m2ts", ".ts", ".mpg", ".mpeg",
+    ".wmv", ".flv", ".3gp", ".ogv", ".dv",
+)
+"""Suffixes a folder walk picks up as video."""
+
+# FFmpeg's last error line ends up on the exception (``exc.log``) only when its
+# log level lets errors through; PyAV's own Python logger is kept quiet so that
+# a corrupt packet does not print a line per frame.
+av.logging.set_level(av.logging.ERROR)
+logging.getLogger("libav").setLevel(logging.CRITICAL)
+
+
+def ffmpeg_reason(exc: BaseException) -> str:
+    """FFmpeg's own words for ``exc``: its last error log line, else the error text."""
+    log = getattr(exc, "log", None)
+    if log and len(log) >= 3 and log[2]:
+        return str(log[2]).strip()
+    strerror = getattr(exc, "strerror", None)
+    return str(strerror or exc)
+
+
+@contextmanager
+def open_media(path: str) -> Iterator[av.container.InputContainer]:
+    """Open ``path`` for reading, turning every way it can fail into an ``InputError``."""
+    if os.path.isdir(path):
+        raise UnreadableFile(path, "is a folder, not a file")
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise UnreadableFile(path, exc.strerror or str(exc)) from exc
+    if size == 0:
+        raise UnreadableFile(path, "file is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise UnreadableFile(path, "permission denied")
+    try:
+        container = av.open(path, metadata_errors="replace")
+    except av.error.PermissionError as exc:
+        raise UnreadableFile(path, "permission denied") from exc
+    except (av.error.FileNotFoundError, FileNotFoundError) as exc:
+        raise UnreadableFile(path, "no such file") from exc
+    except av.FFmpegError as exc:
+        raise CorruptMedia(path, f"not a readable media file ({ffmpeg_reason(exc)})") from exc
+    try:
+        yield container
+    finally:
+        container.close()
+
+
+def rotation_turns(rotation: int | float | None) -> int:
+    """Quarter turns counter-clockwise (``np.rot90``'s ``k``) that show a frame upright."""
+    return int(round((rotation or 0) / 90.0)) % 4
+
+
+def display_size(width: int, height: int, rotation: int | float | None = 0,
+                 sample_aspect: Fraction | None = None) -> tuple[int, int]:
+    """The size a player shows: stored size, stretched by the sample aspect ratio, then rotated."""
+    if sample_aspect and sample_aspect > 0 and sample_aspect != 1:
+        width = max(1, round(width * sample_aspect))
+    if rotation_turns(rotation) % 2:
+        return height, width
+    return width, height
+
+
+def fit_within(width: int, height: int, max_width: int, max_height: int, *, even: bool = True,
+               upscale: bool = False) -> tuple[int, int]:
+    """The largest size with ``width:height``'s aspect that fits the box (portrait pictures get the box turned)."""
+    if height > width and max_width > max_height:
+        max_width, max_height = max_height, max_width
+    scale = min(max_width / width, max_height / height)
+    if not upscale:
+        scale = min(scale, 1.0)
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    if even:
+        w, h = max(2, w - w % 2), max(2, h - h % 2)
+    return w, h
