@@ -30,7 +30,7 @@ __all__ = ["Stage", "StageContext", "FileRun", "FunctionStage", "stage"]
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name.lstrip("_")).lower()
 
 
 class Stage:

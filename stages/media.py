@@ -44,8 +44,10 @@ def open_media(path: str) -> Iterator[av.container.InputContainer]:
         raise UnreadableFile(path, "is a folder, not a file")
     try:
         size = os.path.getsize(path)
+    except FileNotFoundError as exc:
+        raise UnreadableFile(path, "no such file") from exc
     except OSError as exc:
-        raise UnreadableFile(path, exc.strerror or str(exc)) from exc
+        raise UnreadableFile(path, (exc.strerror or str(exc)).lower()) from exc
     if size == 0:
         raise UnreadableFile(path, "file is empty (0 bytes)")
     if not os.access(path, os.R_OK):

@@ -15,6 +15,7 @@ not started are re-run without charge.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Sequence
 from concurrent.futures import as_completed
@@ -31,6 +32,12 @@ from .base import FileTask, RunEvents
 from .worker import init_worker, run_task
 
 __all__ = ["LocalExecutor"]
+
+
+def _exit_codes(exc: BaseException) -> str:
+    """loky's exit codes of the dead workers (e.g. ``; exit codes {EXIT(3)}``), when it names them."""
+    found = re.search(r"exit codes of the workers are (\{.*?\})", str(exc))
+    return f"; exit codes {found.group(1)}" if found else ""
 
 
 class LocalExecutor:
@@ -75,10 +82,14 @@ class LocalExecutor:
                             pending.append(task)
                             continue
                         result = self._failure(task, "worker process died while running this file "
-                                               f"({attempts[idx]} attempts): {exc}", type(exc).__name__)
+                                               f"({attempts[idx]} attempts{_exit_codes(exc)})",
+                                               type(exc).__name__)
+                        result.attempts = attempts[idx]
                     except Exception as exc:  # the result could not be sent back
                         result = self._failure(task, f"{type(exc).__name__}: {exc}", type(exc).__name__)
-                    result.attempts = attempts[idx] + 1
+                        result.attempts = attempts[idx] + 1
+                    else:
+                        result.attempts = attempts[idx] + 1
                     results[idx] = result
                     events.file_done(result)
                 executor.shutdown(wait=True)

@@ -1,0 +1,58 @@
+"""Shared fixtures: small clips made with PyAV, and one batch run over them that many tests read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline import RunResult, run
+from stages import ClipSpec, make_clip
+from stages import presets
+from stages.samples import make_corrupt
+
+REPO = Path(__file__).resolve().parents[1]
+FOOTAGE = REPO.parent / "shared" / "footage"
+
+# Small versions of the sample set: what each clip was made with is what the tests expect back.
+CLIPS: dict[str, ClipSpec] = {
+    "landscape_audio.mp4": ClipSpec("landscape_audio.mp4", 320, 180, 3.0, fps=30, audio=True),
+    "portrait_rot90.mp4": ClipSpec("portrait_rot90.mp4", 256, 144, 2.0, fps=25, audio=True, rotation=-90,
+                                   black_frames=5),
+    "web_vp9.webm": ClipSpec("web_vp9.webm", 256, 144, 2.0, fps=24, codec="libvpx-vp9"),
+    "sub/odd_854x480.mp4": ClipSpec("odd_854x480.mp4", 854, 480, 1.0, fps=30),
+}
+BROKEN = "broken.mp4"
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of small generated clips (one in a sub-folder) and one truncated MP4."""
+    root = tmp_path_factory.mktemp("clips")
+    for i, (rel, spec) in enumerate(CLIPS.items()):
+        make_clip(root / rel, spec, seed=i)
+    make_corrupt(root / BROKEN, root / "landscape_audio.mp4")
+    return root
+
+
+@pytest.fixture(scope="session")
+def batch(clip_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    """The default preset run over ``clip_dir`` on the local (loky) executor."""
+    out = tmp_path_factory.mktemp("out")
+    return run(presets.default(thumb_every=1.0, thumb_width=160), clip_dir, out, workers=2)
+
+
+@pytest.fixture(scope="session")
+def footage() -> Path:
+    """The real-world files in ../shared/footage (skips when that folder is absent)."""
+    if not FOOTAGE.is_dir():
+        pytest.skip("../shared/footage is not present")
+    return FOOTAGE
+
+
+def result_for(batch: RunResult, relpath: str):  # noqa: ANN201 - test helper
+    """The FileResult of ``relpath`` in ``batch``."""
+    for r in batch.files:
+        if r.file.relpath == relpath:
+            return r
+    raise AssertionError(f"{relpath} not in batch: {[r.file.relpath for r in batch.files]}")
