@@ -65,7 +65,11 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     budget = max(1, (os.cpu_count() or 1) // n_parallel)
     tasks = [FileTask(item, out_dir, key, budget) for item, key in zip(items, output_keys(items))]
     start = time.perf_counter()
-    results = ex.run(pipeline, tasks, events or SilentProgress())
+    try:
+        results = ex.run(pipeline, tasks, events or SilentProgress())
+    except BaseException:  # interrupted: the executor has stopped its workers; drop their half files
+        sweep_partial_outputs(out_dir)
+        raise
     wall = time.perf_counter() - start
     stats = merge_stats((r.stats for r in results), pipeline.order())
     result = RunResult(pipeline.name, out_dir, results, stats, wall, n_parallel, ex.name)

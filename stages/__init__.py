@@ -6,11 +6,11 @@ from .frames import AudioFrameItem, StreamInfo, VideoFrameItem
 from .media import VIDEO_EXTENSIONS, display_size, fit_within, open_media
 from .metadata import METADATA_FIELDS, MediaInfo, Metadata, probe
 from . import presets
-from .samples import ClipSpec, generate_samples, make_clip, read_frame_marker
+from .samples import SAMPLE_SET, ClipSpec, generate_samples, make_clip, read_frame_marker
 from .thumbnails import Thumbnails, frame_to_image
 
 __all__ = [
-    "AudioFrameItem", "ClipSpec", "Decode", "METADATA_FIELDS", "MediaInfo", "Metadata", "Proxy", "StreamInfo",
+    "AudioFrameItem", "ClipSpec", "SAMPLE_SET", "Decode", "METADATA_FIELDS", "MediaInfo", "Metadata", "Proxy", "StreamInfo",
     "Thumbnails", "VIDEO_EXTENSIONS", "VideoFrameItem", "display_size", "fit_within",
     "frame_to_image", "generate_samples", "make_clip", "open_media", "presets", "probe", "read_frame_marker",
 ]

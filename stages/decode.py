@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from fractions import Fraction
 from typing import Any
 
 import av
@@ -12,7 +13,43 @@ from pipeline import AUDIO, FILE, FRAME, CorruptMedia, FileItem, Stage, StageCon
 from .frames import AudioFrameItem, StreamInfo, VideoFrameItem
 from .media import ffmpeg_reason, open_media
 
-__all__ = ["Decode"]
+__all__ = ["Decode", "BestEffortTimestamps", "frame_rate"]
+
+
+class BestEffortTimestamps:
+    """Picks each frame's timestamp as FFmpeg's ``best_effort_timestamp`` does.
+
+    Some files (AVI with packed B-frames) carry presentation stamps that go
+    backwards while their decode stamps are sound: count how often each kind
+    fails to increase and trust the one that fails less.
+    """
+
+    __slots__ = ("faulty_pts", "faulty_dts", "last_pts", "last_dts")
+
+    def __init__(self) -> None:
+        self.faulty_pts = self.faulty_dts = 0
+        self.last_pts: int | None = None
+        self.last_dts: int | None = None
+
+    def __call__(self, pts: int | None, dts: int | None) -> int | None:
+        if dts is not None:
+            self.faulty_dts += self.last_dts is not None and dts <= self.last_dts
+            self.last_dts = dts
+        if pts is not None:
+            self.faulty_pts += self.last_pts is not None and pts <= self.last_pts
+            self.last_pts = pts
+        if pts is not None and (dts is None or self.faulty_pts <= self.faulty_dts):
+            return pts
+        return dts
+
+
+def frame_rate(stream: Any, duration_s: float | None) -> Fraction | None:
+    """A stream's average frame rate; else frames over duration; else None (never a time base's 1000)."""
+    if stream.average_rate:
+        return Fraction(stream.average_rate)
+    if stream.frames and duration_s:
+        return Fraction(stream.frames) / Fraction(duration_s).limit_denominator(1_000_000)
+    return None
 
 
 class Decode(Stage):
@@ -44,6 +81,7 @@ class Decode(Stage):
             start = _start_seconds(container, vstream)
             streams = [vstream] + ([astream] if astream is not None else [])
             vtb = vstream.time_base or info.time_base
+            timestamps = BestEffortTimestamps()
             n_frames = 0
             errors = 0
             last_error = ""
@@ -56,7 +94,8 @@ class Decode(Stage):
                     continue
                 for frame in frames:
                     if packet.stream is vstream:
-                        t = float(frame.pts * vtb) - start if frame.pts is not None else (
+                        ts = timestamps(frame.pts, frame.dts)
+                        t = float(ts * vtb) - start if ts is not None else (
                             n_frames / float(info.fps) if info.fps else 0.0)
                         yield VideoFrameItem(frame, n_frames, t, int(frame.rotation or 0), info)
                         n_frames += 1
@@ -85,8 +124,8 @@ def _start_seconds(container: Any, vstream: Any) -> float:
 
 def _stream_info(container: Any, vstream: Any, astream: Any) -> StreamInfo:
     cc = vstream.codec_context
-    fps = vstream.average_rate or vstream.guessed_rate or None
     duration = container.duration / av.time_base if container.duration else None
+    fps = frame_rate(vstream, duration)
     count = vstream.frames or (round(duration * float(fps)) if duration and fps else None)
     return StreamInfo(
         width=cc.width, height=cc.height, fps=fps, time_base=vstream.time_base,

@@ -65,7 +65,7 @@ class Proxy(Stage):
 
     def begin(self, ctx: StageContext) -> None:
         ctx.state.update(out=None, container=None, video=None, audio=None, pending_audio=[], size=None,
-                         turns=0, frames=0)
+                         turns=0, frames=0, last_pts=None)
 
     def process(self, item: VideoFrameItem | AudioFrameItem, ctx: StageContext) -> None:
         st = ctx.state
@@ -153,7 +153,10 @@ class Proxy(Stage):
         if turns:
             frame = rotate_yuv420p(frame, turns)
         tb = st["video"].codec_context.time_base
-        frame.pts = round(item.time / tb)
+        pts = round(item.time / tb)
+        if st["last_pts"] is not None and pts <= st["last_pts"]:  # stamps must rise for the muxer
+            pts = st["last_pts"] + 1
+        st["last_pts"] = frame.pts = pts
         frame.time_base = tb
         frame.pict_type = 0  # let x264 choose; a decoded frame's type would be forced on it
         for packet in st["video"].encode(frame):

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from pipeline import FILE, FileItem, Stage, StageContext
 
+from .decode import frame_rate
 from .media import display_size, open_media
 
 __all__ = ["MediaInfo", "probe", "Metadata", "METADATA_FIELDS"]
@@ -67,10 +68,10 @@ def probe(path: str) -> MediaInfo:
         if c.streams.video:
             v = c.streams.video[0]
             cc = v.codec_context
-            rate = v.average_rate or v.guessed_rate
-            fps = float(rate) if rate else None
             if duration is None and v.duration and v.time_base:
                 duration = info["duration_s"] = float(v.duration * v.time_base)
+            rate = frame_rate(v, duration)
+            fps = float(rate) if rate else None
             count = v.frames or (round(duration * fps) if duration and fps else None)
             rotation = _first_frame_rotation(c, v)
             dw, dh = display_size(cc.width, cc.height, rotation, v.sample_aspect_ratio)

@@ -96,8 +96,8 @@ class LocalExecutor:
                 executor = None
                 pending.sort(key=lambda t: t.file.index)
         finally:
-            if executor is not None:  # interrupted: do not wait for running files
-                executor.shutdown(wait=False, kill_workers=True)
+            if executor is not None:  # interrupted: kill running files' workers and wait until they are gone
+                executor.shutdown(wait=True, kill_workers=True)
             queue.put(None)
             listener.join(timeout=5)
         return [results[t.file.index] for t in tasks]

@@ -1,0 +1,99 @@
+"""The ``framepipe`` command, run as a user runs it: a real process, real exit statuses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pyarrow.parquet as pq
+
+from conftest import BROKEN, CLIPS
+from stages import ClipSpec, make_clip
+
+FRAMEPIPE = [sys.executable, "-m", "pipeline"]
+
+
+def framepipe(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*FRAMEPIPE, *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def test_version_and_presets_are_listed() -> None:
+    assert framepipe("--version").stdout.startswith("framepipe ")
+    listing = framepipe("presets").stdout
+    assert "default:" in listing and "-O thumb_every=2.0" in listing and "metadata:" in listing
+
+
+def test_run_makes_every_output_reports_the_broken_file_and_exits_1(clip_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = framepipe("run", clip_dir, "-o", out, "-q", "-j", "2")
+    assert proc.returncode == 1, proc.stderr
+    failures = [line for line in proc.stderr.splitlines() if line.startswith("FAILED")]
+    assert set(failures) == {f"FAILED {BROKEN}: [metadata] not a readable media file (moov atom not found)"}
+    for stage in ("metadata", "decode", "thumbnails", "proxy"):
+        assert stage in proc.stdout
+    assert f"{len(CLIPS)} of {len(CLIPS) + 1} files done, 1 failed" in proc.stdout
+    rows = pq.read_table(out / "report.parquet").to_pylist()
+    assert {r["relpath"] for r in rows if r["status"] == "ok"} == set(CLIPS)
+    for rel in CLIPS:
+        key = rel.rsplit(".", 1)[0]
+        assert (out / "proxies" / f"{key}.mp4").is_file()
+        assert (out / "thumbnails" / key / "poster.jpg").is_file()
+    assert (out / "report.json").is_file()
+
+
+def test_preset_options_are_typed_and_checked(clip_dir: Path, tmp_path: Path) -> None:
+    proc = framepipe("run", clip_dir / "landscape_audio.mp4", "-o", tmp_path, "-q", "-p", "thumbnails",
+                     "-O", "thumb_every=0.5")
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((tmp_path / "thumbnails" / "landscape_audio").glob("t*.jpg"))) == 6
+    assert not (tmp_path / "proxies").exists()
+    bad = framepipe("run", clip_dir, "-o", tmp_path, "-O", "nope=1")
+    assert bad.returncode == 2
+    assert "preset 'default' has no option 'nope'" in bad.stderr
+    wrong = framepipe("run", clip_dir, "-o", tmp_path, "-O", "thumb_width=wide")
+    assert wrong.returncode == 2 and "thumb_width expects a int" in wrong.stderr
+
+
+def test_a_missing_input_folder_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:
+    proc = framepipe("run", tmp_path / "nowhere", "-o", tmp_path / "out")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"framepipe: {tmp_path / 'nowhere'}: no such file or folder"]
+
+
+def test_an_unknown_preset_names_the_installed_ones(tmp_path: Path) -> None:
+    proc = framepipe("run", tmp_path, "-o", tmp_path / "out", "-p", "nope")
+    assert proc.returncode == 2 and "no preset named 'nope' (available: default, metadata, thumbnails)" in proc.stderr
+
+
+def test_interrupt_stops_the_batch_with_status_130_and_leaves_no_partial_file(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    for i in range(8):
+        make_clip(src / f"clip{i}.mp4", ClipSpec("c", 640, 360, 3.0), seed=i)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([*FRAMEPIPE, "run", str(src), "-o", str(out), "-q", "-j", "2"],
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:  # wait for the event "a file has started", not for a time
+        if line.startswith("start"):
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    leftovers = [p for p in out.rglob("*") if p.name.startswith(".")]
+    assert leftovers == []
+    for proxy in out.glob("proxies/*.mp4"):  # what finished is whole: every frame decodes
+        with av.open(str(proxy)) as c:
+            assert sum(1 for _ in c.decode(c.streams.video[0])) == 90
+
+
+def test_python_dash_m_and_the_console_script_are_the_same_command() -> None:
+    script = Path(sys.executable).with_name("framepipe")
+    assert script.exists()
+    assert subprocess.run([script, "--version"], capture_output=True, text=True).stdout == \
+        framepipe("--version").stdout
+    assert os.access(script, os.X_OK)
