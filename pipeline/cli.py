@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points, version
 
 from .errors import FramepipeError
+from .interrupts import Interrupted
 from .presets import available_presets, build_preset, preset_options
 from .progress import ConsoleProgress
 from .run import collect_inputs, run
@@ -90,9 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except KeyboardInterrupt:
-        print("\nframepipe: interrupted; finished outputs are kept, partial ones removed", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        print(f"\nframepipe: {exc or 'interrupted'}; finished outputs are kept, partial ones removed",
+              file=sys.stderr)
+        return exc.exit_status if isinstance(exc, Interrupted) else EXIT_INTERRUPTED
     except FramepipeError as exc:
         print(f"framepipe: {exc}", file=sys.stderr)
         return EXIT_USAGE

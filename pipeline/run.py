@@ -18,6 +18,7 @@ from .outputs import sweep_partial_outputs
 from .progress import SilentProgress
 from .report import write_report
 from .results import RunResult
+from .shm import sweep_stale_segments
 from .sources import file_items, find_files
 
 __all__ = ["run", "collect_inputs", "output_keys"]
@@ -60,6 +61,7 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     except OSError as exc:
         raise OutputError(f"cannot create output folder {out_dir}: {exc.strerror}") from exc
     sweep_partial_outputs(out_dir)
+    sweep_stale_segments()
     ex = get_executor(executor, workers)
     n_parallel = max(1, min(ex.workers, len(items)))
     budget = max(1, (os.cpu_count() or 1) // n_parallel)

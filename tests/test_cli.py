@@ -10,6 +10,7 @@ from pathlib import Path
 
 import av
 import pyarrow.parquet as pq
+import pytest
 
 from conftest import BROKEN, CLIPS
 from stages import ClipSpec, make_clip
@@ -69,7 +70,9 @@ def test_an_unknown_preset_names_the_installed_ones(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "no preset named 'nope' (available: default, metadata, thumbnails)" in proc.stderr
 
 
-def test_interrupt_stops_the_batch_with_status_130_and_leaves_no_partial_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_stops_the_batch_and_leaves_no_partial_file_or_segment(tmp_path: Path, signum: int,
+                                                                         status: int) -> None:
     src = tmp_path / "in"
     for i in range(8):
         make_clip(src / f"clip{i}.mp4", ClipSpec("c", 640, 360, 3.0), seed=i)
@@ -80,10 +83,11 @@ def test_interrupt_stops_the_batch_with_status_130_and_leaves_no_partial_file(tm
     for line in proc.stderr:  # wait for the event "a file has started", not for a time
         if line.startswith("start"):
             break
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "interrupted" in err
+    assert proc.returncode == status, err
+    assert f"interrupted by {signal.Signals(signum).name}" in err
+    assert not [p for p in Path("/dev/shm").glob(f"framepipe_{proc.pid}_*")]
     leftovers = [p for p in out.rglob("*") if p.name.startswith(".")]
     assert leftovers == []
     for proxy in out.glob("proxies/*.mp4"):  # what finished is whole: every frame decodes

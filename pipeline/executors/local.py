@@ -1,37 +1,43 @@
 """The local executor: files run concurrently on a loky process pool.
 
-    parent                                   loky workers (one pipeline each)
-    ------                                   --------------------------------
-    submit(run_task, FileTask) ───────────►  FileRunner.run(file)
-    listener thread ◄── events queue ◄────── ("start", i, pid), ("progress", i, ...)
-    as_completed(futures) ◄───────────────── FileResult
+    parent (one scheduling loop)                 loky workers (one pipeline each)
+    ----------------------------                 --------------------------------
+    submit(run_task, FileTask, row) ──────────►  FileRunner.run(file)
+    reads ProgressBoard (shared memory) ◄─────── board.start / update / finish(row)
+    wait(futures, 0.1 s) ◄────────────────────── FileResult
+    checks the interrupt flag
+
+The loop wakes when a file finishes or every 0.1 s, to forward progress and
+to notice Ctrl-C or SIGTERM, which only set a flag: the loop then kills the
+workers and waits for them before raising, so no worker writes after return.
 
 A worker that dies (killed, segfault, out of memory) breaks the whole loky
-pool: every pending future fails. Files that had started are charged one
-attempt and re-run on a fresh pool up to ``retries`` times; files that had
-not started are re-run without charge.
+pool: every pending future fails. Files whose board row says they were
+running are charged one attempt and re-run on a fresh pool up to ``retries``
+times; files that had not started are re-run without charge.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import threading
 from collections.abc import Sequence
-from concurrent.futures import as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
 
 from loky import ProcessPoolExecutor
-from loky.backend.context import get_context
 from loky.process_executor import TerminatedWorkerError
 
 from ..graph import Pipeline
+from ..interrupts import InterruptFlag, capture_interrupts
 from ..results import FAILED, FileResult
 from .base import FileTask, RunEvents
+from .board import PENDING, RUNNING, ProgressBoard
 from .worker import init_worker, run_task
 
 __all__ = ["LocalExecutor"]
+
+_TICK_S = 0.1
 
 
 def _exit_codes(exc: BaseException) -> str:
@@ -52,69 +58,80 @@ class LocalExecutor:
     def run(self, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents) -> list[FileResult]:
         if not tasks:
             return []
-        n_workers = min(self.workers, len(tasks))
-        queue = get_context("loky").SimpleQueue()
-        by_index = {t.file.index: t for t in tasks}
-        started: set[int] = set()
-        listener = threading.Thread(target=self._listen, args=(queue, by_index, started, events),
-                                    name="framepipe-events", daemon=True)
-        listener.start()
-        results: dict[int, FileResult] = {}
-        attempts = dict.fromkeys(by_index, 0)
-        pending = list(tasks)
-        executor: ProcessPoolExecutor | None = None
+        board = ProgressBoard.create(len(tasks))
         try:
-            while pending:
-                executor = ProcessPoolExecutor(max_workers=n_workers, initializer=init_worker,
-                                               initargs=(pipeline, queue))
-                futures = {executor.submit(run_task, t): t for t in pending}
-                pending = []
-                for fut in as_completed(futures):
-                    task = futures[fut]
-                    idx = task.file.index
-                    try:
-                        result = fut.result()
-                    except (TerminatedWorkerError, BrokenProcessPool) as exc:
-                        if idx in started:
-                            attempts[idx] += 1
-                            started.discard(idx)
-                        if attempts[idx] <= self.retries:
-                            pending.append(task)
-                            continue
-                        result = self._failure(task, "worker process died while running this file "
-                                               f"({attempts[idx]} attempts{_exit_codes(exc)})",
-                                               type(exc).__name__)
-                        result.attempts = attempts[idx]
-                    except Exception as exc:  # the result could not be sent back
-                        result = self._failure(task, f"{type(exc).__name__}: {exc}", type(exc).__name__)
-                        result.attempts = attempts[idx] + 1
-                    else:
-                        result.attempts = attempts[idx] + 1
-                    results[idx] = result
-                    events.file_done(result)
-                executor.shutdown(wait=True)
-                executor = None
-                pending.sort(key=lambda t: t.file.index)
+            with capture_interrupts() as interrupt:
+                return self._run(pipeline, tasks, events, board, interrupt)
         finally:
-            if executor is not None:  # interrupted: kill running files' workers and wait until they are gone
-                executor.shutdown(wait=True, kill_workers=True)
-            queue.put(None)
-            listener.join(timeout=5)
-        return [results[t.file.index] for t in tasks]
+            board.close()
+
+    def _run(self, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents, board: ProgressBoard,
+             interrupt: InterruptFlag) -> list[FileResult]:
+        n_workers = min(self.workers, len(tasks))
+        stage_names = pipeline.order()
+        results: dict[int, FileResult] = {}
+        attempts = [0] * len(tasks)
+        pending = list(range(len(tasks)))
+        seen = [(-1, -1)] * len(tasks)  # last (state, done) forwarded per row
+        while pending:
+            executor = ProcessPoolExecutor(max_workers=n_workers, initializer=init_worker,
+                                           initargs=(pipeline, board.segment.name, board.rows))
+            try:
+                futures: dict[Future[FileResult], int] = {
+                    executor.submit(run_task, tasks[row], row): row for row in pending}
+                pending = []
+                not_done = set(futures)
+                while not_done:
+                    done, not_done = wait(not_done, timeout=_TICK_S, return_when=FIRST_COMPLETED)
+                    interrupt.raise_if_set()
+                    self._forward_progress(board, tasks, stage_names, seen, events)
+                    for fut in sorted(done, key=futures.__getitem__):
+                        row = futures[fut]
+                        result = self._collect(fut, tasks[row], row, board, attempts, pending)
+                        if result is None:  # re-queued: announce it again when it restarts
+                            seen[row] = (-1, -1)
+                        else:
+                            results[row] = result
+                            events.file_done(result)
+            except BaseException:
+                executor.shutdown(wait=True, kill_workers=True)  # nothing may write after we return
+                raise
+            executor.shutdown(wait=True)
+            pending.sort()
+        return [results[row] for row in range(len(tasks))]
+
+    def _collect(self, fut: Future[FileResult], task: FileTask, row: int, board: ProgressBoard,
+                 attempts: list[int], pending: list[int]) -> FileResult | None:
+        """The file's result, or None when it goes back to the queue after its worker died."""
+        try:
+            result = fut.result()
+        except (TerminatedWorkerError, BrokenProcessPool) as exc:
+            if board.state(row) == RUNNING:
+                attempts[row] += 1
+            board.reset(row)
+            if attempts[row] <= self.retries:
+                pending.append(row)
+                return None
+            result = FileResult(task.file, FAILED, error="worker process died while running this file "
+                                f"({attempts[row]} attempts{_exit_codes(exc)})", error_type=type(exc).__name__)
+            result.attempts = attempts[row]
+            return result
+        except Exception as exc:  # the result could not be sent back
+            result = FileResult(task.file, FAILED, error=f"{type(exc).__name__}: {exc}",
+                                error_type=type(exc).__name__)
+        result.attempts = attempts[row] + 1
+        return result
 
     @staticmethod
-    def _failure(task: FileTask, message: str, error_type: str) -> FileResult:
-        return FileResult(task.file, FAILED, error=message, error_type=error_type)
-
-    @staticmethod
-    def _listen(queue: Any, by_index: dict[int, FileTask], started: set[int], events: RunEvents) -> None:
-        while True:
-            msg = queue.get()
-            if msg is None:
-                return
-            if msg[0] == "start":
-                started.add(msg[1])
-                events.file_started(by_index[msg[1]])
-            elif msg[0] == "progress":
-                _, idx, stage, done, total = msg
-                events.file_progress(idx, stage, done, total)
+    def _forward_progress(board: ProgressBoard, tasks: Sequence[FileTask], stage_names: list[str],
+                          seen: list[tuple[int, int]], events: RunEvents) -> None:
+        """Tell ``events`` what changed on the board since the last tick."""
+        for row, (state, _pid, stage, done, total) in enumerate(board.snapshot().tolist()):
+            prev_state, prev_done = seen[row]
+            if state == PENDING or (state, done) == (prev_state, prev_done):
+                continue
+            if prev_state in (-1, PENDING):
+                events.file_started(tasks[row])
+            seen[row] = (state, done)
+            if state == RUNNING and stage >= 0:
+                events.file_progress(tasks[row].file.index, stage_names[stage], done, None if total < 0 else total)

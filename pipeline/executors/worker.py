@@ -4,43 +4,41 @@ from __future__ import annotations
 
 import atexit
 import os
-import time
-from typing import Any
 
 from ..graph import Pipeline
 from ..results import FileResult
 from ..stage import FileRun
 from .base import FileTask
+from .board import ProgressBoard
 from .file_runner import FileRunner
 
 __all__ = ["init_worker", "run_task"]
 
 _RUNNER: FileRunner | None = None
-_EVENTS: Any = None  # a loky SimpleQueue, or None
-_PROGRESS_INTERVAL_S = 0.2
+_BOARD: ProgressBoard | None = None
+_STAGE_NUMBERS: dict[str, int] = {}
 
 
-def init_worker(pipeline: Pipeline, events: Any) -> None:
-    """Executor initializer: keep the pipeline for this process's lifetime."""
-    global _RUNNER, _EVENTS
+def init_worker(pipeline: Pipeline, board_name: str, board_rows: int) -> None:
+    """Executor initializer: keep the pipeline and the progress board for this process's lifetime."""
+    global _RUNNER, _BOARD, _STAGE_NUMBERS
     _RUNNER = FileRunner(pipeline)
-    _EVENTS = events
+    _BOARD = ProgressBoard.attach(board_name, board_rows)
+    _STAGE_NUMBERS = {name: i for i, name in enumerate(_RUNNER.order)}
     atexit.register(_RUNNER.teardown)
 
 
-def run_task(task: FileTask) -> FileResult:
-    """Run one file through this process's pipeline."""
-    assert _RUNNER is not None, "init_worker() was not called in this process"
-    events = _EVENTS
-    last = [0.0]
+def run_task(task: FileTask, row: int) -> FileResult:
+    """Run one file through this process's pipeline, posting its progress in board row ``row``."""
+    assert _RUNNER is not None and _BOARD is not None, "init_worker() was not called in this process"
+    board, numbers = _BOARD, _STAGE_NUMBERS
 
     def progress(stage: str, done: int, total: int | None) -> None:
-        now = time.monotonic()
-        if events is not None and now - last[0] >= _PROGRESS_INTERVAL_S:
-            last[0] = now
-            events.put(("progress", task.file.index, stage, done, total))
+        board.update(row, numbers.get(stage, -1), done, total)
 
-    if events is not None:
-        events.put(("start", task.file.index, os.getpid()))
+    board.start(row, os.getpid())
     run = FileRun(task.file, task.out_dir, task.output_key, task.cpu_budget, progress=progress)
-    return _RUNNER.run(run)
+    try:
+        return _RUNNER.run(run)
+    finally:
+        board.finish(row)

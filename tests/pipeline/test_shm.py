@@ -1,0 +1,50 @@
+"""Shared segments: one owner unlinks; attaching processes leave no trace; stale ones are swept."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import _posixshmem
+import numpy as np
+from loky import ProcessPoolExecutor
+
+from pipeline.shm import SEGMENT_PREFIX, SharedSegment, sweep_stale_segments
+
+
+def _write_in_worker(name: str, size: int) -> int:
+    seg = SharedSegment.attach(name, size)
+    view = np.ndarray((size,), np.uint8, buffer=seg.buf)
+    view[:] = 7
+    del view
+    seg.close()
+    return os.getpid()
+
+
+def test_a_loky_worker_writes_through_an_attached_view_and_the_owner_unlinks_cleanly(
+        capfd: object) -> None:
+    seg = SharedSegment.create(4096, tag="test")
+    with ProcessPoolExecutor(max_workers=1) as ex:
+        ex.submit(_write_in_worker, seg.name, 4096).result()
+    assert bytes(seg.buf[:4]) == b"\x07" * 4
+    seg.close()
+    seg.unlink()
+    assert not Path("/dev/shm", seg.name).exists()
+
+
+def test_segments_of_a_dead_process_are_swept_and_live_ones_kept() -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = f"{SEGMENT_PREFIX}{dead}_test_deadbeef"
+    fd = _posixshmem.shm_open("/" + stale, os.O_CREAT | os.O_RDWR, mode=0o600)
+    os.close(fd)
+    live = SharedSegment.create(64, tag="live")
+    try:
+        assert stale in sweep_stale_segments()
+        assert not Path("/dev/shm", stale).exists()
+        assert Path("/dev/shm", live.name).exists()
+    finally:
+        live.close()
+        live.unlink()
