@@ -1,0 +1,27 @@
+"""The README's Python example runs as printed."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from conftest import BROKEN, CLIPS, REPO
+
+
+def test_the_python_example_runs_and_records_its_custom_column(clip_dir: Path, tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)  # type: ignore[union-attr]
+    (tmp_path / "example.py").write_text(code)
+    (tmp_path / "samples").symlink_to(clip_dir, target_is_directory=True)
+    proc = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "brightness" in proc.stdout and f"FAILED {BROKEN}" in proc.stdout
+    rows = {r["relpath"]: r for r in pq.read_table(tmp_path / "out-mine" / "report.parquet").to_pylist()}
+    for rel in CLIPS:
+        assert 16 <= rows[rel]["mean_luma"] <= 235
+    assert rows[BROKEN]["mean_luma"] is None
