@@ -18,6 +18,10 @@ __all__ = [
     "OutputError",
     "WorkerCrashed",
     "PresetNotFound",
+    "BufferPoolError",
+    "BufferPoolExhausted",
+    "StaleFrameRef",
+    "PoolClosed",
 ]
 
 
@@ -83,3 +87,22 @@ class WorkerCrashed(FramepipeError):
 
 class OutputError(FramepipeError, OSError):
     """An output could not be written (disk full, read-only folder...)."""
+
+
+# Shared-memory buffers -------------------------------------------------------
+
+
+class BufferPoolError(FramepipeError):
+    """Base class of errors of shared-memory buffer pools."""
+
+
+class BufferPoolExhausted(BufferPoolError, TimeoutError):
+    """No slot became free within the timeout (or none was free for ``try``)."""
+
+
+class StaleFrameRef(BufferPoolError, LookupError):
+    """A FrameRef points at a slot that was released and may hold another frame now."""
+
+
+class PoolClosed(BufferPoolError, RuntimeError):
+    """The buffer pool was closed; its memory is gone."""

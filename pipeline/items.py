@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from .zerocopy import MappedFile
+
 __all__ = ["FILE", "FRAME", "AUDIO", "FileItem", "fingerprint"]
 
 FILE: Final = "file"
@@ -29,11 +31,14 @@ def fingerprint(path: str | os.PathLike[str], size: int, mtime_ns: int) -> str:
     """A cheap identity of a file's content: size, mtime and a hash of its first and last MiB."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(f"{size}:{mtime_ns}".encode())
-    with open(path, "rb") as f:
-        digest.update(f.read(_FINGERPRINT_CHUNK))
-        if size > 2 * _FINGERPRINT_CHUNK:
-            f.seek(size - _FINGERPRINT_CHUNK)
-            digest.update(f.read(_FINGERPRINT_CHUNK))
+    with MappedFile(path) as f:  # hashed straight from the page cache, no copy
+        head = f.view(0, _FINGERPRINT_CHUNK)
+        digest.update(head)
+        head.release()
+        if f.size > 2 * _FINGERPRINT_CHUNK:
+            tail = f.view(f.size - _FINGERPRINT_CHUNK)
+            digest.update(tail)
+            tail.release()
     return digest.hexdigest()
 
 

@@ -1,0 +1,167 @@
+"""Size classes of buffer pools for video: a frame goes to the smallest class it fits.
+
+Default classes: a 1080p RGB24 frame, a 4K RGB24 frame, and one second of
+48 kHz stereo float32 audio. A YUV 4:2:0 frame takes its real size (half of
+RGB24), so a 4K YUV frame fits the 4K class and a 1080p YUV frame the 1080p
+class with room to spare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .buffers import BufferPool, BufferPoolStats, SlotLease
+from .errors import BufferPoolExhausted
+
+__all__ = ["SizeClass", "BufferConfig", "VideoBufferPool", "frame_layout", "frame_nbytes", "AUDIO_SECOND_BYTES"]
+
+AUDIO_SECOND_BYTES = 48_000 * 2 * 4
+"""One second of 48 kHz stereo float32 samples."""
+
+# Bytes per pixel of the luma plane, and chroma subsampling (x, y) with the number of chroma planes.
+_PLANAR: dict[str, tuple[int, int, int, int]] = {
+    "yuv420p": (1, 2, 2, 2), "yuvj420p": (1, 2, 2, 2), "yuv422p": (1, 2, 1, 2), "yuv444p": (1, 1, 1, 2),
+    "yuv420p10le": (2, 2, 2, 2), "yuv422p10le": (2, 2, 1, 2), "yuv444p10le": (2, 1, 1, 2),
+    "nv12": (1, 2, 2, 1),  # one interleaved UV plane at half height, full width in bytes
+}
+_PACKED: dict[str, tuple[int, Any]] = {  # channels, dtype
+    "gray": (1, np.uint8), "gray16le": (1, np.uint16), "rgb24": (3, np.uint8), "bgr24": (3, np.uint8),
+    "rgba": (4, np.uint8), "bgra": (4, np.uint8), "rgb48le": (3, np.uint16), "flt": (1, np.float32),
+}
+
+
+def frame_layout(width: int, height: int, pixel_format: str) -> tuple[tuple[int, ...], np.dtype]:
+    """The numpy shape and dtype of a frame in a slot (PyAV's ``to_ndarray`` layout where it has one).
+
+    Packed formats are ``(height, width[, channels])``; planar YUV is its planes
+    back to back: ``(height * 3 // 2, width)`` for even 4:2:0 sizes, else flat.
+    """
+    if pixel_format in _PACKED:
+        channels, dtype = _PACKED[pixel_format]
+        shape = (height, width) if channels == 1 else (height, width, channels)
+        return shape, np.dtype(dtype)
+    if pixel_format in _PLANAR:
+        bpp, sx, sy, planes = _PLANAR[pixel_format]
+        cw, ch = -(-width // sx), -(-height // sy)
+        chroma = cw * ch * 2 if pixel_format == "nv12" else cw * ch * planes
+        dtype = np.dtype(np.uint16 if bpp == 2 else np.uint8)
+        if pixel_format in ("yuv420p", "yuvj420p", "yuv420p10le") and width % 2 == 0 and height % 4 == 0:
+            return (height * 3 // 2, width), dtype
+        return (width * height + chroma,), dtype
+    raise ValueError(f"unknown pixel format {pixel_format!r}")
+
+
+def frame_nbytes(width: int, height: int, pixel_format: str) -> int:
+    """Bytes a frame of this size and pixel format takes in a slot."""
+    shape, dtype = frame_layout(width, height, pixel_format)
+    return int(np.prod(shape)) * dtype.itemsize
+
+
+@dataclass(frozen=True, slots=True)
+class SizeClass:
+    """One pool of a :class:`VideoBufferPool`: its name, slot size in bytes and slot count."""
+
+    name: str
+    slot_size: int
+    slots: int
+
+
+@dataclass(frozen=True, slots=True)
+class BufferConfig:
+    """The size classes of a :class:`VideoBufferPool`, smallest first once built."""
+
+    classes: tuple[SizeClass, ...]
+    alignment: int = 64
+    page_aligned: bool = False
+
+    @classmethod
+    def video_processing(cls, frames_1080p: int = 16, frames_4k: int = 4, audio_seconds: int = 8) -> "BufferConfig":
+        """For batch work on HD and UHD footage: about 100 MB of 1080p slots and 100 MB of 4K slots."""
+        return cls((SizeClass("audio_1s", AUDIO_SECOND_BYTES, audio_seconds),
+                    SizeClass("rgb24_1080p", frame_nbytes(1920, 1080, "rgb24"), frames_1080p),
+                    SizeClass("rgb24_4k", frame_nbytes(3840, 2160, "rgb24"), frames_4k)))
+
+    @classmethod
+    def low_memory(cls) -> "BufferConfig":
+        """For small machines: a few slots per class (about 40 MB in all)."""
+        return cls.video_processing(frames_1080p=3, frames_4k=1, audio_seconds=2)
+
+    def total_bytes(self) -> int:
+        """Shared memory the configuration reserves."""
+        return sum(c.slot_size * c.slots for c in self.classes)
+
+
+class VideoBufferPool:
+    """A set of :class:`BufferPool` s by size class; frames go to the smallest class that fits."""
+
+    def __init__(self, config: BufferConfig | None = None, *, prefault: bool = True) -> None:
+        self.config = config or BufferConfig.video_processing()
+        classes = sorted(self.config.classes, key=lambda c: c.slot_size)
+        self.pools: dict[str, BufferPool] = {}
+        try:
+            for c in classes:
+                self.pools[c.name] = BufferPool(c.slot_size, c.slots, name=c.name,
+                                                alignment=self.config.alignment,
+                                                page_aligned=self.config.page_aligned, prefault=prefault)
+        except BaseException:
+            self.close()
+            raise
+
+    def _fitting(self, nbytes: int) -> list[BufferPool]:
+        fits = [p for p in self.pools.values() if p.slot_size >= nbytes]
+        if not fits:
+            largest = max((p.slot_size for p in self.pools.values()), default=0)
+            raise ValueError(f"a {nbytes}-byte buffer is larger than the largest size class ({largest} bytes)")
+        return fits
+
+    def allocate(self, nbytes: int, timeout: float | None = None) -> SlotLease:
+        """A slot of at least ``nbytes``: the smallest class with a free slot, else wait on the smallest fit."""
+        fits = self._fitting(nbytes)
+        for pool in fits:
+            lease = pool.try_acquire()
+            if lease is not None:
+                return lease
+        return fits[0].acquire(timeout)
+
+    def allocate_frame(self, width: int, height: int, pixel_format: str = "rgb24",
+                       timeout: float | None = None) -> SlotLease:
+        """A slot for one frame of this size and pixel format (see :func:`frame_layout`)."""
+        return self.allocate(frame_nbytes(width, height, pixel_format), timeout)
+
+    def allocate_audio(self, samples: int, channels: int = 2, dtype: Any = np.float32,
+                       timeout: float | None = None) -> SlotLease:
+        """A slot for ``samples`` x ``channels`` audio samples."""
+        return self.allocate(samples * channels * np.dtype(dtype).itemsize, timeout)
+
+    def try_allocate(self, nbytes: int) -> SlotLease | None:
+        """Like :meth:`allocate` but returns None instead of waiting."""
+        try:
+            return self.allocate(nbytes, timeout=0)
+        except BufferPoolExhausted:
+            return None
+
+    def statistics(self) -> list[BufferPoolStats]:
+        """Each size class's statistics, smallest first."""
+        return [p.statistics() for p in self.pools.values()]
+
+    def pool(self, name: str) -> BufferPool:
+        """The pool of size class ``name``."""
+        return self.pools[name]
+
+    def close(self) -> None:
+        """Unlink every pool's memory."""
+        for p in self.pools.values():
+            p.close()
+
+    def __enter__(self) -> "VideoBufferPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterable[BufferPool]:  # type: ignore[override]
+        return iter(self.pools.values())

@@ -1,0 +1,46 @@
+"""Size classes: each frame goes to the smallest pool it fits, at its real size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.frame_pools import AUDIO_SECOND_BYTES, BufferConfig, SizeClass, VideoBufferPool, frame_layout, frame_nbytes
+
+
+def test_frame_sizes_are_real_sizes() -> None:
+    assert frame_nbytes(1920, 1080, "rgb24") == 1920 * 1080 * 3
+    assert frame_nbytes(1920, 1080, "yuv420p") == 1920 * 1080 * 3 // 2
+    assert frame_nbytes(3840, 2160, "yuv420p10le") == 3840 * 2160 * 3
+    assert frame_nbytes(853, 481, "yuv420p") == 853 * 481 + 2 * 427 * 241  # odd sizes round chroma up
+    assert frame_layout(1920, 1080, "yuv420p") == ((1620, 1920), np.dtype(np.uint8))
+    assert frame_layout(640, 360, "rgb24") == ((360, 640, 3), np.dtype(np.uint8))
+    with pytest.raises(ValueError, match="unknown pixel format"):
+        frame_layout(2, 2, "weird")
+
+
+def test_the_smallest_class_that_fits_is_chosen() -> None:
+    with VideoBufferPool(BufferConfig.low_memory()) as pools:
+        assert pools.allocate_frame(1920, 1080, "rgb24").pool.name == "rgb24_1080p"
+        assert pools.allocate_frame(3840, 2160, "yuv420p").pool.name == "rgb24_4k"
+        assert pools.allocate_frame(1280, 720, "yuv420p").pool.name == "rgb24_1080p"
+        assert pools.allocate_audio(48_000).pool.name == "audio_1s"
+        with pytest.raises(ValueError, match="larger than the largest size class"):
+            pools.allocate_frame(7680, 4320, "rgb24")
+
+
+def test_a_full_class_spills_to_the_next_larger_one_before_waiting() -> None:
+    config = BufferConfig((SizeClass("small", 100, 1), SizeClass("big", 1000, 1)))
+    with VideoBufferPool(config) as pools:
+        first = pools.allocate(50)
+        second = pools.allocate(50)
+        assert (first.pool.name, second.pool.name) == ("small", "big")
+        assert pools.try_allocate(50) is None
+
+
+def test_presets_reserve_what_they_say() -> None:
+    video = BufferConfig.video_processing()
+    low = BufferConfig.low_memory()
+    assert low.total_bytes() < video.total_bytes()
+    assert {c.name for c in video.classes} == {"audio_1s", "rgb24_1080p", "rgb24_4k"}
+    assert next(c for c in video.classes if c.name == "audio_1s").slot_size == AUDIO_SECOND_BYTES
