@@ -36,6 +36,7 @@ class MappedFile:
     def __init__(self, path: str | os.PathLike[str], *, copy_on_write: bool = False) -> None:
         self.path = os.fspath(path)
         self._pos = 0
+        self._fd: int | None = None
         with open(self.path, "rb") as f:
             self.size = os.fstat(f.fileno()).st_size
             if self.size:
@@ -71,6 +72,18 @@ class MappedFile:
         end = self.size if length is None else min(self.size, offset + length)
         return self._view[offset:end]
 
+    def find(self, needle: bytes, start: int = 0, end: int | None = None) -> int:
+        """Offset of the first ``needle`` in ``start .. end`` (-1 when absent), searched in place."""
+        if self._mmap is None:
+            return -1
+        return self._mmap.find(needle, start, self.size if end is None else end)
+
+    def fileno(self) -> int:
+        """A descriptor of the mapped file, for ``read_into`` (opened on first use)."""
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        return self._fd
+
     def chunks(self, size: int = _CHUNK) -> Iterator[memoryview]:
         """The rest of the file as views of at most ``size`` bytes."""
         while self._pos < self.size:
@@ -79,6 +92,9 @@ class MappedFile:
     def close(self) -> None:
         """Unmap the file (views handed out must have been released)."""
         self._view.release()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         if self._mmap is not None:
             self._mmap.close()
             self._mmap = None

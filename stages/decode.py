@@ -9,9 +9,13 @@ from typing import Any
 import av
 
 from pipeline import AUDIO, FILE, FRAME, CorruptMedia, FileItem, Stage, StageContext, UnsupportedMedia
+from pipeline.buffers import BufferPool
 
 from .frames import AudioFrameItem, StreamInfo, VideoFrameItem
 from .media import ffmpeg_reason, open_media
+from .y4m import Y4MFile
+
+_RAW_SLOTS = 3
 
 __all__ = ["Decode", "BestEffortTimestamps", "frame_rate"]
 
@@ -68,8 +72,55 @@ class Decode(Stage):
         self.audio = audio
         if not audio:
             self.emits = (FRAME,)
+        self._pool: BufferPool | None = None  # per process, for raw video read straight into slots
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_pool"] = None  # a pool belongs to the process that made it
+        return state
+
+    def teardown(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def process(self, item: FileItem, ctx: StageContext) -> Iterator[Any]:
+        if item.path.lower().endswith(".y4m"):
+            raw = self._open_y4m(item.path)
+            if raw is not None:
+                yield from self._read_y4m(raw, ctx)
+                return
+        yield from self._decode(item, ctx)
+
+    def _open_y4m(self, path: str) -> Y4MFile | None:
+        """The file as raw frames to read into slots, or None to let FFmpeg handle its layout."""
+        raw = Y4MFile(path)
+        if raw.pixel_format != "yuv420p" or len(raw.shape) != 2:
+            raw.close()
+            return None
+        return raw
+
+    def _read_y4m(self, raw: Y4MFile, ctx: StageContext) -> Iterator[Any]:
+        with raw:
+            if self._pool is None or self._pool.slot_size < raw.frame_size:
+                self.teardown()
+                self._pool = BufferPool(raw.frame_size, _RAW_SLOTS, name="y4m")
+            info = StreamInfo(width=raw.width, height=raw.height, fps=raw.fps, time_base=1 / raw.fps,
+                              frame_count=raw.frame_count, codec="rawvideo", pix_fmt=raw.pixel_format,
+                              container="yuv4mpegpipe")
+            for index, (lease, ref) in enumerate(raw.frames(self._pool)):
+                with lease:  # the slot is reused once every consumer has seen the frame
+                    frame = av.VideoFrame.from_numpy_buffer(ref.array(), format="yuv420p")
+                    frame.pts, frame.time_base = index, info.time_base
+                    yield VideoFrameItem(frame, index, index / float(raw.fps), 0, info)
+                if index % 16 == 15:
+                    ctx.progress(index + 1, raw.frame_count)
+            if raw.frame_count == 0:
+                raise CorruptMedia(raw.path, "no complete frame in the file")
+            ctx.progress(raw.frame_count, raw.frame_count)
+            ctx.record(frame_count=raw.frame_count, frame_count_exact=True, decode_errors=0)
+
+    def _decode(self, item: FileItem, ctx: StageContext) -> Iterator[Any]:
         with open_media(item.path) as container:
             if not container.streams.video:
                 raise UnsupportedMedia(item.path, "no video stream")
@@ -132,5 +183,6 @@ def _stream_info(container: Any, vstream: Any, astream: Any) -> StreamInfo:
         frame_count=count or None, sample_aspect=vstream.sample_aspect_ratio,
         audio_rate=astream.rate if astream is not None else None,
         audio_channels=astream.channels if astream is not None else None,
-        duration_s=duration,
+        duration_s=duration, codec=cc.name, pix_fmt=cc.pix_fmt, container=container.format.name,
+        audio_codec=astream.codec_context.name if astream is not None else None,
     )

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline import AUDIO, FRAME, PartialOutput, Stage, StageContext
+from pipeline.zerocopy import transfer
 
 from .frames import AudioFrameItem, VideoFrameItem
 from .media import display_size, fit_within, rotation_turns
@@ -45,16 +46,20 @@ class Proxy(Stage):
 
     Never upscales. Audio is re-encoded to AAC. x264 runs frame-threaded on the
     file's core budget. Written to ``OUT/proxies/<file>.mp4``, atomically.
+    With ``passthrough``, a source that already is such a file (H.264 4:2:0 in
+    MP4/MOV, within the box, unrotated, AAC or no audio) is copied in the
+    kernel instead of re-encoded.
     """
 
     accepts = (FRAME, AUDIO)
     report_fields = (pa.field("proxy", pa.string()), pa.field("proxy_width", pa.int32()),
-                     pa.field("proxy_height", pa.int32()))
+                     pa.field("proxy_height", pa.int32()), pa.field("proxy_passthrough", pa.bool_()))
 
     def __init__(self, *, max_width: int = 1280, max_height: int = 720, codec: str = "libx264",
                  preset: str = "veryfast", crf: int = 23, audio: bool = True, audio_bitrate: int = 128_000,
-                 name: str | None = None) -> None:
+                 passthrough: bool = False, name: str | None = None) -> None:
         super().__init__(name)
+        self.passthrough = passthrough
         self.max_width = max_width
         self.max_height = max_height
         self.codec = codec
@@ -65,10 +70,15 @@ class Proxy(Stage):
 
     def begin(self, ctx: StageContext) -> None:
         ctx.state.update(out=None, container=None, video=None, audio=None, pending_audio=[], size=None,
-                         turns=0, frames=0, last_pts=None)
+                         turns=0, frames=0, last_pts=None, copy=False)
 
     def process(self, item: VideoFrameItem | AudioFrameItem, ctx: StageContext) -> None:
         st = ctx.state
+        if st["copy"]:
+            return None
+        if st["container"] is None and isinstance(item, VideoFrameItem) and self._can_copy(item):
+            st["copy"] = True
+            return None
         if isinstance(item, AudioFrameItem):
             if not self.audio:
                 return None
@@ -84,6 +94,14 @@ class Proxy(Stage):
 
     def end(self, ctx: StageContext) -> None:
         st = ctx.state
+        if st["copy"]:
+            out = st["out"] = PartialOutput(ctx.output_path("proxies").with_suffix(".mp4"))
+            transfer(ctx.file.path, out.part)
+            ctx.add_output(out.commit())
+            info = ctx.run.record
+            ctx.record(proxy=ctx.run.outputs[-1], proxy_width=info.get("width"), proxy_height=info.get("height"),
+                       proxy_passthrough=True)
+            return None
         container = st["container"]
         if container is None:
             ctx.warn("no picture to encode; no proxy written")
@@ -98,7 +116,7 @@ class Proxy(Stage):
         path = st["out"].commit()
         ctx.add_output(path)
         w, h = st["size"]
-        ctx.record(proxy=ctx.run.outputs[-1], proxy_width=w, proxy_height=h)
+        ctx.record(proxy=ctx.run.outputs[-1], proxy_width=w, proxy_height=h, proxy_passthrough=False)
         return None
 
     def abort(self, ctx: StageContext) -> None:
@@ -113,6 +131,18 @@ class Proxy(Stage):
             st["out"].discard()
 
     # ------------------------------------------------------------------
+
+    def _can_copy(self, item: VideoFrameItem) -> bool:
+        """Whether the source file already is a proxy this stage would make (so a copy will do)."""
+        info, frame = item.stream, item.frame
+        if not self.passthrough or item.rotation or info.codec != "h264" or info.pix_fmt != "yuv420p":
+            return False
+        if not (info.container or "").startswith("mov,mp4") or (info.sample_aspect not in (None, 0, 1)):
+            return False
+        if info.audio_codec not in (None, "aac") or (info.audio_codec and not self.audio):
+            return False
+        w, h = frame.width, frame.height
+        return fit_within(w, h, self.max_width, self.max_height) == (w, h)
 
     def _open(self, item: VideoFrameItem, ctx: StageContext) -> None:
         st = ctx.state

@@ -26,6 +26,10 @@ class StreamInfo:
     audio_rate: int | None = None
     audio_channels: int | None = None
     duration_s: float | None = None
+    codec: str | None = None
+    pix_fmt: str | None = None
+    container: str | None = None
+    audio_codec: str | None = None
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ __all__ = ["VIDEO_EXTENSIONS", "open_media", "ffmpeg_reason", "display_size", "r
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mxf", ".mts", ".m2ts", ".ts", ".mpg", ".mpeg",
-    ".wmv", ".flv", ".3gp", ".ogv", ".dv",
+    ".wmv", ".flv", ".3gp", ".ogv", ".dv", ".y4m",
 )
 """Suffixes a folder walk picks up as video."""
 

@@ -15,7 +15,7 @@ __all__ = ["default", "thumbnails", "metadata"]
 
 def default(*, thumb_every: float = 2.0, thumb_width: int = 320, thumb_format: str = "jpg",
             proxy: bool = True, proxy_width: int = 1280, proxy_height: int = 720, proxy_crf: int = 23,
-            proxy_preset: str = "veryfast", audio: bool = True) -> Pipeline:
+            proxy_preset: str = "veryfast", proxy_passthrough: bool = False, audio: bool = True) -> Pipeline:
     """Metadata, a poster and a thumbnail every N s, and a 720p H.264 proxy; each file decoded once."""
     p = Pipeline("default", extensions=VIDEO_EXTENSIONS)
     p.add(Metadata())
@@ -23,7 +23,7 @@ def default(*, thumb_every: float = 2.0, thumb_width: int = 320, thumb_format: s
     p.add(Thumbnails(every=thumb_every, width=thumb_width, fmt=thumb_format), after=decode)
     if proxy:
         p.add(Proxy(max_width=proxy_width, max_height=proxy_height, crf=proxy_crf, preset=proxy_preset,
-                    audio=audio), after=decode)
+                    passthrough=proxy_passthrough, audio=audio), after=decode)
     return p
 
 

@@ -48,7 +48,8 @@ class Thumbnails(Stage):
     """Write ``poster.<fmt>`` (the first frame that is not blank) and a picture every ``every`` seconds.
 
     Picture ``t0004.000.jpg`` is the first frame shown at or after 4 s (within
-    half a frame). Outputs go to ``OUT/thumbnails/<file>/``.
+    half a frame). Outputs go to ``OUT/thumbnails/<file>/``. Frames are turned
+    into pictures at once: a frame's memory may be reused after ``process``.
     """
 
     accepts = (FRAME,)
@@ -74,16 +75,18 @@ class Thumbnails(Stage):
         if not st["poster_done"]:
             blank, std = is_blank(item)
             if not blank or item.time > self.poster_search_s:
-                self._save(item, ctx, "poster")
+                self._save(frame_to_image(item, width=self.width), ctx, "poster")
                 st["poster_done"] = True
                 st["best"] = None
-            elif std > st["best_std"]:
-                st["best"], st["best_std"] = item, std
+            elif std > st["best_std"]:  # keep a picture, not the frame: its memory is reused
+                st["best"], st["best_std"] = frame_to_image(item, width=self.width), std
         if self.every > 0:
             fps = float(item.stream.fps) if item.stream.fps else 30.0
             half_frame = 0.5 / fps
+            image = None
             while st["next_t"] <= item.time + half_frame:
-                self._save(item, ctx, f"t{st['next_t']:08.3f}")
+                image = image or frame_to_image(item, width=self.width)
+                self._save(image, ctx, f"t{st['next_t']:08.3f}")
                 st["count"] += 1
                 st["next_t"] += self.every
         return None
@@ -95,8 +98,7 @@ class Thumbnails(Stage):
         ctx.record(thumbnail_count=st["count"])
         return None
 
-    def _save(self, item: VideoFrameItem, ctx: StageContext, stem: str) -> None:
-        image = frame_to_image(item, width=self.width)
+    def _save(self, image: Image.Image, ctx: StageContext, stem: str) -> None:
         buf = io.BytesIO()
         kwargs: dict[str, Any] = {"quality": self.quality} if self.fmt != "png" else {}
         image.save(buf, format=_FORMATS[self.fmt], **kwargs)

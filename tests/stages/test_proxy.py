@@ -45,3 +45,17 @@ def test_large_sources_are_scaled_to_fit_720p(batch: RunResult) -> None:
     res = result_for(batch, "sub/odd_854x480.mp4")
     assert (res.record["proxy_width"], res.record["proxy_height"]) == (854, 480)  # within the box: kept
     assert res.record["proxy"] == "proxies/sub/odd_854x480.mp4"
+
+
+def test_passthrough_copies_a_source_that_already_is_a_proxy(clip_dir, tmp_path) -> None:  # noqa: ANN001
+    from pipeline import run
+    from stages import presets
+
+    result = run(presets.default(proxy_passthrough=True), clip_dir, tmp_path, workers=2)
+    by_name = {r.file.relpath: r for r in result.files}
+    copied = by_name["landscape_audio.mp4"]
+    assert copied.record["proxy_passthrough"] is True
+    assert (tmp_path / copied.record["proxy"]).read_bytes() == (clip_dir / "landscape_audio.mp4").read_bytes()
+    # rotated, or not H.264 in MP4: re-encoded as usual
+    assert by_name["portrait_rot90.mp4"].record["proxy_passthrough"] is False
+    assert by_name["web_vp9.webm"].record["proxy_passthrough"] is False

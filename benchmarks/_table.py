@@ -1,0 +1,35 @@
+"""Printing benchmark tables and target verdicts the same way in every benchmark."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Sequence
+
+
+def machine_line() -> str:
+    """One line naming the machine the numbers come from."""
+    try:
+        import psutil
+        mem = f"{psutil.virtual_memory().total / 2**30:.0f} GiB"
+    except Exception:
+        mem = "?"
+    return f"machine: {platform.machine()}, {os.cpu_count()} cores, {mem}, Python {platform.python_version()}"
+
+
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """A left-aligned first column and right-aligned others."""
+    cells = [list(map(str, header))] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    print(f"\n{title}")
+    for n, r in enumerate(cells):
+        print("  ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def verdict(name: str, measured: float, target: float, unit: str = "x") -> bool:
+    """Print whether ``measured`` meets ``target`` (higher is better) and return it."""
+    ok = measured >= target
+    print(f"  target {name}: {measured:.2f}{unit} (goal >= {target:g}{unit}) {'MET' if ok else 'MISSED'}")
+    return ok
