@@ -28,8 +28,9 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[objec
             print("  ".join("-" * w for w in widths))
 
 
-def verdict(name: str, measured: float, target: float, unit: str = "x") -> bool:
-    """Print whether ``measured`` meets ``target`` (higher is better) and return it."""
-    ok = measured >= target
-    print(f"  target {name}: {measured:.2f}{unit} (goal >= {target:g}{unit}) {'MET' if ok else 'MISSED'}")
+def verdict(name: str, measured: float, target: float, unit: str = "x", *, at_most: bool = False) -> bool:
+    """Print whether ``measured`` meets ``target`` (at least it, or ``at_most`` it) and return it."""
+    ok = measured <= target if at_most else measured >= target
+    goal = f"{'<=' if at_most else '>='} {target:g}{unit}"
+    print(f"  target {name}: {measured:.2f}{unit} (goal {goal}) {'MET' if ok else 'MISSED'}")
     return ok
