@@ -25,3 +25,14 @@ def test_the_python_example_runs_and_records_its_custom_column(clip_dir: Path, t
     for rel in CLIPS:
         assert 16 <= rows[rel]["mean_luma"] <= 235
     assert rows[BROKEN]["mean_luma"] is None
+
+
+def test_the_shared_memory_example_runs_as_printed(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    code = next(b for b in blocks if "BufferPool" in b)
+    (tmp_path / "shm_example.py").write_text(code)
+    proc = subprocess.run([sys.executable, "shm_example.py"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "leaked" not in proc.stderr
