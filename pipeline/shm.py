@@ -40,7 +40,7 @@ class SharedSegment:
     @classmethod
     def create(cls, size: int, tag: str = "seg") -> "SharedSegment":
         """Create a new segment of ``size`` bytes (zero-filled), owned by this process."""
-        name = f"{SEGMENT_PREFIX}{os.getpid()}_{tag}_{secrets.token_hex(4)}"
+        name = f"{SEGMENT_PREFIX}{os.getpid()}_{tag}_{secrets.token_hex(8)}"
         shm = shared_memory.SharedMemory(name=name, create=True, size=max(1, size))
         return cls(name, size, True, shm, None)
 

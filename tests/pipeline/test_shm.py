@@ -29,6 +29,8 @@ def test_a_loky_worker_writes_through_an_attached_view_and_the_owner_unlinks_cle
     with ProcessPoolExecutor(max_workers=1) as ex:
         ex.submit(_write_in_worker, seg.name, 4096).result()
     assert bytes(seg.buf[:4]) == b"\x07" * 4
+    assert os.stat(Path("/dev/shm", seg.name)).st_mode & 0o777 == 0o600
+    assert len(seg.name.rsplit("_", 1)[1]) == 16  # 64 random bits
     seg.close()
     seg.unlink()
     assert not Path("/dev/shm", seg.name).exists()
