@@ -22,6 +22,10 @@ __all__ = [
     "BufferPoolExhausted",
     "StaleFrameRef",
     "PoolClosed",
+    "PoolError",
+    "PoolFull",
+    "PoolShutdown",
+    "TaskTimeout",
 ]
 
 
@@ -82,7 +86,31 @@ class StageError(FramepipeError):
 
 
 class WorkerCrashed(FramepipeError):
-    """The worker process running a file died (killed, segfault, out of memory)."""
+    """The worker process running a task or file died (killed, segfault, out of memory)."""
+
+
+# Process pools ------------------------------------------------------------------
+
+
+class PoolError(FramepipeError):
+    """Base class of errors of worker pools."""
+
+
+class PoolFull(PoolError):
+    """A pool's queue is full and the caller asked not to wait."""
+
+
+class PoolShutdown(PoolError, RuntimeError):
+    """The pool is shut down (or shutting down) and takes no more tasks."""
+
+
+class TaskTimeout(PoolError, TimeoutError):
+    """A task ran past its timeout; its worker was killed and replaced."""
+
+    def __init__(self, task: str, timeout: float) -> None:
+        super().__init__(f"task {task} ran past its {timeout:g} s timeout; its worker was killed")
+        self.task = task
+        self.timeout = timeout
 
 
 class OutputError(FramepipeError, OSError):

@@ -32,7 +32,7 @@ from ..graph import Pipeline
 from ..interrupts import InterruptFlag, capture_interrupts
 from ..results import FAILED, FileResult
 from .base import FileTask, RunEvents
-from .board import PENDING, RUNNING, ProgressBoard
+from ..board import PENDING, RUNNING, ProgressBoard
 from .worker import init_worker, run_task
 
 __all__ = ["LocalExecutor"]
@@ -126,7 +126,7 @@ class LocalExecutor:
     def _forward_progress(board: ProgressBoard, tasks: Sequence[FileTask], stage_names: list[str],
                           seen: list[tuple[int, int]], events: RunEvents) -> None:
         """Tell ``events`` what changed on the board since the last tick."""
-        for row, (state, _pid, stage, done, total) in enumerate(board.snapshot().tolist()):
+        for row, (state, _pid, stage, done, total, _started) in enumerate(board.snapshot().tolist()):
             prev_state, prev_done = seen[row]
             if state == PENDING or (state, done) == (prev_state, prev_done):
                 continue

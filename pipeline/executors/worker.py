@@ -9,7 +9,7 @@ from ..graph import Pipeline
 from ..results import FileResult
 from ..stage import FileRun
 from .base import FileTask
-from .board import ProgressBoard
+from ..board import ProgressBoard
 from .file_runner import FileRunner
 
 __all__ = ["init_worker", "run_task"]

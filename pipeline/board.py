@@ -8,19 +8,25 @@ would).
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
-from ..shm import SharedSegment
+from .shm import SharedSegment
 
 __all__ = ["ProgressBoard", "PENDING", "RUNNING", "DONE"]
 
 PENDING, RUNNING, DONE = 0, 1, 2
-_STATE, _PID, _STAGE, _DONE, _TOTAL = range(5)
-_COLUMNS = 5
+_STATE, _PID, _STAGE, _DONE, _TOTAL, _STARTED = range(6)
+_COLUMNS = 6
 
 
 class ProgressBoard:
-    """One row per file: state, worker pid, stage number, units done, units total (-1: unknown)."""
+    """One row per task: state, worker pid, stage number, units done, units total (-1: unknown), start time.
+
+    The start time is ``time.monotonic_ns()`` in the worker: one clock for all
+    processes of the machine.
+    """
 
     def __init__(self, segment: SharedSegment, rows: int) -> None:
         self.segment = segment
@@ -41,7 +47,7 @@ class ProgressBoard:
 
     def start(self, row: int, pid: int) -> None:
         r = self.table[row]
-        r[_DONE], r[_TOTAL], r[_STAGE], r[_PID] = 0, -1, -1, pid
+        r[_DONE], r[_TOTAL], r[_STAGE], r[_PID], r[_STARTED] = 0, -1, -1, pid, time.monotonic_ns()
         r[_STATE] = RUNNING
 
     def update(self, row: int, stage: int, done: int, total: int | None) -> None:
@@ -57,10 +63,15 @@ class ProgressBoard:
         return int(self.table[row, _STATE])
 
     def reset(self, row: int) -> None:
-        self.table[row] = (PENDING, 0, -1, 0, -1)
+        self.table[row] = (PENDING, 0, -1, 0, -1, 0)
+
+    def started_at(self, row: int) -> float | None:
+        """When the row's task started, in ``time.monotonic()`` seconds (None: not started)."""
+        r = self.table[row]
+        return int(r[_STARTED]) / 1e9 if r[_STATE] != PENDING else None
 
     def snapshot(self) -> np.ndarray:
-        """A copy of the whole table (rows: state, pid, stage, done, total)."""
+        """A copy of the whole table (rows: state, pid, stage, done, total, started)."""
         return self.table.copy()
 
     def close(self) -> None:

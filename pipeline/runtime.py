@@ -1,0 +1,541 @@
+"""Priority process pools on loky: ``WorkerPool``, ``TaskPoolConfig``, ``Priority``, ``CoreBudget``.
+
+    submit() ──► [priority heap] ──► dispatch ──► loky executor ──► worker: _run_in_worker(fn)
+        │  (fast path: straight to dispatch            ▲                 │ posts pid in a board row
+        │   when a slot and a core are free)           │                 ▼
+        └──────────── our Future ◄──── _on_done (loky's thread) ◄── (result, seconds)
+
+    dispatcher thread: drains the heap when capacity frees, kills workers of
+    tasks past their deadline, replaces broken executors.
+
+Why our own queue in front of loky: loky runs tasks first-in first-out and
+pre-queues them to workers, so neither priorities nor an in-flight limit can
+be had inside it. We hand loky at most ``max_concurrent_tasks`` tasks at once.
+
+Why a board: to kill the worker of a hung task we need its pid; the worker
+writes it into its row of a shared-memory table (no lock shared with a
+process that may die).
+
+When a worker dies, loky marks the whole executor broken and fails every
+future on it. The pool then starts a new executor and re-submits the tasks
+that were lost: free of charge when we killed a worker for a timeout (we
+know the culprit), charged one attempt each when the death came from outside
+(we do not), up to ``retries`` attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import os
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+import psutil
+from loky import ProcessPoolExecutor
+from loky.process_executor import TerminatedWorkerError
+
+from .board import RUNNING, ProgressBoard
+from .errors import PoolFull, PoolShutdown, TaskTimeout, WorkerCrashed
+
+__all__ = ["Priority", "TaskPoolConfig", "WorkerPool", "PoolMetrics", "CoreBudget", "NICE_INCREMENT"]
+
+
+class Priority(IntEnum):
+    """Task and pool priorities: LOW < MEDIUM < HIGH < CRITICAL."""
+
+    LOW = 0
+    MEDIUM = 1
+    HIGH = 2
+    CRITICAL = 3
+
+
+NICE_INCREMENT: dict[Priority, int] = {Priority.CRITICAL: 0, Priority.HIGH: 2, Priority.MEDIUM: 5,
+                                       Priority.LOW: 10}
+"""How much nicer than the parent a pool's workers run (raising niceness never needs root)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPoolConfig:
+    """How a pool runs: in-flight limit, queue bound (None: unbounded), priority, task timeout, retries."""
+
+    max_concurrent_tasks: int = field(default_factory=lambda: os.cpu_count() or 1)
+    queue_size: int | None = None
+    priority: Priority = Priority.MEDIUM
+    timeout: float | None = None
+    retries: int = 2
+
+    def __post_init__(self) -> None:
+        if self.max_concurrent_tasks < 1:
+            raise ValueError("max_concurrent_tasks must be at least 1")
+        if self.queue_size is not None and self.queue_size < 0:
+            raise ValueError("queue_size must be None or >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolMetrics:
+    """A snapshot of a pool: its load and what its tasks did."""
+
+    pool_id: str
+    priority: Priority
+    max_concurrent_tasks: int
+    active_tasks: int
+    queue_size: int
+    executed: int
+    failed: int
+    timeouts: int
+    retried: int
+    avg_s: float
+    p50_s: float
+    p95_s: float
+    busy_s: float
+    load: float
+
+
+# -----------------------------------------------------------------------------
+# The core budget shared by the pools of one coordinator
+
+
+class CoreBudget:
+    """Cores shared by pools; a higher priority never waits for cores held by lower ones.
+
+    A task of priority P may start when the tasks running at priority P or
+    above hold fewer than ``cores`` cores: low-priority pools fill idle cores,
+    and a high-priority task starts at once, the OS preempting the niced
+    low-priority workers. When cores free up, waiting pools are woken
+    highest priority first.
+    """
+
+    def __init__(self, cores: int | None = None) -> None:
+        self.cores = max(1, cores or os.cpu_count() or 1)
+        self._held = dict.fromkeys(Priority, 0)
+        self._lock = threading.Lock()
+        self._waiters: list[tuple[Priority, Callable[[], None]]] = []
+
+    def try_take(self, priority: Priority) -> bool:
+        with self._lock:
+            if sum(n for p, n in self._held.items() if p >= priority) >= self.cores:
+                return False
+            self._held[priority] += 1
+            return True
+
+    def give(self, priority: Priority) -> None:
+        with self._lock:
+            self._held[priority] -= 1
+            waiters = sorted(self._waiters, key=lambda w: -w[0])
+        for _prio, wake in waiters:
+            wake()
+
+    def subscribe(self, priority: Priority, wake: Callable[[], None]) -> None:
+        """Call ``wake`` whenever cores free up (pools register their dispatcher)."""
+        with self._lock:
+            self._waiters.append((priority, wake))
+
+    def unsubscribe(self, wake: Callable[[], None]) -> None:
+        with self._lock:
+            self._waiters = [w for w in self._waiters if w[1] is not wake]
+
+    def held(self) -> dict[Priority, int]:
+        with self._lock:
+            return dict(self._held)
+
+
+# -----------------------------------------------------------------------------
+# What runs in the worker
+
+
+_WORKER_BOARDS: dict[str, ProgressBoard] = {}
+
+
+def _init_worker(nice: int) -> None:
+    """Executor initializer: run at this pool's niceness."""
+    proc = psutil.Process()
+    if nice > proc.nice():
+        proc.nice(min(19, nice))
+
+
+def _run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], board_name: str,
+                   rows: int, row: int) -> tuple[Any, float]:
+    """Run ``fn`` with this worker's pid posted in board row ``row``; return the result and its seconds."""
+    board = _WORKER_BOARDS.get(board_name)
+    if board is None:
+        board = _WORKER_BOARDS[board_name] = ProgressBoard.attach(board_name, rows)
+    board.start(row, os.getpid())
+    t0 = time.perf_counter()
+    try:
+        result = fn(*args, **kwargs)
+    finally:
+        board.finish(row)
+    return result, time.perf_counter() - t0
+
+
+# -----------------------------------------------------------------------------
+# The pool
+
+
+class _Task:
+    __slots__ = ("seq", "priority", "fn", "args", "kwargs", "name", "timeout", "future", "attempts", "row",
+                 "executor", "deadline", "timed_out")
+
+    def __init__(self, seq: int, priority: Priority, fn: Callable[..., Any], args: tuple[Any, ...],
+                 kwargs: dict[str, Any], name: str, timeout: float | None) -> None:
+        self.seq, self.priority, self.fn, self.args, self.kwargs = seq, priority, fn, args, kwargs
+        self.name, self.timeout = name, timeout
+        self.future: Future[Any] = Future()
+        self.attempts = 0
+        self.row = -1
+        self.executor: _Executor | None = None
+        self.deadline: float | None = None
+        self.timed_out = False
+
+    def sort_key(self) -> tuple[int, int]:
+        return (-int(self.priority), self.seq)
+
+
+class _Executor:
+    """A loky executor and what we know of its fate."""
+
+    __slots__ = ("loky", "broken", "timeout_kills")
+
+    def __init__(self, loky: ProcessPoolExecutor) -> None:
+        self.loky = loky
+        self.broken = False
+        self.timeout_kills = 0
+
+
+_BOARD_ROWS = 1024
+_DURATIONS_KEPT = 2048
+_START_POLL_S = 0.05
+
+
+class WorkerPool:
+    """A priority process pool on loky with an in-flight limit, a bounded queue, timeouts and retries.
+
+    ``pool_id`` names it in errors and metrics. Workers run at the niceness of
+    ``config.priority`` (see ``NICE_INCREMENT``). With a ``budget`` shared
+    with other pools, dispatch also waits for a free core at its priority.
+    """
+
+    def __init__(self, pool_id: str, config: TaskPoolConfig | None = None, *,
+                 budget: CoreBudget | None = None) -> None:
+        self.pool_id = pool_id
+        self.config = config or TaskPoolConfig()
+        self.budget = budget
+        self._max = self.config.max_concurrent_tasks
+        self._cond = threading.Condition(threading.RLock())
+        self._heap: list[tuple[tuple[int, int], _Task]] = []
+        self._active: dict[int, _Task] = {}
+        self._free_rows = list(range(_BOARD_ROWS - 1, -1, -1))
+        self._seq = itertools.count()
+        self._shutdown = False
+        self._closed = False
+        self._nice = psutil.Process().nice() + NICE_INCREMENT[self.config.priority]
+        self._board = ProgressBoard.create(_BOARD_ROWS)
+        self._executor = self._new_executor()
+        self._retired: list[_Executor] = []
+        self._executed = self._failed = self._timeouts = self._retried = 0
+        self._busy_s = 0.0
+        self._durations: deque[float] = deque(maxlen=_DURATIONS_KEPT)
+        if budget is not None:
+            budget.subscribe(self.config.priority, self._wake)
+        self._dispatcher = threading.Thread(target=self._dispatch_loop, name=f"framepipe-pool-{pool_id}",
+                                            daemon=True)
+        self._dispatcher.start()
+
+    # Submitting -------------------------------------------------------------------
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Queue ``fn(*args, **kwargs)`` at the pool's priority; blocks while the queue is full."""
+        return self.submit_task(fn, args, kwargs)
+
+    def submit_task(self, fn: Callable[..., Any], args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
+                    *, priority: Priority | None = None, timeout: float | None = None, block: bool = True,
+                    block_timeout: float | None = None, name: str | None = None) -> Future[Any]:
+        """Queue a task with options: its priority, its own timeout, and what to do when the queue is full.
+
+        With ``block=False`` (or once ``block_timeout`` passes) a full queue
+        raises :class:`PoolFull` instead of waiting.
+        """
+        prio = Priority(self.config.priority if priority is None else priority)
+        seq = next(self._seq)
+        task = _Task(seq, prio, fn, tuple(args), dict(kwargs or {}),
+                     name or f"{self.pool_id}#{seq}:{getattr(fn, '__qualname__', repr(fn))}",
+                     self.config.timeout if timeout is None else timeout)
+        deadline = None if block_timeout is None else time.monotonic() + block_timeout
+        with self._cond:
+            while True:
+                if self._shutdown:
+                    raise PoolShutdown(f"pool {self.pool_id} is shut down")
+                if self._has_capacity() and not self._heap and self._take_core(prio):
+                    self._dispatch(task)  # fast path: no queue, no thread hop
+                    return task.future
+                if self.config.queue_size is None or len(self._heap) < self.config.queue_size:
+                    heapq.heappush(self._heap, (task.sort_key(), task))
+                    self._cond.notify_all()
+                    return task.future
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if not block or (remaining is not None and remaining <= 0):
+                    raise PoolFull(f"pool {self.pool_id}: queue full ({self.config.queue_size} tasks waiting)")
+                self._cond.wait(remaining)
+
+    def execute(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn`` in the pool and return its result (raises what it raised)."""
+        return self.submit(fn, *args, **kwargs).result()
+
+    def execute_with_timeout(self, fn: Callable[..., Any], timeout: float, /, *args: Any, **kwargs: Any) -> Any:
+        """Like :meth:`execute`, but the task is killed after ``timeout`` seconds (``TaskTimeout``)."""
+        return self.submit_task(fn, args, kwargs, timeout=timeout).result()
+
+    async def execute_async(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Awaitable :meth:`execute` for asyncio code (submission never blocks the event loop for long)."""
+        return await asyncio.wrap_future(self.submit_task(fn, args, kwargs, block=False))
+
+    async def execute_with_timeout_async(self, fn: Callable[..., Any], timeout: float, /, *args: Any,
+                                         **kwargs: Any) -> Any:
+        """Awaitable :meth:`execute_with_timeout`."""
+        return await asyncio.wrap_future(self.submit_task(fn, args, kwargs, timeout=timeout, block=False))
+
+    # Dispatch (callers hold self._cond) -------------------------------------------------
+
+    def _has_capacity(self) -> bool:
+        return len(self._active) < self._max and not self._executor.broken
+
+    def _take_core(self, priority: Priority) -> bool:
+        return self.budget is None or self.budget.try_take(priority)
+
+    def _dispatch(self, task: _Task) -> None:
+        first_run = not task.future.running()
+        if first_run and not task.future.set_running_or_notify_cancel():  # cancelled while queued
+            if self.budget is not None:
+                self.budget.give(task.priority)
+            return
+        task.row = self._free_rows.pop()
+        self._board.reset(task.row)
+        task.executor = self._executor
+        task.deadline = None if task.timeout is None else time.monotonic() + task.timeout
+        self._active[task.row] = task
+        lfut = self._executor.loky.submit(_run_in_worker, task.fn, task.args, task.kwargs, self._board.segment.name,
+                                          _BOARD_ROWS, task.row)
+        lfut.add_done_callback(lambda f, t=task: self._on_done(t, f))
+        if task.deadline is not None:
+            self._cond.notify_all()  # the dispatcher must watch this deadline
+
+    def _new_executor(self) -> _Executor:
+        return _Executor(ProcessPoolExecutor(max_workers=self._max, initializer=_init_worker,
+                                             initargs=(self._nice,)))
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _dispatch_loop(self) -> None:
+        with self._cond:
+            while True:
+                if self._executor.broken:  # replace it before dispatching anything else
+                    self._retired.append(self._executor)
+                    self._executor = self._new_executor()
+                while self._heap and self._has_capacity() and not self._executor.broken:
+                    _key, task = self._heap[0]
+                    if task.future.cancelled():
+                        heapq.heappop(self._heap)
+                        continue
+                    if not self._take_core(task.priority):
+                        break
+                    heapq.heappop(self._heap)
+                    self._dispatch(task)
+                    self._cond.notify_all()  # a blocked submit may now queue
+                self._kill_overdue()
+                self._reap_retired()
+                if self._shutdown and not self._heap and not self._active:
+                    self._cond.notify_all()
+                    return
+                deadlines = [t.deadline for t in self._active.values() if t.deadline is not None and not t.timed_out]
+                wait = None if not deadlines else max(0.0, min(deadlines) - time.monotonic())
+                self._cond.wait(wait)
+
+    def _kill_overdue(self) -> None:
+        now = time.monotonic()
+        table = self._board.snapshot()
+        for row, task in list(self._active.items()):
+            if task.timed_out or task.deadline is None or now < task.deadline:
+                continue
+            state, pid = int(table[row, 0]), int(table[row, 1])
+            if state != RUNNING or pid <= 0:
+                # Not started yet (a worker still starting up): a task's clock starts when it runs.
+                task.deadline = now + _START_POLL_S if state != 2 else None
+                continue
+            started = int(table[row, 5]) / 1e9
+            if now < started + (task.timeout or 0.0):
+                task.deadline = started + (task.timeout or 0.0)
+                continue
+            task.timed_out = True
+            assert task.executor is not None
+            task.executor.timeout_kills += 1
+            try:
+                os.kill(pid, 9)  # SIGKILL: works on a task hung in native code holding the GIL too
+            except ProcessLookupError:
+                pass
+
+    def _reap_retired(self) -> None:
+        for ex in list(self._retired):
+            if not any(t.executor is ex for t in self._active.values()):
+                self._retired.remove(ex)
+                ex.loky.shutdown(wait=False, kill_workers=ex.broken)
+
+    # Completion (runs in loky's result thread) ------------------------------------------
+
+    def _on_done(self, task: _Task, lfut: Future[Any]) -> None:
+        settle: Callable[[], None] | None = None
+        with self._cond:
+            self._active.pop(task.row, None)
+            self._free_rows.append(task.row)
+            if self.budget is not None:
+                self.budget.give(task.priority)
+            exc = lfut.exception()
+            if exc is None:
+                result, seconds = lfut.result()
+                self._executed += 1
+                self._busy_s += seconds
+                self._durations.append(seconds)
+                settle = lambda: task.future.set_result(result)  # noqa: E731
+            elif isinstance(exc, (TerminatedWorkerError, BrokenProcessPool)):
+                assert task.executor is not None
+                task.executor.broken = True
+                settle = self._after_crash(task, exc)
+            else:
+                self._failed += 1
+                settle = lambda: task.future.set_exception(exc)  # noqa: E731
+            self._cond.notify_all()
+        if settle is not None:
+            settle()
+
+    def _after_crash(self, task: _Task, exc: BaseException) -> Callable[[], None] | None:
+        """Decide what a task lost with its executor becomes: a timeout, a retry, or a crash error."""
+        assert task.executor is not None
+        started = self._board.state(task.row) != 0 if task.row >= 0 else False
+        if task.timed_out:
+            self._timeouts += 1
+            self._failed += 1
+            error = TaskTimeout(task.name, task.timeout or 0.0)
+            return lambda: task.future.set_exception(error)
+        if started and not task.executor.timeout_kills:
+            task.attempts += 1  # a death from outside: we cannot tell the culprit, so all running pay
+        if task.attempts <= self.config.retries:
+            self._retried += 1
+            heapq.heappush(self._heap, (task.sort_key(), task))  # keeps its place: same priority and seq
+            return None
+        self._failed += 1
+        error = WorkerCrashed(f"task {task.name}: worker process died ({task.attempts} attempts): {exc}")
+        error.__cause__ = exc
+        return lambda: task.future.set_exception(error)
+
+    # Size and life cycle --------------------------------------------------------------------
+
+    def resize(self, n: int) -> None:
+        """Run at most ``n`` tasks at once from now on; queued and running tasks are kept.
+
+        A new loky executor of the new size takes new tasks; the old one
+        finishes what it runs and then exits.
+        """
+        if n < 1:
+            raise ValueError("a pool needs at least one worker")
+        with self._cond:
+            if n == self._max or self._shutdown:
+                self._max = n
+                return
+            self._max = n
+            self._retired.append(self._executor)
+            self._executor = self._new_executor()
+            self._cond.notify_all()
+
+    @property
+    def max_concurrent_tasks(self) -> int:
+        return self._max
+
+    def shutdown(self, wait: bool = True, cancel_pending: bool = False) -> None:
+        """Stop taking tasks; with ``cancel_pending`` drop queued ones; with ``wait`` block until all is done."""
+        with self._cond:
+            self._shutdown = True
+            if cancel_pending:
+                for _key, task in self._heap:
+                    task.future.cancel()
+                self._heap.clear()
+            self._cond.notify_all()
+        if wait:
+            self._dispatcher.join()
+            self._close()
+        else:
+            threading.Thread(target=lambda: (self._dispatcher.join(), self._close()), daemon=True).start()
+
+    def _close(self) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            executors = [self._executor, *self._retired]
+        for ex in executors:
+            ex.loky.shutdown(wait=True)
+        if self.budget is not None:
+            self.budget.unsubscribe(self._wake)
+        self._board.close()
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown(wait=True, cancel_pending=exc[0] is not None)
+
+    # Introspection ------------------------------------------------------------------------
+
+    def metrics(self) -> PoolMetrics:
+        """A snapshot of load and task statistics."""
+        with self._cond:
+            durations = sorted(self._durations)
+            active, queued = len(self._active), len(self._heap)
+            return PoolMetrics(
+                self.pool_id, self.config.priority, self._max, active, queued, self._executed, self._failed,
+                self._timeouts, self._retried,
+                statistics.fmean(durations) if durations else 0.0,
+                _percentile(durations, 0.50), _percentile(durations, 0.95), self._busy_s,
+                self._load(active, queued))
+
+    def _load(self, active: int, queued: int) -> float:
+        return min(1.0, (active + queued) / self._max)
+
+    def current_load(self) -> float:
+        """Running plus queued tasks over the in-flight limit, capped at 1."""
+        with self._cond:
+            return self._load(len(self._active), len(self._heap))
+
+    def is_overloaded(self) -> bool:
+        """True when every worker is busy and at least a full round of tasks waits (or the queue is nearly full)."""
+        with self._cond:
+            queued = len(self._heap)
+            if self.config.queue_size:
+                if queued >= 0.8 * self.config.queue_size:
+                    return True
+            return len(self._active) >= self._max and queued >= self._max
+
+    def worker_pids(self) -> list[int]:
+        """Pids of the current executor's workers (started lazily by loky)."""
+        with self._cond:
+            return list(getattr(self._executor.loky, "_processes", {}).keys())
+
+    def __repr__(self) -> str:
+        return f"<WorkerPool {self.pool_id} {self.config.priority.name} max={self._max}>"
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]

@@ -1,0 +1,90 @@
+"""RuntimeCoordinator: one core budget, placement by priority and load, auto-tuning toward the bottleneck."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+import runtime_tasks as rt
+from pipeline.coordinator import RuntimeCoordinator
+from pipeline.runtime import Priority, TaskPoolConfig
+from pipeline.tuning import PoolLoad, plan_moves
+
+
+def test_pools_are_registered_found_and_listed_by_priority() -> None:
+    with RuntimeCoordinator(cores=2) as rc:
+        rc.register_pool("thumbs", TaskPoolConfig(1, priority=Priority.LOW))
+        rc.register_pool("encode", TaskPoolConfig(1, priority=Priority.HIGH))
+        assert [p.pool_id for p in rc.pools] == ["encode", "thumbs"]
+        assert rc.get_pool("thumbs").config.priority is Priority.LOW
+        with pytest.raises(KeyError, match="no pool 'nope'"):
+            rc.get_pool("nope")
+        with pytest.raises(ValueError, match="already registered"):
+            rc.register_pool("encode")
+
+
+def test_schedule_task_uses_the_pool_of_that_priority_or_the_nearest_above() -> None:
+    with RuntimeCoordinator(cores=2) as rc:
+        rc.register_pool("low", TaskPoolConfig(1, priority=Priority.LOW))
+        rc.register_pool("high", TaskPoolConfig(1, priority=Priority.HIGH))
+        assert rc.schedule_task(rt.add, 1, 2, priority=Priority.LOW).result() == 3
+        assert rc.schedule_task(rt.add, 2, 2, priority=Priority.MEDIUM).result() == 4  # goes to "high"
+        metrics = rc.metrics()
+        assert metrics["low"]["executed"] == 1 and metrics["high"]["executed"] == 1
+        assert set(metrics["high"]) >= {"utilization", "avg_task_s", "queue_length", "failures"}
+
+
+def test_low_priority_pools_fill_idle_cores_but_never_hold_back_a_high_priority_task(tmp_path: Path) -> None:
+    gate = tmp_path / "open"
+    with RuntimeCoordinator(cores=1) as rc:
+        low = rc.register_pool("low", TaskPoolConfig(2, priority=Priority.LOW))
+        high = rc.register_pool("high", TaskPoolConfig(1, priority=Priority.HIGH))
+        blocked = [low.submit(rt.gated, i, str(gate)) for i in range(2)]
+        # One core: the second LOW task waits for it ...
+        assert high.execute(rt.add, 1, 1) == 2  # ... but a HIGH task runs at once, beside the LOW one
+        assert low.metrics().active_tasks == 1 and low.metrics().queue_size == 1
+        gate.write_text("go")
+        assert sorted(f.result()[0] for f in blocked) == [0, 1]
+
+
+def test_auto_tune_moves_a_worker_to_a_deliberately_slow_stage(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    gate = tmp_path / "open"
+    with RuntimeCoordinator(cores=3) as rc:
+        fast = rc.register_pool("fast", TaskPoolConfig(2, priority=Priority.MEDIUM))
+        slow = rc.register_pool("slow", TaskPoolConfig(1, priority=Priority.MEDIUM))
+        assert fast.execute(rt.add, 1, 1) == 2
+        backlog = [slow.submit(rt.gated, i, str(gate)) for i in range(4)]
+        with caplog.at_level(logging.INFO, logger="framepipe.tuning"):
+            decision = rc.auto_tune()
+        assert decision.action == "move" and (decision.target, decision.source) == ("slow", "fast")
+        assert "slow has 3 queued" in decision.reason
+        assert (slow.max_concurrent_tasks, fast.max_concurrent_tasks) == (2, 1)
+        assert any("auto_tune: move slow from fast" in r.getMessage() for r in caplog.records)
+        gate.write_text("go")
+        assert sorted(f.result()[0] for f in backlog) == [0, 1, 2, 3]
+
+
+def _load(pool_id: str, workers: int, queued: int, busy: float) -> PoolLoad:
+    return PoolLoad(pool_id, workers, queued, min(workers, queued), busy, 100 << 20)
+
+
+def test_plan_grows_into_idle_cores_moves_when_full_and_holds_without_a_backlog() -> None:
+    pools = [_load("decode", 1, 5, 1.0), _load("thumbs", 2, 0, 0.1)]
+    assert plan_moves(pools, core_budget=4, memory_budget=1 << 40).action == "grow"
+    moved = plan_moves(pools, core_budget=3, memory_budget=1 << 40)
+    assert (moved.action, moved.target, moved.source) == ("move", "decode", "thumbs")
+    assert plan_moves(pools, core_budget=4, memory_budget=250 << 20).action == "move"  # no memory to grow
+    assert plan_moves([_load("a", 1, 0, 1.0), _load("b", 1, 0, 0.0)], core_budget=2,
+                      memory_budget=1 << 40).action == "hold"
+    assert plan_moves([_load("a", 1, 3, 1.0), _load("b", 1, 0, 0.0)], core_budget=2,
+                      memory_budget=1 << 40).action == "hold"  # b has only its last worker
+
+
+def test_presets_build_the_video_and_low_memory_pool_sets() -> None:
+    with RuntimeCoordinator.video_processing(cores=4) as rc:
+        assert {p.pool_id for p in rc.pools} == {"decode", "process", "encode", "io"}
+        assert rc.get_pool("io").config.priority is Priority.LOW
+    with RuntimeCoordinator.low_memory(cores=4) as rc:
+        assert all(p.max_concurrent_tasks == 1 for p in rc.pools)
