@@ -59,8 +59,8 @@ class Priority(IntEnum):
     CRITICAL = 3
 
 
-NICE_INCREMENT: dict[Priority, int] = {Priority.CRITICAL: 0, Priority.HIGH: 2, Priority.MEDIUM: 5,
-                                       Priority.LOW: 10}
+NICE_INCREMENT: dict[Priority, int] = {Priority.CRITICAL: 0, Priority.HIGH: 1, Priority.MEDIUM: 6,
+                                       Priority.LOW: 19}
 """How much nicer than the parent a pool's workers run (raising niceness never needs root)."""
 
 
@@ -363,6 +363,8 @@ class WorkerPool:
                 self._cond.wait(wait)
 
     def _kill_overdue(self) -> None:
+        if not any(t.deadline is not None for t in self._active.values()):
+            return
         now = time.monotonic()
         table = self._board.snapshot()
         for row, task in list(self._active.items()):
@@ -414,7 +416,9 @@ class WorkerPool:
             else:
                 self._failed += 1
                 settle = lambda: task.future.set_exception(exc)  # noqa: E731
-            self._cond.notify_all()
+            # Wake the dispatcher only when it has work: a wake-up costs the caller the GIL.
+            if self._heap or self._shutdown or self._executor.broken or self._retired:
+                self._cond.notify_all()
         if settle is not None:
             settle()
 
