@@ -17,7 +17,8 @@ import numpy as np
 from .buffers import BufferPool, BufferPoolStats, SlotLease
 from .errors import BufferPoolExhausted
 
-__all__ = ["SizeClass", "BufferConfig", "VideoBufferPool", "frame_layout", "frame_nbytes", "AUDIO_SECOND_BYTES"]
+__all__ = ["SizeClass", "BufferConfig", "VideoBufferPool", "SlotAllocator", "frame_layout", "frame_nbytes",
+           "AUDIO_SECOND_BYTES"]
 
 AUDIO_SECOND_BYTES = 48_000 * 2 * 4
 """One second of 48 kHz stereo float32 samples."""
@@ -165,3 +166,72 @@ class VideoBufferPool:
 
     def __iter__(self) -> Iterable[BufferPool]:  # type: ignore[override]
         return iter(self.pools.values())
+
+
+class SlotAllocator:
+    """Byte slots of whatever size the run's frames turn out to need, within a fixed memory budget.
+
+    The first request for a size creates a pool for it (sizes within 25% share
+    one); pools grow slot by slot while the budget allows. When nothing is
+    free and the budget is spent, ``grant`` returns None: the caller waits for
+    a release. That bound is what keeps a run's memory flat however long its
+    inputs are.
+    """
+
+    def __init__(self, budget_bytes: int, *, alignment: int = 64) -> None:
+        self.budget_bytes = budget_bytes
+        self.alignment = alignment
+        self.pools: list[BufferPool] = []
+        self._peak = 0
+
+    @property
+    def reserved_bytes(self) -> int:
+        return sum(p.slot_size * p.total_slots for p in self.pools)
+
+    def grant(self, nbytes: int, *, force: bool = False) -> SlotLease | None:
+        """A free slot of at least ``nbytes``, or None when the budget is spent and all are leased.
+
+        Pools of other sizes with nothing leased are closed to make room. ``force``
+        grants one slot beyond the budget (for a file that holds none and could
+        otherwise never move).
+        """
+        nbytes = max(1, nbytes)
+        fitting = sorted((p for p in self.pools if nbytes <= p.slot_size <= nbytes * 1.25 + 4096),
+                         key=lambda p: p.slot_size)
+        for pool in fitting:
+            lease = pool.try_acquire()
+            if lease is not None:
+                return self._track(lease)
+        size = -(-nbytes // self.alignment) * self.alignment
+        if self.reserved_bytes + size > self.budget_bytes:
+            for idle in [p for p in self.pools if p not in fitting and p.leased_slots == 0]:
+                idle.close()  # another size that nothing uses now: give its memory back
+                self.pools.remove(idle)
+        if self.reserved_bytes + size > self.budget_bytes and not force:
+            return None
+        if fitting:
+            fitting[0].expand(1)
+            return self._track(fitting[0].acquire(timeout=0))
+        pool = BufferPool(size, 1, name=f"slots_{size}", alignment=self.alignment)
+        self.pools.append(pool)
+        return self._track(pool.acquire(timeout=0))
+
+    def _track(self, lease: SlotLease) -> SlotLease:
+        self._peak = max(self._peak, self.leased_slots)
+        return lease
+
+    @property
+    def leased_slots(self) -> int:
+        return sum(p.leased_slots for p in self.pools)
+
+    @property
+    def peak_leased(self) -> int:
+        """Most slots leased at once so far."""
+        return self._peak
+
+    def statistics(self) -> list[BufferPoolStats]:
+        return [p.statistics() for p in self.pools]
+
+    def close(self) -> None:
+        for p in self.pools:
+            p.close()

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import PipelineDefinitionError
 from .items import FILE
+from .runtime import TaskPoolConfig
 from .stage import Stage
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ class Pipeline:
 
     def __init__(self, name: str = "pipeline", extensions: Iterable[str] | None = None) -> None:
         self.name = name
+        self.pools: dict[str, TaskPoolConfig | None] = {"default": None}
+        """Worker pools map stages may name (None: sized by the executor)."""
         self.extensions: tuple[str, ...] | None = tuple(extensions) if extensions is not None else None
         """File suffixes a folder walk picks up for this pipeline (None: every file)."""
         self._stages: dict[str, Stage] = {}
@@ -50,6 +53,10 @@ class Pipeline:
         for up in ups:
             self.connect(up, stage)
         return stage
+
+    def add_pool(self, name: str, config: TaskPoolConfig | None = None) -> None:
+        """Declare a worker pool that map stages can name in ``pool``."""
+        self.pools[name] = config
 
     def connect(self, upstream: StageRef, downstream: StageRef) -> None:
         """Feed ``downstream`` with what ``upstream`` emits."""
@@ -109,6 +116,12 @@ class Pipeline:
                 raise PipelineDefinitionError(
                     f"accepts {', '.join(stage.accepts)} but has no input; add it after a stage that emits it",
                     name)
+            if stage.pool not in self.pools:
+                raise PipelineDefinitionError(
+                    f"names pool {stage.pool!r}, which the pipeline does not declare "
+                    f"(pools: {', '.join(self.pools)}; add it with Pipeline.add_pool)", name)
+            if stage.batch_size < 1 or (stage.concurrency is not None and stage.concurrency < 1):
+                raise PipelineDefinitionError("batch_size and concurrency must be at least 1", name)
             for up in ups:
                 if not set(self._stages[up].emits) & set(stage.accepts):
                     emits = ", ".join(self._stages[up].emits) or "nothing"

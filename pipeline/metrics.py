@@ -1,24 +1,40 @@
-"""Per-stage statistics of a run, and the table printed at its end."""
+"""Per-stage statistics of a run, the bottleneck, and the table printed at its end."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 
-__all__ = ["StageStats", "merge_stats", "format_stage_table"]
+import pyarrow as pa
+
+__all__ = ["StageStats", "Bottleneck", "merge_stats", "find_bottleneck", "format_stage_table", "stats_table"]
 
 
 @dataclass(slots=True)
 class StageStats:
-    """What one stage did: items in and out, frames handled, and seconds spent busy."""
+    """What one stage did: items in and out, frames and bytes handled, and where its time went.
+
+    ``busy_s`` is time inside the stage (not in the stages it feeds);
+    ``starved_s`` time its workers sat idle for want of input; ``blocked_s``
+    time input was ready but could not go on (no free slot downstream);
+    ``workers`` how many could run it at once; ``where`` ``file`` (in each
+    file's own process, in order) or ``map:<pool>`` (frame-parallel).
+    """
 
     name: str
     files: int = 0
     items_in: int = 0
     items_out: int = 0
     frames: int = 0
+    bytes: int = 0
     busy_s: float = 0.0
+    starved_s: float = 0.0
+    blocked_s: float = 0.0
     failures: int = 0
+    p50_s: float = 0.0
+    p95_s: float = 0.0
+    workers: int = 1
+    where: str = "file"
 
     @property
     def frames_per_s(self) -> float:
@@ -31,8 +47,17 @@ class StageStats:
         self.items_in += other.items_in
         self.items_out += other.items_out
         self.frames += other.frames
+        self.bytes += other.bytes
         self.busy_s += other.busy_s
+        self.starved_s += other.starved_s
+        self.blocked_s += other.blocked_s
         self.failures += other.failures
+        self.p50_s = max(self.p50_s, other.p50_s)
+        self.p95_s = max(self.p95_s, other.p95_s)
+
+    def utilization(self, wall_s: float) -> float:
+        """Busy share of the time its workers had during the run."""
+        return self.busy_s / (wall_s * max(self.workers, 1)) if wall_s > 0 else 0.0
 
     def to_dict(self) -> dict[str, float | int | str]:
         """A JSON-ready dict, with the derived frames/s."""
@@ -41,28 +66,70 @@ class StageStats:
         return d
 
 
+@dataclass(frozen=True, slots=True)
+class Bottleneck:
+    """The stage that limits throughput, and why."""
+
+    stage: str
+    utilization: float
+    reason: str
+
+
 def merge_stats(per_file: Iterable[Mapping[str, StageStats]], order: Iterable[str]) -> list[StageStats]:
     """Sum per-file stage statistics into one record per stage, in ``order``."""
     totals = {name: StageStats(name) for name in order}
     for stats in per_file:
         for name, s in stats.items():
-            totals.setdefault(name, StageStats(name)).add(s)
+            total = totals.setdefault(name, StageStats(name))
+            total.workers, total.where = s.workers, s.where
+            total.add(s)
     return list(totals.values())
 
 
+def find_bottleneck(stats: Sequence[StageStats], wall_s: float) -> Bottleneck | None:
+    """The stage whose workers were busiest; the others waited for it."""
+    busy = [s for s in stats if s.busy_s > 0]
+    if not busy or wall_s <= 0:
+        return None
+    top = max(busy, key=lambda s: s.utilization(wall_s))
+    u = top.utilization(wall_s)
+    others = [s for s in busy if s is not top]
+    waiting = max(others, key=lambda s: s.starved_s, default=None)
+    reason = f"busy {u:.0%} of the time of its {top.workers} worker(s)"
+    if others:
+        reason += f"; the next busiest, {max(others, key=lambda s: s.utilization(wall_s)).name}, " \
+                  f"{max(s.utilization(wall_s) for s in others):.0%}"
+    if waiting is not None and waiting.starved_s > 0.05 * wall_s:
+        reason += f"; {waiting.name} sat starved for input {waiting.starved_s:.1f} s"
+    return Bottleneck(top.name, u, reason)
+
+
 def format_stage_table(stats: Iterable[StageStats], wall_s: float | None = None) -> str:
-    """A plain-text table: stage, files, items, frames, busy seconds, frames/s."""
-    rows = [("stage", "files", "items", "frames", "busy s", "frames/s", "fail")]
+    """A plain-text table of the per-stage statistics, with the bottleneck under it."""
+    stats = list(stats)
+    rows = [("stage", "where", "files", "items", "frames", "MB", "busy s", "starved s", "blocked s", "frames/s",
+             "p95 ms", "fail")]
     for s in stats:
-        rows.append((s.name, str(s.files), str(s.items_in), str(s.frames), f"{s.busy_s:.2f}",
-                     f"{s.frames_per_s:.1f}" if s.frames else "-", str(s.failures)))
+        rows.append((s.name, s.where, str(s.files), str(s.items_in), str(s.frames), f"{s.bytes / 1e6:.0f}",
+                     f"{s.busy_s:.2f}", f"{s.starved_s:.2f}", f"{s.blocked_s:.2f}",
+                     f"{s.frames_per_s:.1f}" if s.frames else "-", f"{s.p95_s * 1e3:.1f}", str(s.failures)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for n, r in enumerate(rows):
-        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
+        cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1])] + [c.rjust(w) for c, w in zip(r[2:], widths[2:])]
         lines.append("  ".join(cells))
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     if wall_s is not None:
         lines.append(f"wall time {wall_s:.2f} s")
+        neck = find_bottleneck(stats, wall_s)
+        if neck is not None:
+            lines.append(f"bottleneck: {neck.stage} ({neck.reason})")
     return "\n".join(lines)
+
+
+def stats_table(stats: Iterable[StageStats]) -> pa.Table:
+    """The per-stage statistics as an Arrow table (one row per stage)."""
+    rows = [s.to_dict() for s in stats]
+    names = [f.name for f in fields(StageStats)] + ["frames_per_s"]
+    return pa.Table.from_pylist(rows) if rows else pa.table({n: [] for n in names})

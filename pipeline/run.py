@@ -74,6 +74,11 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         raise
     wall = time.perf_counter() - start
     stats = merge_stats((r.stats for r in results), pipeline.order())
+    map_stats = getattr(ex, "map_stats", {})
+    stats = [map_stats.get(s.name, s) for s in stats]
+    for s in stats:
+        if s.where == "file":
+            s.workers = getattr(ex, "actor_count", 0) or n_parallel
     result = RunResult(pipeline.name, out_dir, results, stats, wall, n_parallel, ex.name)
     if write_reports:
         write_report(pipeline, result)

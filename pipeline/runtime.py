@@ -156,11 +156,20 @@ class CoreBudget:
 _WORKER_BOARDS: dict[str, ProgressBoard] = {}
 
 
-def _init_worker(nice: int) -> None:
-    """Executor initializer: run at this pool's niceness."""
+def _init_worker(nice: int, keep_alive: bool) -> None:
+    """Executor initializer: run at this pool's niceness; for ``keep_alive`` pools, never recycle the worker.
+
+    loky replaces a worker whose memory grew by 300 MB since it started (its
+    leak guard). A worker that holds a file's session (an open decoder, an
+    encoder's state) must not be replaced between calls, so those pools turn
+    the guard off in their workers.
+    """
     proc = psutil.Process()
     if nice > proc.nice():
         proc.nice(min(19, nice))
+    if keep_alive:
+        import loky.process_executor
+        loky.process_executor._MAX_MEMORY_LEAK_SIZE = 1 << 62
 
 
 def _run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], board_name: str,
@@ -223,11 +232,13 @@ class WorkerPool:
     ``pool_id`` names it in errors and metrics. Workers run at the niceness of
     ``config.priority`` (see ``NICE_INCREMENT``). With a ``budget`` shared
     with other pools, dispatch also waits for a free core at its priority.
+    ``keep_alive`` workers are never recycled by loky (they hold state).
     """
 
     def __init__(self, pool_id: str, config: TaskPoolConfig | None = None, *,
-                 budget: CoreBudget | None = None) -> None:
+                 budget: CoreBudget | None = None, keep_alive: bool = False) -> None:
         self.pool_id = pool_id
+        self.keep_alive = keep_alive
         self.config = config or TaskPoolConfig()
         self.budget = budget
         self._max = self.config.max_concurrent_tasks
@@ -237,6 +248,7 @@ class WorkerPool:
         self._free_rows = list(range(_BOARD_ROWS - 1, -1, -1))
         self._seq = itertools.count()
         self._shutdown = False
+        self._killing = False
         self._closed = False
         self._nice = psutil.Process().nice() + NICE_INCREMENT[self.config.priority]
         self._board = ProgressBoard.create(_BOARD_ROWS)
@@ -331,7 +343,7 @@ class WorkerPool:
 
     def _new_executor(self) -> _Executor:
         return _Executor(ProcessPoolExecutor(max_workers=self._max, initializer=_init_worker,
-                                             initargs=(self._nice,)))
+                                             initargs=(self._nice, self.keep_alive)))
 
     def _wake(self) -> None:
         with self._cond:
@@ -340,7 +352,7 @@ class WorkerPool:
     def _dispatch_loop(self) -> None:
         with self._cond:
             while True:
-                if self._executor.broken:  # replace it before dispatching anything else
+                if self._executor.broken and not self._killing:  # replace it before dispatching anything else
                     self._retired.append(self._executor)
                     self._executor = self._new_executor()
                 while self._heap and self._has_capacity() and not self._executor.broken:
@@ -426,6 +438,10 @@ class WorkerPool:
         """Decide what a task lost with its executor becomes: a timeout, a retry, or a crash error."""
         assert task.executor is not None
         started = self._board.state(task.row) != 0 if task.row >= 0 else False
+        if self._killing:
+            self._failed += 1
+            stopped = PoolShutdown(f"task {task.name} was stopped: pool {self.pool_id} was killed")
+            return lambda: task.future.set_exception(stopped)
         if task.timed_out:
             self._timeouts += 1
             self._failed += 1
@@ -465,14 +481,21 @@ class WorkerPool:
     def max_concurrent_tasks(self) -> int:
         return self._max
 
-    def shutdown(self, wait: bool = True, cancel_pending: bool = False) -> None:
-        """Stop taking tasks; with ``cancel_pending`` drop queued ones; with ``wait`` block until all is done."""
+    def shutdown(self, wait: bool = True, cancel_pending: bool = False, kill: bool = False) -> None:
+        """Stop taking tasks; with ``cancel_pending`` drop queued ones; with ``wait`` block until all is done.
+
+        ``kill`` ends running tasks at once: their workers are killed (an interrupted run uses it).
+        """
         with self._cond:
             self._shutdown = True
-            if cancel_pending:
+            if cancel_pending or kill:
                 for _key, task in self._heap:
                     task.future.cancel()
                 self._heap.clear()
+            if kill:
+                self._killing = True
+                for ex in [self._executor, *self._retired]:
+                    ex.loky.shutdown(wait=True, kill_workers=True)
             self._cond.notify_all()
         if wait:
             self._dispatcher.join()

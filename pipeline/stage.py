@@ -39,18 +39,42 @@ class Stage:
     Class attributes declare the stage to the graph: ``accepts`` and ``emits``
     are item kinds; ``report_fields`` are the Arrow fields this stage adds to
     each file's row of the report.
+
+    How it runs: a ``stateful`` stage (the default) sees one file's items in
+    order in one process, and may keep per-file state in ``ctx.state``. A
+    frame stage with ``stateful = False`` is a map: its frames are spread over
+    the workers of its ``pool`` (up to ``concurrency`` at once, ``batch_size``
+    frames a task, at ``priority``); what it emits is put back in order
+    before any stage that needs order (``ordered``).
     """
 
     name: str = ""
     accepts: tuple[str, ...] = (FILE,)
     emits: tuple[str, ...] = ()
     report_fields: tuple[pa.Field, ...] = ()
+    stateful: bool = True
+    pool: str = "default"
+    concurrency: int | None = None
+    priority: int = 1  # pipeline.runtime.Priority.MEDIUM
+    batch_size: int = 1
+    ordered: bool = True
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None, *, stateful: bool | None = None, pool: str | None = None,
+                 concurrency: int | None = None, priority: int | None = None, batch_size: int | None = None,
+                 ordered: bool | None = None) -> None:
         if name:
             self.name = name
         elif not self.name:
             self.name = _snake(type(self).__name__)
+        for attr, value in (("stateful", stateful), ("pool", pool), ("concurrency", concurrency),
+                            ("priority", priority), ("batch_size", batch_size), ("ordered", ordered)):
+            if value is not None:
+                setattr(self, attr, value)
+
+    @property
+    def is_map(self) -> bool:
+        """True when the stage's frames may run on many workers at once."""
+        return not self.stateful and FILE not in self.accepts
 
     def setup(self) -> None:
         """Prepare per-process resources (called once per worker)."""
@@ -154,8 +178,8 @@ class FunctionStage(Stage):
     """A stage made from a plain function ``fn(item, ctx) -> items | None``."""
 
     def __init__(self, fn: Callable[[Any, StageContext], Iterable[Any] | None], *, name: str | None = None,
-                 accepts: str | Iterable[str] = FILE, emits: str | Iterable[str] = ()) -> None:
-        super().__init__(name or fn.__name__)
+                 accepts: str | Iterable[str] = FILE, emits: str | Iterable[str] = (), **options: Any) -> None:
+        super().__init__(name or fn.__name__, **options)
         self.fn = fn
         self.accepts = (accepts,) if isinstance(accepts, str) else tuple(accepts)
         self.emits = (emits,) if isinstance(emits, str) else tuple(emits)
@@ -165,8 +189,12 @@ class FunctionStage(Stage):
 
 
 def stage(fn: Callable[..., Any] | None = None, *, name: str | None = None,
-          accepts: str | Iterable[str] = FILE, emits: str | Iterable[str] = ()) -> Any:
-    """Turn ``fn(item, ctx)`` into a :class:`Stage`; usable bare or with arguments."""
+          accepts: str | Iterable[str] = FILE, emits: str | Iterable[str] = (), **options: Any) -> Any:
+    """Turn ``fn(item, ctx)`` into a :class:`Stage`; usable bare or with arguments.
+
+    ``options`` are the :class:`Stage` run options: ``stateful``, ``pool``,
+    ``concurrency``, ``priority``, ``batch_size``, ``ordered``.
+    """
     def wrap(f: Callable[..., Any]) -> FunctionStage:
-        return FunctionStage(f, name=name, accepts=accepts, emits=emits)
+        return FunctionStage(f, name=name, accepts=accepts, emits=emits, **options)
     return wrap(fn) if fn is not None else wrap

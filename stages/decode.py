@@ -61,15 +61,17 @@ class Decode(Stage):
 
     A packet that fails to decode is skipped and counted, as players do; the
     file fails only when no frame decodes at all. FFmpeg's decoder threads
-    count against the file's core budget.
+    count against the file's core budget. ``pixel_format`` converts every
+    picture (e.g. ``"rgb24"`` for numpy stages); by default they stay as decoded.
     """
 
     accepts = (FILE,)
     emits = (FRAME, AUDIO)
 
-    def __init__(self, *, audio: bool = True, name: str | None = None) -> None:
+    def __init__(self, *, audio: bool = True, pixel_format: str | None = None, name: str | None = None) -> None:
         super().__init__(name)
         self.audio = audio
+        self.pixel_format = pixel_format
         if not audio:
             self.emits = (FRAME,)
         self._pool: BufferPool | None = None  # per process, for raw video read straight into slots
@@ -146,6 +148,8 @@ class Decode(Stage):
                 for frame in frames:
                     if packet.stream is vstream:
                         ts = timestamps(frame.pts, frame.dts)
+                        if self.pixel_format and frame.format.name != self.pixel_format:
+                            frame = frame.reformat(format=self.pixel_format)
                         t = float(ts * vtb) - start if ts is not None else (
                             n_frames / float(info.fps) if info.fps else 0.0)
                         yield VideoFrameItem(frame, n_frames, t, int(frame.rotation or 0), info)

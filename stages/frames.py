@@ -1,16 +1,30 @@
-"""The items the video stages pass along: decoded video frames and audio blocks."""
+"""The items the video stages pass along: decoded video frames and audio blocks.
+
+A ``VideoFrameItem`` holds its pixels in one of two places: a PyAV frame in
+this process, or a buffer-pool slot (a ``FrameRef``) that any process of the
+run can read. It moves to a slot only when it crosses to another process
+(``to_shared``); on the other side ``frame`` and ``array()`` are views of the
+slot, with no copy.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import av
+import numpy as np
 
 from pipeline import AUDIO, FRAME
+from pipeline.buffers import FrameRef
+from pipeline.frame_pools import frame_layout
 
 __all__ = ["StreamInfo", "VideoFrameItem", "AudioFrameItem"]
+
+# Pixel formats whose slot layout PyAV can wrap as a frame without copying.
+_WRAPPABLE = {"rgb24", "bgr24", "gray", "yuv420p", "rgba", "bgra"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,14 +48,112 @@ class StreamInfo:
 
 @dataclass(slots=True)
 class VideoFrameItem:
-    """A decoded picture, its number in the stream and its time in seconds from the file's start."""
+    """A decoded picture: its number in the stream, its time in seconds from the file's start, and its pixels.
+
+    ``pixels`` is a local array set by a stage that computed new pixels
+    (``with_pixels``); ``ref`` a shared slot; ``local`` a PyAV frame.
+    """
 
     kind: ClassVar[str] = FRAME
-    frame: av.VideoFrame
+    local: av.VideoFrame | None
     index: int
     time: float
     rotation: int
     stream: StreamInfo
+    ref: FrameRef | None = None
+    pixels: np.ndarray | None = None
+    pixel_format: str | None = None
+
+    @property
+    def frame(self) -> av.VideoFrame:
+        """The picture as a PyAV frame (a view of the slot when the pixels are shared)."""
+        if self.local is None:
+            fmt = self.format
+            arr = self.array()
+            if fmt in _WRAPPABLE and arr.flags.c_contiguous and (fmt != "yuv420p" or arr.ndim == 2):
+                self.local = av.VideoFrame.from_numpy_buffer(arr, format=fmt)
+            else:
+                self.local = av.VideoFrame.from_ndarray(arr, format=fmt)
+        return self.local
+
+    @property
+    def format(self) -> str:
+        """The pixel format of the pixels."""
+        if self.pixel_format:
+            return self.pixel_format
+        if self.ref is not None and self.ref.pixel_format:
+            return self.ref.pixel_format
+        assert self.local is not None
+        return self.local.format.name
+
+    @property
+    def width(self) -> int:
+        return self.local.width if self.local is not None else self._shape_size()[0]
+
+    @property
+    def height(self) -> int:
+        return self.local.height if self.local is not None else self._shape_size()[1]
+
+    def _shape_size(self) -> tuple[int, int]:
+        arr = self.array()
+        if self.format in ("yuv420p", "yuvj420p") and arr.ndim == 2:
+            return arr.shape[1], arr.shape[0] * 2 // 3
+        return arr.shape[1], arr.shape[0]
+
+    def array(self, pixel_format: str | None = None) -> np.ndarray:
+        """The pixels as numpy (a view of the slot or of the stage's array; a conversion when asked)."""
+        if pixel_format is None or pixel_format == self.format:
+            if self.pixels is not None:
+                return self.pixels
+            if self.ref is not None:
+                return self.ref.array()
+            assert self.local is not None
+            return self.local.to_ndarray()
+        return self.frame.to_ndarray(format=pixel_format)
+
+    def with_pixels(self, pixels: np.ndarray, pixel_format: str | None = None) -> "VideoFrameItem":
+        """The same frame (number, time, stream) with new pixels, e.g. the output of a numpy stage."""
+        return dataclasses.replace(self, local=None, ref=None, pixels=pixels,
+                                   pixel_format=pixel_format or self.format)
+
+    # Crossing processes: the engine's shared-item protocol ----------------------------
+
+    def shared_nbytes(self) -> int:
+        """Bytes of slot this frame needs to cross to another process."""
+        if self.pixels is not None:
+            return int(self.pixels.nbytes)
+        if self.ref is not None:
+            return 0  # already shared
+        assert self.local is not None
+        shape, dtype = frame_layout(self.local.width, self.local.height, self.local.format.name)
+        return int(np.prod(shape)) * dtype.itemsize
+
+    def to_shared(self, slot: FrameRef) -> "VideoFrameItem":
+        """This frame with its pixels copied into ``slot`` (a byte slot granted by the scheduler)."""
+        if self.ref is not None and self.pixels is None:
+            return self._without_local()
+        arr = self.array()
+        fmt = self.format
+        dst = slot.replace(shape=tuple(arr.shape), dtype=arr.dtype.str, pixel_format=fmt, seq=self.index)
+        target = dst.array()
+        if not np.shares_memory(target, arr):  # a stage that wrote straight into the slot needs no copy
+            np.copyto(target, arr)
+        return dataclasses.replace(self, local=None, ref=dst, pixels=None, pixel_format=fmt)
+
+    def _without_local(self) -> "VideoFrameItem":
+        return dataclasses.replace(self, local=None)
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self.ref is None:
+            raise TypeError("a VideoFrameItem crosses processes only in a slot (call to_shared first)")
+        return {"index": self.index, "time": self.time, "rotation": self.rotation, "stream": self.stream,
+                "ref": self.ref, "pixel_format": self.pixel_format}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.local = None
+        self.pixels = None
+        for key, value in state.items():
+            setattr(self, key, value)
 
 
 @dataclass(slots=True)

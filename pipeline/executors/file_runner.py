@@ -1,8 +1,18 @@
-"""Runs one file through the whole graph inside one process, streaming items depth-first.
+"""``FileSession``: one file's stages in one process, streamed depth-first and advanced in steps.
 
-Each item a stage yields is pushed at once into the stages that accept its
-kind, so a decoder's frame reaches every consumer before the next frame is
-decoded: one file holds only the items in flight along one path.
+Each item a stage yields goes at once to the local stages that accept its
+kind, so a decoder's frame reaches every local consumer before the next frame
+is decoded. Items for *map* stages that run in other processes are put in an
+outbox instead; an item whose pixels must cross waits there for a slot
+granted by the scheduler (a credit), and the session pauses — stops pulling
+from its source — while it has no credit. That pause is the backpressure
+that bounds memory, whatever the length of the file.
+
+The walk is an explicit stack rather than recursion so that it can stop
+between any two items and resume on the next ``step``::
+
+    [deliver(file, roots)]  ->  [drain(decode, <generator>)]  ->  [drain(decode, gen), deliver(frame, [thumbs, proxy])] ...
+
 Busy time is measured per stage, excluding the time of the stages it feeds.
 """
 
@@ -10,9 +20,11 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
+from ..buffers import FrameRef
 from ..errors import InputError, StageError
 from ..graph import Pipeline
 from ..items import FRAME
@@ -20,39 +32,226 @@ from ..metrics import StageStats
 from ..results import FAILED, OK, FileResult
 from ..stage import FileRun, Stage, StageContext
 
-__all__ = ["FileRunner"]
+__all__ = ["FileSession", "FileRunner", "StepResult", "Outgoing", "is_shareable"]
 
 
-class FileRunner:
-    """Interprets a pipeline for one file at a time; stages are set up once per runner."""
+def is_shareable(item: Any) -> bool:
+    """Whether ``item`` carries pixels that cross processes in a slot (``shared_nbytes`` / ``to_shared``)."""
+    return hasattr(item, "shared_nbytes") and hasattr(item, "to_shared")
 
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.order = pipeline.order()
+
+@dataclass(slots=True)
+class Outgoing:
+    """An item leaving the session for map stages in other processes."""
+
+    item: Any
+    targets: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class StepResult:
+    """What one step produced: items for map stages, credits it did not use, and how far it got."""
+
+    outbox: list[Outgoing] = field(default_factory=list)
+    unused: list[FrameRef] = field(default_factory=list)
+    need_nbytes: int = 0  # >0: paused, an item waits for a slot this big
+    exhausted: bool = False  # every source is drained and nothing waits
+    progress: tuple[str, int, int | None] | None = None
+
+
+class _Drain:
+    __slots__ = ("stage", "it")
+
+    def __init__(self, stage: str, it: Iterator[Any]) -> None:
+        self.stage, self.it = stage, it
+
+
+class _Deliver:
+    __slots__ = ("item", "targets")
+
+    def __init__(self, item: Any, targets: list[str]) -> None:
+        self.item, self.targets = item, targets
+
+
+class FileSession:
+    """The local part of a pipeline for one file. ``remote`` names the map stages that run elsewhere."""
+
+    def __init__(self, pipeline: Pipeline, run: FileRun, remote: frozenset[str] = frozenset(),
+                 order: list[str] | None = None) -> None:
+        self.pipeline = pipeline
+        self.run = run
+        self.order = order or pipeline.order()
         self.stages: dict[str, Stage] = pipeline.stages
+        self.remote = remote
+        self.local = [n for n in self.order if n not in remote]
         self.roots = [n for n in self.order if not pipeline.inputs(n)]
         self.children = {n: [(c, frozenset(self.stages[c].accepts)) for c in pipeline.children(n)]
                          for n in self.order}
-        self._is_setup = False
-        # Per-file scratch, reset by run().
-        self._ctx: dict[str, StageContext] = {}
-        self._stats: dict[str, StageStats] = {}
-        self._frames_in: dict[str, int] = {}
-        self._frames_out: dict[str, int] = {}
+        self.ctx = {n: StageContext(run, n) for n in self.order}
+        self.stats = {n: StageStats(n, files=1) for n in self.order}
+        self._frames_in = dict.fromkeys(self.order, 0)
+        self._frames_out = dict.fromkeys(self.order, 0)
+        self._stack: list[_Drain | _Deliver] = []
+        self._pending: list[Outgoing] = []  # waiting for a slot
         self._active = ""
+        self._progress: tuple[str, int, int | None] | None = None
+        self._inline_all = not remote
+        self._forward_progress = run.progress
+        run.progress = self._on_progress
+        self.started = time.perf_counter()
+
+    def _on_progress(self, stage: str, done: int, total: int | None) -> None:
+        self._progress = (stage, done, total)
+        self._forward_progress(stage, done, total)
+
+    # Driving ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin every local stage and queue the file for the root stages."""
+        for n in self.local:
+            self._call(n, self.stages[n].begin, self.ctx[n])
+        self._stack.append(_Deliver(self.run.file, list(self.roots)))
+
+    def deliver(self, stage: str, items: list[Any]) -> None:
+        """Queue items (in order) that map stages sent back for local stage ``stage``."""
+        for item in reversed(items):
+            self._stack.append(_Deliver(item, [stage]))
+
+    def step(self, credits: list[FrameRef] | None = None) -> StepResult:
+        """Run until every source is drained or an item waits for a slot; raises what a stage raised."""
+        credits = list(credits or [])
+        out = StepResult()
+        self._flush(credits, out)
+        while self._stack:
+            if self._pending:
+                break  # no credit left for what waits: pause here (backpressure)
+            top = self._stack[-1]
+            if isinstance(top, _Drain):
+                self._active = top.stage
+                t0 = time.perf_counter()
+                try:
+                    produced = next(top.it)
+                except StopIteration:
+                    self.stats[top.stage].busy_s += time.perf_counter() - t0
+                    self._stack.pop()
+                    continue
+                self.stats[top.stage].busy_s += time.perf_counter() - t0
+                self._emit(top.stage, produced)
+                self._flush(credits, out)
+            else:
+                if not top.targets:
+                    self._stack.pop()
+                    continue
+                target = top.targets.pop(0)
+                self._push(target, top.item)
+        if self._pending:
+            out.need_nbytes = max(self._pending[0].item.shared_nbytes(), 1)
+        out.unused = credits
+        out.exhausted = not self._stack and not self._pending
+        out.progress = self._progress
+        return out
+
+    def _emit(self, stage: str, produced: Any) -> None:
+        stats = self.stats[stage]
+        stats.items_out += 1
+        kind = getattr(produced, "kind", None)
+        if kind == FRAME:
+            self._frames_out[stage] += 1
+        local, remote = [], []
+        for child, accepts in self.children[stage]:
+            if kind in accepts:
+                (remote if child in self.remote and not self._inline_all else local).append(child)
+        if remote:
+            self._pending.append(Outgoing(produced, tuple(remote)))
+        if local:
+            self._stack.append(_Deliver(produced, local))
+
+    def _flush(self, credits: list[FrameRef], out: StepResult) -> None:
+        while self._pending:
+            waiting = self._pending[0]
+            item = waiting.item
+            if is_shareable(item) and item.shared_nbytes() > 0:
+                fit = next((i for i, c in enumerate(credits) if c.nbytes >= item.shared_nbytes()), None)
+                if fit is None:
+                    return
+                item = item.to_shared(credits.pop(fit))
+            self._pending.pop(0)
+            out.outbox.append(Outgoing(item, waiting.targets))
+
+    def _push(self, name: str, item: Any) -> None:
+        self.stats[name].items_in += 1
+        if getattr(item, "kind", None) == FRAME:
+            self._frames_in[name] += 1
+        out = self._call(name, self.stages[name].process, item, self.ctx[name])
+        if out is not None:
+            self._stack.append(_Drain(name, iter(out)))
+
+    def _call(self, name: str, fn: Any, *args: Any) -> Any:
+        self._active = name
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.stats[name].busy_s += time.perf_counter() - t0
+
+    def finish(self) -> FileResult:
+        """End every local stage in order (map stages left are run here), and return the file's result."""
+        self._inline_all = True  # what end() emits has no scheduler to go back to: run it all here
+        for n in self.order:
+            if n in self.remote:
+                continue
+            out = self._call(n, self.stages[n].end, self.ctx[n])
+            if out is not None:
+                self._stack.append(_Drain(n, iter(out)))
+                self.step()
+        return self._result(OK)
+
+    def fail(self, exc: BaseException) -> FileResult:
+        """Abort every local stage and describe the failure (the stage active when it was raised)."""
+        stage = self._active or (self.local[0] if self.local else "")
+        if stage in self.stats:
+            self.stats[stage].failures += 1
+        for n in reversed(self.local):
+            try:
+                self.stages[n].abort(self.ctx[n])
+            except Exception:
+                pass
+        result = self._result(FAILED)
+        result.failed_stage = stage
+        result.error_type = type(exc).__name__
+        reason = exc.reason if isinstance(exc, (InputError, StageError)) else f"{type(exc).__name__}: {exc}"
+        result.error = f"[{stage}] {reason}"
+        result.traceback = "".join(traceback.format_exception(exc))
+        return result
+
+    def _result(self, status: str) -> FileResult:
+        for n in self.order:
+            self.stats[n].frames = max(self._frames_in[n], self._frames_out[n])
+        stats = {n: s for n, s in self.stats.items() if n not in self.remote}
+        result = FileResult(self.run.file, status, self.run.record, self.run.outputs, self.run.warnings, stats)
+        result.wall_s = time.perf_counter() - self.started
+        return result
+
+
+class FileRunner:
+    """Runs whole files through every stage in this process (the inline executor's engine)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.order = pipeline.order()
+        self._is_setup = False
 
     def setup(self) -> None:
-        """Call every stage's ``setup`` (once)."""
         if not self._is_setup:
             for n in self.order:
-                self.stages[n].setup()
+                self.pipeline.stages[n].setup()
             self._is_setup = True
 
     def teardown(self) -> None:
-        """Call every stage's ``teardown``."""
         if self._is_setup:
             for n in self.order:
                 try:
-                    self.stages[n].teardown()
+                    self.pipeline.stages[n].teardown()
                 except Exception:
                     pass
             self._is_setup = False
@@ -60,74 +259,11 @@ class FileRunner:
     def run(self, run: FileRun) -> FileResult:
         """Push ``run.file`` through the graph and return its result; never raises for a bad file."""
         self.setup()
-        start = time.perf_counter()
-        self._ctx = {n: StageContext(run, n) for n in self.order}
-        self._stats = {n: StageStats(n, files=1) for n in self.order}
-        self._frames_in = dict.fromkeys(self.order, 0)
-        self._frames_out = dict.fromkeys(self.order, 0)
-        result = FileResult(run.file, OK, run.record, run.outputs, run.warnings, self._stats)
+        session = FileSession(self.pipeline, run, order=self.order)
         try:
-            for n in self.order:
-                self._call(n, self.stages[n].begin, self._ctx[n])
-            for n in self.roots:
-                self._push(n, run.file)
-            for n in self.order:
-                out = self._call(n, self.stages[n].end, self._ctx[n])
-                if out is not None:
-                    self._drain(n, out)
+            session.start()
+            while not session.step().exhausted:
+                pass
+            return session.finish()
         except Exception as exc:  # one file fails; the caller's batch goes on
-            stage = self._active
-            self._stats[stage].failures += 1
-            for n in reversed(self.order):
-                try:
-                    self.stages[n].abort(self._ctx[n])
-                except Exception:
-                    pass
-            result.status = FAILED
-            result.failed_stage = stage
-            result.error_type = type(exc).__name__
-            reason = exc.reason if isinstance(exc, (InputError, StageError)) else f"{type(exc).__name__}: {exc}"
-            result.error = f"[{stage}] {reason}"
-            result.traceback = "".join(traceback.format_exception(exc))
-        for n in self.order:
-            s = self._stats[n]
-            s.frames = max(self._frames_in[n], self._frames_out[n])
-        result.wall_s = time.perf_counter() - start
-        return result
-
-    def _call(self, name: str, fn: Any, *args: Any) -> Any:
-        self._active = name
-        t0 = time.perf_counter()
-        out = fn(*args)
-        self._stats[name].busy_s += time.perf_counter() - t0
-        return out
-
-    def _push(self, name: str, item: Any) -> None:
-        stats = self._stats[name]
-        stats.items_in += 1
-        if getattr(item, "kind", None) == FRAME:
-            self._frames_in[name] += 1
-        out = self._call(name, self.stages[name].process, item, self._ctx[name])
-        if out is not None:
-            self._drain(name, out)
-
-    def _drain(self, name: str, out: Iterable[Any]) -> None:
-        stats = self._stats[name]
-        children = self.children[name]
-        it = iter(out)
-        while True:
-            self._active = name
-            t0 = time.perf_counter()
-            try:
-                produced = next(it)
-            except StopIteration:
-                stats.busy_s += time.perf_counter() - t0
-                return
-            stats.busy_s += time.perf_counter() - t0
-            stats.items_out += 1
-            kind = getattr(produced, "kind", None)
-            if kind == FRAME:
-                self._frames_out[name] += 1
-            for child, accepts in children:
-                if kind in accepts:
-                    self._push(child, produced)
+            return session.fail(exc)

@@ -1,137 +1,557 @@
-"""The local executor: files run concurrently on a loky process pool.
+"""The local executor: one scheduler in the parent; files on actors, map stages frame-parallel on pools.
 
-    parent (one scheduling loop)                 loky workers (one pipeline each)
-    ----------------------------                 --------------------------------
-    submit(run_task, FileTask, row) ──────────►  FileRunner.run(file)
-    reads ProgressBoard (shared memory) ◄─────── board.start / update / finish(row)
-    wait(futures, 0.1 s) ◄────────────────────── FileResult
-    checks the interrupt flag
+    parent: one scheduling loop                              worker processes
+    ---------------------------                              ----------------
+    per file in flight: an actor (a one-worker WorkerPool) ── actor_start / actor_step / actor_finish
+        grants it slot credits; gets back frames in slots      (FileSession: decode, stateful stages)
+    per map stage: a ready queue ─── run_map(batch) ───────► any worker of the stage's WorkerPool
+        results put back in order per file before they go to the file's actor (an encoder sees frames in order)
+    events: completions of both kinds arrive on one queue; the loop also wakes every 0.1 s for progress
+    and to notice Ctrl-C / SIGTERM (a flag).
 
-The loop wakes when a file finishes or every 0.1 s, to forward progress and
-to notice Ctrl-C or SIGTERM, which only set a flag: the loop then kills the
-workers and waits for them before raising, so no worker writes after return.
+Memory is bounded by slots: a file's actor may hold at most ``credits_per_file`` slots, and every slot
+comes from a ``SlotAllocator`` with a fixed byte budget; when none is free, no actor is asked for more
+frames until a slot is released (backpressure), whatever the length of the input.
 
-A worker that dies (killed, segfault, out of memory) breaks the whole loky
-pool: every pending future fails. Files whose board row says they were
-running are charged one attempt and re-run on a fresh pool up to ``retries``
-times; files that had not started are re-run without charge.
+Slot lifetime: a frame's slot is leased by the parent, filled by the actor, retained once per consumer
+(each map stage it goes to, each ordered delivery to an actor) and freed with its last release.
+
+Without map stages each file's whole graph runs in its actor in one call, streaming depth-first; with
+them, the actor pauses whenever it has no credit for a frame that must cross.
 """
 
 from __future__ import annotations
 
 import os
-import re
+import queue
+import statistics
+import time
+import uuid
+from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
 
-from loky import ProcessPoolExecutor
-from loky.process_executor import TerminatedWorkerError
-
+from ..board import ProgressBoard
+from ..buffers import FrameRef, SlotLease
+from ..frame_pools import SlotAllocator
 from ..graph import Pipeline
 from ..interrupts import InterruptFlag, capture_interrupts
+from ..metrics import StageStats
+from ..errors import WorkerCrashed
 from ..results import FAILED, FileResult
+from ..runtime import CoreBudget, Priority, TaskPoolConfig, WorkerPool
 from .base import FileTask, RunEvents
-from ..board import PENDING, RUNNING, ProgressBoard
-from .worker import init_worker, run_task
+from .worker import ActorReply, MapOutcome, actor_abort, actor_finish, actor_start, actor_step, run_map
 
 __all__ = ["LocalExecutor"]
 
 _TICK_S = 0.1
+_SKIP = object()
 
 
-def _exit_codes(exc: BaseException) -> str:
-    """loky's exit codes of the dead workers (e.g. ``; exit codes {EXIT(3)}``), when it names them."""
-    found = re.search(r"exit codes of the workers are (\{.*?\})", str(exc))
-    return f"; exit codes {found.group(1)}" if found else ""
+def _key(ref: FrameRef) -> tuple[str, int, int]:
+    return ref.pool_id, ref.slot, ref.generation
+
+
+@dataclass(eq=False)
+class _File:
+    """The scheduler's view of one file in flight."""
+
+    task: FileTask
+    row: int
+    actor: WorkerPool | None = None
+    busy: bool = False
+    started: bool = False
+    exhausted: bool = False
+    finishing: bool = False
+    need_nbytes: int = 0
+    credits: dict[tuple[str, int, int], SlotLease] = field(default_factory=dict)  # granted, not yet returned
+    inbox: dict[str, list[tuple[Any, SlotLease | None]]] = field(default_factory=dict)
+    order: dict[str, deque[int]] = field(default_factory=dict)  # per map stage with local children
+    done: dict[str, dict[int, tuple[Any, SlotLease | None]]] = field(default_factory=dict)
+    in_maps: int = 0  # frames of this file queued in or running on map stages
+    seq: int = 0
+    result: FileResult | None = None
+    error: FileResult | None = None
+    records: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    calls: int = 0  # actor calls in flight
+    epoch: int = 0  # bumped when the file restarts after its actor died: late results of before are dropped
+    attempts: int = 1
+
+    def reset(self) -> None:
+        """Forget all progress (the actor died): the file starts over on the next call."""
+        self.started = self.exhausted = self.finishing = False
+        self.need_nbytes = self.seq = 0
+        self.order.clear()
+        self.done.clear()
+        self.records.clear()
+        self.warnings.clear()
+        self.epoch += 1
+        self.attempts += 1
 
 
 class LocalExecutor:
-    """Runs files concurrently on ``workers`` processes (default: one per core)."""
+    """Runs files on this machine: ``workers`` processes for map stages, ``files_in_flight`` actors.
+
+    ``buffer_bytes`` bounds the shared memory of frames in flight; ``fail_fast``
+    stops the batch at the first failed file; on Ctrl-C running calls get
+    ``grace_s`` seconds to finish before their workers are killed.
+    """
 
     name = "local"
 
-    def __init__(self, workers: int | None = None, retries: int = 1) -> None:
+    def __init__(self, workers: int | None = None, *, files_in_flight: int | None = None,
+                 credits_per_file: int | None = None, buffer_bytes: int = 512 << 20, fail_fast: bool = False,
+                 grace_s: float = 2.0, retries: int = 1) -> None:
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.retries = retries
+        self.files_in_flight = files_in_flight
+        self.credits_per_file = credits_per_file
+        self.buffer_bytes = buffer_bytes
+        self.fail_fast = fail_fast
+        self.grace_s = grace_s
+        self.peak_slots = 0
+        self.actor_count = 0
+        self.map_stats: dict[str, StageStats] = {}
+
+    # ------------------------------------------------------------------------------------------
 
     def run(self, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents) -> list[FileResult]:
         if not tasks:
             return []
-        board = ProgressBoard.create(len(tasks))
+        run = _Run(self, pipeline, tasks, events)
         try:
             with capture_interrupts() as interrupt:
-                return self._run(pipeline, tasks, events, board, interrupt)
+                return run.loop(interrupt)
         finally:
-            board.close()
+            run.close()
+            self.peak_slots = run.slots.peak_leased
+            self.actor_count = len(run.actors)
+            self.map_stats = run.map_stats
 
-    def _run(self, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents, board: ProgressBoard,
-             interrupt: InterruptFlag) -> list[FileResult]:
-        n_workers = min(self.workers, len(tasks))
-        stage_names = pipeline.order()
-        results: dict[int, FileResult] = {}
-        attempts = [0] * len(tasks)
-        pending = list(range(len(tasks)))
-        seen = [(-1, -1)] * len(tasks)  # last (state, done) forwarded per row
-        while pending:
-            executor = ProcessPoolExecutor(max_workers=n_workers, initializer=init_worker,
-                                           initargs=(pipeline, board.segment.name, board.rows))
+
+class _Run:
+    """One batch on the local executor (the scheduler's state; the loop is ``loop``)."""
+
+    def __init__(self, ex: LocalExecutor, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents) -> None:
+        self.ex = ex
+        self.pipeline = pipeline
+        self.tasks = tasks
+        self.events = events
+        self.token = uuid.uuid4().hex
+        self.order = pipeline.order()
+        self.stages = pipeline.stages
+        self.maps = frozenset(n for n in self.order if self.stages[n].is_map)
+        for m in self.maps:
+            if len(pipeline.inputs(m)) > 1 and any(u in self.maps for u in pipeline.inputs(m)):
+                raise ValueError(f"map stage {m!r} has several inputs; map stages take one")
+        self.children = {n: pipeline.children(n) for n in self.order}
+        # Map stages reachable from each map stage through map stages only (they see the same frames).
+        self.subtree = {m: self._map_subtree(m) for m in self.maps}
+        self.ordered_maps = {m for m in self.maps if any(c not in self.maps for c in self.children[m])}
+        self.queue: queue.SimpleQueue[tuple[str, Any, Future[Any]]] = queue.SimpleQueue()
+        self.slots = SlotAllocator(ex.buffer_bytes)
+        self.budget = CoreBudget(ex.workers)
+        self.pools: dict[str, WorkerPool] = {}
+        for m in sorted(self.maps):
+            pool_name = self.stages[m].pool
+            if pool_name not in self.pools:
+                config = pipeline.pools.get(pool_name) or TaskPoolConfig(
+                    ex.workers, priority=Priority(max(self.stages[s].priority for s in self.maps
+                                                      if self.stages[s].pool == pool_name)))
+                self.pools[pool_name] = WorkerPool(f"{pipeline.name}.{pool_name}", config, budget=self.budget)
+        n_actors = ex.files_in_flight or min(len(tasks), ex.workers if not self.maps else max(1, ex.workers // 2))
+        self.actors = [WorkerPool(f"{pipeline.name}.file{i}", TaskPoolConfig(1, priority=Priority.HIGH, retries=0),
+                                  keep_alive=True)
+                       for i in range(max(1, min(n_actors, len(tasks))))]
+        self.free_actors = list(self.actors)
+        map_workers = sum(p.max_concurrent_tasks for p in self.pools.values())
+        self.credits_per_file = ex.credits_per_file or max(4, 2 * map_workers + 2)
+        self.cpu_budget = max(1, (os.cpu_count() or 1) // len(self.actors)) if not self.maps else 1
+        self.board = ProgressBoard.create(len(tasks))
+        self.stage_numbers = {n: i for i, n in enumerate(self.order)}
+        self.files = [_File(t, i) for i, t in enumerate(tasks)]
+        self.waiting = deque(self.files)
+        self.active: list[_File] = []
+        self.results: dict[int, FileResult] = {}
+        self.ready: dict[str, deque[tuple[_File, int, Any, SlotLease | None]]] = {m: deque() for m in self.maps}
+        self.running: dict[str, int] = dict.fromkeys(self.maps, 0)
+        self.latencies: dict[str, list[float]] = {m: [] for m in self.maps}
+        self.map_stats = {m: StageStats(m, workers=self.pools[self.stages[m].pool].max_concurrent_tasks,
+                                        where=f"map:{self.stages[m].pool}") for m in self.maps}
+        self.seen_progress: dict[int, tuple[int, int]] = {}
+        self.last_tick = time.monotonic()
+        self.stopping = False
+
+    def _map_subtree(self, m: str) -> list[str]:
+        out, todo = [], [m]
+        while todo:
+            n = todo.pop()
+            out.append(n)
+            todo += [c for c in self.children[n] if c in self.maps]
+        return out
+
+    # The loop -------------------------------------------------------------------------------------
+
+    def loop(self, interrupt: InterruptFlag) -> list[FileResult]:
+        while len(self.results) < len(self.files):
+            self._admit()
+            for fs in list(self.active):
+                self._advance(fs)
+            self._dispatch_maps()
             try:
-                futures: dict[Future[FileResult], int] = {
-                    executor.submit(run_task, tasks[row], row): row for row in pending}
-                pending = []
-                not_done = set(futures)
-                while not_done:
-                    done, not_done = wait(not_done, timeout=_TICK_S, return_when=FIRST_COMPLETED)
-                    interrupt.raise_if_set()
-                    self._forward_progress(board, tasks, stage_names, seen, events)
-                    for fut in sorted(done, key=futures.__getitem__):
-                        row = futures[fut]
-                        result = self._collect(fut, tasks[row], row, board, attempts, pending)
-                        if result is None:  # re-queued: announce it again when it restarts
-                            seen[row] = (-1, -1)
-                        else:
-                            results[row] = result
-                            events.file_done(result)
-            except BaseException:
-                executor.shutdown(wait=True, kill_workers=True)  # nothing may write after we return
-                raise
-            executor.shutdown(wait=True)
-            pending.sort()
-        return [results[row] for row in range(len(tasks))]
+                kind, ctx, fut = self.queue.get(timeout=_TICK_S)
+            except queue.Empty:
+                kind = ""
+            self._account_time()
+            if interrupt.event.is_set():
+                self._stop(interrupt)
+            if kind == "actor":
+                self._on_actor(ctx, fut)
+            elif kind == "map":
+                self._on_map(*ctx, fut)
+            self._forward_progress()
+        return [self.results[i] for i in range(len(self.files))]
 
-    def _collect(self, fut: Future[FileResult], task: FileTask, row: int, board: ProgressBoard,
-                 attempts: list[int], pending: list[int]) -> FileResult | None:
-        """The file's result, or None when it goes back to the queue after its worker died."""
+    def _submit(self, pool: WorkerPool, kind: str, ctx: Any, fn: Any, *args: Any) -> None:
+        if kind == "actor":
+            ctx[0].calls += 1
+        fut = pool.submit(fn, *args)
+        fut.add_done_callback(lambda f: self.queue.put((kind, ctx, f)))
+
+    def _admit(self) -> None:
+        while self.waiting and self.free_actors and not self.stopping:
+            fs = self.waiting.popleft()
+            fs.actor = self.free_actors.pop()
+            self.active.append(fs)
+            self.events.file_started(fs.task)
+
+    # Actors --------------------------------------------------------------------------------------
+
+    def _advance(self, fs: _File) -> None:
+        """Make the file's next actor call if it has something to do and is not busy."""
+        if fs.busy or fs.actor is None or self.stopping:
+            return
+        task = FileTask(fs.task.file, fs.task.out_dir, fs.task.output_key, self.cpu_budget)
+        if not fs.started:
+            fs.started = fs.busy = True
+            self._submit(fs.actor, "actor", (fs, []), actor_start, self.token, self.pipeline, task, self.maps,
+                         self.board.segment.name, self.board.rows, fs.row, self.stage_numbers)
+            return
+        inbox = [(stage, items) for stage, items in fs.inbox.items() if items]
+        credits: list[FrameRef] = []
+        if not fs.exhausted and fs.need_nbytes:
+            while len(fs.credits) < self.credits_per_file:
+                stuck = not fs.credits and not fs.in_maps and not credits  # holds nothing: must get one
+                lease = self.slots.grant(fs.need_nbytes, force=stuck)
+                if lease is None:
+                    break
+                ref = lease.ref((lease.nbytes,))
+                fs.credits[_key(ref)] = lease
+                credits.append(ref)
+        if inbox or credits or (not fs.exhausted and not fs.need_nbytes):
+            fs.busy = True
+            sent = [(stage, [item for item, _ in pairs]) for stage, pairs in inbox]
+            held = [lease for _stage, pairs in inbox for _item, lease in pairs if lease is not None]
+            fs.inbox = {}
+            self._submit(fs.actor, "actor", (fs, held), actor_step, fs.row, credits, sent)
+        elif fs.exhausted and not fs.in_maps and not fs.finishing and not any(fs.order.values()):
+            fs.finishing = fs.busy = True
+            self._submit(fs.actor, "actor", (fs, []), actor_finish, fs.row)
+
+    def _on_actor(self, ctx: Any, fut: Future[ActorReply]) -> None:
+        fs, held = ctx
+        fs.busy = False
+        fs.calls -= 1
+        for lease in held:  # items the actor has now consumed
+            lease.release()
         try:
-            result = fut.result()
-        except (TerminatedWorkerError, BrokenProcessPool) as exc:
-            if board.state(row) == RUNNING:
-                attempts[row] += 1
-            board.reset(row)
-            if attempts[row] <= self.retries:
-                pending.append(row)
-                return None
-            result = FileResult(task.file, FAILED, error="worker process died while running this file "
-                                f"({attempts[row]} attempts{_exit_codes(exc)})", error_type=type(exc).__name__)
-            result.attempts = attempts[row]
-            return result
-        except Exception as exc:  # the result could not be sent back
-            result = FileResult(task.file, FAILED, error=f"{type(exc).__name__}: {exc}",
-                                error_type=type(exc).__name__)
-        result.attempts = attempts[row] + 1
-        return result
+            reply = fut.result()
+        except Exception as exc:  # the actor's worker died, or the call could not be made
+            reply = None
+            failure = exc
+        if fs.row in self.results:  # a late reply for a file already retired
+            self._release_credits(fs)
+            if fs.calls == 0 and fs.actor is not None and fs.actor not in self.free_actors:
+                self.free_actors.append(fs.actor)
+            return
+        if reply is None:
+            if isinstance(failure, WorkerCrashed) and fs.attempts <= self.ex.retries:
+                self._restart(fs)
+                return
+            self._fail(fs, FileResult(fs.task.file, FAILED, error=f"worker process died while running this file "
+                                      f"({fs.attempts} attempts): {failure}" if isinstance(failure, WorkerCrashed)
+                                      else f"[file worker] {type(failure).__name__}: {failure}",
+                                      error_type=type(failure).__name__, attempts=fs.attempts))
+            return
+        if reply.result is not None:
+            if reply.result.ok:
+                self._complete(fs, reply.result)
+            else:
+                self._fail(fs, reply.result)
+            return
+        step = reply.step
+        assert step is not None
+        for ref in step.unused:
+            lease = fs.credits.pop(_key(ref), None)
+            if lease is not None:
+                lease.release()
+        fs.need_nbytes = step.need_nbytes
+        fs.exhausted = step.exhausted
+        for out in step.outbox:
+            ref = getattr(out.item, "ref", None)
+            lease = fs.credits.pop(_key(ref), None) if ref is not None else None
+            seq = fs.seq
+            fs.seq += 1
+            for target in out.targets:
+                for m in self.subtree[target]:
+                    if m in self.ordered_maps:
+                        fs.order.setdefault(m, deque()).append(seq)
+                self._enqueue(fs, target, seq, out.item, lease.retain() if lease is not None else None)
+            if lease is not None:
+                lease.release()
 
-    @staticmethod
-    def _forward_progress(board: ProgressBoard, tasks: Sequence[FileTask], stage_names: list[str],
-                          seen: list[tuple[int, int]], events: RunEvents) -> None:
-        """Tell ``events`` what changed on the board since the last tick."""
-        for row, (state, _pid, stage, done, total, _started) in enumerate(board.snapshot().tolist()):
-            prev_state, prev_done = seen[row]
-            if state == PENDING or (state, done) == (prev_state, prev_done):
+    # Map stages ------------------------------------------------------------------------------------
+
+    def _enqueue(self, fs: _File, stage: str, seq: int, item: Any, lease: SlotLease | None) -> None:
+        fs.in_maps += 1
+        self.ready[stage].append((fs, seq, item, lease))
+        self.map_stats[stage].items_in += 1
+        ref = getattr(item, "ref", None)
+        if ref is not None:
+            self.map_stats[stage].frames += 1
+            self.map_stats[stage].bytes += ref.nbytes
+
+    def _dispatch_maps(self) -> None:
+        if self.stopping:
+            return
+        for m in sorted(self.maps, key=lambda n: -self.stages[n].priority):
+            stage = self.stages[m]
+            pool = self.pools[stage.pool]
+            limit = stage.concurrency or pool.max_concurrent_tasks
+            while self.ready[m] and self.running[m] < limit:
+                batch, held = [], []
+                while self.ready[m] and len(batch) < stage.batch_size:
+                    fs, seq, item, lease = self.ready[m][0]
+                    if fs.error is not None or fs.row in self.results:  # its file ended meanwhile: drop it
+                        self.ready[m].popleft()
+                        fs.in_maps -= 1
+                        if lease is not None:
+                            lease.release()
+                        continue
+                    out_lease = None
+                    if lease is not None:
+                        out_lease = self.slots.grant(lease.pool.slot_size)
+                        if out_lease is None:
+                            break  # no slot for its result: blocked until one frees
+                    self.ready[m].popleft()
+                    out_ref = out_lease.ref((out_lease.nbytes,)) if out_lease is not None else None
+                    batch.append((fs.row, seq, item, out_ref, fs.task.file))
+                    held.append((fs, seq, lease, out_lease, fs.epoch))
+                if not batch:
+                    break
+                self.running[m] += 1
+                self._submit(pool, "map", (m, held, time.perf_counter()), run_map, self.token, stage, batch)
+
+    def _on_map(self, m: str, held: list[tuple[_File, int, SlotLease | None, SlotLease | None, int]], sent_at: float,
+                fut: Future[list[MapOutcome]]) -> None:
+        self.running[m] -= 1
+        self.latencies[m].append(time.perf_counter() - sent_at)
+        try:
+            outcomes = fut.result()
+        except Exception as exc:  # the task could not run (pool killed, worker crashed past its retries)
+            outcomes = [MapOutcome(h[0].row, h[1], error=f"[{m}] {type(exc).__name__}: {exc}") for h in held]
+        stats = self.map_stats[m]
+        for (fs, seq, in_lease, out_lease, epoch), outcome in zip(held, outcomes):
+            stats.busy_s += outcome.busy_s
+            if in_lease is not None:
+                in_lease.release()
+            if epoch != fs.epoch:  # the file restarted since: this frame belongs to the lost run
+                if out_lease is not None:
+                    out_lease.release()
                 continue
-            if prev_state in (-1, PENDING):
-                events.file_started(tasks[row])
-            seen[row] = (state, done)
-            if state == RUNNING and stage >= 0:
-                events.file_progress(tasks[row].file.index, stage_names[stage], done, None if total < 0 else total)
+            fs.in_maps -= 1
+            if outcome.error is not None:
+                stats.failures += 1
+                if out_lease is not None:
+                    out_lease.release()
+                self._fail(fs, FileResult(fs.task.file, FAILED, error=outcome.error, failed_stage=m,
+                                          traceback=outcome.traceback, error_type="StageError"), abort_actor=True)
+                continue
+            fs.records.update(outcome.records)
+            fs.warnings += outcome.warnings
+            output = outcome.output
+            if out_lease is not None and not outcome.used_slot:
+                out_lease.release()
+                out_lease = None
+            if fs.error is not None:
+                if out_lease is not None:
+                    out_lease.release()
+                continue
+            if output is not None:
+                stats.items_out += 1
+            self._route(fs, m, seq, output, out_lease)
+
+    def _route(self, fs: _File, m: str, seq: int, output: Any, lease: SlotLease | None) -> None:
+        """Send a map stage's result on: to map children at once, to local children in order."""
+        kind = getattr(output, "kind", None) if output is not None else None
+        for child in self.children[m]:
+            if child not in self.maps:
+                continue
+            if output is not None and kind in self.stages[child].accepts:
+                self._enqueue(fs, child, seq, output, lease.retain() if lease is not None else None)
+            else:  # nothing goes to this branch for this frame: it completes empty all the way down
+                for d in self.subtree[child]:
+                    if d in self.ordered_maps:
+                        self._complete_in_order(fs, d, seq, _SKIP, None)
+        if m in self.ordered_maps:
+            self._complete_in_order(fs, m, seq, output if output is not None else _SKIP,
+                                    lease.retain() if lease is not None else None)
+        if lease is not None:
+            lease.release()
+
+    def _complete_in_order(self, fs: _File, m: str, seq: int, output: Any, lease: SlotLease | None) -> None:
+        done = fs.done.setdefault(m, {})
+        done[seq] = (output, lease)
+        order = fs.order.get(m, deque())
+        while order and order[0] in done:
+            item, item_lease = done.pop(order.popleft())
+            if item is not _SKIP:
+                kind = getattr(item, "kind", None)
+                for child in self.children[m]:
+                    if child not in self.maps and kind in self.stages[child].accepts:
+                        fs.inbox.setdefault(child, []).append(
+                            (item, item_lease.retain() if item_lease is not None else None))
+            if item_lease is not None:
+                item_lease.release()
+
+    # Outcomes ---------------------------------------------------------------------------------------
+
+    def _complete(self, fs: _File, result: FileResult) -> None:
+        result.record.update(fs.records)
+        result.warnings += fs.warnings
+        result.attempts = fs.attempts
+        self._retire(fs, result)
+
+    def _restart(self, fs: _File) -> None:
+        """The file's actor died with its session: drop what is in flight for it and start it over."""
+        self._release_credits(fs)
+        for m, ready in self.ready.items():
+            keep = deque()
+            for entry in ready:
+                if entry[0] is fs:
+                    if entry[3] is not None:
+                        entry[3].release()
+                else:
+                    keep.append(entry)
+            self.ready[m] = keep
+        for pairs in fs.inbox.values():
+            for _item, lease in pairs:
+                if lease is not None:
+                    lease.release()
+        fs.inbox.clear()
+        for done in fs.done.values():
+            for _item, lease in done.values():
+                if lease is not None:
+                    lease.release()
+        fs.in_maps = 0  # map tasks still running for it belong to the old epoch and are dropped
+        fs.reset()
+
+    def _release_credits(self, fs: _File) -> None:
+        """Free the slots granted to the file's actor (only once no call of it is in flight)."""
+        if fs.calls:
+            return
+        for lease in list(fs.credits.values()):
+            lease.release()
+        fs.credits.clear()
+
+    def _fail(self, fs: _File, result: FileResult, abort_actor: bool = False) -> None:
+        if fs.error is not None or fs.row in self.results:
+            return
+        fs.error = result
+        if abort_actor and fs.actor is not None and fs.started:
+            # The actor's stages must discard what they wrote; the abort call also frees the actor.
+            fs.busy = True
+            self._submit(fs.actor, "actor", (fs, []), actor_abort, fs.row, result.error or "failed")
+        self._retire(fs, result, keep_actor=abort_actor and fs.started)
+        if self.ex.fail_fast:
+            self.stopping = True
+
+    def _retire(self, fs: _File, result: FileResult, keep_actor: bool = False) -> None:
+        self.results[fs.row] = result
+        self._release_credits(fs)  # else when its call in flight returns: the actor may be writing into them
+        for pairs in fs.inbox.values():
+            for _item, lease in pairs:
+                if lease is not None:
+                    lease.release()
+        fs.inbox.clear()
+        for done in fs.done.values():
+            for _item, lease in done.values():
+                if lease is not None:
+                    lease.release()
+        fs.done.clear()
+        fs.order.clear()
+        if fs in self.active:
+            self.active.remove(fs)
+        if fs.actor is not None and not keep_actor and fs.calls == 0:
+            self.free_actors.append(fs.actor)
+        self.events.file_done(result)
+        if self.stopping:  # fail fast: the files not started yet are not run
+            while self.waiting:
+                rest = self.waiting.popleft()
+                self.results[rest.row] = FileResult(rest.task.file, FAILED, error="not run: an earlier file failed "
+                                                    "and fail_fast is set", error_type="Cancelled")
+
+    # Time, progress, interrupts -----------------------------------------------------------------------
+
+    def _account_time(self) -> None:
+        now = time.monotonic()
+        dt, self.last_tick = now - self.last_tick, now
+        for m in self.maps:
+            limit = self.stages[m].concurrency or self.pools[self.stages[m].pool].max_concurrent_tasks
+            idle = max(0, limit - self.running[m])
+            if not self.ready[m]:
+                self.map_stats[m].starved_s += dt * idle / limit
+            elif idle:
+                self.map_stats[m].blocked_s += dt * idle / limit  # input ready, no slot for its result
+
+    def _forward_progress(self) -> None:
+        snapshot = self.board.snapshot()
+        for fs in self.active:
+            state, _pid, stage, done, total, _t = (int(v) for v in snapshot[fs.row])
+            if state and stage >= 0 and self.seen_progress.get(fs.row) != (stage, done):
+                self.seen_progress[fs.row] = (stage, done)
+                self.events.file_progress(fs.task.file.index, self.order[stage], done, None if total < 0 else total)
+
+    def _stop(self, interrupt: InterruptFlag) -> None:
+        """Stop dispatching, give running calls ``grace_s`` to finish, then kill them and raise."""
+        self.stopping = True
+        deadline = time.monotonic() + self.ex.grace_s
+        busy = lambda: any(fs.busy for fs in self.active) or any(self.running.values())  # noqa: E731
+        while busy() and time.monotonic() < deadline:
+            try:
+                kind, ctx, fut = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if kind == "actor":
+                ctx[0].busy = False
+            elif kind == "map":
+                self.running[ctx[0]] -= 1
+        for pool in [*self.pools.values(), *self.actors]:
+            pool.shutdown(wait=True, kill=True)
+        interrupt.raise_if_set()
+
+    def close(self) -> None:
+        for pool in [*self.pools.values(), *self.actors]:
+            pool.shutdown(wait=True, cancel_pending=True)
+        for lat_stage, samples in self.latencies.items():
+            if samples:
+                samples.sort()
+                st = self.map_stats[lat_stage]
+                st.p50_s = statistics.median(samples)
+                st.p95_s = samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))]
+        self.board.close()
+        self.slots.close()
