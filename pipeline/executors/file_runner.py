@@ -113,37 +113,21 @@ class FileSession:
         self._stack.append(_Deliver(self.run.file, list(self.roots)))
 
     def deliver(self, stage: str, items: list[Any]) -> None:
-        """Queue items (in order) that map stages sent back for local stage ``stage``."""
-        for item in reversed(items):
-            self._stack.append(_Deliver(item, [stage]))
+        """Run items (in order) that map stages sent back for local stage ``stage``, to the end.
+
+        Delivered items are consumed completely here, without pausing: the
+        scheduler frees their slots as soon as this call returns. What they
+        produce for map stages waits for credits like the rest.
+        """
+        for item in items:
+            self._walk([_Deliver(item, [stage])], [], None, may_pause=False)
 
     def step(self, credits: list[FrameRef] | None = None) -> StepResult:
         """Run until every source is drained or an item waits for a slot; raises what a stage raised."""
         credits = list(credits or [])
         out = StepResult()
         self._flush(credits, out)
-        while self._stack:
-            if self._pending:
-                break  # no credit left for what waits: pause here (backpressure)
-            top = self._stack[-1]
-            if isinstance(top, _Drain):
-                self._active = top.stage
-                t0 = time.perf_counter()
-                try:
-                    produced = next(top.it)
-                except StopIteration:
-                    self.stats[top.stage].busy_s += time.perf_counter() - t0
-                    self._stack.pop()
-                    continue
-                self.stats[top.stage].busy_s += time.perf_counter() - t0
-                self._emit(top.stage, produced)
-                self._flush(credits, out)
-            else:
-                if not top.targets:
-                    self._stack.pop()
-                    continue
-                target = top.targets.pop(0)
-                self._push(target, top.item)
+        self._walk(self._stack, credits, out, may_pause=True)
         if self._pending:
             out.need_nbytes = max(self._pending[0].item.shared_nbytes(), 1)
         out.unused = credits
@@ -151,7 +135,33 @@ class FileSession:
         out.progress = self._progress
         return out
 
-    def _emit(self, stage: str, produced: Any) -> None:
+    def _walk(self, stack: list[_Drain | _Deliver], credits: list[FrameRef], out: StepResult | None,
+              may_pause: bool) -> None:
+        while stack:
+            if may_pause and self._pending:
+                break  # no credit left for what waits: pause here (backpressure)
+            top = stack[-1]
+            if isinstance(top, _Drain):
+                self._active = top.stage
+                t0 = time.perf_counter()
+                try:
+                    produced = next(top.it)
+                except StopIteration:
+                    self.stats[top.stage].busy_s += time.perf_counter() - t0
+                    stack.pop()
+                    continue
+                self.stats[top.stage].busy_s += time.perf_counter() - t0
+                self._emit(top.stage, produced, stack)
+                if out is not None:
+                    self._flush(credits, out)
+            else:
+                if not top.targets:
+                    stack.pop()
+                    continue
+                target = top.targets.pop(0)
+                self._push(target, top.item, stack)
+
+    def _emit(self, stage: str, produced: Any, stack: list[_Drain | _Deliver]) -> None:
         stats = self.stats[stage]
         stats.items_out += 1
         kind = getattr(produced, "kind", None)
@@ -162,9 +172,10 @@ class FileSession:
             if kind in accepts:
                 (remote if child in self.remote and not self._inline_all else local).append(child)
         if remote:
+            # A frame that must cross keeps its pixels local until a slot is granted for it.
             self._pending.append(Outgoing(produced, tuple(remote)))
         if local:
-            self._stack.append(_Deliver(produced, local))
+            stack.append(_Deliver(produced, local))
 
     def _flush(self, credits: list[FrameRef], out: StepResult) -> None:
         while self._pending:
@@ -178,13 +189,13 @@ class FileSession:
             self._pending.pop(0)
             out.outbox.append(Outgoing(item, waiting.targets))
 
-    def _push(self, name: str, item: Any) -> None:
+    def _push(self, name: str, item: Any, stack: list[_Drain | _Deliver]) -> None:
         self.stats[name].items_in += 1
         if getattr(item, "kind", None) == FRAME:
             self._frames_in[name] += 1
         out = self._call(name, self.stages[name].process, item, self.ctx[name])
         if out is not None:
-            self._stack.append(_Drain(name, iter(out)))
+            stack.append(_Drain(name, iter(out)))
 
     def _call(self, name: str, fn: Any, *args: Any) -> Any:
         self._active = name

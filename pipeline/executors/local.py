@@ -162,7 +162,10 @@ class _Run:
                 config = pipeline.pools.get(pool_name) or TaskPoolConfig(
                     ex.workers, priority=Priority(max(self.stages[s].priority for s in self.maps
                                                       if self.stages[s].pool == pool_name)))
-                self.pools[pool_name] = WorkerPool(f"{pipeline.name}.{pool_name}", config, budget=self.budget)
+                # keep_alive: a worker's RSS grows with the slots it maps (shared, not leaked); loky's leak
+                # guard would otherwise restart map workers in the middle of a run.
+                self.pools[pool_name] = WorkerPool(f"{pipeline.name}.{pool_name}", config, budget=self.budget,
+                                                   keep_alive=True)
         n_actors = ex.files_in_flight or min(len(tasks), ex.workers if not self.maps else max(1, ex.workers // 2))
         self.actors = [WorkerPool(f"{pipeline.name}.file{i}", TaskPoolConfig(1, priority=Priority.HIGH, retries=0),
                                   keep_alive=True)
@@ -244,7 +247,10 @@ class _Run:
         inbox = [(stage, items) for stage, items in fs.inbox.items() if items]
         credits: list[FrameRef] = []
         if not fs.exhausted and fs.need_nbytes:
-            while len(fs.credits) < self.credits_per_file:
+            # Every slot the file holds counts: credits out, frames in map stages, results waiting for order.
+            held_now = len(fs.credits) + fs.in_maps + sum(len(d) for d in fs.done.values()) \
+                + sum(len(v) for v in fs.inbox.values())
+            while held_now + len(credits) < self.credits_per_file:
                 stuck = not fs.credits and not fs.in_maps and not credits  # holds nothing: must get one
                 lease = self.slots.grant(fs.need_nbytes, force=stuck)
                 if lease is None:
