@@ -10,7 +10,7 @@ from importlib.metadata import entry_points, version
 
 from .errors import FramepipeError
 from .interrupts import Interrupted
-from .presets import available_presets, build_preset, preset_options
+from .presets import available_presets, build_preset, load_pipeline_file, preset_options
 from .progress import ConsoleProgress
 from .run import collect_inputs, run
 
@@ -30,7 +30,8 @@ def _parse_options(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    pipeline = build_preset(args.preset, _parse_options(args.option))
+    options = _parse_options(args.option)
+    pipeline = load_pipeline_file(args.pipeline, options) if args.pipeline else build_preset(args.preset, options)
     items = collect_inputs(args.input, pipeline.extensions)
     if not items:
         print(f"framepipe: no input files found in {args.input}", file=sys.stderr)
@@ -68,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("input", help="folder (walked recursively) or file")
     p_run.add_argument("-o", "--output", required=True, help="output folder")
     p_run.add_argument("-p", "--preset", default="default", help="preset name (see `framepipe presets`)")
+    p_run.add_argument("-P", "--pipeline", metavar="FILE.py",
+                       help="your own pipeline: a Python file with build(**options) -> Pipeline, or `pipeline`")
     p_run.add_argument("-O", "--option", action="append", default=[], metavar="KEY=VALUE",
                        help="preset option, repeatable (e.g. -O thumb_every=5)")
     p_run.add_argument("-j", "--workers", type=int, default=None, help="worker processes (default: cores)")

@@ -16,7 +16,7 @@ from typing import Any
 from .errors import PipelineDefinitionError, PresetNotFound
 from .graph import Pipeline
 
-__all__ = ["available_presets", "load_preset", "preset_options", "build_preset"]
+__all__ = ["available_presets", "load_preset", "preset_options", "build_preset", "load_pipeline_file"]
 
 PresetFactory = Callable[..., Pipeline]
 
@@ -61,15 +61,53 @@ def _convert(name: str, text: str, default: Any) -> Any:
     return text
 
 
+def load_pipeline_file(path: str, options: Mapping[str, str] | None = None) -> Pipeline:
+    """Build the pipeline a user's Python file defines: a ``build(**options)`` function or a ``pipeline``.
+
+    The file runs as a module named ``framepipe_user_pipeline`` (registered in
+    ``sys.modules`` so that worker processes can unpickle its stages).
+    """
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("framepipe_user_pipeline", path)
+    if spec is None or spec.loader is None:
+        raise PipelineDefinitionError(f"cannot load a pipeline from {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    # Workers cannot import this file by name: its stages travel by value.
+    import cloudpickle
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        spec.loader.exec_module(module)
+    except FileNotFoundError:
+        raise PipelineDefinitionError(f"pipeline file {path} does not exist") from None
+    factory = getattr(module, "build", None)
+    if callable(factory):
+        return _build(factory, str(path), options)
+    found = getattr(module, "pipeline", None)
+    if isinstance(found, Pipeline):
+        if options:
+            raise PipelineDefinitionError(f"{path} defines `pipeline`, not `build(**options)`: it takes no options")
+        return found
+    raise PipelineDefinitionError(f"{path} defines neither build(**options) -> Pipeline nor a `pipeline` variable")
+
+
 def build_preset(name: str, options: Mapping[str, str] | None = None) -> Pipeline:
     """Build preset ``name`` with ``options`` given as text (converted to each default's type)."""
-    factory = load_preset(name)
+    return _build(load_preset(name), f"preset {name!r}", options)
+
+
+def _build(factory: PresetFactory, label: str, options: Mapping[str, str] | None) -> Pipeline:
     known = preset_options(factory)
     kwargs = {}
     for key, text in (options or {}).items():
         key = key.replace("-", "_")
         if key not in known:
             raise PipelineDefinitionError(
-                f"preset {name!r} has no option {key!r} (options: {', '.join(known) or 'none'})")
+                f"{label} has no option {key!r} (options: {', '.join(known) or 'none'})")
         kwargs[key] = _convert(key, text, known[key])
-    return factory(**kwargs)
+    pipeline = factory(**kwargs)
+    if not isinstance(pipeline, Pipeline):
+        raise PipelineDefinitionError(f"{label} returned {type(pipeline).__name__}, not a Pipeline")
+    return pipeline

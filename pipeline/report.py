@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .graph import Pipeline
+from .metrics import find_bottleneck, stats_table
 from .outputs import write_atomic
 from .results import FileResult, RunResult
 
@@ -55,7 +56,12 @@ def report_table(pipeline: Pipeline, results: Iterable[FileResult]) -> pa.Table:
     extra = sorted({k for row in rows for k in row} - set(schema.names))
     table = pa.Table.from_pylist([{k: row.get(k) for k in schema.names} for row in rows], schema=schema)
     for name in extra:
-        table = table.append_column(name, pa.array([row.get(name) for row in rows]))
+        values = [row.get(name) for row in rows]
+        try:
+            column = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: keep them readable as JSON text
+            column = pa.array([None if v is None else json.dumps(v, default=str) for v in values], pa.string())
+        table = table.append_column(name, column)
     return table
 
 
@@ -65,6 +71,9 @@ def write_report(pipeline: Pipeline, result: RunResult) -> tuple[Path, Path]:
     buf = io.BytesIO()
     pq.write_table(table, buf)
     parquet_path = write_atomic(result.out_dir / "report.parquet", buf.getvalue())
+    stages_buf = io.BytesIO()
+    pq.write_table(stats_table(result.stages), stages_buf)
+    write_atomic(result.out_dir / "stages.parquet", stages_buf.getvalue())
     doc = {
         "pipeline": result.pipeline,
         "executor": result.executor,
@@ -73,6 +82,9 @@ def write_report(pipeline: Pipeline, result: RunResult) -> tuple[Path, Path]:
         "files_ok": len(result.succeeded),
         "files_failed": len(result.failed),
         "stages": [s.to_dict() for s in result.stages],
+        "bottleneck": (lambda b: None if b is None else {"stage": b.stage, "utilization": round(b.utilization, 3),
+                                                         "reason": b.reason})(find_bottleneck(result.stages,
+                                                                                              result.wall_s)),
         "files": table.to_pylist(),
     }
     json_path = write_atomic(result.out_dir / "report.json",

@@ -213,7 +213,7 @@ def _run_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[s
 
 class _Task:
     __slots__ = ("seq", "priority", "fn", "args", "kwargs", "name", "timeout", "future", "attempts", "row",
-                 "executor", "deadline", "timed_out")
+                 "executor", "deadline", "timed_out", "unstarted_breaks")
 
     def __init__(self, seq: int, priority: Priority, fn: Callable[..., Any], args: tuple[Any, ...],
                  kwargs: dict[str, Any], name: str, timeout: float | None) -> None:
@@ -225,6 +225,7 @@ class _Task:
         self.executor: _Executor | None = None
         self.deadline: float | None = None
         self.timed_out = False
+        self.unstarted_breaks = 0
 
     def sort_key(self) -> tuple[int, int]:
         return (-int(self.priority), self.seq)
@@ -244,6 +245,7 @@ class _Executor:
 _BOARD_ROWS = 1024
 _DURATIONS_KEPT = 2048
 _START_POLL_S = 0.05
+_MAX_UNSTARTED_BREAKS = 3
 
 
 class WorkerPool:
@@ -469,6 +471,14 @@ class WorkerPool:
             return lambda: task.future.set_exception(error)
         if started and not task.executor.timeout_kills:
             task.attempts += 1  # a death from outside: we cannot tell the culprit, so all running pay
+        elif not started and not task.executor.timeout_kills:
+            task.unstarted_breaks += 1  # broke before it ran: e.g. its arguments cannot be unpickled there
+            if task.unstarted_breaks > _MAX_UNSTARTED_BREAKS:
+                self._failed += 1
+                never = WorkerCrashed(f"task {task.name}: its worker died {task.unstarted_breaks} times before "
+                                      f"the task could start (can the worker unpickle it?): {exc}")
+                never.__cause__ = exc
+                return lambda: task.future.set_exception(never)
         if task.attempts <= self.config.retries:
             self._retried += 1
             heapq.heappush(self._heap, (task.sort_key(), task))  # keeps its place: same priority and seq
@@ -514,9 +524,11 @@ class WorkerPool:
                 self._heap.clear()
             if kill:
                 self._killing = True
-                for ex in [self._executor, *self._retired]:
-                    ex.loky.shutdown(wait=True, kill_workers=True)
+            doomed = [self._executor, *self._retired] if kill else []
             self._cond.notify_all()
+        # Outside the lock: loky's thread calls _on_done (which takes it) while failing the killed tasks.
+        for ex in doomed:
+            ex.loky.shutdown(wait=True, kill_workers=True)
         if wait:
             self._dispatcher.join()
             self._close()

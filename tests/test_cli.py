@@ -101,3 +101,44 @@ def test_python_dash_m_and_the_console_script_are_the_same_command() -> None:
     assert subprocess.run([script, "--version"], capture_output=True, text=True).stdout == \
         framepipe("--version").stdout
     assert os.access(script, os.X_OK)
+
+
+USER_PIPELINE = '''
+import numpy as np
+from pipeline import FRAME, Pipeline, Stage
+from stages import VIDEO_EXTENSIONS, Decode
+
+
+class MeanLuma(Stage):
+    accepts = (FRAME,)
+
+    def begin(self, ctx):
+        ctx.state["sum"], ctx.state["n"] = 0.0, 0
+
+    def process(self, item, ctx):
+        ctx.state["sum"] += float(item.array("gray").mean())
+        ctx.state["n"] += 1
+
+    def end(self, ctx):
+        ctx.record(mean_luma=ctx.state["sum"] / ctx.state["n"], frames_seen=ctx.state["n"])
+
+
+def build(scale: float = 1.0):
+    p = Pipeline("mine", extensions=VIDEO_EXTENSIONS)
+    decode = p.add(Decode(audio=False))
+    p.add(MeanLuma(), after=decode)
+    return p
+'''
+
+
+def test_run_takes_a_users_pipeline_file_with_options(clip_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "mine.py").write_text(USER_PIPELINE)
+    proc = framepipe("run", clip_dir, "-o", tmp_path / "out", "-q", "-P", tmp_path / "mine.py", "-O", "scale=0.5")
+    assert proc.returncode == 1, proc.stderr  # the broken sample still fails
+    assert "mean_luma" not in proc.stderr and "FAILED broken.mp4" in proc.stderr
+    rows = {r["relpath"]: r for r in pq.read_table(tmp_path / "out" / "report.parquet").to_pylist()}
+    for rel, spec in CLIPS.items():
+        assert rows[rel]["frames_seen"] == round(spec.seconds * spec.fps)
+        assert 16 <= rows[rel]["mean_luma"] <= 235
+    bad = framepipe("run", clip_dir, "-o", tmp_path / "o2", "-P", tmp_path / "mine.py", "-O", "nope=1")
+    assert bad.returncode == 2 and "has no option 'nope'" in bad.stderr

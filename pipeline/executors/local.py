@@ -373,6 +373,14 @@ class _Run:
         stats = self.map_stats[m]
         for (fs, seq, in_lease, out_lease, epoch), outcome in zip(held, outcomes):
             stats.busy_s += outcome.busy_s
+            out_ref = getattr(outcome.output, "ref", None)
+            if in_lease is not None and out_ref is not None and not outcome.used_slot and \
+                    _key(out_ref) == (in_lease.pool.pool_id, in_lease.slot, in_lease.generation):
+                # The stage passed its input on unchanged: the input's slot now carries the output.
+                if out_lease is not None:
+                    out_lease.release()
+                out_lease, in_lease = in_lease, None
+                outcome.used_slot = True
             if in_lease is not None:
                 in_lease.release()
             if epoch != fs.epoch:  # the file restarted since: this frame belongs to the lost run
