@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Sequence
+import statistics
+import time
+from collections.abc import Callable, Sequence
 
 
 def machine_line() -> str:
@@ -34,3 +36,15 @@ def verdict(name: str, measured: float, target: float, unit: str = "x", *, at_mo
     goal = f"{'<=' if at_most else '>='} {target:g}{unit}"
     print(f"  target {name}: {measured:.2f}{unit} (goal {goal}) {'MET' if ok else 'MISSED'}")
     return ok
+
+
+def median_call_us(call: Callable[[], object], n: int) -> float:
+    """Median microseconds of ``call()`` over ``n`` calls, after a warm-up of n/10 (at least 2)."""
+    for _ in range(max(2, n // 10)):
+        call()
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples) * 1e6

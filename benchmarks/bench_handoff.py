@@ -34,7 +34,7 @@ from loky import ProcessPoolExecutor
 from pipeline.buffers import BufferPool, FrameRef
 from pipeline.zerocopy import transfer
 
-from ._table import machine_line, print_table, verdict
+from ._table import machine_line, median_call_us, print_table, verdict
 
 SIZES = {"1080p": (1080, 1920, 3), "4K": (2160, 3840, 3)}
 
@@ -60,32 +60,21 @@ def read_ref(src: FrameRef) -> int:
     return int(src.array()[0, 0, 0])
 
 
-def _per_call_us(ex: ProcessPoolExecutor, call: Callable[[], object], n: int) -> float:
-    for _ in range(max(2, n // 10)):  # warm-up: workers started, segments attached
-        call()
-    samples = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples) * 1e6
-
-
 def bench_frames(quick: bool) -> list[bool]:
     checks: list[tuple[str, float, float, bool]] = []
     rows = []
     with ProcessPoolExecutor(max_workers=1) as ex:
-        empty_us = _per_call_us(ex, lambda: ex.submit(noop).result(), 300 if quick else 1000)
+        empty_us = median_call_us(lambda: ex.submit(noop).result(), 300 if quick else 1000)
         for label, shape in SIZES.items():
             frame = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-            pickled_us = _per_call_us(ex, lambda: ex.submit(process_array, frame).result(), 8 if quick else 30)
+            pickled_us = median_call_us(lambda: ex.submit(process_array, frame).result(), 8 if quick else 30)
             with BufferPool(frame.nbytes, 2, name=f"bench_{label}") as pool:
                 src_lease, dst_lease = pool.acquire(), pool.acquire()
                 src_lease.array(shape)[...] = frame
                 src = src_lease.ref(shape, np.uint8, pixel_format="rgb24")
                 dst = dst_lease.ref(shape, np.uint8, pixel_format="rgb24")
-                ref_us = _per_call_us(ex, lambda: ex.submit(process_ref, src, dst).result(), 300 if quick else 1000)
-                read_us = _per_call_us(ex, lambda: ex.submit(read_ref, src).result(), 300 if quick else 1000)
+                ref_us = median_call_us(lambda: ex.submit(process_ref, src, dst).result(), 300 if quick else 1000)
+                read_us = median_call_us(lambda: ex.submit(read_ref, src).result(), 300 if quick else 1000)
                 bytes_ref = len(pickle.dumps((src, dst))) + len(pickle.dumps(dst))
             bytes_arr = 2 * len(pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL))
             rows += [

@@ -23,7 +23,7 @@ from loky import ProcessPoolExecutor
 from pipeline.coordinator import RuntimeCoordinator
 from pipeline.runtime import Priority, TaskPoolConfig, WorkerPool
 
-from ._table import machine_line, print_table, verdict
+from ._table import machine_line, median_call_us, print_table, verdict
 
 
 def noop() -> None:
@@ -37,17 +37,6 @@ def burn(n: int) -> int:
     return total
 
 
-def _median_us(call: Callable[[], object], n: int) -> float:
-    for _ in range(max(5, n // 10)):
-        call()
-    samples = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples) * 1e6
-
-
 def _calibrate(target_s: float) -> int:
     n = 100_000
     t0 = time.perf_counter()
@@ -58,9 +47,9 @@ def _calibrate(target_s: float) -> int:
 def bench_dispatch(quick: bool) -> tuple[list[tuple[object, ...]], list[tuple[str, float, float, bool]]]:
     n = 300 if quick else 2000
     with ProcessPoolExecutor(max_workers=1) as ex:
-        bare = _median_us(lambda: ex.submit(noop).result(), n)
+        bare = median_call_us(lambda: ex.submit(noop).result(), n)
     with WorkerPool("bench", TaskPoolConfig(1)) as pool:
-        ours = _median_us(lambda: pool.execute(noop), n)
+        ours = median_call_us(lambda: pool.execute(noop), n)
     rows = [("bare loky", f"{bare:.0f}", "1.00x"), ("WorkerPool", f"{ours:.0f}", f"{ours / bare:.2f}x")]
     return rows, [("WorkerPool / bare loky, empty task", ours / bare, 1.3, True)]
 

@@ -462,6 +462,13 @@ class _Run:
                 else:
                     keep.append(entry)
             self.ready[m] = keep
+        self._release_waiting(fs)
+        fs.in_maps = 0  # map tasks still running for it belong to the old epoch and are dropped
+        fs.reset()
+
+    @staticmethod
+    def _release_waiting(fs: _File) -> None:
+        """Free the slots of the file's results that wait for order or for delivery to its actor."""
         for pairs in fs.inbox.values():
             for _item, lease in pairs:
                 if lease is not None:
@@ -471,8 +478,7 @@ class _Run:
             for _item, lease in done.values():
                 if lease is not None:
                     lease.release()
-        fs.in_maps = 0  # map tasks still running for it belong to the old epoch and are dropped
-        fs.reset()
+        fs.done.clear()
 
     def _release_credits(self, fs: _File) -> None:
         """Free the slots granted to the file's actor (only once no call of it is in flight)."""
@@ -497,16 +503,7 @@ class _Run:
     def _retire(self, fs: _File, result: FileResult, keep_actor: bool = False) -> None:
         self.results[fs.row] = result
         self._release_credits(fs)  # else when its call in flight returns: the actor may be writing into them
-        for pairs in fs.inbox.values():
-            for _item, lease in pairs:
-                if lease is not None:
-                    lease.release()
-        fs.inbox.clear()
-        for done in fs.done.values():
-            for _item, lease in done.values():
-                if lease is not None:
-                    lease.release()
-        fs.done.clear()
+        self._release_waiting(fs)
         fs.order.clear()
         if fs in self.active:
             self.active.remove(fs)
