@@ -51,6 +51,11 @@ _TICK_S = 0.1
 _SKIP = object()
 
 
+def _warm_up() -> None:
+    """A no-op task: makes loky start a pool's workers (and import their modules) ahead of need."""
+    import numpy  # noqa: F401  (what map stages nearly always need)
+
+
 def _key(ref: FrameRef) -> tuple[str, int, int]:
     return ref.pool_id, ref.slot, ref.generation
 
@@ -171,6 +176,10 @@ class _Run:
                                   keep_alive=True)
                        for i in range(max(1, min(n_actors, len(tasks))))]
         self.free_actors = list(self.actors)
+        # Start the map workers now, beside the first actor, instead of after its first frames.
+        for pool in self.pools.values():
+            for _ in range(pool.max_concurrent_tasks):
+                pool.submit(_warm_up)
         map_workers = sum(p.max_concurrent_tasks for p in self.pools.values())
         self.credits_per_file = ex.credits_per_file or max(4, 2 * map_workers + 2)
         self.cpu_budget = max(1, (os.cpu_count() or 1) // len(self.actors)) if not self.maps else 1
