@@ -5,7 +5,11 @@ library on this public API.
 """
 
 from .errors import (
+    BufferPoolExhausted,
     CorruptMedia,
+    PoolFull,
+    StaleFrameRef,
+    TaskTimeout,
     FramepipeError,
     InputError,
     OutputError,
@@ -16,18 +20,25 @@ from .errors import (
     UnsupportedMedia,
     WorkerCrashed,
 )
+from .buffers import BufferPool, FrameRef, SlotLease
+from .coordinator import RuntimeCoordinator
+from .frame_pools import BufferConfig, VideoBufferPool
 from .graph import Pipeline
 from .items import AUDIO, FILE, FRAME, FileItem, fingerprint
 from .metrics import StageStats
 from .outputs import PartialOutput, atomic_output, safe_join, write_atomic
 from .presets import build_preset, load_preset
 from .results import FileResult, RunResult
+from .runtime import CoreBudget, Priority, TaskPoolConfig, WorkerPool
 from .run import run
 from .sources import find_files
 from .stage import FileRun, Stage, StageContext, stage
 
 __all__ = [
     "AUDIO", "FILE", "FRAME",
+    "BufferConfig", "BufferPool", "CoreBudget", "FrameRef", "Priority", "RuntimeCoordinator", "SlotLease",
+    "TaskPoolConfig", "VideoBufferPool", "WorkerPool",
+    "BufferPoolExhausted", "PoolFull", "StaleFrameRef", "TaskTimeout",
     "CorruptMedia", "FileItem", "FileResult", "FileRun", "FramepipeError", "InputError", "OutputError",
     "PartialOutput", "Pipeline", "PipelineDefinitionError", "PresetNotFound", "RunResult", "Stage", "StageContext",
     "StageError", "StageStats", "UnreadableFile", "UnsupportedMedia", "WorkerCrashed",
