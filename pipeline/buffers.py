@@ -36,7 +36,7 @@ import pyarrow as pa
 from .errors import BufferPoolExhausted, PoolClosed, StaleFrameRef
 from .shm import SharedSegment
 
-__all__ = ["BufferPool", "BufferPoolStats", "SlotLease", "FrameRef", "resolve", "detach_all"]
+__all__ = ["BufferPool", "BufferPoolStats", "SlotLease", "FrameRef", "detach_all"]
 
 _HEADER = struct.Struct("<8sQQQ")  # magic, slots, stride, data_offset
 _MAGIC = b"FPBUF001"
@@ -172,11 +172,6 @@ class FrameRef:
     def replace(self, **changes: Any) -> "FrameRef":
         """A copy with some metadata changed (pts, seq, shape for a smaller frame...)."""
         return dataclasses.replace(self, **changes)
-
-
-def resolve(ref: FrameRef) -> np.ndarray:
-    """``ref.array()``: the frame behind ``ref`` as a numpy view."""
-    return ref.array()
 
 
 # -----------------------------------------------------------------------------

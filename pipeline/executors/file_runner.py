@@ -56,7 +56,6 @@ class StepResult:
     unused: list[FrameRef] = field(default_factory=list)
     need_nbytes: int = 0  # >0: paused, an item waits for a slot this big
     exhausted: bool = False  # every source is drained and nothing waits
-    progress: tuple[str, int, int | None] | None = None
 
 
 class _Drain:
@@ -94,15 +93,8 @@ class FileSession:
         self._stack: list[_Drain | _Deliver] = []
         self._pending: list[Outgoing] = []  # waiting for a slot
         self._active = ""
-        self._progress: tuple[str, int, int | None] | None = None
         self._inline_all = not remote
-        self._forward_progress = run.progress
-        run.progress = self._on_progress
         self.started = time.perf_counter()
-
-    def _on_progress(self, stage: str, done: int, total: int | None) -> None:
-        self._progress = (stage, done, total)
-        self._forward_progress(stage, done, total)
 
     # Driving ---------------------------------------------------------------------
 
@@ -132,7 +124,6 @@ class FileSession:
             out.need_nbytes = max(self._pending[0].item.shared_nbytes(), 1)
         out.unused = credits
         out.exhausted = not self._stack and not self._pending
-        out.progress = self._progress
         return out
 
     def _walk(self, stack: list[_Drain | _Deliver], credits: list[FrameRef], out: StepResult | None,
