@@ -46,6 +46,7 @@ from loky.process_executor import TerminatedWorkerError
 
 from .board import RUNNING, ProgressBoard
 from .errors import PoolFull, PoolShutdown, TaskTimeout, WorkerCrashed
+from .forkserver import worker_context
 
 __all__ = ["Priority", "TaskPoolConfig", "WorkerPool", "PoolMetrics", "CoreBudget", "NICE_INCREMENT"]
 
@@ -365,7 +366,7 @@ class WorkerPool:
 
     def _new_executor(self) -> _Executor:
         return _Executor(ProcessPoolExecutor(max_workers=self._max, initializer=_init_worker,
-                                             initargs=(self._nice, self.keep_alive)))
+                                             initargs=(self._nice, self.keep_alive), context=worker_context()))
 
     def _wake(self) -> None:
         with self._cond:

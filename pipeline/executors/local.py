@@ -35,6 +35,7 @@ from typing import Any
 
 from ..board import ProgressBoard
 from ..buffers import FrameRef, SlotLease
+from ..forkserver import preload
 from ..frame_pools import SlotAllocator
 from ..graph import Pipeline
 from ..interrupts import InterruptFlag, capture_interrupts
@@ -160,6 +161,9 @@ class _Run:
         self.queue: queue.SimpleQueue[tuple[str, Any, Future[Any]]] = queue.SimpleQueue()
         self.slots = SlotAllocator(ex.buffer_bytes)
         self.budget = CoreBudget(ex.workers)
+        # Workers fork from a server that has the stages' modules imported (if it is not running yet).
+        preload({type(s).__module__ for s in self.stages.values()}
+                | {getattr(s, "fn", _warm_up).__module__ for s in self.stages.values()})
         self.pools: dict[str, WorkerPool] = {}
         for m in sorted(self.maps):
             pool_name = self.stages[m].pool
