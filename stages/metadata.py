@@ -1,9 +1,40 @@
-"""``Metadata``: what a file is, read from its headers (and its first frame, for rotation)."""
+"""``Metadata``: what a file is, read from its headers (and its first frame, for rotation).
+
+Rules worth knowing when reading a report row:
+
+* **Frame count.** ``frame_count_exact`` is True when the count is the
+  container's own per-frame index (MP4/MOV's sample table, ``nb_frames``) or
+  a decoder in the same pipeline counted every frame. Any other count is an
+  estimate: the header's ``nb_frames`` of a format that does not index every
+  frame (AVI's stream length), else duration x average fps.
+* **Variable frame rate.** ``fps`` is the average rate (frames over
+  duration); ``base_fps`` is FFmpeg's ``r_frame_rate``, the lowest rate at
+  which every timestamp falls on a tick. A constant-rate stream has the two
+  equal. ``variable_frame_rate`` is True when they differ by more than 0.5%,
+  or when FFmpeg found no such rate below the time base (``base_fps`` is then
+  None); a base rate of exactly twice the average is an interlaced stream's
+  field rate, not VFR. None when the average rate is unknown.
+* **HDR.** ``hdr`` is True when the transfer is PQ (``smpte2084``) or HLG
+  (``arib-std-b67``), or when the primaries are BT.2020 at 10 bits or more
+  with no transfer tagged (an HDR master whose transfer tag was lost); an
+  explicit SDR transfer (``bt709``, ``bt2020-10``...) is not HDR.
+* **Aspect.** ``sar`` is the sample (pixel) aspect ratio as ``"num:den"``,
+  None when the file does not say; ``dar`` is the display aspect ratio of the
+  stored picture, width x SAR / height (square pixels when SAR is unknown),
+  before rotation.
+* **Colour.** Primaries, transfer, matrix and range carry FFmpeg's own names
+  (``ffprobe`` prints the same); "unspecified" is None.
+* **Tags.** The container's metadata tags (title, creation_time, encoder...)
+  as one JSON object in a string column, since a Parquet column has one type.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import av
@@ -14,7 +45,8 @@ from pipeline import FILE, FileItem, Stage, StageContext
 from .decode import frame_rate
 from .media import display_size, open_media
 
-__all__ = ["MediaInfo", "probe", "Metadata", "METADATA_FIELDS"]
+__all__ = ["MediaInfo", "probe", "Metadata", "METADATA_FIELDS", "COLOR_PRIMARIES", "COLOR_TRANSFERS",
+           "COLOR_SPACES", "COLOR_RANGES"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,36 +58,77 @@ class MediaInfo:
     duration_s: float | None
     bit_rate: int | None
     stream_count: int
+    size_bytes: int | None = None
+    tags: str | None = None
     video_codec: str | None = None
     video_profile: str | None = None
+    video_bit_rate: int | None = None
     width: int | None = None
     height: int | None = None
     display_width: int | None = None
     display_height: int | None = None
+    sar: str | None = None
+    sar_value: float | None = None
+    dar: str | None = None
+    dar_value: float | None = None
     fps: float | None = None
+    base_fps: float | None = None
+    variable_frame_rate: bool | None = None
     frame_count: int | None = None
     frame_count_exact: bool = False
     pix_fmt: str | None = None
+    bit_depth: int | None = None
+    color_primaries: str | None = None
+    color_transfer: str | None = None
+    color_space: str | None = None
+    color_range: str | None = None
+    hdr: bool | None = None
     rotation: int = 0
     has_audio: bool = False
     audio_codec: str | None = None
     audio_sample_rate: int | None = None
     audio_channels: int | None = None
     audio_layout: str | None = None
+    audio_bit_rate: int | None = None
 
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "container": pa.string(), "container_long": pa.string(), "duration_s": pa.float64(),
-    "bit_rate": pa.int64(), "stream_count": pa.int32(), "video_codec": pa.string(),
-    "video_profile": pa.string(), "width": pa.int32(), "height": pa.int32(),
-    "display_width": pa.int32(), "display_height": pa.int32(), "fps": pa.float64(),
+    "bit_rate": pa.int64(), "stream_count": pa.int32(), "size_bytes": pa.int64(), "tags": pa.string(),
+    "video_codec": pa.string(), "video_profile": pa.string(), "video_bit_rate": pa.int64(),
+    "width": pa.int32(), "height": pa.int32(), "display_width": pa.int32(), "display_height": pa.int32(),
+    "sar": pa.string(), "sar_value": pa.float64(), "dar": pa.string(), "dar_value": pa.float64(),
+    "fps": pa.float64(), "base_fps": pa.float64(), "variable_frame_rate": pa.bool_(),
     "frame_count": pa.int64(), "frame_count_exact": pa.bool_(), "pix_fmt": pa.string(),
+    "bit_depth": pa.int32(), "color_primaries": pa.string(), "color_transfer": pa.string(),
+    "color_space": pa.string(), "color_range": pa.string(), "hdr": pa.bool_(),
     "rotation": pa.int32(), "has_audio": pa.bool_(), "audio_codec": pa.string(),
     "audio_sample_rate": pa.int32(), "audio_channels": pa.int32(), "audio_layout": pa.string(),
+    "audio_bit_rate": pa.int64(),
 }
 METADATA_FIELDS: tuple[pa.Field, ...] = tuple(
     pa.field(f.name, _ARROW_TYPES[f.name]) for f in dataclasses.fields(MediaInfo))
 """The Arrow fields of a :class:`MediaInfo`, in order."""
+
+# FFmpeg's names (libavutil's av_color_*_name, what ffprobe prints) for the codes PyAV
+# hands back as plain ints; "reserved" and "unknown" (unspecified) are left out: None.
+COLOR_PRIMARIES: dict[int, str] = {
+    1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film", 9: "bt2020",
+    10: "smpte428", 11: "smpte431", 12: "smpte432", 22: "ebu3213"}
+COLOR_TRANSFERS: dict[int, str] = {
+    1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "linear", 9: "log100",
+    10: "log316", 11: "iec61966-2-4", 12: "bt1361e", 13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12",
+    16: "smpte2084", 17: "smpte428", 18: "arib-std-b67"}
+COLOR_SPACES: dict[int, str] = {
+    0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "ycgco",
+    9: "bt2020nc", 10: "bt2020c", 11: "smpte2085", 12: "chroma-derived-nc", 13: "chroma-derived-c",
+    14: "ictcp", 15: "ipt-c2", 16: "ycgco-re", 17: "ycgco-ro"}
+COLOR_RANGES: dict[int, str] = {1: "tv", 2: "pc"}
+_HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})  # PQ (HDR10, Dolby Vision) and HLG
+
+# Demuxers whose nb_frames is their index of every frame (MP4/MOV's sample table).
+_INDEXED_FORMATS = frozenset({"mov", "mp4"})
+_VFR_TOLERANCE = 0.005
 
 
 def probe(path: str) -> MediaInfo:
@@ -64,25 +137,100 @@ def probe(path: str) -> MediaInfo:
         duration = c.duration / av.time_base if c.duration else None
         info: dict[str, Any] = dict(
             container=c.format.name, container_long=c.format.long_name, duration_s=duration,
-            bit_rate=c.bit_rate or None, stream_count=len(c.streams))
+            bit_rate=c.bit_rate or None, stream_count=len(c.streams), size_bytes=os.path.getsize(path),
+            tags=_tags_json(c.metadata))
         if c.streams.video:
-            v = c.streams.video[0]
-            cc = v.codec_context
-            if duration is None and v.duration and v.time_base:
-                duration = info["duration_s"] = float(v.duration * v.time_base)
-            rate = frame_rate(v, duration)
-            fps = float(rate) if rate else None
-            count = v.frames or (round(duration * fps) if duration and fps else None)
-            rotation = _first_frame_rotation(c, v)
-            dw, dh = display_size(cc.width, cc.height, rotation, v.sample_aspect_ratio)
-            info.update(video_codec=cc.name, video_profile=cc.profile, width=cc.width, height=cc.height,
-                        display_width=dw, display_height=dh, fps=fps, frame_count=count,
-                        frame_count_exact=False, pix_fmt=cc.pix_fmt, rotation=rotation)
+            info.update(_video_facts(c, c.streams.video[0], duration))
         if c.streams.audio:
             a = c.streams.audio[0]
-            info.update(has_audio=True, audio_codec=a.codec_context.name, audio_sample_rate=a.rate,
-                        audio_channels=a.channels, audio_layout=a.layout.name)
+            info.update(has_audio=True, audio_codec=a.codec_context.name, audio_sample_rate=a.rate or None,
+                        audio_channels=a.channels or None, audio_layout=_layout_name(a),
+                        audio_bit_rate=a.codec_context.bit_rate or None)
         return MediaInfo(**info)
+
+
+def _video_facts(c: Any, v: Any, duration: float | None) -> dict[str, Any]:
+    cc = v.codec_context
+    stream_duration = float(v.duration * v.time_base) if v.duration and v.time_base else None
+    if duration is None:
+        duration = stream_duration
+    rate = frame_rate(v, duration)
+    fps = float(rate) if rate else None
+    base, vfr = _base_rate(v, rate)
+    count, exact = _frame_count(c, v, stream_duration or duration, fps)
+    rotation = _first_frame_rotation(c, v)
+    sar = _positive(v.sample_aspect_ratio)
+    dw, dh = display_size(cc.width, cc.height, rotation, sar)
+    dar = Fraction(cc.width, cc.height) * (sar or 1) if cc.width and cc.height else None
+    depth = _bit_depth(cc.pix_fmt)
+    primaries = COLOR_PRIMARIES.get(int(cc.color_primaries))
+    transfer = COLOR_TRANSFERS.get(int(cc.color_trc))
+    hdr = transfer in _HDR_TRANSFERS or (
+        transfer is None and primaries == "bt2020" and depth is not None and depth >= 10)
+    return dict(
+        duration_s=duration, video_codec=cc.name, video_profile=cc.profile,
+        video_bit_rate=cc.bit_rate or None, width=cc.width, height=cc.height,
+        display_width=dw, display_height=dh, sar=_ratio(sar), sar_value=float(sar) if sar else None,
+        dar=_ratio(dar), dar_value=float(dar) if dar else None, fps=fps,
+        base_fps=float(base) if base else None, variable_frame_rate=vfr, frame_count=count,
+        frame_count_exact=exact, pix_fmt=cc.pix_fmt, bit_depth=depth, color_primaries=primaries,
+        color_transfer=transfer, color_space=COLOR_SPACES.get(int(cc.colorspace)),
+        color_range=COLOR_RANGES.get(int(cc.color_range)), hdr=hdr, rotation=rotation)
+
+
+def _base_rate(v: Any, average: Fraction | None) -> tuple[Fraction | None, bool | None]:
+    """The stream's ``r_frame_rate`` (None when it is only its time base) and whether it is VFR."""
+    base = _positive(v.base_rate)
+    tick_rate = 1 / Fraction(v.time_base) if v.time_base else None
+    if base is not None and base == tick_rate and base != average:
+        base = None  # no common rate coarser than the time base: the timestamps are irregular
+    if not average:
+        return base, None
+    if base is None:
+        return None, True
+    if base == 2 * average:  # an interlaced stream's field rate
+        return base, False
+    return base, abs(base - average) / average > _VFR_TOLERANCE
+
+
+def _frame_count(c: Any, v: Any, duration: float | None, fps: float | None) -> tuple[int | None, bool]:
+    """The frame count and whether it is exact (a per-frame index) rather than an estimate."""
+    if v.frames:
+        return v.frames, bool(_INDEXED_FORMATS & set(c.format.name.split(",")))
+    if duration and fps:
+        return round(duration * fps), False
+    return None, False
+
+
+def _bit_depth(pix_fmt: str | None) -> int | None:
+    """Bits per sample of the pixel format's widest component (10 for ``yuv420p10le``)."""
+    if not pix_fmt:
+        return None
+    try:
+        components = av.VideoFormat(pix_fmt).components
+    except (ValueError, av.FFmpegError):
+        return None
+    return max((comp.bits for comp in components), default=None) or None
+
+
+def _positive(value: Any) -> Fraction | None:
+    return Fraction(value) if value and value > 0 else None
+
+
+def _ratio(value: Fraction | None) -> str | None:
+    return f"{value.numerator}:{value.denominator}" if value else None
+
+
+def _layout_name(stream: Any) -> str | None:
+    try:
+        return stream.layout.name or None
+    except (AttributeError, ValueError):
+        return None
+
+
+def _tags_json(metadata: Any) -> str | None:
+    tags = {str(k): str(v) for k, v in dict(metadata or {}).items()}
+    return json.dumps(tags, ensure_ascii=False, sort_keys=True) if tags else None
 
 
 def _first_frame_rotation(container: Any, stream: Any) -> int:
@@ -106,7 +254,7 @@ class Metadata(Stage):
 
     def process(self, item: FileItem, ctx: StageContext) -> None:
         info = dataclasses.asdict(probe(item.path))
-        if ctx.run.record.get("frame_count_exact"):  # a decoder counted them already
+        if ctx.run.record.get("frame_count_exact"):  # a decoder counted them already (Metadata ran after it)
             info.pop("frame_count")
             info.pop("frame_count_exact")
         ctx.record(**info)

@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pipeline import atomic_output
 
 from .encode import join_yuv420p
+from .metadata import COLOR_PRIMARIES, COLOR_SPACES, COLOR_TRANSFERS
 
 __all__ = ["ClipSpec", "make_clip", "make_corrupt", "generate_samples", "read_frame_marker",
            "SAMPLE_SET", "MARKER_BITS", "add_command"]
@@ -32,7 +33,17 @@ _BAND_FRACTION = 12  # the marker band is 1/12 of the picture's height
 
 @dataclass(frozen=True, slots=True)
 class ClipSpec:
-    """How to make one sample clip."""
+    """How to make one sample clip.
+
+    ``pix_fmt`` is the encoded pixel format: ``"yuv420p10le"`` makes a 10-bit
+    clip (``libx264`` High 10, or ``libx265`` Main 10), ``"yuv444p"`` allows an
+    odd width or height with ``libx264`` (4:2:0 needs even sizes there; ``ffv1``
+    in Matroska takes odd sizes in any format). The colour tags take FFmpeg's
+    names (``"bt2020"``, ``"smpte2084"``, ``"bt2020nc"``) and are written into the
+    bitstream, so ``libx265`` + ``yuv420p10le`` + bt2020/smpte2084 is an HDR10
+    clip. ``sar`` is the sample (pixel) aspect ratio; ``tags`` the container's
+    metadata (e.g. ``(("title", "Harbour"),)``).
+    """
 
     name: str
     width: int
@@ -43,6 +54,12 @@ class ClipSpec:
     audio: bool = False
     rotation: int = 0
     black_frames: int = 0
+    pix_fmt: str = "yuv420p"
+    color_primaries: str | None = None
+    color_trc: str | None = None
+    colorspace: str | None = None
+    sar: Fraction | None = None
+    tags: tuple[tuple[str, str], ...] = ()
 
 
 SAMPLE_SET: tuple[ClipSpec, ...] = (
@@ -123,22 +140,30 @@ class _Painter:
 def make_clip(path: str | Path, spec: ClipSpec, seed: int = 0) -> Path:
     """Encode the clip ``spec`` describes to ``path`` (atomically) and return the path."""
     n = max(1, round(spec.seconds * spec.fps))
-    painter = _Painter(spec.width, spec.height, n, seed)
-    fmt = "webm" if spec.codec.startswith("libvpx") else "mp4"
+    # The painter works in 4:2:0 at an even size; odd sizes are cropped from one pixel more.
+    painter = _Painter(spec.width + spec.width % 2, spec.height + spec.height % 2, n, seed)
+    fmt = "webm" if spec.codec.startswith("libvpx") else "matroska" if spec.codec == "ffv1" else "mp4"
     with atomic_output(path) as part:
         with av.open(str(part), "w", format=fmt) as out:
+            for key, value in spec.tags:
+                out.metadata[key] = value
             v = out.add_stream(spec.codec, rate=spec.fps)
-            v.width, v.height, v.pix_fmt = spec.width, spec.height, "yuv420p"
+            v.width, v.height, v.pix_fmt = spec.width, spec.height, spec.pix_fmt
             if spec.codec == "libx264":
                 v.options = {"preset": "ultrafast", "crf": "20"}
                 v.codec_context.thread_type = "FRAME"
-            else:
+            elif spec.codec == "libx265":
+                v.options = {"preset": "ultrafast", "crf": "28", "x265-params": "log-level=error"}
+            elif spec.codec.startswith("libvpx"):
                 v.options = {"deadline": "realtime", "cpu-used": "8", "row-mt": "1", "crf": "32", "b": "0"}
+            _set_colour_tags(v.codec_context, spec)
+            if spec.sar:
+                v.codec_context.sample_aspect_ratio = spec.sar
             if spec.rotation:
                 v.set_display_rotation(spec.rotation)
             a = out.add_stream("aac", rate=48000, layout="stereo") if spec.audio else None
             for i in range(n):
-                frame = av.VideoFrame.from_ndarray(painter.frame(i, i < spec.black_frames), format="yuv420p")
+                frame = _as_encoded(painter.frame(i, i < spec.black_frames), spec)
                 frame.pts = i
                 frame.time_base = Fraction(1, spec.fps)
                 for packet in v.encode(frame):
@@ -148,6 +173,30 @@ def make_clip(path: str | Path, spec: ClipSpec, seed: int = 0) -> Path:
             if a is not None:
                 _write_tone(out, a, spec.seconds)
     return Path(path)
+
+
+def _as_encoded(yuv420p: np.ndarray, spec: ClipSpec) -> av.VideoFrame:
+    """A painted picture as a frame of ``spec``'s size and pixel format."""
+    frame = av.VideoFrame.from_ndarray(yuv420p, format="yuv420p")
+    if (frame.width, frame.height) != (spec.width, spec.height):
+        planes = frame.to_ndarray(format="yuv444p")[:, :spec.height, :spec.width]
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(planes), format="yuv444p")
+    if frame.format.name != spec.pix_fmt:
+        frame = frame.reformat(format=spec.pix_fmt)
+    return frame
+
+
+def _set_colour_tags(cc: Any, spec: ClipSpec) -> None:
+    """Tag the encoder with ``spec``'s colour primaries, transfer and matrix (FFmpeg names)."""
+    for attr, name, table in (("color_primaries", spec.color_primaries, COLOR_PRIMARIES),
+                              ("color_trc", spec.color_trc, COLOR_TRANSFERS),
+                              ("colorspace", spec.colorspace, COLOR_SPACES)):
+        if name is None:
+            continue
+        codes = [code for code, known in table.items() if known == name]
+        if not codes:
+            raise ValueError(f"unknown {attr} {name!r}; FFmpeg names: {sorted(table.values())}")
+        setattr(cc, attr, codes[0])
 
 
 def _write_tone(out: Any, stream: Any, seconds: float) -> None:
