@@ -11,8 +11,9 @@ import av
 from pipeline import AUDIO, FILE, FRAME, CorruptMedia, FileItem, Stage, StageContext, UnsupportedMedia
 from pipeline.buffers import BufferPool
 
-from .frames import AudioFrameItem, StreamInfo, VideoFrameItem
-from .media import ffmpeg_reason, open_media
+from .frames import AudioFrameItem, StreamInfo, VideoFrameItem, wrap_pixels
+from .media import ffmpeg_reason, open_media, rotation_turns
+from .transforms import rotate_frame
 from .y4m import Y4MFile
 
 _RAW_SLOTS = 3
@@ -61,17 +62,59 @@ class Decode(Stage):
 
     A packet that fails to decode is skipped and counted, as players do; the
     file fails only when no frame decodes at all. FFmpeg's decoder threads
-    count against the file's core budget. ``pixel_format`` converts every
-    picture (e.g. ``"rgb24"`` for numpy stages); by default they stay as decoded.
+    count against the file's core budget. A file without video gives its
+    audio alone (when ``audio``); one with neither fails as unsupported.
+
+    Options, all off by default:
+
+    * ``pixel_format``: convert every picture (``"rgb24"``, ``"yuv420p"``, ``"gray"``...).
+    * ``start`` / ``end`` (seconds): a time range. Decoding seeks to the
+      keyframe at or before ``start`` and drops the frames before it, so the
+      first frame given is the first one *shown* at or after ``start`` (exact
+      with B-frames and variable frame rate: times come from each frame's
+      presentation stamp, not from its position).
+    * ``fps``: at most this many frames a second, taking the first frame shown
+      at or after each tick of ``1/fps`` (within half a source frame); never
+      duplicates a frame.
+    * ``every_nth``: one decoded frame in N.
+    * ``keyframes_only``: the decoder skips every other frame (fast thumbnails).
+    * ``upright``: apply the file's rotation to the pixels (frames then carry rotation 0).
+    * ``audio_rate`` / ``audio_layout`` / ``audio_block_s``: resample audio to
+      packed float32 at this rate and layout, in blocks of this many seconds
+      (any of them set turns resampling on; blocks default to 1 s).
+
+    A frame's ``index`` is its number in the stream when every frame is
+    decoded from the start; after a seek, or with ``keyframes_only``, it is
+    ``round(time x fps)`` (exact at a constant frame rate).
     """
 
     accepts = (FILE,)
     emits = (FRAME, AUDIO)
 
-    def __init__(self, *, audio: bool = True, pixel_format: str | None = None, name: str | None = None) -> None:
+    def __init__(self, *, audio: bool = True, pixel_format: str | None = None, start: float | None = None,
+                 end: float | None = None, fps: float | None = None, every_nth: int = 1,
+                 keyframes_only: bool = False, upright: bool = False, audio_rate: int | None = None,
+                 audio_layout: str | None = None, audio_block_s: float | None = None,
+                 name: str | None = None) -> None:
         super().__init__(name)
+        if every_nth < 1:
+            raise ValueError("every_nth must be at least 1")
+        if fps is not None and fps <= 0:
+            raise ValueError("fps must be positive")
+        if start is not None and end is not None and end <= start:
+            raise ValueError(f"end ({end}) must come after start ({start})")
         self.audio = audio
         self.pixel_format = pixel_format
+        self.range_start = start
+        self.range_end = end
+        self.fps = fps
+        self.every_nth = every_nth
+        self.keyframes_only = keyframes_only
+        self.upright = upright
+        self.resample = audio and any(v is not None for v in (audio_rate, audio_layout, audio_block_s))
+        self.audio_rate = audio_rate
+        self.audio_layout = audio_layout
+        self.audio_block_s = audio_block_s or 1.0
         if not audio:
             self.emits = (FRAME,)
         self._pool: BufferPool | None = None  # per process, for raw video read straight into slots
@@ -86,8 +129,13 @@ class Decode(Stage):
             self._pool.close()
             self._pool = None
 
+    @property
+    def _drops_frames(self) -> bool:
+        return (self.range_start is not None or self.range_end is not None or self.fps is not None
+                or self.every_nth > 1 or self.keyframes_only)
+
     def process(self, item: FileItem, ctx: StageContext) -> Iterator[Any]:
-        if item.path.lower().endswith(".y4m"):
+        if item.path.lower().endswith(".y4m") and not (self._drops_frames or self.upright):
             raw = self._open_y4m(item.path)
             if raw is not None:
                 yield from self._read_y4m(raw, ctx)
@@ -112,8 +160,10 @@ class Decode(Stage):
                               container="yuv4mpegpipe")
             for index, (lease, ref) in enumerate(raw.frames(self._pool)):
                 with lease:  # the slot is reused once every consumer has seen the frame
-                    frame = av.VideoFrame.from_numpy_buffer(ref.array(), format="yuv420p")
+                    frame = wrap_pixels(ref.array(), "yuv420p")
                     frame.pts, frame.time_base = index, info.time_base
+                    if self.pixel_format and self.pixel_format != "yuv420p":
+                        frame = frame.reformat(format=self.pixel_format)
                     yield VideoFrameItem(frame, index, index / float(raw.fps), 0, info)
                 if index % 16 == 15:
                     ctx.progress(index + 1, raw.frame_count)
@@ -124,20 +174,33 @@ class Decode(Stage):
 
     def _decode(self, item: FileItem, ctx: StageContext) -> Iterator[Any]:
         with open_media(item.path) as container:
-            if not container.streams.video:
-                raise UnsupportedMedia(item.path, "no video stream")
-            vstream = container.streams.video[0]
-            vstream.codec_context.thread_type = "AUTO"
-            vstream.codec_context.thread_count = ctx.cpu_budget
+            vstream = container.streams.video[0] if container.streams.video else None
             astream = container.streams.audio[0] if self.audio and container.streams.audio else None
+            if vstream is None and astream is None:
+                raise UnsupportedMedia(item.path, "no video stream" if not container.streams.audio
+                                       else "no video stream (and audio is off)")
+            if vstream is not None:
+                vstream.codec_context.thread_type = "AUTO"
+                vstream.codec_context.thread_count = ctx.cpu_budget
+                if self.keyframes_only:
+                    vstream.codec_context.skip_frame = "NONKEY"
             info = _stream_info(container, vstream, astream)
-            start = _start_seconds(container, vstream)
-            streams = [vstream] + ([astream] if astream is not None else [])
-            vtb = vstream.time_base or info.time_base
+            origin = _start_seconds(container, vstream or astream)
+            if self.range_start:
+                _seek(container, vstream or astream, origin + self.range_start)
+            pick = _FramePicker(self, info)
+            blocks = None
+            if self.resample and astream is not None:
+                rate = self.audio_rate or astream.rate
+                blocks = _AudioBlocks(av.AudioResampler(format="flt", layout=self.audio_layout or None, rate=rate,
+                                                        frame_size=max(1, round(rate * self.audio_block_s))),
+                                      rate, info)
+            streams = [s for s in (vstream, astream) if s is not None]
+            vtb = vstream.time_base if vstream is not None else None
             timestamps = BestEffortTimestamps()
-            n_frames = 0
-            errors = 0
+            decoded = errors = 0
             last_error = ""
+            done = False
             for packet in container.demux(*streams):
                 try:
                     frames = packet.decode()
@@ -148,24 +211,115 @@ class Decode(Stage):
                 for frame in frames:
                     if packet.stream is vstream:
                         ts = timestamps(frame.pts, frame.dts)
-                        if self.pixel_format and frame.format.name != self.pixel_format:
-                            frame = frame.reformat(format=self.pixel_format)
-                        t = float(ts * vtb) - start if ts is not None else (
-                            n_frames / float(info.fps) if info.fps else 0.0)
-                        yield VideoFrameItem(frame, n_frames, t, int(frame.rotation or 0), info)
-                        n_frames += 1
-                        if n_frames % 16 == 0:
-                            ctx.progress(n_frames, info.frame_count)
+                        t = float(ts * vtb) - origin if ts is not None else (
+                            decoded / float(info.fps) if info.fps else 0.0)
+                        decoded += 1
+                        if self.range_end is not None and t >= self.range_end - pick.half_frame:
+                            done = True
+                            break
+                        index = pick(t, decoded - 1)
+                        if index is None:
+                            continue
+                        yield self._video_item(frame, index, t, info)
+                        if pick.emitted % 16 == 0:
+                            ctx.progress(pick.emitted, info.frame_count)
                     else:
-                        t = float(frame.pts * frame.time_base) - start if frame.pts is not None else 0.0
-                        yield AudioFrameItem(frame, t, info)
-        if n_frames == 0:
+                        t = float(frame.pts * frame.time_base) - origin if frame.pts is not None else 0.0
+                        if self.range_start is not None and t < self.range_start - 0.001:
+                            continue
+                        if self.range_end is not None and t >= self.range_end:
+                            if vstream is None:
+                                done = True
+                                break
+                            continue
+                        if blocks is None:
+                            yield AudioFrameItem(frame, t, info)
+                        else:
+                            yield from blocks.feed(frame, t)
+                if done:
+                    break
+            if blocks is not None:
+                yield from blocks.feed(None)
+        if vstream is None:
+            ctx.record(frame_count=0, frame_count_exact=True, decode_errors=errors)
+            return
+        if decoded == 0:
             detail = f": {last_error}" if last_error else ""
             raise CorruptMedia(item.path, f"no video frame could be decoded{detail}")
         if errors:
-            ctx.warn(f"{errors} packet(s) failed to decode ({last_error}); {n_frames} frames decoded")
-        ctx.progress(n_frames, n_frames)
-        ctx.record(frame_count=n_frames, frame_count_exact=True, decode_errors=errors)
+            ctx.warn(f"{errors} packet(s) failed to decode ({last_error}); {decoded} frames decoded")
+        ctx.progress(pick.emitted, pick.emitted)
+        whole = not self._drops_frames
+        ctx.record(frame_count=decoded if whole else info.frame_count, frame_count_exact=whole,
+                   decode_errors=errors)
+
+    def _video_item(self, frame: av.VideoFrame, index: int, t: float, info: StreamInfo) -> VideoFrameItem:
+        if self.pixel_format and frame.format.name != self.pixel_format:
+            frame = frame.reformat(format=self.pixel_format)
+        rotation = int(frame.rotation or 0)
+        if self.upright and rotation_turns(rotation):
+            frame = rotate_frame(frame, rotation_turns(rotation))
+            rotation = 0
+        return VideoFrameItem(frame, index, t, rotation, info)
+
+
+class _FramePicker:
+    """Which decoded frames a ``Decode`` gives, and the number each carries."""
+
+    def __init__(self, decode: Decode, info: StreamInfo) -> None:
+        self.every_nth = decode.every_nth
+        self.step = 1.0 / decode.fps if decode.fps else None
+        self.range_start = decode.range_start or 0.0
+        self.next_t = self.range_start
+        self.fps = float(info.fps) if info.fps else None
+        self.half_frame = 0.5 / self.fps + 1e-6 if self.fps else 0.0  # ties go to the earlier frame
+        self.numbered_by_time = bool(decode.range_start) or decode.keyframes_only
+        self.emitted = 0
+        self.kept = 0
+
+    def __call__(self, t: float, decoded_index: int) -> int | None:
+        """The frame's number if it is given, else None."""
+        if t < self.range_start - self.half_frame:
+            return None  # decoded from the keyframe before the range
+        self.kept += 1
+        if (self.kept - 1) % self.every_nth:
+            return None
+        if self.step is not None:
+            if t + self.half_frame < self.next_t:
+                return None
+            while self.next_t <= t + self.half_frame:
+                self.next_t += self.step
+        self.emitted += 1
+        if self.numbered_by_time and self.fps:
+            return round(t * self.fps)
+        return decoded_index
+
+
+def _seek(container: Any, stream: Any, seconds: float) -> None:
+    """Seek to the keyframe at or before ``seconds`` (file time); a failed seek decodes from the start."""
+    try:
+        container.seek(max(0, int(seconds / stream.time_base)), stream=stream, backward=True, any_frame=False)
+    except av.FFmpegError:
+        container.seek(0)
+
+
+class _AudioBlocks:
+    """Audio resampled to packed float32 in fixed-size blocks, each timed by the samples before it."""
+
+    def __init__(self, resampler: Any, rate: int, info: StreamInfo) -> None:
+        self.resampler = resampler
+        self.rate = rate
+        self.info = info
+        self.origin: float | None = None
+        self.samples = 0
+
+    def feed(self, frame: av.AudioFrame | None, t: float | None = None) -> Iterator[AudioFrameItem]:
+        """The blocks completed by ``frame`` (``None`` flushes the last, shorter one)."""
+        if self.origin is None and t is not None:
+            self.origin = t
+        for block in self.resampler.resample(frame):
+            yield AudioFrameItem(block, (self.origin or 0.0) + self.samples / self.rate, self.info)
+            self.samples += block.samples
 
 
 def _start_seconds(container: Any, vstream: Any) -> float:
@@ -178,8 +332,12 @@ def _start_seconds(container: Any, vstream: Any) -> float:
 
 
 def _stream_info(container: Any, vstream: Any, astream: Any) -> StreamInfo:
-    cc = vstream.codec_context
     duration = container.duration / av.time_base if container.duration else None
+    if vstream is None:  # audio only
+        return StreamInfo(width=0, height=0, fps=None, time_base=astream.time_base, frame_count=0,
+                          audio_rate=astream.rate, audio_channels=astream.channels, duration_s=duration,
+                          container=container.format.name, audio_codec=astream.codec_context.name)
+    cc = vstream.codec_context
     fps = frame_rate(vstream, duration)
     count = vstream.frames or (round(duration * float(fps)) if duration and fps else None)
     return StreamInfo(

@@ -21,10 +21,22 @@ from pipeline import AUDIO, FRAME
 from pipeline.buffers import FrameRef
 from pipeline.frame_pools import frame_layout
 
-__all__ = ["StreamInfo", "VideoFrameItem", "AudioFrameItem"]
+__all__ = ["StreamInfo", "VideoFrameItem", "AudioFrameItem", "wrap_pixels"]
 
 # Pixel formats whose slot layout PyAV can wrap as a frame without copying.
 _WRAPPABLE = {"rgb24", "bgr24", "gray", "yuv420p", "rgba", "bgra"}
+
+
+def wrap_pixels(arr: np.ndarray, fmt: str) -> av.VideoFrame:
+    """A PyAV frame over ``arr``'s memory where PyAV can wrap it, else over a copy.
+
+    PyAV 18 computes a stacked 4:2:0 array's height as ``rows // 6 * 4``, which
+    is short by two lines unless the height is a multiple of 4: those are copied.
+    """
+    if fmt in _WRAPPABLE and arr.flags.c_contiguous and (
+            fmt != "yuv420p" or (arr.ndim == 2 and (arr.shape[0] * 2 // 3) % 4 == 0)):
+        return av.VideoFrame.from_numpy_buffer(arr, format=fmt)
+    return av.VideoFrame.from_ndarray(arr, format=fmt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +80,7 @@ class VideoFrameItem:
     def frame(self) -> av.VideoFrame:
         """The picture as a PyAV frame (a view of the slot when the pixels are shared)."""
         if self.local is None:
-            fmt = self.format
-            arr = self.array()
-            if fmt in _WRAPPABLE and arr.flags.c_contiguous and (fmt != "yuv420p" or arr.ndim == 2):
-                self.local = av.VideoFrame.from_numpy_buffer(arr, format=fmt)
-            else:
-                self.local = av.VideoFrame.from_ndarray(arr, format=fmt)
+            self.local = wrap_pixels(self.array(), self.format)
         return self.local
 
     @property

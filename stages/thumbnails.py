@@ -1,4 +1,4 @@
-"""``Thumbnails``: a poster image and one picture every N seconds, as JPEG, PNG or WebP."""
+"""``Thumbnails``: a poster image and pictures every N seconds or N evenly spaced, as JPEG, PNG or WebP."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
-from pipeline import FRAME, Stage, StageContext, write_atomic
+from pipeline import FRAME, OutputError, Stage, StageContext, write_atomic
 
 from .frames import VideoFrameItem
 from .media import display_size, rotation_turns
 
-__all__ = ["Thumbnails", "frame_to_image", "is_blank"]
+__all__ = ["Thumbnails", "TimeTicks", "frame_to_image", "encode_image", "is_blank", "check_name_template",
+           "IMAGE_FORMATS"]
 
-_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
+IMAGE_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
 
 
 def is_blank(item: VideoFrameItem, *, min_std: float = 6.0, min_mean: float = 16.0) -> tuple[bool, float]:
@@ -26,11 +27,15 @@ def is_blank(item: VideoFrameItem, *, min_std: float = 6.0, min_mean: float = 16
     return std < min_std or float(small.mean()) < min_mean, std
 
 
-def frame_to_image(item: VideoFrameItem, width: int | None = None, height: int | None = None) -> Image.Image:
-    """The frame upright (rotation applied), scaled to ``width`` or ``height`` with its aspect kept."""
+def frame_to_image(item: VideoFrameItem, width: int | None = None, height: int | None = None,
+                   fit: tuple[int, int] | None = None) -> Image.Image:
+    """The frame upright (rotation applied), scaled to ``width``, ``height`` or within ``fit``, aspect kept."""
     frame = item.frame
     dw, dh = display_size(frame.width, frame.height, item.rotation, item.stream.sample_aspect)
-    if width:
+    if fit:
+        scale = min(fit[0] / dw, fit[1] / dh)
+        tw, th = max(1, round(dw * scale)), max(1, round(dh * scale))
+    elif width:
         tw, th = width, max(1, round(width * dh / dw))
     elif height:
         tw, th = max(1, round(height * dw / dh)), height
@@ -44,51 +49,136 @@ def frame_to_image(item: VideoFrameItem, width: int | None = None, height: int |
     return Image.fromarray(rgb)
 
 
-class Thumbnails(Stage):
-    """Write ``poster.<fmt>`` (the first frame that is not blank) and a picture every ``every`` seconds.
+def encode_image(image: Image.Image, fmt: str, quality: int) -> bytes:
+    """``image`` as JPEG, PNG or WebP bytes."""
+    if fmt.lower() not in IMAGE_FORMATS:
+        raise ValueError(f"image format {fmt!r} is not one of {', '.join(IMAGE_FORMATS)}")
+    buf = io.BytesIO()
+    kwargs: dict[str, Any] = {"quality": quality} if fmt.lower() != "png" else {}
+    image.save(buf, format=IMAGE_FORMATS[fmt.lower()], **kwargs)
+    return buf.getvalue()
 
-    Picture ``t0004.000.jpg`` is the first frame shown at or after 4 s (within
-    half a frame). Outputs go to ``OUT/thumbnails/<file>/``. Frames are turned
-    into pictures at once: a frame's memory may be reused after ``process``.
+
+class TimeTicks:
+    """The times a picture is wanted at, and which frame shows each one.
+
+    Every ``every`` seconds from 0, or ``count`` times evenly spaced over the
+    file (the middle of each of ``count`` equal parts, so neither a fade-in nor
+    the last frame). A tick is shown by the first frame at or after it, within
+    half a frame.
+    """
+
+    def __init__(self, every: float = 0.0, count: int = 0) -> None:
+        if every < 0 or count < 0:
+            raise ValueError("every and count must not be negative")
+        self.every = every
+        self.count = count
+        self.times: list[float] | None = None
+        self.next = 0
+
+    def begin(self, item: VideoFrameItem) -> None:
+        """Fix the tick times from the file's duration (``count`` mode)."""
+        if self.count:
+            duration = item.stream.duration_s
+            if not duration and item.stream.frame_count and item.stream.fps:
+                duration = item.stream.frame_count / float(item.stream.fps)
+            duration = duration or 0.0
+            self.times = [duration * (i + 0.5) / self.count for i in range(self.count)]
+        self.next = 0
+
+    def due(self, item: VideoFrameItem) -> list[float]:
+        """The tick times ``item`` is the picture for (none, one, or several when frames are sparse)."""
+        if not self.every and not self.count:
+            return []
+        if self.times is None and self.count:
+            self.begin(item)
+        fps = float(item.stream.fps) if item.stream.fps else 30.0
+        limit = item.time + 0.5 / fps + 1e-6  # a tie between two frames goes to the earlier
+        out = []
+        while True:
+            t = self._time(self.next)
+            if t is None or t > limit:
+                return out
+            out.append(t)
+            self.next += 1
+
+    def _time(self, n: int) -> float | None:
+        if self.times is not None:
+            return self.times[n] if n < len(self.times) else None
+        return n * self.every
+
+    def after(self, t: float) -> float | None:
+        """The tick after the one at ``t`` (None past the last of ``count``)."""
+        if self.times is not None:
+            later = [x for x in self.times if x > t + 1e-9]
+            return later[0] if later else None
+        return t + self.every
+
+
+def check_name_template(template: str, **fields: Any) -> str:
+    """``template`` filled with ``fields``; refuses a result that is not a plain file name."""
+    name = template.format(**fields)
+    if not name or "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
+        raise OutputError(f"name template {template!r} gives {name!r}, which is not a plain file name")
+    return name
+
+
+class Thumbnails(Stage):
+    """Write ``poster.<fmt>`` (the first frame that is not blank) and pictures every N seconds or N times.
+
+    ``every`` seconds (picture ``t0004.000.jpg`` is the first frame shown at or
+    after 4 s, within half a frame) or ``count`` evenly spaced pictures; sized
+    by ``width``, ``height`` or within a ``fit`` box; JPEG, PNG or WebP. Names
+    come from the ``filename`` template (fields: ``time``, ``index``, ``n``, ``stem``) and never
+    leave ``OUT/thumbnails/<file>/``. Frames are turned into pictures at once:
+    a frame's memory may be reused after ``process``.
     """
 
     accepts = (FRAME,)
     report_fields = (pa.field("poster", pa.string()), pa.field("thumbnail_count", pa.int32()))
 
-    def __init__(self, *, every: float = 2.0, width: int = 320, poster: bool = True, fmt: str = "jpg",
-                 quality: int = 85, poster_search_s: float = 10.0, name: str | None = None) -> None:
+    def __init__(self, *, every: float = 2.0, count: int = 0, width: int | None = 320, height: int | None = None,
+                 fit: tuple[int, int] | None = None, poster: bool = True, fmt: str = "jpg", quality: int = 85,
+                 poster_search_s: float = 10.0, filename: str = "t{time:08.3f}", name: str | None = None) -> None:
         super().__init__(name)
-        if fmt.lower() not in _FORMATS:
-            raise ValueError(f"thumbnail format {fmt!r} is not one of {', '.join(_FORMATS)}")
-        self.every = every
-        self.width = width
+        if fmt.lower() not in IMAGE_FORMATS:
+            raise ValueError(f"thumbnail format {fmt!r} is not one of {', '.join(IMAGE_FORMATS)}")
+        check_name_template(filename, time=1.5, index=45, n=1, stem="clip")
+        self.every = 0.0 if count else every
+        self.count = count
+        self.width = None if (height or fit) else width
+        self.height = height
+        self.fit = tuple(fit) if fit else None
         self.poster = poster
         self.fmt = fmt.lower()
         self.quality = quality
         self.poster_search_s = poster_search_s
+        self.filename = filename
 
     def begin(self, ctx: StageContext) -> None:
-        ctx.state.update(next_t=0.0, count=0, poster_done=not self.poster, best=None, best_std=-1.0)
+        ctx.state.update(ticks=TimeTicks(self.every, self.count), count=0, poster_done=not self.poster,
+                         best=None, best_std=-1.0)
+
+    def _image(self, item: VideoFrameItem) -> Image.Image:
+        return frame_to_image(item, width=self.width, height=self.height, fit=self.fit)
 
     def process(self, item: VideoFrameItem, ctx: StageContext) -> None:
         st = ctx.state
         if not st["poster_done"]:
             blank, std = is_blank(item)
             if not blank or item.time > self.poster_search_s:
-                self._save(frame_to_image(item, width=self.width), ctx, "poster")
+                self._save(self._image(item), ctx, "poster")
                 st["poster_done"] = True
                 st["best"] = None
             elif std > st["best_std"]:  # keep a picture, not the frame: its memory is reused
-                st["best"], st["best_std"] = frame_to_image(item, width=self.width), std
-        if self.every > 0:
-            fps = float(item.stream.fps) if item.stream.fps else 30.0
-            half_frame = 0.5 / fps
-            image = None
-            while st["next_t"] <= item.time + half_frame:
-                image = image or frame_to_image(item, width=self.width)
-                self._save(image, ctx, f"t{st['next_t']:08.3f}")
-                st["count"] += 1
-                st["next_t"] += self.every
+                st["best"], st["best_std"] = self._image(item), std
+        image = None
+        for t in st["ticks"].due(item):
+            image = image or self._image(item)
+            st["count"] += 1
+            stem = check_name_template(self.filename, time=t, index=item.index, n=st["count"],
+                                       stem=ctx.file.path.rsplit("/", 1)[-1].rsplit(".", 1)[0])
+            self._save(image, ctx, stem)
         return None
 
     def end(self, ctx: StageContext) -> None:
@@ -99,10 +189,8 @@ class Thumbnails(Stage):
         return None
 
     def _save(self, image: Image.Image, ctx: StageContext, stem: str) -> None:
-        buf = io.BytesIO()
-        kwargs: dict[str, Any] = {"quality": self.quality} if self.fmt != "png" else {}
-        image.save(buf, format=_FORMATS[self.fmt], **kwargs)
-        path = write_atomic(ctx.output_path("thumbnails", f"{stem}.{self.fmt}"), buf.getvalue())
+        path = write_atomic(ctx.output_path("thumbnails", f"{stem}.{self.fmt}"),
+                            encode_image(image, self.fmt, self.quality))
         ctx.add_output(path)
         if stem == "poster":
             ctx.record(poster=ctx.run.outputs[-1])
