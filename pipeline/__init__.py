@@ -31,7 +31,7 @@ from .presets import build_preset, load_preset
 from .results import FileResult, RunResult
 from .runtime import CoreBudget, Priority, TaskPoolConfig, WorkerPool
 from .run import run
-from .sources import find_files
+from .sources import FileSelection, find_files, read_file_list
 from .stage import FileRun, Stage, StageContext, stage
 
 __all__ = [
@@ -42,6 +42,6 @@ __all__ = [
     "CorruptMedia", "FileItem", "FileResult", "FileRun", "FramepipeError", "InputError", "OutputError",
     "PartialOutput", "Pipeline", "PipelineDefinitionError", "PresetNotFound", "RunResult", "Stage", "StageContext",
     "StageError", "StageStats", "UnreadableFile", "UnsupportedMedia", "WorkerCrashed",
-    "atomic_output", "build_preset", "find_files", "fingerprint", "load_preset", "run", "safe_join",
+    "FileSelection", "atomic_output", "build_preset", "find_files", "read_file_list", "fingerprint", "load_preset", "run", "safe_join",
     "stage", "write_atomic",
 ]

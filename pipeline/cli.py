@@ -13,6 +13,7 @@ from .interrupts import Interrupted
 from .presets import available_presets, build_preset, load_pipeline_file, preset_options
 from .progress import ConsoleProgress
 from .run import collect_inputs, run
+from .sources import FileSelection, read_file_list
 
 __all__ = ["main", "build_parser"]
 
@@ -32,15 +33,22 @@ def _parse_options(pairs: Sequence[str]) -> dict[str, str]:
 def _cmd_run(args: argparse.Namespace) -> int:
     options = _parse_options(args.option)
     pipeline = load_pipeline_file(args.pipeline, options) if args.pipeline else build_preset(args.preset, options)
-    items = collect_inputs(args.input, pipeline.extensions)
+    inputs = list(args.input) + (read_file_list(args.files_from) if args.files_from else [])
+    if not inputs:
+        print("framepipe: no input given (a folder, files, or --files-from LIST)", file=sys.stderr)
+        return EXIT_USAGE
+    select = FileSelection(include=tuple(args.include), exclude=tuple(args.exclude),
+                           recursive=not args.no_recursive, hidden=args.hidden)
+    items = collect_inputs(inputs, pipeline.extensions, select=select)
+    where = inputs[0] if len(inputs) == 1 else f"{len(inputs)} inputs"
     if not items:
-        print(f"framepipe: no input files found in {args.input}", file=sys.stderr)
+        print(f"framepipe: no input files found in {where}", file=sys.stderr)
         return EXIT_USAGE
     progress = ConsoleProgress(len(items), live=None if not args.quiet else False)
-    print(f"framepipe: {pipeline.name}: {len(items)} file(s) from {args.input} -> {args.output}", file=sys.stderr)
+    print(f"framepipe: {pipeline.name}: {len(items)} file(s) from {where} -> {args.output}", file=sys.stderr)
     try:
-        result = run(pipeline, args.input, args.output, executor=args.executor, workers=args.workers,
-                     events=progress)
+        result = run(pipeline, inputs, args.output, executor=args.executor, workers=args.workers,
+                     select=select, events=progress)
     finally:
         progress.close()
     print(result.table())
@@ -66,7 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p_run = sub.add_parser("run", help="run a preset over a folder (or file) of footage")
-    p_run.add_argument("input", help="folder (walked recursively) or file")
+    p_run.add_argument("input", nargs="*", help="folders (walked recursively) or files")
+    p_run.add_argument("--files-from", metavar="LIST", help="also the paths in LIST, one per line (- for stdin)")
+    p_run.add_argument("--include", action="append", default=[], metavar="GLOB",
+                       help="walk only files matching GLOB (relative path or name), repeatable")
+    p_run.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                       help="skip files matching GLOB, repeatable")
+    p_run.add_argument("--no-recursive", action="store_true", help="do not walk sub-folders")
+    p_run.add_argument("--hidden", action="store_true", help="take hidden files and folders too")
     p_run.add_argument("-o", "--output", required=True, help="output folder")
     p_run.add_argument("-p", "--preset", default="default", help="preset name (see `framepipe presets`)")
     p_run.add_argument("-P", "--pipeline", metavar="FILE.py",

@@ -19,21 +19,37 @@ from .progress import SilentProgress
 from .report import write_report
 from .results import RunResult
 from .shm import sweep_stale_segments
-from .sources import file_items, find_files
+from .sources import FileSelection, file_items, find_files
 
 __all__ = ["run", "collect_inputs", "output_keys"]
 
 
 def collect_inputs(inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
-                   extensions: Iterable[str] | None = None) -> list[FileItem]:
-    """Input files as numbered items: a folder is walked for ``extensions``; files are taken as given."""
-    if isinstance(inputs, (str, os.PathLike)):
-        root = Path(inputs)
-        paths = find_files(root, extensions)
-        return file_items(paths, root if root.is_dir() else root.parent)
-    paths = [Path(p) for p in inputs]
-    common = Path(os.path.commonpath([p.resolve().parent for p in paths])) if paths else None
-    return file_items([p.resolve() for p in paths], common)
+                   extensions: Iterable[str] | None = None, *,
+                   select: FileSelection | None = None) -> list[FileItem]:
+    """Input files as numbered items: each folder is walked (``select``, ``extensions``); files are taken as given.
+
+    Names (``relpath``) are relative to the one folder given, else to the
+    folder that holds every input.
+    """
+    select = select or FileSelection()
+    exts = select.extensions if select.extensions is not None else extensions
+    given = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]
+    paths: list[Path] = []
+    for p in given:
+        if p.is_dir():
+            paths += find_files(p, exts, recursive=select.recursive, include_hidden=select.hidden,
+                                include=select.include, exclude=select.exclude)
+        else:
+            paths += find_files(p)  # a file is taken whatever its suffix (and fails clearly if missing)
+    if len(given) == 1 and given[0].is_dir():
+        return file_items(paths, given[0])
+    resolved = [p.resolve() for p in paths]
+    anchors = [p.resolve() if p.is_dir() else p.resolve().parent for p in given]
+    common = Path(os.path.commonpath(anchors)) if anchors else None
+    seen: set[Path] = set()
+    unique = [p for p in resolved if not (p in seen or seen.add(p))]  # a file listed twice runs once
+    return file_items(unique, common)
 
 
 def output_keys(items: Sequence[FileItem]) -> list[str]:
@@ -45,16 +61,17 @@ def output_keys(items: Sequence[FileItem]) -> list[str]:
 
 def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
         out: str | os.PathLike[str], *, executor: str = "local", workers: int | None = None,
-        extensions: Iterable[str] | None = None, events: RunEvents | None = None,
-        write_reports: bool = True) -> RunResult:
+        extensions: Iterable[str] | None = None, select: FileSelection | None = None,
+        events: RunEvents | None = None, write_reports: bool = True) -> RunResult:
     """Run ``pipeline`` over ``inputs`` into the folder ``out`` and return what happened.
 
-    A folder input is walked recursively for ``extensions`` (default: the
-    pipeline's own). Bad files fail alone; their error is in the result and in
+    ``inputs``: a folder, a file, or several of either. A folder is walked
+    recursively for ``extensions`` (default: the pipeline's own), narrowed by
+    ``select`` (globs, depth, hidden files). Bad files fail alone; their error is in the result and in
     ``out/report.parquet``. Re-running into the same ``out`` replaces outputs.
     """
     pipeline.validate()
-    items = collect_inputs(inputs, extensions if extensions is not None else pipeline.extensions)
+    items = collect_inputs(inputs, extensions if extensions is not None else pipeline.extensions, select=select)
     out_dir = Path(out)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -142,3 +142,16 @@ def test_run_takes_a_users_pipeline_file_with_options(clip_dir: Path, tmp_path: 
         assert 16 <= rows[rel]["mean_luma"] <= 235
     bad = framepipe("run", clip_dir, "-o", tmp_path / "o2", "-P", tmp_path / "mine.py", "-O", "nope=1")
     assert bad.returncode == 2 and "has no option 'nope'" in bad.stderr
+
+
+def test_inputs_from_a_list_and_globs_narrow_a_folder(clip_dir: Path, tmp_path: Path) -> None:
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# two files\n{clip_dir / 'landscape_audio.mp4'}\n{clip_dir / 'web_vp9.webm'}\n")
+    done = framepipe("run", "--files-from", listing, "-o", tmp_path / "listed", "-p", "metadata", "-q")
+    assert done.returncode == 0, done.stderr
+    assert "2 file(s)" in done.stderr
+    done = framepipe("run", clip_dir, "--exclude", "*.webm", "--exclude", "broken*", "--no-recursive",
+                     "-o", tmp_path / "globbed", "-p", "metadata", "-q")
+    assert done.returncode == 0, done.stderr
+    assert "2 file(s)" in done.stderr  # landscape_audio.mp4 and portrait_rot90.mp4; sub/ not walked
+    assert framepipe("run", "-o", tmp_path / "none").returncode == 2
