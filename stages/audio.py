@@ -43,11 +43,16 @@ class AudioLevels(Stage):
     """Record each file's audio peak and RMS level in dBFS (``audio_peak_dbfs``, ``audio_rms_dbfs``).
 
     Sample peak over all channels, and RMS over all samples of all channels;
-    a silent or audio-less file records None.
+    a silent or audio-less file records None. ``prefix`` names the columns
+    (two of these stages in one pipeline need different ones).
     """
 
     accepts = (AUDIO,)
-    report_fields = (pa.field("audio_peak_dbfs", pa.float64()), pa.field("audio_rms_dbfs", pa.float64()))
+
+    def __init__(self, *, prefix: str = "audio_", name: str | None = None) -> None:
+        super().__init__(name)
+        self.prefix = prefix
+        self.report_fields = (pa.field(f"{prefix}peak_dbfs", pa.float64()), pa.field(f"{prefix}rms_dbfs", pa.float64()))
 
     def begin(self, ctx: StageContext) -> None:
         ctx.state.update(peak=0.0, sum_squares=0.0, samples=0)
@@ -64,5 +69,5 @@ class AudioLevels(Stage):
     def end(self, ctx: StageContext) -> None:
         st = ctx.state
         rms = math.sqrt(st["sum_squares"] / st["samples"]) if st["samples"] else 0.0
-        ctx.record(audio_peak_dbfs=dbfs(st["peak"]), audio_rms_dbfs=dbfs(rms))
+        ctx.record(**{f"{self.prefix}peak_dbfs": dbfs(st["peak"]), f"{self.prefix}rms_dbfs": dbfs(rms)})
         return None

@@ -165,9 +165,71 @@ class VideoFrameItem:
 
 @dataclass(slots=True)
 class AudioFrameItem:
-    """A block of decoded audio samples and its time in seconds from the file's start."""
+    """A block of decoded audio samples and its time in seconds from the file's start.
+
+    Like a video frame, the samples live in a PyAV frame in this process or in a
+    buffer-pool slot (``ref``) when the block crosses to another process (a map
+    stage over audio); ``frame`` and ``samples()`` read either without a copy
+    where PyAV allows.
+    """
 
     kind: ClassVar[str] = AUDIO
-    frame: av.AudioFrame
+    local: av.AudioFrame | None
     time: float
     stream: StreamInfo
+    ref: FrameRef | None = None
+    sample_format: str = ""
+    layout: str = ""
+    sample_rate: int = 0
+
+    def __post_init__(self) -> None:
+        if self.local is not None:
+            self.sample_format = self.local.format.name
+            self.layout = self.local.layout.name
+            self.sample_rate = self.local.sample_rate
+
+    @property
+    def frame(self) -> av.AudioFrame:
+        """The block as a PyAV frame."""
+        if self.local is None:
+            assert self.ref is not None
+            self.local = av.AudioFrame.from_ndarray(self.ref.array(), format=self.sample_format, layout=self.layout)
+            self.local.sample_rate = self.sample_rate
+        return self.local
+
+    def samples(self) -> np.ndarray:
+        """The samples as PyAV lays them out: channels x samples (planar) or 1 x samples*channels (packed)."""
+        if self.ref is not None and self.local is None:
+            return self.ref.array()
+        return self.frame.to_ndarray()
+
+    def with_samples(self, samples: np.ndarray) -> "AudioFrameItem":
+        """The same block (time, format, layout, rate) with new samples, e.g. the output of a map stage."""
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format=self.sample_format,
+                                           layout=self.layout)
+        frame.sample_rate = self.sample_rate
+        return AudioFrameItem(frame, self.time, self.stream)
+
+    def shared_nbytes(self) -> int:
+        """Bytes of slot this block needs to cross to another process."""
+        return 0 if self.ref is not None else int(self.samples().nbytes)
+
+    def to_shared(self, slot: FrameRef) -> "AudioFrameItem":
+        """This block with its samples copied into ``slot``."""
+        if self.ref is not None:
+            return dataclasses.replace(self, local=None)
+        arr = self.samples()
+        dst = slot.replace(shape=tuple(arr.shape), dtype=arr.dtype.str)
+        np.copyto(dst.array(), arr)
+        return dataclasses.replace(self, local=None, ref=dst)
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self.ref is None:
+            raise TypeError("an AudioFrameItem crosses processes only in a slot (call to_shared first)")
+        return {"time": self.time, "stream": self.stream, "ref": self.ref, "sample_format": self.sample_format,
+                "layout": self.layout, "sample_rate": self.sample_rate}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.local = None
+        for key, value in state.items():
+            setattr(self, key, value)

@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from pipeline import Pipeline, run
+from pipeline import AUDIO, Pipeline, Stage, run
 from stages import ClipSpec, Decode, make_clip
 from stages.audio import AudioLevels, dbfs, float_samples
 
@@ -46,3 +46,34 @@ def test_dbfs() -> None:
     assert dbfs(1.0) == 0.0
     assert dbfs(0.5) == pytest.approx(-6.02, abs=0.01)
     assert dbfs(0.0) is None
+
+
+class HalfGain(Stage):
+    """A stateless audio stage: runs on map workers, the blocks crossing in pool slots."""
+
+    accepts = (AUDIO,)
+    emits = (AUDIO,)
+    stateful = False
+
+    def process(self, item, ctx):  # noqa: ANN001, ANN201
+        yield item.with_samples(item.samples() * 0.5)
+
+
+def test_audio_blocks_cross_to_map_workers_in_slots_and_come_back_in_order(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    make_clip(folder / "tone.mp4", ClipSpec("tone.mp4", 160, 90, 2.0, audio=True))
+    records = {}
+    for executor in ("local", "inline"):
+        p = Pipeline("gain")
+        decode = p.add(Decode(audio_rate=48000, audio_layout="stereo", audio_block_s=0.25))
+        p.add(AudioLevels(name="plain"), after=decode)
+        gain = p.add(HalfGain("gain"), after=decode)
+        p.add(AudioLevels(prefix="halved_", name="halved"), after=gain)
+        assert gain.is_map
+        result = run(p, folder, tmp_path / executor, executor=executor, workers=2)
+        assert result.files[0].ok, result.files[0].error
+        records[executor] = result.files[0].record
+    assert records["local"] == records["inline"]
+    rec = records["local"]
+    assert rec["halved_rms_dbfs"] == pytest.approx(rec["audio_rms_dbfs"] - 6.0206, abs=1e-3)
+    assert rec["halved_peak_dbfs"] == pytest.approx(rec["audio_peak_dbfs"] - 6.0206, abs=1e-3)
