@@ -115,8 +115,18 @@ class VideoFrameItem:
             if self.ref is not None:
                 return self.ref.array()
             assert self.local is not None
-            return self.local.to_ndarray()
+            return self._portable().to_ndarray()
         return self.frame.to_ndarray(format=pixel_format)
+
+    def _portable(self) -> av.VideoFrame:
+        """The local frame in a format numpy can hold: odd-sized 4:2:0 (which PyAV will not
+        export) becomes 4:4:4 at the same bit depth, so no luma detail is lost."""
+        assert self.local is not None
+        frame = self.local
+        name = frame.format.name
+        if name.startswith(("yuv420p", "yuvj420p")) and (frame.width % 2 or frame.height % 2):
+            frame = self.local = frame.reformat(format=name.replace("420", "444"))
+        return frame
 
     def with_pixels(self, pixels: np.ndarray, pixel_format: str | None = None) -> "VideoFrameItem":
         """The same frame (number, time, stream) with new pixels, e.g. the output of a numpy stage."""
@@ -131,8 +141,8 @@ class VideoFrameItem:
             return int(self.pixels.nbytes)
         if self.ref is not None:
             return 0  # already shared
-        assert self.local is not None
-        shape, dtype = frame_layout(self.local.width, self.local.height, self.local.format.name)
+        frame = self._portable()
+        shape, dtype = frame_layout(frame.width, frame.height, frame.format.name)
         return int(np.prod(shape)) * dtype.itemsize
 
     def to_shared(self, slot: FrameRef) -> "VideoFrameItem":
