@@ -91,6 +91,18 @@ else:  # Windows
     _context = None
 
 
+def start_server(modules: Iterable[str] = ()) -> None:
+    """Start the server now, importing ``modules`` too, so that its imports overlap the caller's own work.
+
+    Returns at once (the server imports in its own process); a no-op when the
+    server runs already or another start method is chosen.
+    """
+    preload(modules)
+    context = worker_context()
+    if context is _context and _context is not None:
+        multiprocessing.forkserver.ensure_running()
+
+
 def worker_context() -> BaseContext:
     """The start method for worker pools, as a context for loky's ``ProcessPoolExecutor``.
 

@@ -71,6 +71,10 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     ``out/report.parquet``. Re-running into the same ``out`` replaces outputs.
     """
     pipeline.validate()
+    ex = get_executor(executor, workers)
+    prepare = getattr(ex, "prepare", None)  # optional: lets an executor warm up while inputs are found
+    if prepare is not None:
+        prepare(pipeline)
     items = collect_inputs(inputs, extensions if extensions is not None else pipeline.extensions, select=select)
     out_dir = Path(out)
     try:
@@ -79,7 +83,6 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         raise OutputError(f"cannot create output folder {out_dir}: {exc.strerror}") from exc
     sweep_partial_outputs(out_dir)
     sweep_stale_segments()
-    ex = get_executor(executor, workers)
     n_parallel = max(1, min(ex.workers, len(items)))
     budget = max(1, (os.cpu_count() or 1) // n_parallel)
     tasks = [FileTask(item, out_dir, key, budget) for item, key in zip(items, output_keys(items))]

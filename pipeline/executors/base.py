@@ -33,7 +33,11 @@ class RunEvents(Protocol):
 
 
 class Executor(Protocol):
-    """Runs every task through the pipeline; a bad file fails alone."""
+    """Runs every task through the pipeline; a bad file fails alone.
+
+    An executor may also define ``prepare(pipeline)``, called before the inputs
+    are collected, to start its workers early.
+    """
 
     name: str
     workers: int

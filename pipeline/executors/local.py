@@ -35,7 +35,7 @@ from typing import Any
 
 from ..board import ProgressBoard
 from ..buffers import FrameRef, SlotLease
-from ..forkserver import preload
+from ..forkserver import start_server
 from ..frame_pools import SlotAllocator
 from ..graph import Pipeline
 from ..interrupts import InterruptFlag, capture_interrupts
@@ -55,6 +55,12 @@ _SKIP = object()
 def _warm_up() -> None:
     """A no-op task: makes loky start a pool's workers (and import their modules) ahead of need."""
     import numpy  # noqa: F401  (what map stages nearly always need)
+
+
+def stage_modules(pipeline: Pipeline) -> set[str]:
+    """The modules that define the pipeline's stages (and the functions of function stages)."""
+    stages = pipeline.stages.values()
+    return {type(s).__module__ for s in stages} | {getattr(s, "fn", _warm_up).__module__ for s in stages}
 
 
 def _key(ref: FrameRef) -> tuple[str, int, int]:
@@ -125,6 +131,10 @@ class LocalExecutor:
 
     # ------------------------------------------------------------------------------------------
 
+    def prepare(self, pipeline: Pipeline) -> None:
+        """Start the workers' server (importing the stages' modules) while the caller looks for its inputs."""
+        start_server(stage_modules(pipeline))
+
     def run(self, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents) -> list[FileResult]:
         if not tasks:
             return []
@@ -161,9 +171,7 @@ class _Run:
         self.queue: queue.SimpleQueue[tuple[str, Any, Future[Any]]] = queue.SimpleQueue()
         self.slots = SlotAllocator(ex.buffer_bytes)
         self.budget = CoreBudget(ex.workers)
-        # Workers fork from a server that has the stages' modules imported (if it is not running yet).
-        preload({type(s).__module__ for s in self.stages.values()}
-                | {getattr(s, "fn", _warm_up).__module__ for s in self.stages.values()})
+        start_server(stage_modules(pipeline))  # if prepare() has not started it already
         self.pools: dict[str, WorkerPool] = {}
         for m in sorted(self.maps):
             pool_name = self.stages[m].pool
