@@ -1,7 +1,7 @@
 """framepipe's video library: stages on PyAV, built on the ``pipeline`` engine's public API."""
 
 from .decode import Decode
-from .encode import Proxy
+from .encode import Encode, Proxy
 from .frames import AudioFrameItem, StreamInfo, VideoFrameItem
 from .media import VIDEO_EXTENSIONS, display_size, fit_within, open_media
 from .metadata import METADATA_FIELDS, MediaInfo, Metadata, probe
@@ -10,7 +10,7 @@ from .samples import SAMPLE_SET, ClipSpec, generate_samples, make_clip, read_fra
 from .thumbnails import Thumbnails, frame_to_image
 
 __all__ = [
-    "AudioFrameItem", "ClipSpec", "SAMPLE_SET", "Decode", "METADATA_FIELDS", "MediaInfo", "Metadata", "Proxy", "StreamInfo",
+    "AudioFrameItem", "ClipSpec", "SAMPLE_SET", "Decode", "Encode", "METADATA_FIELDS", "MediaInfo", "Metadata", "Proxy", "StreamInfo",
     "Thumbnails", "VIDEO_EXTENSIONS", "VideoFrameItem", "display_size", "fit_within",
     "frame_to_image", "generate_samples", "make_clip", "open_media", "presets", "probe", "read_frame_marker",
 ]

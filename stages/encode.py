@@ -1,21 +1,36 @@
-"""``Proxy``: a smaller H.264 copy of each file for editing and review, with its audio."""
+"""Encoding: ``Encode`` writes each file's pictures (and audio) with a chosen codec into MP4, MOV, MKV or WebM.
+
+``Proxy`` is ``Encode`` configured for small H.264 review copies, plus an
+optional copy-through for sources that already are one. One code path
+encodes for both::
+
+    VideoFrameItem ─ scale, turn upright ─ video encoder ─┐
+    AudioFrameItem ─ audio encoder (when not remuxed) ────┼─ muxer ─ hidden part file ─ commit
+    source file ─ demux first audio stream (remux) ───────┘      (OUT/<category>/<file><extension>)
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal
 
 import av
 import numpy as np
 import pyarrow as pa
 
-from pipeline import AUDIO, FRAME, PartialOutput, Stage, StageContext
+from pipeline import AUDIO, FRAME, PartialOutput, PipelineDefinitionError, Stage, StageContext
 from pipeline.zerocopy import transfer
 
 from .frames import AudioFrameItem, VideoFrameItem
 from .media import display_size, fit_within, rotation_turns
 
-__all__ = ["Proxy", "rotate_yuv420p", "split_yuv420p", "join_yuv420p"]
+__all__ = ["Encode", "Proxy", "VideoCodec", "VIDEO_CODECS", "CONTAINERS", "AudioMode",
+           "rotate_yuv420p", "split_yuv420p", "join_yuv420p"]
+
+AudioMode = Literal["auto", "encode", False]
 
 
 def split_yuv420p(packed: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -41,46 +56,248 @@ def rotate_yuv420p(frame: av.VideoFrame, turns: int) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray(out, format="yuv420p")
 
 
-class Proxy(Stage):
-    """Encode an upright H.264 MP4 that fits ``max_width`` x ``max_height`` (turned for portrait).
+def _rotate_444(frame: av.VideoFrame, turns: int, deep: bool) -> av.VideoFrame:
+    """``frame`` turned as full-resolution 4:4:4 (16-bit when ``deep``), for targets that are not 4:2:0."""
+    if deep:  # PyAV gives yuv444p16le as H x W x 3
+        arr = frame.reformat(format="yuv444p16le").to_ndarray()
+        return av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(arr, k=turns, axes=(0, 1))),
+                                          format="yuv444p16le")
+    arr = frame.reformat(format="yuv444p").to_ndarray()  # 3 x H x W
+    return av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(arr, k=turns, axes=(1, 2))), format="yuv444p")
 
-    Never upscales. Audio is re-encoded to AAC. x264 runs frame-threaded on the
-    file's core budget. Written to ``OUT/proxies/<file>.mp4``, atomically.
-    With ``passthrough``, a source that already is such a file (H.264 4:2:0 in
-    MP4/MOV, within the box, unrotated, AAC or no audio) is copied in the
-    kernel instead of re-encoded.
+
+# Codecs and containers ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VideoCodec:
+    """How ``Encode`` drives one FFmpeg encoder: its defaults and which options its knobs map to."""
+
+    pix_fmt: str | None  # None: keep the source's format when the encoder takes it, else yuv420p
+    crf: str | None = None  # the encoder option that ``crf`` sets (None: no constant-quality mode)
+    preset: str | None = None  # the encoder option that ``preset`` sets
+    default_preset: str | None = None
+    options: Mapping[str, str] = field(default_factory=dict)  # always set (before the user's own)
+    crf_options: Mapping[str, str] = field(default_factory=dict)  # set with a crf (VP9 needs b=0)
+
+
+VIDEO_CODECS: dict[str, VideoCodec] = {
+    "libx264": VideoCodec("yuv420p", crf="crf", preset="preset", default_preset="medium"),
+    "libx265": VideoCodec("yuv420p", crf="crf", preset="preset", default_preset="medium"),
+    "libvpx-vp9": VideoCodec("yuv420p", crf="crf", preset="cpu-used", default_preset="4",
+                             options={"deadline": "good", "row-mt": "1"}, crf_options={"b": "0"}),
+    "libsvtav1": VideoCodec("yuv420p", crf="crf", preset="preset", default_preset="8"),
+    # ProRes: ``preset`` is the profile (proxy, lt, standard, hq, 4444); vendor apl0 as Apple writes it.
+    "prores_ks": VideoCodec("yuv422p10le", preset="profile", default_preset="hq", options={"vendor": "apl0"}),
+    # FFV1 version 3 with per-slice CRCs: the archival settings (lossless; no crf).
+    "ffv1": VideoCodec(None, options={"level": "3", "slicecrc": "1"}),
+}
+"""The video encoders ``Encode`` knows."""
+
+CONTAINERS: dict[str, str] = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
+"""Output extensions and the FFmpeg muxer each one picks."""
+
+_VIDEO_IN = {
+    "mp4": {"libx264", "libx265", "libvpx-vp9", "libsvtav1"},
+    "mov": {"libx264", "libx265", "prores_ks"},
+    "matroska": set(VIDEO_CODECS),
+    "webm": {"libvpx-vp9", "libsvtav1"},
+}
+# Source audio codecs each container takes unchanged (a conservative list: what players accept).
+_REMUXABLE = {
+    "mp4": {"aac", "mp3", "alac", "ac3", "eac3"},
+    "mov": {"aac", "mp3", "alac", "ac3", "eac3", "pcm_s16le", "pcm_s24le", "pcm_s16be", "pcm_s24be"},
+    "matroska": {"aac", "mp3", "opus", "vorbis", "flac", "alac", "ac3", "eac3", "dts",
+                 "pcm_s16le", "pcm_s24le", "pcm_f32le"},
+    "webm": {"opus", "vorbis"},
+}
+_OPUS_RATES = (48000, 24000, 16000, 12000, 8000)
+# A first picture later than this means a trimmed start (Decode's ``start``): remuxed sound that
+# ends before it is dropped. An earlier one is a stream offset, where everything stays (the AAC
+# priming packet before 0 s included).
+_TRIM_TOLERANCE_S = 0.25
+_LOSSY_AUDIO = {"aac", "libopus"}
+
+
+def _pixel_formats(codec: str) -> set[str]:
+    """The pixel formats the encoder ``codec`` takes."""
+    return {f.name for f in (av.codec.Codec(codec, "w").video_formats or [])}
+
+
+def _default_audio_codec(video_codec: str, container: str) -> str:
+    """Opus for WebM, PCM beside ProRes, FLAC beside FFV1, else AAC."""
+    if container == "webm":
+        return "libopus"
+    if video_codec == "prores_ks":
+        return "pcm_s16le"
+    if video_codec == "ffv1" and container == "matroska":
+        return "flac"
+    return "aac"
+
+
+# Remuxing the source's audio ---------------------------------------------------------
+
+
+class _AudioRemux:
+    """The source file's first audio stream, copied packet by packet into the output (no re-encoding).
+
+    Timestamps move by the same origin the decoder takes off the pictures, so
+    sound and picture keep their sync; packets are muxed as the pictures
+    reach their time, so the two streams interleave.
+    """
+
+    def __init__(self, source: Any, stream: Any, target: Any, origin_s: float, first_picture_s: float) -> None:
+        self.source = source
+        self.packets = source.demux(stream)
+        self.target = target
+        self.shift = round(origin_s / stream.time_base)
+        self.time_base = stream.time_base
+        self.skip_before_s = first_picture_s  # a trimmed start (Decode's ``start``) drops the sound before it
+        self.next: Any = None
+        self.done = False
+
+    def mux_until(self, container: Any, seconds: float | None) -> None:
+        """Mux the packets that start at or before ``seconds`` (all that are left for None)."""
+        while not self.done:
+            if self.next is None:
+                self.next = self._read()
+                if self.next is None:
+                    self.done = True
+                    return
+            packet, start_s = self.next
+            if seconds is not None and start_s > seconds:
+                return
+            self.next = None
+            container.mux(packet)
+
+    def _read(self) -> tuple[Any, float] | None:
+        for packet in self.packets:
+            if (packet.dts is None and packet.pts is None) or packet.size == 0:
+                continue  # the demuxer's end-of-stream marker
+            if packet.pts is not None:
+                packet.pts -= self.shift
+            if packet.dts is not None:
+                packet.dts -= self.shift
+            stamp = packet.pts if packet.pts is not None else packet.dts
+            start_s = float(stamp * self.time_base)
+            end_s = start_s + float((packet.duration or 0) * self.time_base)
+            if self.skip_before_s > _TRIM_TOLERANCE_S and end_s <= self.skip_before_s:
+                continue
+            packet.stream = self.target
+            return packet, start_s
+        return None
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def _open_source_audio(path: str) -> tuple[Any, Any] | None:
+    """The source file opened again and its first audio stream, or None (no audio, or unreadable)."""
+    try:
+        source = av.open(path, metadata_errors="replace")
+    except av.FFmpegError:
+        return None
+    if not source.streams.audio:
+        source.close()
+        return None
+    return source, source.streams.audio[0]
+
+
+def _origin_seconds(container: Any) -> float:
+    """The time the decoder counts pictures from (as ``Decode`` does): the container's start time."""
+    if container.start_time is not None:
+        return container.start_time / av.time_base
+    video = container.streams.video[0] if container.streams.video else None
+    if video is not None and video.start_time is not None and video.time_base:
+        return float(video.start_time * video.time_base)
+    return 0.0
+
+
+# The stage ---------------------------------------------------------------------------
+
+
+class Encode(Stage):
+    """Encode each file's pictures, upright and fitted in ``max_width`` x ``max_height``, with its audio.
+
+    Written to ``OUT/<category>/<file><extension>`` atomically (a hidden part
+    file renamed on success, removed on failure). The container follows the
+    extension (.mp4, .mov, .mkv, .webm). Rate control: ``crf`` (constant
+    quality) or ``bitrate`` (bits/s); ``preset`` is the encoder's speed preset
+    (x264/x265/SVT-AV1 ``preset``, VP9 ``cpu-used``, ProRes profile).
+
+    Audio (``audio``): ``"auto"`` copies the source's first audio stream
+    unchanged when the container takes its codec (AAC into MP4/MOV/MKV, Opus
+    or Vorbis into WebM/MKV...), else encodes the decoded audio with
+    ``audio_codec`` (default: AAC; Opus for WebM; PCM s16le beside ProRes;
+    FLAC beside FFV1 in MKV). ``"encode"`` always encodes; ``False`` drops it.
+    Encoding needs ``Decode(audio=True)`` upstream; remuxing reads the file
+    again and copies the sound from the first picture on to the end (after a
+    ``Decode(end=...)``, choose ``"encode"``). Matroska and WebM cannot store
+    negative stamps, so a remuxed AAC's priming (about 21 ms) moves both
+    streams forward together. ``faststart`` (MP4/MOV only) puts the index
+    before the media data, so a player can start while downloading.
+
+    Report columns (``column`` prefix, default the stage name): path, width,
+    height, codec and whether the audio was remuxed.
     """
 
     accepts = (FRAME, AUDIO)
-    report_fields = (pa.field("proxy", pa.string()), pa.field("proxy_width", pa.int32()),
-                     pa.field("proxy_height", pa.int32()), pa.field("proxy_passthrough", pa.bool_()))
 
-    def __init__(self, *, max_width: int = 1280, max_height: int = 720, codec: str = "libx264",
-                 preset: str = "veryfast", crf: int = 23, audio: bool = True, audio_bitrate: int = 128_000,
-                 passthrough: bool = False, name: str | None = None) -> None:
+    def __init__(self, *, codec: str = "libx264", crf: int | None = None, bitrate: int | None = None,
+                 preset: str | None = None, gop: int | None = None, pix_fmt: str | None = None,
+                 max_width: int | None = None, max_height: int | None = None, extension: str = ".mp4",
+                 category: str = "transcodes", faststart: bool = False, audio: AudioMode = "auto",
+                 audio_codec: str | None = None, audio_bitrate: int = 128_000,
+                 codec_options: Mapping[str, str] | None = None, column: str | None = None,
+                 name: str | None = None) -> None:
         super().__init__(name)
-        self.passthrough = passthrough
+        ext = extension if extension.startswith(".") else f".{extension}"
+        ext = ext.lower()
+        if codec not in VIDEO_CODECS:
+            raise PipelineDefinitionError(f"unknown video codec {codec!r} (known: {', '.join(VIDEO_CODECS)})")
+        if ext not in CONTAINERS:
+            raise PipelineDefinitionError(f"cannot write {ext!r} files (known: {', '.join(CONTAINERS)})")
+        if codec not in _VIDEO_IN[CONTAINERS[ext]]:
+            raise PipelineDefinitionError(f"{codec} does not go into {ext} files")
+        if audio not in ("auto", "encode", False):
+            raise PipelineDefinitionError(f"audio must be 'auto', 'encode' or False, not {audio!r}")
+        if pix_fmt is not None and pix_fmt not in _pixel_formats(codec):
+            raise PipelineDefinitionError(
+                f"{codec} cannot encode {pix_fmt} (it takes: {', '.join(sorted(_pixel_formats(codec)))})")
+        if crf is not None and bitrate is not None:
+            raise PipelineDefinitionError("give crf or bitrate, not both")
+        self.codec = codec
+        self.crf = crf
+        self.bitrate = bitrate
+        self.preset = preset
+        self.gop = gop
+        self.pix_fmt = pix_fmt
         self.max_width = max_width
         self.max_height = max_height
-        self.codec = codec
-        self.preset = preset
-        self.crf = crf
-        self.audio = audio
+        self.extension = ext
+        self.format = CONTAINERS[ext]
+        self.category = category
+        self.faststart = faststart and self.format in ("mp4", "mov")
+        self.audio: AudioMode = audio
+        self.audio_codec = audio_codec or _default_audio_codec(codec, self.format)
         self.audio_bitrate = audio_bitrate
+        self.codec_options = dict(codec_options or {})
+        self.column = column or self.name
+        c = self.column
+        self.report_fields = (pa.field(c, pa.string()), pa.field(f"{c}_width", pa.int32()),
+                              pa.field(f"{c}_height", pa.int32()), pa.field(f"{c}_codec", pa.string()),
+                              pa.field(f"{c}_audio_remuxed", pa.bool_()))
+
+    # Stage hooks ----------------------------------------------------------------------
 
     def begin(self, ctx: StageContext) -> None:
-        ctx.state.update(out=None, container=None, video=None, audio=None, pending_audio=[], size=None,
-                         turns=0, frames=0, last_pts=None, copy=False)
+        ctx.state.update(out=None, container=None, video=None, audio=None, remux=None, pending_audio=[],
+                         size=None, turns=0, pix_fmt=None, frames=0, last_pts=None)
 
     def process(self, item: VideoFrameItem | AudioFrameItem, ctx: StageContext) -> None:
         st = ctx.state
-        if st["copy"]:
-            return None
-        if st["container"] is None and isinstance(item, VideoFrameItem) and self._can_copy(item):
-            st["copy"] = True
-            return None
         if isinstance(item, AudioFrameItem):
-            if not self.audio:
+            if self.audio is False or st["remux"] is not None:
                 return None
             if st["container"] is None:  # streams are added at the first picture
                 st["pending_audio"].append(item)
@@ -89,48 +306,228 @@ class Proxy(Stage):
             return None
         if st["container"] is None:
             self._open(item, ctx)
+        if st["remux"] is not None:
+            st["remux"].mux_until(st["container"], item.time)
         self._encode_video(item, st)
         return None
 
     def end(self, ctx: StageContext) -> None:
         st = ctx.state
-        if st["copy"]:
-            out = st["out"] = PartialOutput(ctx.output_path("proxies").with_suffix(".mp4"))
-            transfer(ctx.file.path, out.part)
-            ctx.add_output(out.commit())
-            info = ctx.run.record
-            ctx.record(proxy=ctx.run.outputs[-1], proxy_width=info.get("width"), proxy_height=info.get("height"),
-                       proxy_passthrough=True)
-            return None
         container = st["container"]
         if container is None:
-            ctx.warn("no picture to encode; no proxy written")
+            ctx.warn("no picture to encode; nothing written")
             return None
         for packet in st["video"].encode(None):
             container.mux(packet)
-        if st["audio"] is not None:
+        remuxed = st["remux"] is not None
+        if remuxed:
+            st["remux"].mux_until(container, None)
+            st["remux"].close()
+            st["remux"] = None
+        elif st["audio"] is not None:
             for packet in st["audio"].encode(None):
                 container.mux(packet)
-        container.close()
+        container.close()  # with faststart, FFmpeg moves the index to the front here
         st["container"] = None
-        path = st["out"].commit()
-        ctx.add_output(path)
+        ctx.add_output(st["out"].commit())
         w, h = st["size"]
-        ctx.record(proxy=ctx.run.outputs[-1], proxy_width=w, proxy_height=h, proxy_passthrough=False)
+        self._record(ctx, ctx.run.outputs[-1], w, h, remuxed)
         return None
 
     def abort(self, ctx: StageContext) -> None:
         st = ctx.state
-        if st.get("container") is not None:
-            try:
-                st["container"].close()
-            except Exception:
-                pass
-            st["container"] = None
+        for key in ("container", "remux"):
+            if st.get(key) is not None:
+                try:
+                    st[key].close()
+                except Exception:  # already failing: the first error is the one to report
+                    pass
+                st[key] = None
         if st.get("out") is not None:
             st["out"].discard()
 
-    # ------------------------------------------------------------------
+    def _record(self, ctx: StageContext, path: str, width: int, height: int, remuxed: bool) -> None:
+        c = self.column
+        ctx.record(**{c: path, f"{c}_width": width, f"{c}_height": height,
+                      f"{c}_codec": av.codec.Codec(self.codec, "w").canonical_name,
+                      f"{c}_audio_remuxed": remuxed})
+
+    # Opening the output ---------------------------------------------------------------
+
+    def _open(self, item: VideoFrameItem, ctx: StageContext) -> None:
+        st = ctx.state
+        frame, info = item.frame, item.stream
+        dw, dh = display_size(frame.width, frame.height, item.rotation, info.sample_aspect)
+        w, h = fit_within(dw, dh, self.max_width or dw, self.max_height or dh)
+        st["size"] = (w, h)
+        st["turns"] = rotation_turns(item.rotation)
+        out = st["out"] = PartialOutput(ctx.output_path(self.category).with_suffix(self.extension))
+        options = {"movflags": "+faststart"} if self.faststart else {}
+        container = st["container"] = av.open(str(out.part), "w", format=self.format, options=options)
+        st["video"] = self._add_video(container, item, ctx)
+        st["pix_fmt"] = st["video"].pix_fmt
+        if self.audio == "auto":
+            self._try_remux(container, item, ctx)
+        pending, st["pending_audio"] = st["pending_audio"], []
+        if self.audio and st["remux"] is None and (pending or info.audio_rate):
+            st["audio"] = self._add_audio(container, info.audio_rate, info.audio_channels)
+            for a in pending:
+                self._encode_audio(a, st)
+
+    def _add_video(self, container: Any, item: VideoFrameItem, ctx: StageContext) -> Any:
+        spec, info = VIDEO_CODECS[self.codec], item.stream
+        w, h = ctx.state["size"]
+        video = container.add_stream(self.codec, rate=info.fps if info.fps else Fraction(30))
+        video.width, video.height = w, h
+        video.pix_fmt = self.pix_fmt or spec.pix_fmt or self._source_pix_fmt(item)
+        video.time_base = info.time_base
+        video.codec_context.time_base = info.time_base
+        if self.gop:
+            video.codec_context.gop_size = self.gop
+        options = dict(spec.options)
+        preset = self.preset or spec.default_preset
+        if spec.preset and preset:
+            options[spec.preset] = str(preset)
+        if self.bitrate:
+            video.codec_context.bit_rate = self.bitrate
+        elif spec.crf and self.crf is not None:
+            options[spec.crf] = str(self.crf)
+            options.update(spec.crf_options)
+        options.update(self._thread_options(video, ctx.cpu_budget))
+        options.update(self.codec_options)
+        video.options = options
+        if self.codec == "libx265" and self.format in ("mp4", "mov"):
+            video.codec_tag = "hvc1"  # the tag Apple players require for HEVC
+        return video
+
+    def _source_pix_fmt(self, item: VideoFrameItem) -> str:
+        """The decoded picture's format when the encoder takes it (FFV1 keeps 4:2:2, 10-bit...), else yuv420p."""
+        fmt = item.format
+        return fmt if fmt in _pixel_formats(self.codec) else "yuv420p"
+
+    def _thread_options(self, video: Any, budget: int) -> dict[str, str]:
+        """Encoder threads within the file's core budget, in the way each encoder uses them best."""
+        cc = video.codec_context
+        if self.codec == "libx264":
+            # x264's default in PyAV is sliced threads, which barely help; frame threads do.
+            cc.thread_type = "FRAME"
+            cc.thread_count = budget
+        elif self.codec == "libx265":
+            return {"x265-params": f"log-level=error:pools={budget}"}
+        elif self.codec == "libsvtav1":
+            # SVT-AV1 prints its whole configuration to stderr unless told otherwise, through the
+            # environment only; a user's own SVT_LOG wins.
+            os.environ.setdefault("SVT_LOG", "1")
+            return {"svtav1-params": f"lp={budget}"}
+        elif self.codec == "ffv1":
+            cc.thread_type = "SLICE"
+            cc.thread_count = budget
+        else:
+            cc.thread_count = budget
+        return {}
+
+    def _try_remux(self, container: Any, item: VideoFrameItem, ctx: StageContext) -> None:
+        found = _open_source_audio(ctx.file.path)
+        if found is None:
+            return
+        source, stream = found
+        if stream.codec_context.name not in _REMUXABLE[self.format]:
+            source.close()
+            return
+        target = container.add_stream_from_template(stream)
+        ctx.state["remux"] = _AudioRemux(source, stream, target, _origin_seconds(source), item.time)
+
+    def _add_audio(self, container: Any, rate: int | None, channels: int | None) -> Any:
+        rate = rate or 48000
+        if self.audio_codec == "libopus" and rate not in _OPUS_RATES:
+            rate = 48000
+        audio = container.add_stream(self.audio_codec, rate=rate, layout="mono" if channels == 1 else "stereo")
+        if self.audio_codec in _LOSSY_AUDIO:
+            audio.bit_rate = self.audio_bitrate
+        return audio
+
+    # Writing --------------------------------------------------------------------------
+
+    def _encode_video(self, item: VideoFrameItem, st: dict[str, Any]) -> None:
+        frame = self._upright(item.frame, st)
+        tb = st["video"].codec_context.time_base
+        pts = round(item.time / tb)
+        if st["last_pts"] is not None and pts <= st["last_pts"]:  # stamps must rise for the muxer
+            pts = st["last_pts"] + 1
+        st["last_pts"] = frame.pts = pts
+        frame.time_base = tb
+        frame.pict_type = 0  # let the encoder choose; a decoded frame's type would be forced on it
+        for packet in st["video"].encode(frame):
+            st["container"].mux(packet)
+        st["frames"] += 1
+
+    @staticmethod
+    def _upright(source: av.VideoFrame, st: dict[str, Any]) -> av.VideoFrame:
+        """The picture at the output size and pixel format, turned upright."""
+        (w, h), turns, fmt = st["size"], st["turns"], st["pix_fmt"]
+        if not turns:
+            return source.reformat(width=w, height=h, format=fmt)
+        sw, sh = (h, w) if turns % 2 else (w, h)
+        if fmt == "yuv420p":
+            return rotate_yuv420p(source.reformat(width=sw, height=sh, format="yuv420p"), turns)
+        deep = av.VideoFormat(fmt).components[0].bits > 8
+        return _rotate_444(source.reformat(width=sw, height=sh), turns, deep).reformat(format=fmt)
+
+    def _encode_audio(self, item: AudioFrameItem, st: dict[str, Any]) -> None:
+        if st["audio"] is None or item.time < 0:
+            return
+        frame = item.frame
+        frame.pts = None  # the encoder numbers samples itself; audio starts with the picture
+        for packet in st["audio"].encode(frame):
+            st["container"].mux(packet)
+
+
+class Proxy(Encode):
+    """Encode an upright H.264 MP4 that fits ``max_width`` x ``max_height`` (turned for portrait).
+
+    ``Encode`` configured for review copies: never upscales, audio re-encoded
+    to AAC, x264 frame-threaded on the file's core budget, written to
+    ``OUT/proxies/<file>.mp4`` atomically. With ``passthrough``, a source that
+    already is such a file (H.264 4:2:0 in MP4/MOV, within the box, unrotated,
+    AAC or no audio) is copied in the kernel instead of re-encoded.
+    """
+
+    def __init__(self, *, max_width: int = 1280, max_height: int = 720, codec: str = "libx264",
+                 preset: str = "veryfast", crf: int = 23, audio: bool = True, audio_bitrate: int = 128_000,
+                 passthrough: bool = False, name: str | None = None) -> None:
+        super().__init__(codec=codec, crf=crf, preset=preset, max_width=max_width, max_height=max_height,
+                         extension=".mp4", category="proxies", audio="encode" if audio else False,
+                         audio_codec="aac", audio_bitrate=audio_bitrate, name=name)
+        self.passthrough = passthrough
+        self.report_fields = (pa.field("proxy", pa.string()), pa.field("proxy_width", pa.int32()),
+                              pa.field("proxy_height", pa.int32()), pa.field("proxy_passthrough", pa.bool_()))
+
+    def begin(self, ctx: StageContext) -> None:
+        super().begin(ctx)
+        ctx.state["copy"] = False
+
+    def process(self, item: VideoFrameItem | AudioFrameItem, ctx: StageContext) -> None:
+        st = ctx.state
+        if st["copy"]:
+            return None
+        if st["container"] is None and isinstance(item, VideoFrameItem) and self._can_copy(item):
+            st["copy"] = True
+            return None
+        return super().process(item, ctx)
+
+    def end(self, ctx: StageContext) -> None:
+        if not ctx.state["copy"]:
+            return super().end(ctx)
+        out = ctx.state["out"] = PartialOutput(ctx.output_path(self.category).with_suffix(self.extension))
+        transfer(ctx.file.path, out.part)
+        ctx.add_output(out.commit())
+        info = ctx.run.record
+        ctx.record(proxy=ctx.run.outputs[-1], proxy_width=info.get("width"), proxy_height=info.get("height"),
+                   proxy_passthrough=True)
+        return None
+
+    def _record(self, ctx: StageContext, path: str, width: int, height: int, remuxed: bool) -> None:
+        ctx.record(proxy=path, proxy_width=width, proxy_height=height, proxy_passthrough=False)
 
     def _can_copy(self, item: VideoFrameItem) -> bool:
         """Whether the source file already is a proxy this stage would make (so a copy will do)."""
@@ -143,62 +540,3 @@ class Proxy(Stage):
             return False
         w, h = frame.width, frame.height
         return fit_within(w, h, self.max_width, self.max_height) == (w, h)
-
-    def _open(self, item: VideoFrameItem, ctx: StageContext) -> None:
-        st = ctx.state
-        frame, info = item.frame, item.stream
-        dw, dh = display_size(frame.width, frame.height, item.rotation, info.sample_aspect)
-        w, h = fit_within(dw, dh, self.max_width, self.max_height)
-        st["size"] = (w, h)
-        st["turns"] = rotation_turns(item.rotation)
-        out = st["out"] = PartialOutput(ctx.output_path("proxies").with_suffix(".mp4"))
-        container = st["container"] = av.open(str(out.part), "w", format="mp4")
-        rate = info.fps if info.fps else Fraction(30)
-        video = container.add_stream(self.codec, rate=rate)
-        video.width, video.height = w, h
-        video.pix_fmt = "yuv420p"
-        video.time_base = info.time_base
-        video.codec_context.time_base = info.time_base
-        video.options = {"preset": self.preset, "crf": str(self.crf)}
-        # x264's default in PyAV is sliced threads, which barely help; frame threads do.
-        video.codec_context.thread_type = "FRAME"
-        video.codec_context.thread_count = ctx.cpu_budget
-        st["video"] = video
-        pending = st["pending_audio"]
-        if self.audio and (pending or info.audio_rate):
-            channels = info.audio_channels or 2
-            audio = container.add_stream("aac", rate=info.audio_rate or 48000,
-                                         layout="mono" if channels == 1 else "stereo")
-            audio.bit_rate = self.audio_bitrate
-            st["audio"] = audio
-            for a in pending:
-                self._encode_audio(a, st)
-        st["pending_audio"] = []
-
-    def _encode_video(self, item: VideoFrameItem, st: dict[str, Any]) -> None:
-        w, h = st["size"]
-        turns = st["turns"]
-        sw, sh = (h, w) if turns % 2 else (w, h)
-        frame = item.frame.reformat(width=sw, height=sh, format="yuv420p")
-        if turns:
-            frame = rotate_yuv420p(frame, turns)
-        tb = st["video"].codec_context.time_base
-        pts = round(item.time / tb)
-        if st["last_pts"] is not None and pts <= st["last_pts"]:  # stamps must rise for the muxer
-            pts = st["last_pts"] + 1
-        st["last_pts"] = frame.pts = pts
-        frame.time_base = tb
-        frame.pict_type = 0  # let x264 choose; a decoded frame's type would be forced on it
-        for packet in st["video"].encode(frame):
-            st["container"].mux(packet)
-        st["frames"] += 1
-
-    def _encode_audio(self, item: AudioFrameItem, st: dict[str, Any]) -> None:
-        if st["audio"] is None:
-            return
-        if item.time < 0:
-            return
-        frame = item.frame
-        frame.pts = None  # the encoder numbers samples itself; audio starts with the picture
-        for packet in st["audio"].encode(frame):
-            st["container"].mux(packet)
