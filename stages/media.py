@@ -21,11 +21,24 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (
 )
 """Suffixes a folder walk picks up as video."""
 
-# FFmpeg's last error line ends up on the exception (``exc.log``) only when its
-# log level lets errors through; PyAV's own Python logger is kept quiet so that
-# a corrupt packet does not print a line per frame.
-av.logging.set_level(av.logging.ERROR)
+# PyAV's Python log callback can deadlock a threaded codec: a decoder thread
+# that logs waits for the GIL while the thread holding it waits for the decoder
+# (PyAV issues #751, #909; seen here about once in 30 runs of a file failing
+# mid-decode). It is off, except around ``av.open``, where no codec thread runs
+# yet and FFmpeg's own reason ("moov atom not found") is worth having on the
+# exception (``exc.log``). PyAV's Python logger stays quiet in either case.
+av.logging.set_level(None)
 logging.getLogger("libav").setLevel(logging.CRITICAL)
+
+
+@contextmanager
+def ffmpeg_reasons() -> Iterator[None]:
+    """Let FFmpeg's error lines reach exceptions inside the block; keep codec threads out of it."""
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        yield
+    finally:
+        av.logging.set_level(None)
 
 
 def ffmpeg_reason(exc: BaseException) -> str:
@@ -53,7 +66,8 @@ def open_media(path: str) -> Iterator[av.container.InputContainer]:
     if not os.access(path, os.R_OK):
         raise UnreadableFile(path, "permission denied")
     try:
-        container = av.open(path, metadata_errors="replace")
+        with ffmpeg_reasons():
+            container = av.open(path, metadata_errors="replace")
     except av.error.PermissionError as exc:
         raise UnreadableFile(path, "permission denied") from exc
     except (av.error.FileNotFoundError, FileNotFoundError) as exc:
