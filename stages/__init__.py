@@ -1,5 +1,6 @@
 """framepipe's video library: stages on PyAV, built on the ``pipeline`` engine's public API."""
 
+from .audio import AudioLevels
 from .decode import Decode
 from .encode import Encode, Proxy
 from .frames import AudioFrameItem, StreamInfo, VideoFrameItem
@@ -7,10 +8,13 @@ from .media import VIDEO_EXTENSIONS, display_size, fit_within, open_media
 from .metadata import METADATA_FIELDS, MediaInfo, Metadata, probe
 from . import presets
 from .samples import SAMPLE_SET, ClipSpec, generate_samples, make_clip, read_frame_marker
+from .sprites import SpriteSheet
 from .thumbnails import Thumbnails, frame_to_image
+from .transforms import Convert, Crop, PixelFunction, Resize, numpy_stage
 
 __all__ = [
-    "AudioFrameItem", "ClipSpec", "SAMPLE_SET", "Decode", "Encode", "METADATA_FIELDS", "MediaInfo", "Metadata", "Proxy", "StreamInfo",
-    "Thumbnails", "VIDEO_EXTENSIONS", "VideoFrameItem", "display_size", "fit_within",
-    "frame_to_image", "generate_samples", "make_clip", "open_media", "presets", "probe", "read_frame_marker",
+    "AudioFrameItem", "AudioLevels", "ClipSpec", "Convert", "Crop", "Decode", "Encode", "METADATA_FIELDS", "MediaInfo",
+    "Metadata", "PixelFunction", "Proxy", "Resize", "SAMPLE_SET", "SpriteSheet", "StreamInfo", "Thumbnails",
+    "VIDEO_EXTENSIONS", "VideoFrameItem", "display_size", "fit_within", "frame_to_image", "generate_samples",
+    "make_clip", "numpy_stage", "open_media", "presets", "probe", "read_frame_marker",
 ]

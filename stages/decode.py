@@ -249,9 +249,10 @@ class Decode(Stage):
         if errors:
             ctx.warn(f"{errors} packet(s) failed to decode ({last_error}); {decoded} frames decoded")
         ctx.progress(pick.emitted, pick.emitted)
-        whole = not self._drops_frames
-        ctx.record(frame_count=decoded if whole else info.frame_count, frame_count_exact=whole,
-                   decode_errors=errors)
+        if self._drops_frames:  # not every frame was seen: leave the count to the metadata
+            ctx.record(decode_errors=errors)
+        else:
+            ctx.record(frame_count=decoded, frame_count_exact=True, decode_errors=errors)
 
     def _video_item(self, frame: av.VideoFrame, index: int, t: float, info: StreamInfo) -> VideoFrameItem:
         if self.pixel_format and frame.format.name != self.pixel_format:

@@ -6,38 +6,63 @@ from typing import Any
 
 from pipeline import Pipeline, PipelineDefinitionError
 
+from .audio import AudioLevels
 from .decode import Decode
 from .encode import Encode, Proxy
 from .media import VIDEO_EXTENSIONS
 from .metadata import Metadata
+from .sprites import SpriteSheet
 from .thumbnails import Thumbnails
 
-__all__ = ["default", "thumbnails", "metadata", "proxies", "transcode", "TRANSCODE_PROFILES"]
+__all__ = ["default", "thumbnails", "sprites", "metadata", "proxies", "transcode", "TRANSCODE_PROFILES"]
 
 
-def default(*, thumb_every: float = 2.0, thumb_width: int = 320, thumb_format: str = "jpg",
+def default(*, thumb_every: float = 2.0, thumb_count: int = 0, thumb_width: int = 320, thumb_format: str = "jpg",
+            sprites: bool = True, sprite_every: float = 2.0, sprite_width: int = 160, sprite_columns: int = 10,
             proxy: bool = True, proxy_width: int = 1280, proxy_height: int = 720, proxy_crf: int = 23,
-            proxy_preset: str = "veryfast", proxy_passthrough: bool = False, audio: bool = True) -> Pipeline:
-    """Metadata, a poster and a thumbnail every N s, and a 720p H.264 proxy; each file decoded once."""
+            proxy_preset: str = "veryfast", proxy_passthrough: bool = False, audio: bool = True,
+            keyframes_only: bool = False) -> Pipeline:
+    """Metadata, audio levels, a poster and thumbnails, a sprite sheet with WebVTT, a 720p proxy; one decode."""
     p = Pipeline("default", extensions=VIDEO_EXTENSIONS)
     p.add(Metadata())
-    decode = p.add(Decode(audio=audio and proxy))
-    p.add(Thumbnails(every=thumb_every, width=thumb_width, fmt=thumb_format), after=decode)
+    decode = p.add(Decode(audio=audio, keyframes_only=keyframes_only and not proxy))
+    p.add(Thumbnails(every=thumb_every, count=thumb_count, width=thumb_width, fmt=thumb_format), after=decode)
+    if sprites:
+        p.add(SpriteSheet(every=sprite_every, tile_width=sprite_width, columns=sprite_columns), after=decode)
+    if audio:
+        p.add(AudioLevels(), after=decode)
     if proxy:
         p.add(Proxy(max_width=proxy_width, max_height=proxy_height, crf=proxy_crf, preset=proxy_preset,
                     passthrough=proxy_passthrough, audio=audio), after=decode)
     return p
 
 
-def thumbnails(*, thumb_every: float = 2.0, thumb_width: int = 320, thumb_format: str = "jpg") -> Pipeline:
-    """Metadata, a poster and a thumbnail every N s (no proxy)."""
-    return default(thumb_every=thumb_every, thumb_width=thumb_width, thumb_format=thumb_format, proxy=False)
+def thumbnails(*, thumb_every: float = 2.0, thumb_count: int = 0, thumb_width: int = 320,
+               thumb_format: str = "jpg", keyframes_only: bool = False) -> Pipeline:
+    """Metadata, a poster and thumbnails every N s or N evenly spaced (keyframes_only: fast, nearest keyframe)."""
+    p = default(thumb_every=thumb_every, thumb_count=thumb_count, thumb_width=thumb_width, thumb_format=thumb_format,
+                sprites=False, proxy=False, audio=False, keyframes_only=keyframes_only)
+    p.name = "thumbnails"
+    return p
 
 
-def metadata() -> Pipeline:
-    """Metadata only: no decoding beyond one frame per file."""
+def sprites(*, sprite_every: float = 2.0, sprite_count: int = 0, sprite_width: int = 160, sprite_columns: int = 10,
+            sprite_rows: int = 10, keyframes_only: bool = False) -> Pipeline:
+    """Metadata and a sprite sheet with its WebVTT file per video (timeline scrubbing previews)."""
+    p = Pipeline("sprites", extensions=VIDEO_EXTENSIONS)
+    p.add(Metadata())
+    decode = p.add(Decode(audio=False, keyframes_only=keyframes_only))
+    p.add(SpriteSheet(every=sprite_every, count=sprite_count, tile_width=sprite_width, columns=sprite_columns,
+                      rows=sprite_rows), after=decode)
+    return p
+
+
+def metadata(*, audio_levels: bool = False) -> Pipeline:
+    """Metadata only: no decoding beyond one frame per file (audio_levels: also decode the sound for peak/RMS)."""
     p = Pipeline("metadata", extensions=VIDEO_EXTENSIONS)
     p.add(Metadata())
+    if audio_levels:
+        p.add(AudioLevels(), after=p.add(Decode(audio=True, keyframes_only=True)))
     return p
 
 
