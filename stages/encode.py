@@ -26,34 +26,11 @@ from pipeline.zerocopy import transfer
 
 from .frames import AudioFrameItem, VideoFrameItem
 from .media import display_size, fit_within, rotation_turns
+from .transforms import rotate_frame
 
-__all__ = ["Encode", "Proxy", "VideoCodec", "VIDEO_CODECS", "CONTAINERS", "AudioMode",
-           "rotate_yuv420p", "split_yuv420p", "join_yuv420p"]
+__all__ = ["Encode", "Proxy", "VideoCodec", "VIDEO_CODECS", "CONTAINERS", "AudioMode"]
 
 AudioMode = Literal["auto", "encode", False]
-
-
-def split_yuv420p(packed: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Views of the Y, U and V planes in PyAV's packed yuv420p array (planes back to back)."""
-    flat = packed.reshape(-1)
-    ys, cs = width * height, (width // 2) * (height // 2)
-    return (flat[:ys].reshape(height, width), flat[ys:ys + cs].reshape(height // 2, width // 2),
-            flat[ys + cs:ys + 2 * cs].reshape(height // 2, width // 2))
-
-
-def join_yuv420p(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Pack Y, U and V planes into the array ``VideoFrame.from_ndarray(..., format="yuv420p")`` takes."""
-    h, w = y.shape
-    return np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(h * 3 // 2, w)
-
-
-def rotate_yuv420p(frame: av.VideoFrame, turns: int) -> av.VideoFrame:
-    """``frame`` (yuv420p, even size) turned ``turns`` quarter turns counter-clockwise."""
-    w, h = frame.width, frame.height
-    y, u, v = split_yuv420p(frame.to_ndarray(), w, h)
-    y, u, v = (np.rot90(p, k=turns) for p in (y, u, v))
-    out = join_yuv420p(y, u, v)
-    return av.VideoFrame.from_ndarray(out, format="yuv420p")
 
 
 def _rotate_444(frame: av.VideoFrame, turns: int, deep: bool) -> av.VideoFrame:
@@ -469,7 +446,7 @@ class Encode(Stage):
             return source.reformat(width=w, height=h, format=fmt)
         sw, sh = (h, w) if turns % 2 else (w, h)
         if fmt == "yuv420p":
-            return rotate_yuv420p(source.reformat(width=sw, height=sh, format="yuv420p"), turns)
+            return rotate_frame(source.reformat(width=sw, height=sh, format="yuv420p"), turns)
         deep = av.VideoFormat(fmt).components[0].bits > 8
         return _rotate_444(source.reformat(width=sw, height=sh), turns, deep).reformat(format=fmt)
 

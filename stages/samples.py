@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from pipeline import atomic_output
 
-from .encode import join_yuv420p
+from .transforms import join_yuv420p
 from .metadata import COLOR_PRIMARIES, COLOR_SPACES, COLOR_TRANSFERS
 
 __all__ = ["ClipSpec", "make_clip", "make_corrupt", "generate_samples", "read_frame_marker",

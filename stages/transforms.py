@@ -22,7 +22,7 @@ from .frames import VideoFrameItem
 from .media import display_size
 
 __all__ = ["Resize", "Crop", "Convert", "PixelFunction", "numpy_stage", "rotate_frame", "resize_box",
-           "crop_pixels", "pad_pixels"]
+           "crop_pixels", "pad_pixels", "split_yuv420p", "join_yuv420p"]
 
 ResizeMode = Literal["fit", "fill", "pad"]
 
@@ -30,23 +30,31 @@ _BLACK = {"yuv420p": (16, 128, 128), "yuvj420p": (0, 128, 128), "rgb24": 0, "bgr
           "rgba": 0, "bgra": 0}
 
 
+def split_yuv420p(packed: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of the Y, U and V planes in PyAV's stacked yuv420p array (planes back to back)."""
+    flat = packed.reshape(-1)
+    ys, cs = width * height, (width // 2) * (height // 2)
+    return (flat[:ys].reshape(height, width), flat[ys:ys + cs].reshape(height // 2, width // 2),
+            flat[ys + cs:ys + 2 * cs].reshape(height // 2, width // 2))
+
+
+def join_yuv420p(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Stack Y, U and V planes into the array ``VideoFrame.from_ndarray(..., format="yuv420p")`` takes."""
+    h, w = y.shape
+    return np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(h * 3 // 2, w)
+
+
 def _split(arr: np.ndarray, fmt: str) -> list[np.ndarray]:
-    """The picture's planes as views: one for packed formats, Y/U/V for PyAV's stacked 4:2:0 array."""
+    """The picture's planes as views: one for packed formats, Y/U/V for a stacked 4:2:0 array."""
     if fmt in ("yuv420p", "yuvj420p") and arr.ndim == 2:
-        h = arr.shape[0] * 2 // 3
-        w = arr.shape[1]
-        flat = arr.reshape(-1)
-        ys, cs = w * h, (w // 2) * (h // 2)
-        return [flat[:ys].reshape(h, w), flat[ys:ys + cs].reshape(h // 2, w // 2),
-                flat[ys + cs:ys + 2 * cs].reshape(h // 2, w // 2)]
+        return list(split_yuv420p(arr, arr.shape[1], arr.shape[0] * 2 // 3))
     return [arr]
 
 
 def _join(planes: list[np.ndarray]) -> np.ndarray:
     if len(planes) == 1:
         return np.ascontiguousarray(planes[0])
-    h, w = planes[0].shape
-    return np.concatenate([p.reshape(-1) for p in planes]).reshape(h * 3 // 2, w)
+    return join_yuv420p(*planes)
 
 
 def _is_420(fmt: str) -> bool:
