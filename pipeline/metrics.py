@@ -35,6 +35,8 @@ class StageStats:
     p95_s: float = 0.0
     workers: int = 1
     where: str = "file"
+    cache_hits: int = 0  # files whose results were replayed from the cache
+    cache_misses: int = 0  # files it ran for, and whose results it remembered
 
     @property
     def frames_per_s(self) -> float:
@@ -52,6 +54,8 @@ class StageStats:
         self.starved_s += other.starved_s
         self.blocked_s += other.blocked_s
         self.failures += other.failures
+        self.cache_hits += other.cache_hits
+        self.cache_misses += other.cache_misses
         self.p50_s = max(self.p50_s, other.p50_s)
         self.p95_s = max(self.p95_s, other.p95_s)
 
@@ -107,12 +111,15 @@ def find_bottleneck(stats: Sequence[StageStats], wall_s: float) -> Bottleneck | 
 def format_stage_table(stats: Iterable[StageStats], wall_s: float | None = None) -> str:
     """A plain-text table of the per-stage statistics, with the bottleneck under it."""
     stats = list(stats)
+    cached = any(s.cache_hits or s.cache_misses for s in stats)
     rows = [("stage", "where", "files", "items", "frames", "MB", "busy s", "starved s", "blocked s", "frames/s",
-             "p95 ms", "fail")]
+             "p95 ms", "fail") + (("cache hit/miss",) if cached else ())]
     for s in stats:
         rows.append((s.name, s.where, str(s.files), str(s.items_in), str(s.frames), f"{s.bytes / 1e6:.0f}",
                      f"{s.busy_s:.2f}", f"{s.starved_s:.2f}", f"{s.blocked_s:.2f}",
-                     f"{s.frames_per_s:.1f}" if s.frames else "-", f"{s.p95_s * 1e3:.1f}", str(s.failures)))
+                     f"{s.frames_per_s:.1f}" if s.frames else "-", f"{s.p95_s * 1e3:.1f}", str(s.failures))
+                    + ((f"{s.cache_hits}/{s.cache_misses}" if s.cache_hits or s.cache_misses else "-",)
+                       if cached else ()))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for n, r in enumerate(rows):

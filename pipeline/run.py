@@ -11,14 +11,17 @@ from typing import Any
 
 from .errors import OutputError
 from .executors import FileTask, RunEvents, get_executor
+from .executors.file_runner import replay_whole_file
 from .graph import Pipeline
 from .items import FileItem
+from .memo import StageMemo, memo_dir
 from .metrics import merge_stats
 from .outputs import sweep_partial_outputs
 from .progress import SilentProgress
 from .report import write_report
-from .results import RunResult
+from .results import FileResult, RunResult
 from .shm import sweep_stale_segments
+from .stage import FileRun
 from .sources import FileSelection, file_items, find_files
 
 __all__ = ["run", "collect_inputs", "output_keys"]
@@ -52,6 +55,20 @@ def collect_inputs(inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[
     return file_items(unique, common)
 
 
+def _replay_remembered_files(pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents) -> list[FileResult]:
+    """Files whose every stage result is remembered, finished here without starting a worker."""
+    memo = StageMemo.open(tasks[0].cache_dir) if tasks and tasks[0].cache_dir else None
+    out = []
+    for task in tasks:
+        run_ = FileRun(task.file, task.out_dir, task.output_key, task.cpu_budget, memo=memo)
+        result = replay_whole_file(pipeline, run_)
+        if result is not None:
+            events.file_started(task)
+            events.file_done(result)
+            out.append(result)
+    return out
+
+
 def output_keys(items: Sequence[FileItem]) -> list[str]:
     """Output names per file: the relative path without suffix, or with it when two files would collide."""
     stems = [str(PurePosixPath(i.relpath).with_suffix("")) for i in items]
@@ -62,18 +79,24 @@ def output_keys(items: Sequence[FileItem]) -> list[str]:
 def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
         out: str | os.PathLike[str], *, executor: str = "local", workers: int | None = None,
         extensions: Iterable[str] | None = None, select: FileSelection | None = None,
-        events: RunEvents | None = None, write_reports: bool = True) -> RunResult:
+        events: RunEvents | None = None, write_reports: bool = True,
+        cache: bool | str | os.PathLike[str] | None = None) -> RunResult:
     """Run ``pipeline`` over ``inputs`` into the folder ``out`` and return what happened.
 
     ``inputs``: a folder, a file, or several of either. A folder is walked
     recursively for ``extensions`` (default: the pipeline's own), narrowed by
-    ``select`` (globs, depth, hidden files). Bad files fail alone; their error is in the result and in
+    ``select`` (globs, depth, hidden files). ``cache``: where the results of
+    cacheable stages (thumbnails, sprites, metadata) are kept across runs —
+    a folder, or None for the default cache folder (``FRAMEPIPE_CACHE=off``
+    turns that off), or False for no cache. Bad files fail alone; their error is in the result and in
     ``out/report.parquet``. Re-running into the same ``out`` replaces outputs.
     """
     pipeline.validate()
     ex = get_executor(executor, workers)
+    cache_dir = memo_dir(cache)
+    replayable = cache_dir is not None and all(s.cacheable for s in pipeline.stages.values())
     prepare = getattr(ex, "prepare", None)  # optional: lets an executor warm up while inputs are found
-    if prepare is not None:
+    if prepare is not None and not replayable:
         prepare(pipeline)
     items = collect_inputs(inputs, extensions if extensions is not None else pipeline.extensions, select=select)
     out_dir = Path(out)
@@ -85,13 +108,20 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     sweep_stale_segments()
     n_parallel = max(1, min(ex.workers, len(items)))
     budget = max(1, (os.cpu_count() or 1) // n_parallel)
-    tasks = [FileTask(item, out_dir, key, budget) for item, key in zip(items, output_keys(items))]
+    tasks = [FileTask(item, out_dir, key, budget, cache_dir) for item, key in zip(items, output_keys(items))]
+    events = events or SilentProgress()
     start = time.perf_counter()
+    replayed = _replay_remembered_files(pipeline, tasks, events) if replayable else []
+    done = {r.file.index for r in replayed}
+    pending = [t for t in tasks if t.file.index not in done]
+    if pending and replayable and prepare is not None:
+        prepare(pipeline)
     try:
-        results = ex.run(pipeline, tasks, events or SilentProgress())
+        results = ex.run(pipeline, pending, events) if pending else []
     except BaseException:  # interrupted: the executor has stopped its workers; drop their half files
         sweep_partial_outputs(out_dir)
         raise
+    results = sorted(replayed + list(results), key=lambda r: r.file.index)
     wall = time.perf_counter() - start
     stats = merge_stats((r.stats for r in results), pipeline.order())
     map_stats = getattr(ex, "map_stats", {})

@@ -46,9 +46,16 @@ class Stage:
     the workers of its ``pool`` (up to ``concurrency`` at once, ``batch_size``
     frames a task, at ``priority``); what it emits is put back in order
     before any stage that needs order (``ordered``).
+
+    A ``cacheable`` stage promises that what it writes and records depends only
+    on the file's content and its parameters (``cache_params()``: its public
+    attributes); the engine then keeps its results across runs and replays
+    them for an unchanged file. Bump ``cache_version`` when its output changes.
     """
 
     name: str = ""
+    cacheable: bool = False
+    cache_version: str = "1"
     accepts: tuple[str, ...] = (FILE,)
     emits: tuple[str, ...] = ()
     report_fields: tuple[pa.Field, ...] = ()
@@ -75,6 +82,11 @@ class Stage:
     def is_map(self) -> bool:
         """True when the stage's frames may run on many workers at once."""
         return not self.stateful and FILE not in self.accepts
+
+    def cache_params(self) -> dict[str, Any]:
+        """What the stage's results depend on besides the file: its public settings."""
+        return {k: v for k, v in vars(self).items()
+                if not k.startswith("_") and k not in ("name", "report_fields")}
 
     def setup(self) -> None:
         """Prepare per-process resources (called once per worker)."""
@@ -120,17 +132,20 @@ class FileRun:
     outputs: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     progress: ProgressSink = _no_progress
+    memo: Any = None  # a pipeline.memo.StageMemo when results are kept across runs
 
 
 class StageContext:
     """What a stage sees of the file it is working on (one context per stage per file)."""
 
-    __slots__ = ("run", "stage", "state")
+    __slots__ = ("run", "stage", "state", "recorded", "added")
 
     def __init__(self, run: FileRun, stage: str) -> None:
         self.run = run
         self.stage = stage
         self.state: dict[str, Any] = {}
+        self.recorded: dict[str, Any] = {}  # this stage's report columns (what a memo keeps)
+        self.added: list[str] = []  # this stage's outputs
 
     @property
     def file(self) -> FileItem:
@@ -160,14 +175,17 @@ class StageContext:
         except ValueError:
             pass
         self.run.outputs.append(p.as_posix())
+        self.added.append(p.as_posix())
 
     def record(self, **columns: Any) -> None:
         """Set columns of this file's report row."""
         self.run.record.update(columns)
+        self.recorded.update(columns)
 
     def warn(self, message: str) -> None:
         """Note something a user should know about this file that did not fail it."""
         self.run.warnings.append(f"[{self.stage}] {message}")
+        self.recorded.setdefault("__warnings__", []).append(f"[{self.stage}] {message}")
 
     def progress(self, done: int, total: int | None = None) -> None:
         """Report how far this stage is through the file (in its own units, e.g. frames)."""

@@ -48,6 +48,7 @@ class AudioLevels(Stage):
     """
 
     accepts = (AUDIO,)
+    cacheable = True
 
     def __init__(self, *, prefix: str = "audio_", name: str | None = None) -> None:
         super().__init__(name)

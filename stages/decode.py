@@ -90,6 +90,7 @@ class Decode(Stage):
 
     accepts = (FILE,)
     emits = (FRAME, AUDIO)
+    cacheable = True  # its report columns (frame count, decode errors); it runs while a consumer needs frames
 
     def __init__(self, *, audio: bool = True, pixel_format: str | None = None, start: float | None = None,
                  end: float | None = None, fps: float | None = None, every_nth: int = 1,

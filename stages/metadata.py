@@ -250,6 +250,7 @@ class Metadata(Stage):
     """
 
     accepts = (FILE,)
+    cacheable = True
     report_fields = METADATA_FIELDS + (pa.field("decode_errors", pa.int32()),)
 
     def process(self, item: FileItem, ctx: StageContext) -> None:

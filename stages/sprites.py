@@ -77,6 +77,7 @@ class SpriteSheet(Stage):
     """
 
     accepts = (FRAME,)
+    cacheable = True
     report_fields = (pa.field("sprite_vtt", pa.string()), pa.field("sprite_sheets", pa.int32()),
                      pa.field("sprite_tiles", pa.int32()))
 

@@ -135,6 +135,7 @@ class Thumbnails(Stage):
     """
 
     accepts = (FRAME,)
+    cacheable = True
     report_fields = (pa.field("poster", pa.string()), pa.field("thumbnail_count", pa.int32()))
 
     def __init__(self, *, every: float = 2.0, count: int = 0, width: int | None = 320, height: int | None = None,

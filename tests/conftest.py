@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,16 @@ from pipeline import RunResult, run
 from stages import ClipSpec, make_clip
 from stages import presets
 from stages.samples import make_corrupt
+
+# The suite's runs keep stage results in a cache folder of its own (never the user's ~/.cache),
+# shared by the tests and the commands they start, removed at the end.
+_CACHE_DIR = os.environ.setdefault("FRAMEPIPE_CACHE_DIR", tempfile.mkdtemp(prefix="framepipe-test-cache-"))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _CACHE_DIR.startswith(tempfile.gettempdir()) and "framepipe-test-cache-" in _CACHE_DIR:
+        shutil.rmtree(_CACHE_DIR, ignore_errors=True)
+
 
 REPO = Path(__file__).resolve().parents[1]
 FOOTAGE = REPO.parent / "shared" / "footage"

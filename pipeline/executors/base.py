@@ -22,6 +22,7 @@ class FileTask:
     out_dir: Path
     output_key: str
     cpu_budget: int = 1
+    cache_dir: str | None = None  # where stage results are kept across runs (None: not kept)
 
 
 class RunEvents(Protocol):

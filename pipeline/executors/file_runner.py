@@ -28,11 +28,12 @@ from ..buffers import FrameRef
 from ..errors import InputError, StageError
 from ..graph import Pipeline
 from ..items import FRAME
+from ..memo import lineages
 from ..metrics import StageStats
 from ..results import FAILED, OK, FileResult
 from ..stage import FileRun, Stage, StageContext
 
-__all__ = ["FileSession", "FileRunner", "StepResult", "Outgoing", "is_shareable"]
+__all__ = ["FileSession", "FileRunner", "StepResult", "Outgoing", "is_shareable", "replay_whole_file"]
 
 
 def is_shareable(item: Any) -> bool:
@@ -94,15 +95,61 @@ class FileSession:
         self._pending: list[Outgoing] = []  # waiting for a slot
         self._active = ""
         self._inline_all = not remote
+        self.replayed: set[str] = set()
+        self.lineage = lineages(pipeline) if run.memo is not None else {}
         self.started = time.perf_counter()
 
     # Driving ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Begin every local stage and queue the file for the root stages."""
+        """Replay what the cache remembers, begin every other local stage, queue the file for the roots."""
+        self.replayed = self._replay_remembered()
+        self.children = {n: [(c, a) for c, a in kids if c not in self.replayed] for n, kids in self.children.items()}
         for n in self.local:
-            self._call(n, self.stages[n].begin, self.ctx[n])
-        self._stack.append(_Deliver(self.run.file, list(self.roots)))
+            if n not in self.replayed:
+                self._call(n, self.stages[n].begin, self.ctx[n])
+        self._stack.append(_Deliver(self.run.file, [r for r in self.roots if r not in self.replayed]))
+
+    def _replay_remembered(self) -> set[str]:
+        """Stages whose results for this file are remembered, replayed now instead of run.
+
+        A stage is replayed only if every stage it feeds is too: a decoder
+        runs as long as one consumer still needs its frames.
+        """
+        memo = self.run.memo
+        if memo is None:
+            return set()
+        found: dict[str, Any] = {}
+        for n in reversed(self.order):
+            stage = self.stages[n]
+            if n in self.remote or not stage.cacheable:
+                continue
+            if any(c not in found for c in self.pipeline.children(n)):
+                continue
+            replay = memo.lookup(stage, self.run.file, self.lineage[n])
+            if replay is not None:
+                found[n] = replay
+        for n in self.order:
+            if n in found:
+                t0 = time.perf_counter()
+                self._active = n
+                self.replayed.add(n)  # a remembered failure raised here is not remembered again
+                found[n].apply(self.run)
+                self.stats[n].busy_s += time.perf_counter() - t0
+                self.stats[n].cache_hits += 1
+        return set(found)
+
+    def _remember(self) -> None:
+        """Keep the results of the cacheable stages that ran, for the next run over this file."""
+        memo = self.run.memo
+        if memo is None:
+            return
+        for n in self.local:
+            stage = self.stages[n]
+            if stage.cacheable and n not in self.replayed:
+                ctx = self.ctx[n]
+                memo.remember(stage, self.run.file, self.lineage[n], self.run, ctx.recorded, ctx.added)
+                self.stats[n].cache_misses += 1
 
     def deliver(self, stage: str, items: list[Any]) -> None:
         """Run items (in order) that map stages sent back for local stage ``stage``, to the end.
@@ -111,6 +158,8 @@ class FileSession:
         scheduler frees their slots as soon as this call returns. What they
         produce for map stages waits for credits like the rest.
         """
+        if stage in self.replayed:
+            return  # its results came from the cache
         for item in items:
             self._walk([_Deliver(item, [stage])], [], None, may_pause=False)
 
@@ -200,20 +249,27 @@ class FileSession:
         """End every local stage in order (map stages left are run here), and return the file's result."""
         self._inline_all = True  # what end() emits has no scheduler to go back to: run it all here
         for n in self.order:
-            if n in self.remote:
+            if n in self.remote or n in self.replayed:
                 continue
             out = self._call(n, self.stages[n].end, self.ctx[n])
             if out is not None:
                 self._stack.append(_Drain(n, iter(out)))
                 self.step()
+        self._remember()
         return self._result(OK)
 
     def fail(self, exc: BaseException) -> FileResult:
         """Abort every local stage and describe the failure (the stage active when it was raised)."""
         stage = self._active or (self.local[0] if self.local else "")
+        memo = self.run.memo
+        if memo is not None and isinstance(exc, InputError) and stage in self.stages and \
+                self.stages[stage].cacheable and stage not in self.replayed:
+            memo.remember_failure(self.stages[stage], self.run.file, self.lineage[stage], exc)
         if stage in self.stats:
             self.stats[stage].failures += 1
         for n in reversed(self.local):
+            if n in self.replayed:
+                continue
             try:
                 self.stages[n].abort(self.ctx[n])
             except Exception:
@@ -233,6 +289,24 @@ class FileSession:
         result = FileResult(self.run.file, status, self.run.record, self.run.outputs, self.run.warnings, stats)
         result.wall_s = time.perf_counter() - self.started
         return result
+
+
+def replay_whole_file(pipeline: Pipeline, run: FileRun) -> FileResult | None:
+    """The file's result from remembered stage results alone, when every stage has them (or one
+    remembered an input error); None when some stage must run. Runs no stage."""
+    if run.memo is None or not all(s.cacheable for s in pipeline.stages.values()):
+        return None
+    session = FileSession(pipeline, run)
+    try:
+        session.replayed = session._replay_remembered()
+    except Exception as exc:
+        return session.fail(exc)
+    if session.replayed != set(session.order):
+        run.record.clear()  # what was replayed is redone by the run that follows
+        run.outputs.clear()
+        run.warnings.clear()
+        return None
+    return session._result(OK)
 
 
 class FileRunner:

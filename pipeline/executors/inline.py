@@ -10,6 +10,7 @@ import os
 from collections.abc import Sequence
 
 from ..graph import Pipeline
+from ..memo import StageMemo
 from ..results import FileResult
 from ..stage import FileRun
 from .base import FileTask, RunEvents
@@ -34,7 +35,8 @@ class InlineExecutor:
                 events.file_started(task)
                 index = task.file.index
                 run = FileRun(task.file, task.out_dir, task.output_key, max(task.cpu_budget, os.cpu_count() or 1),
-                              progress=lambda s, d, t, i=index: events.file_progress(i, s, d, t))
+                              progress=lambda s, d, t, i=index: events.file_progress(i, s, d, t),
+                              memo=StageMemo.open(task.cache_dir) if task.cache_dir else None)
                 result = runner.run(run)
                 events.file_done(result)
                 results.append(result)

@@ -22,6 +22,7 @@ them, the actor pauses whenever it has no credit for a frame that must cross.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import statistics
@@ -259,7 +260,7 @@ class _Run:
         """Make the file's next actor call if it has something to do and is not busy."""
         if fs.busy or fs.actor is None or self.stopping:
             return
-        task = FileTask(fs.task.file, fs.task.out_dir, fs.task.output_key, self.cpu_budget)
+        task = dataclasses.replace(fs.task, cpu_budget=self.cpu_budget)
         if not fs.started:
             fs.started = fs.busy = True
             self._submit(fs.actor, "actor", (fs, []), actor_start, self.token, self.pipeline, task, self.maps,

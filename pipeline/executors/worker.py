@@ -17,6 +17,7 @@ from ..board import ProgressBoard
 from ..buffers import FrameRef
 from ..graph import Pipeline
 from ..items import FileItem
+from ..memo import StageMemo
 from ..results import FileResult
 from ..stage import FileRun, Stage
 from .base import FileTask
@@ -68,14 +69,15 @@ def actor_start(token: str, pipeline: Pipeline, task: FileTask, remote: frozense
     def progress(stage: str, done: int, total: int | None) -> None:
         progress_board.update(row, stage_numbers.get(stage, -1), done, total)
 
-    run = FileRun(task.file, task.out_dir, task.output_key, task.cpu_budget, progress=progress)
+    run = FileRun(task.file, task.out_dir, task.output_key, task.cpu_budget, progress=progress,
+                  memo=StageMemo.open(task.cache_dir) if task.cache_dir else None)
     session = FileSession(pipe, run, remote)
-    _SESSIONS[task.file.index] = session
+    _SESSIONS[row] = session
     try:
         session.start()
         return ActorReply(step=session.step(), busy_s=time.perf_counter() - t0)
     except Exception as exc:
-        del _SESSIONS[task.file.index]
+        del _SESSIONS[row]
         return ActorReply(result=session.fail(exc), busy_s=time.perf_counter() - t0)
 
 

@@ -1,0 +1,197 @@
+"""``StageMemo``: what a stage made for a file — its outputs and report columns — kept across runs.
+
+A stage that declares ``cacheable = True`` promises that what it writes and
+records depends only on the file's content, its own parameters and what its
+upstream stages give it. Its results are kept in a persistent cache under the
+file's fingerprint (size, mtime, first and last MiB), the classes, parameters
+and ``cache_version`` of it and of every stage upstream, and the engine's
+version. On a later run over the same
+file the engine writes the outputs back (atomically) and sets the columns
+instead of running the stage; a producer (a decoder) whose every consumer was
+replayed does not run at all.
+
+An entry is an Arrow table (one row per output file: its name under the
+output folder and its bytes) with the report columns as JSON in the schema's
+metadata: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from . import errors
+from .errors import InputError
+from .items import FileItem
+from .outputs import safe_join, write_atomic
+from .graph import Pipeline
+from .stage import FileRun, Stage
+
+__all__ = ["StageMemo", "Replay", "memo_key", "memo_dir", "lineages", "KeyValueStore"]
+
+_RECORD = b"framepipe.record"
+
+
+class KeyValueStore(Protocol):
+    """What a memo needs of a cache: values are Arrow tables here."""
+
+    def get(self, key: str, default: Any = None) -> Any: ...
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None: ...
+
+
+@cache
+def _engine_version() -> str:
+    try:
+        return version("framepipe")
+    except PackageNotFoundError:
+        return "dev"
+
+
+def _stage_digest(stage: Stage) -> str:
+    kind = f"{type(stage).__module__}.{type(stage).__qualname__}"
+    params = json.dumps(stage.cache_params(), sort_keys=True, default=repr)
+    return f"{kind}/v{stage.cache_version}/{params}"
+
+
+def lineages(pipeline: Pipeline) -> dict[str, str]:
+    """Per stage, a digest of it and of every stage upstream of it (their classes and parameters).
+
+    A thumbnail depends on how its frames were decoded as much as on its own
+    width: the key covers the whole chain. A stage whose parameters have no
+    stable form (a function's address) makes a key that never repeats: a miss,
+    never a wrong answer.
+    """
+    out: dict[str, str] = {}
+    for name in pipeline.order():
+        parts = [_stage_digest(pipeline.stages[name])] + sorted(out[i] for i in pipeline.inputs(name))
+        out[name] = hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
+    return out
+
+
+def memo_key(stage: Stage, file: FileItem, lineage: str) -> str:
+    """The cache key of ``stage``'s results for ``file``: its lineage x the file's content x the engine's version."""
+    return f"stage/{stage.name}/{_engine_version()}/{lineage}/{file.fingerprint}"
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A stage's remembered results for one file: outputs and columns, or the input error it raised."""
+
+    record: dict[str, Any]
+    outputs: dict[str, bytes]
+
+    def apply(self, run: FileRun) -> None:
+        """Write the outputs under the run's folder (atomically), set the report columns, repeat the warnings.
+
+        A remembered input error (a corrupt file stays corrupt until its content
+        changes, and then its fingerprint does) is raised again.
+        """
+        failure = self.record.get("__input_error__")
+        if failure is not None:
+            raise _input_error(failure["type"], run.file.path, failure["reason"])
+        for rel, data in self.outputs.items():
+            parts = rel.split("/")
+            write_atomic(safe_join(run.out_dir, *parts), data)
+            run.outputs.append(rel)
+        record = dict(self.record)
+        run.warnings.extend(record.pop("__warnings__", []))
+        run.record.update(record)
+
+    def to_table(self) -> pa.Table:
+        schema = pa.schema([("name", pa.string()), ("data", pa.large_binary())],
+                           metadata={_RECORD: json.dumps(self.record).encode()})
+        return pa.table({"name": list(self.outputs), "data": list(self.outputs.values())}, schema=schema)
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> "Replay":
+        meta = table.schema.metadata or {}
+        if _RECORD not in meta:
+            raise ValueError("not a stage memo entry")
+        record = json.loads(meta[_RECORD])
+        names = table.column("name").to_pylist()
+        data = table.column("data").to_pylist()
+        return cls(record, dict(zip(names, data)))
+
+
+@dataclass
+class StageMemo:
+    """Remembered stage results in a persistent store; ``None`` store means nothing is kept."""
+
+    store: KeyValueStore
+    hits: int = 0
+    misses: int = 0
+    _errors: list[str] = field(default_factory=list)
+
+    def lookup(self, stage: Stage, file: FileItem, lineage: str) -> Replay | None:
+        """The remembered results of ``stage`` for ``file``, or None (a damaged entry is a miss)."""
+        if not file.fingerprint:
+            return None
+        value = self.store.get(memo_key(stage, file, lineage))
+        if isinstance(value, pa.Table):
+            try:
+                replay = Replay.from_table(value)
+            except (ValueError, KeyError, json.JSONDecodeError):
+                replay = None
+            if replay is not None:
+                self.hits += 1
+                return replay
+        self.misses += 1
+        return None
+
+    def remember(self, stage: Stage, file: FileItem, lineage: str, run: FileRun, record: dict[str, Any],
+                 outputs: list[str]) -> None:
+        """Keep what ``stage`` recorded and wrote for ``file`` (outputs read back from the run's folder)."""
+        if not file.fingerprint:
+            return
+        try:
+            data = {rel: (run.out_dir / rel).read_bytes() for rel in outputs}
+            json.dumps(record)  # only JSON-able columns can be replayed
+        except (OSError, TypeError, ValueError) as exc:
+            self._errors.append(f"{stage.name}: not remembered ({exc})")
+            return
+        self.store.set(memo_key(stage, file, lineage), Replay(record, data).to_table())
+
+    def remember_failure(self, stage: Stage, file: FileItem, lineage: str, exc: InputError) -> None:
+        """Keep that ``stage`` found ``file`` unusable (an input error depends on the content alone)."""
+        if file.fingerprint:
+            record = {"__input_error__": {"type": type(exc).__name__, "reason": exc.reason}}
+            self.store.set(memo_key(stage, file, lineage), Replay(record, {}).to_table())
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike[str]) -> "StageMemo":
+        """The memo kept in ``directory`` (one store per process and folder)."""
+        return cls(_open_store(str(Path(directory))))
+
+
+def _input_error(name: str, path: str, reason: str) -> InputError:
+    kind = getattr(errors, name, None)
+    if not (isinstance(kind, type) and issubclass(kind, InputError)):
+        kind = InputError
+    return kind(path, reason)
+
+
+def memo_dir(cache: bool | str | os.PathLike[str] | None) -> str | None:
+    """Where a run keeps stage results: ``cache`` as a folder, the default cache folder for None/True,
+    nowhere for False (or ``FRAMEPIPE_CACHE=off`` when not given)."""
+    if cache is False:
+        return None
+    if cache is None or cache is True:
+        if cache is None and os.environ.get("FRAMEPIPE_CACHE", "").lower() in ("0", "off", "false", "no"):
+            return None
+        from .cache.location import default_cache_dir
+        return str(default_cache_dir())
+    return str(Path(cache))
+
+
+@cache
+def _open_store(directory: str) -> KeyValueStore:
+    from .cache.disk import DiskCache  # the persistent tier; imported where a memo is used
+    return DiskCache(directory, name="stages")
