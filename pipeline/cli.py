@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from importlib.metadata import entry_points, version
 
 from .errors import FramepipeError
@@ -48,7 +49,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"framepipe: {pipeline.name}: {len(items)} file(s) from {where} -> {args.output}", file=sys.stderr)
     try:
         result = run(pipeline, inputs, args.output, executor=args.executor, workers=args.workers,
-                     select=select, events=progress)
+                     select=select, events=progress, cache=False if args.no_cache else args.cache_dir)
     finally:
         progress.close()
     print(result.table())
@@ -56,6 +57,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for failed in result.failed:
         print(failed.summary_line(), file=sys.stderr)
     return result.exit_code
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from .cache.disk import DiskCache
+    from .cache.location import default_cache_dir
+    root = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    if args.action == "path":
+        print(root)
+        return EXIT_OK
+    names = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if not names:
+        print(f"framepipe: no cache in {root}")
+        return EXIT_OK
+    for name in names:
+        with DiskCache(root, name=name) as cache:
+            if args.action == "clear":
+                cache.clear()
+                print(f"{name}: cleared")
+            elif args.action == "prune":
+                print(f"{name}: {cache.prune()}")
+            else:
+                st = cache.stats()
+                print(f"{name}: {st.entries} entries, {st.size_bytes / 1e6:.1f} MB in {st.path}")
+    return EXIT_OK
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
@@ -92,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--executor", choices=("local", "inline"), default="local")
     p_run.add_argument("-q", "--quiet", action="store_true", help="plain lines, no live progress")
     p_run.set_defaults(func=_cmd_run)
+
+    p_run.add_argument("--no-cache", action="store_true", help="neither use nor keep remembered stage results")
+    p_run.add_argument("--cache-dir", metavar="DIR", help="cache folder (default: $FRAMEPIPE_CACHE_DIR, ~/.cache/framepipe)")
+
+    p_cache = sub.add_parser("cache", help="the cache of stage results: where it is, what it holds, clear, prune")
+    p_cache.add_argument("action", choices=("path", "stats", "clear", "prune"))
+    p_cache.add_argument("--cache-dir", metavar="DIR", help="cache folder (default: as for run)")
+    p_cache.set_defaults(func=_cmd_cache)
 
     p_presets = sub.add_parser("presets", help="list installed presets and their options")
     p_presets.set_defaults(func=_cmd_presets)

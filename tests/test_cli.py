@@ -157,3 +157,21 @@ def test_inputs_from_a_list_and_globs_narrow_a_folder(clip_dir: Path, tmp_path: 
     assert done.returncode == 0, done.stderr
     assert "2 file(s)" in done.stderr  # landscape_audio.mp4 and portrait_rot90.mp4; sub/ not walked
     assert framepipe("run", "-o", tmp_path / "none").returncode == 2
+
+
+def test_a_second_run_replays_from_the_cache_and_the_cache_command_manages_it(clip_dir: Path,
+                                                                              tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    args = ("-p", "thumbnails", "-q", "--exclude", "broken*", "--cache-dir", cache)
+    assert framepipe("run", clip_dir, "-o", tmp_path / "a", *args).returncode == 0
+    warm = framepipe("run", clip_dir, "-o", tmp_path / "b", *args)
+    assert warm.returncode == 0, warm.stderr
+    assert "cache hit/miss" in warm.stdout and "4/0" in warm.stdout
+    assert framepipe("cache", "path", "--cache-dir", cache).stdout.strip() == str(cache)
+    stats = framepipe("cache", "stats", "--cache-dir", cache)
+    assert stats.returncode == 0 and "stages:" in stats.stdout and " 0 entries" not in stats.stdout
+    assert framepipe("cache", "prune", "--cache-dir", cache).returncode == 0
+    assert framepipe("cache", "clear", "--cache-dir", cache).returncode == 0
+    assert " 0 entries" in framepipe("cache", "stats", "--cache-dir", cache).stdout
+    cold = framepipe("run", clip_dir, "-o", tmp_path / "c", "--no-cache", *args[:-2])
+    assert cold.returncode == 0 and "cache hit/miss" not in cold.stdout
