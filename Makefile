@@ -34,8 +34,12 @@ test: $(VENV)/.installed-test
 	@status=0; $(BIN)/python -m pytest -q $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "test: pytest collected no tests" >&2; exit 1; fi; exit $$status
 
-bench: $(VENV)/.installed-test
-	$(BIN)/python -m benchmarks
+$(VENV)/.installed-bench: pyproject.toml | $(VENV)/.installed-test
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(SAMPLES) $(OUT) .pytest_cache
