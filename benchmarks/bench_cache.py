@@ -26,6 +26,8 @@ from pipeline.cache.config import CacheConfig, EvictionPolicy, HybridPolicy
 from pipeline.cache.memory import Cache
 from pipeline.cache.policies import PolicyTuning
 
+from ._bench_disk import VALUE_SIZE, bench_disk
+from ._bench_warm import bench_warm
 from ._table import machine_line, print_table, verdict
 
 Rows = list[tuple[object, ...]]
@@ -184,6 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     rows, c = bench_hit_rates(args.quick)
     print_table(f"Hit rate % on a Zipf({ZIPF_S}) trace{' (quick: 20k keys, 200k requests)' if args.quick else ''}",
                 ("trace", "policy", "1% of keys", "10% of keys", "issue's reference"), rows)
+    checks += c
+    rows, c = bench_disk(args.quick)
+    print_table(f"Persistent cache, {VALUE_SIZE // 1000} KB values, one process (ops/s)",
+                ("cache", "set ops/s", "first get ops/s", "repeat get ops/s", "repeat get us"), rows)
+    checks += c
+    rows, c = bench_warm(args.quick)
+    print_table("Thumbnails preset over the samples: cold vs warm (cache of stage results)",
+                ("run", "seconds", "faster"), rows)
     checks += c
     ok = [verdict(name, value, goal, "" if "points" in name else "x", at_most=at_most)
           for name, value, goal, at_most in checks]

@@ -7,6 +7,8 @@ or broadly; the library error that caused one is kept as ``__cause__``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 __all__ = [
     "FramepipeError",
     "PipelineDefinitionError",
@@ -26,6 +28,11 @@ __all__ = [
     "PoolFull",
     "PoolShutdown",
     "TaskTimeout",
+    "CacheError",
+    "UnsupportedCacheValue",
+    "CacheClosed",
+    "InvalidCacheName",
+    "LockTimeout",
 ]
 
 
@@ -134,3 +141,31 @@ class StaleFrameRef(BufferPoolError, LookupError):
 
 class PoolClosed(BufferPoolError, RuntimeError):
     """The buffer pool was closed; its memory is gone."""
+
+
+# Caches ----------------------------------------------------------------------
+
+
+class CacheError(FramepipeError):
+    """Base class of errors of framepipe's caches."""
+
+
+class UnsupportedCacheValue(CacheError, TypeError):
+    """A value the disk cache cannot store: not bytes, JSON or a ``pyarrow.Table``."""
+
+
+class CacheClosed(CacheError, RuntimeError):
+    """The cache was closed; open a new one."""
+
+
+class InvalidCacheName(CacheError, ValueError):
+    """A cache name that is not a plain folder name (empty, a path, ``..``...)."""
+
+
+class LockTimeout(CacheError, TimeoutError):
+    """A file lock was not granted within the timeout."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__(f"lock {path} not granted within {timeout:g} s")
+        self.path = path
+        self.timeout = timeout

@@ -62,7 +62,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from ..errors import FramepipeError, OutputError
+from ..errors import CacheClosed, OutputError, UnsupportedCacheValue
 from .config import CacheConfig, EvictionPolicy
 from .location import cache_path
 from .locks import FileLock
@@ -154,14 +154,6 @@ _GET_SQL: Final = "SELECT seq, kind, file, size, crc, expires, value FROM entrie
 
 
 # --- errors ---------------------------------------------------------------------------
-
-
-class UnsupportedCacheValue(FramepipeError, TypeError):
-    """A value the disk cache cannot store: not bytes, JSON or a ``pyarrow.Table``."""
-
-
-class CacheClosed(FramepipeError, RuntimeError):
-    """The cache was closed; open a new one."""
 
 
 class _IndexBroken(Exception):

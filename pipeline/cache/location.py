@@ -7,17 +7,13 @@ import re
 import sys
 from pathlib import Path
 
-from ..errors import FramepipeError
+from ..errors import InvalidCacheName
 
 __all__ = ["ENV_VAR", "default_cache_dir", "cache_path", "InvalidCacheName"]
 
 ENV_VAR = "FRAMEPIPE_CACHE_DIR"
 _APP = "framepipe"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-class InvalidCacheName(FramepipeError, ValueError):
-    """A cache name that is not a plain folder name (empty, a path, ``..``...)."""
 
 
 def default_cache_dir() -> Path:

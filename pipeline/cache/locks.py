@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from ..errors import FramepipeError
+from ..errors import LockTimeout
 
 __all__ = ["FileLock", "LockTimeout"]
 
@@ -27,15 +27,6 @@ if _WINDOWS:  # pragma: no cover - exercised on Windows only
     import msvcrt
 else:
     import fcntl
-
-
-class LockTimeout(FramepipeError, TimeoutError):
-    """A file lock was not granted within the timeout."""
-
-    def __init__(self, path: Path, timeout: float) -> None:
-        super().__init__(f"lock {path} not granted within {timeout:g} s")
-        self.path = path
-        self.timeout = timeout
 
 
 class FileLock:

@@ -1,0 +1,18 @@
+"""Caches: bounded in-memory ``Cache`` with eviction policies, the persistent ``DiskCache``, and ``CacheManager``.
+
+The engine keeps stage results across runs in a ``DiskCache`` (see
+``pipeline.memo``); these classes are also there for users' own code.
+"""
+
+from ..errors import CacheClosed, CacheError, InvalidCacheName, LockTimeout, UnsupportedCacheValue
+from .config import CacheConfig, EvictionPolicy, HybridPolicy
+from .disk import DiskCache, DiskCacheStats, PruneResult
+from .location import default_cache_dir
+from .manager import CacheManager, ClearableCache
+from .memory import AsyncCache, Cache, CacheMetrics
+
+__all__ = [
+    "AsyncCache", "Cache", "CacheClosed", "CacheConfig", "CacheError", "CacheManager", "CacheMetrics",
+    "ClearableCache", "DiskCache", "DiskCacheStats", "EvictionPolicy", "HybridPolicy", "InvalidCacheName",
+    "LockTimeout", "PruneResult", "UnsupportedCacheValue", "default_cache_dir",
+]
