@@ -36,3 +36,14 @@ def test_the_shared_memory_example_runs_as_printed(tmp_path: Path) -> None:
                           timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "leaked" not in proc.stderr
+
+
+def test_the_cache_example_runs_as_printed(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    code = next(b for b in blocks if "DiskCache" in b)
+    (tmp_path / "cache_example.py").write_text(code)
+    proc = subprocess.run([sys.executable, "cache_example.py"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "hits=" in proc.stdout and "entries=" in proc.stdout
