@@ -9,16 +9,28 @@ video library itself.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
-from .errors import PipelineDefinitionError, PresetNotFound
+from .errors import FramepipeError, PipelineDefinitionError, PresetNotFound
 from .graph import Pipeline
 
-__all__ = ["available_presets", "load_preset", "preset_options", "build_preset", "load_pipeline_file"]
+__all__ = ["available_presets", "load_preset", "preset_options", "build_preset", "load_pipeline_file",
+           "parse_options"]
 
 PresetFactory = Callable[..., Pipeline]
+
+
+def parse_options(pairs: Sequence[str]) -> dict[str, str]:
+    """``["KEY=VALUE", ...]`` (the command line's ``-O``) as a dict; a malformed pair is an error."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise FramepipeError(f"option {pair!r} is not KEY=VALUE")
+        options[key.strip()] = value.strip()
+    return options
 
 
 def available_presets() -> dict[str, PresetFactory]:
