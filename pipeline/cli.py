@@ -49,7 +49,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"framepipe: {pipeline.name}: {len(items)} file(s) from {where} -> {args.output}", file=sys.stderr)
     try:
         result = run(pipeline, inputs, args.output, executor=args.executor, workers=args.workers,
-                     select=select, events=progress, cache=False if args.no_cache else args.cache_dir)
+                     select=select, events=progress, cache=False if args.no_cache else args.cache_dir,
+                     trace=args.trace, chart=args.chart)
     finally:
         progress.close()
     print(result.table())
@@ -120,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_run.add_argument("--no-cache", action="store_true", help="neither use nor keep remembered stage results")
     p_run.add_argument("--cache-dir", metavar="DIR", help="cache folder (default: $FRAMEPIPE_CACHE_DIR, ~/.cache/framepipe)")
+    p_run.add_argument("--trace", metavar="FILE.json",
+                       help="write a timeline of every worker's calls (Chrome trace; open in ui.perfetto.dev)")
+    p_run.add_argument("--chart", metavar="FILE.png", help="write a chart of per-stage throughput and utilization")
 
     p_cache = sub.add_parser("cache", help="the cache of stage results: where it is, what it holds, clear, prune")
     p_cache.add_argument("action", choices=("path", "stats", "clear", "prune"))

@@ -15,7 +15,7 @@ from .executors.file_runner import replay_whole_file
 from .graph import Pipeline
 from .items import FileItem
 from .memo import StageMemo, memo_dir
-from .metrics import merge_stats
+from .metrics import StageStats, merge_stats
 from .outputs import sweep_partial_outputs
 from .progress import SilentProgress
 from .report import write_report
@@ -23,6 +23,7 @@ from .results import FileResult, RunResult
 from .shm import sweep_stale_segments
 from .stage import FileRun
 from .sources import FileSelection, file_items, find_files
+from .trace import RunTrace
 
 __all__ = ["run", "collect_inputs", "output_keys"]
 
@@ -80,7 +81,8 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         out: str | os.PathLike[str], *, executor: str = "local", workers: int | None = None,
         extensions: Iterable[str] | None = None, select: FileSelection | None = None,
         events: RunEvents | None = None, write_reports: bool = True,
-        cache: bool | str | os.PathLike[str] | None = None) -> RunResult:
+        cache: bool | str | os.PathLike[str] | None = None, trace: str | os.PathLike[str] | None = None,
+        chart: str | os.PathLike[str] | None = None) -> RunResult:
     """Run ``pipeline`` over ``inputs`` into the folder ``out`` and return what happened.
 
     ``inputs``: a folder, a file, or several of either. A folder is walked
@@ -90,6 +92,8 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     a folder, or None for the default cache folder (``FRAMEPIPE_CACHE=off``
     turns that off), or False for no cache. Bad files fail alone; their error is in the result and in
     ``out/report.parquet``. Re-running into the same ``out`` replaces outputs.
+    ``trace``: write a timeline of every worker's calls there (Chrome trace JSON,
+    for Perfetto); ``chart``: a PNG of per-stage throughput and utilization over time.
     """
     pipeline.validate()
     ex = get_executor(executor, workers)
@@ -111,6 +115,9 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     tasks = [FileTask(item, out_dir, key, budget, cache_dir) for item, key in zip(items, output_keys(items))]
     events = events or SilentProgress()
     start = time.perf_counter()
+    recorder = RunTrace(origin=start) if trace is not None or chart is not None else None
+    if recorder is not None and hasattr(ex, "trace"):
+        ex.trace = recorder
     replayed = _replay_remembered_files(pipeline, tasks, events) if replayable else []
     done = {r.file.index for r in replayed}
     pending = [t for t in tasks if t.file.index not in done]
@@ -132,4 +139,16 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     result = RunResult(pipeline.name, out_dir, results, stats, wall, n_parallel, ex.name)
     if write_reports:
         write_report(pipeline, result)
+    if recorder is not None:
+        _write_timeline(recorder, stats, trace, chart)
     return result
+
+
+def _write_timeline(recorder: RunTrace, stats: Sequence[StageStats], trace: str | os.PathLike[str] | None,
+                    chart: str | os.PathLike[str] | None) -> None:
+    """Write the run's trace JSON and chart PNG, those asked for."""
+    if trace is not None:
+        recorder.write(trace)
+    if chart is not None:
+        from .chart import write_chart  # drawing is loaded only for runs that ask for a chart
+        write_chart(recorder, stats, chart)

@@ -1,18 +1,21 @@
 """The inline executor: every file in this process, one after another.
 
 The reference the parallel executors are checked against, and the one to use
-under a debugger.
+under a debugger. With ``trace`` set, each file is one span (its per-stage
+frames and busy seconds in the span's args) on this process's track.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 
 from ..graph import Pipeline
 from ..memo import StageMemo
 from ..results import FileResult
 from ..stage import FileRun
+from ..trace import RunTrace
 from .base import FileTask, RunEvents
 from .file_runner import FileRunner
 
@@ -26,6 +29,7 @@ class InlineExecutor:
 
     def __init__(self) -> None:
         self.workers = 1
+        self.trace: RunTrace | None = None  # set by run(trace=...): a span per file
 
     def run(self, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents) -> list[FileResult]:
         runner = FileRunner(pipeline)
@@ -37,9 +41,22 @@ class InlineExecutor:
                 run = FileRun(task.file, task.out_dir, task.output_key, max(task.cpu_budget, os.cpu_count() or 1),
                               progress=lambda s, d, t, i=index: events.file_progress(i, s, d, t),
                               memo=StageMemo.open(task.cache_dir) if task.cache_dir else None)
+                t0 = time.perf_counter()
                 result = runner.run(run)
+                if self.trace is not None:
+                    self._record(self.trace, task, result, t0, time.perf_counter())
                 events.file_done(result)
                 results.append(result)
         finally:
             runner.teardown()
         return results
+
+    @staticmethod
+    def _record(trace: RunTrace, task: FileTask, result: FileResult, t0: float, t1: float) -> None:
+        rel = task.file.relpath
+        trace.span(f"inline (pid {os.getpid()})", f"file {rel}", trace.since(t0), trace.since(t1),
+                   {"file": rel, "status": result.status,
+                    "frames": {n: st.frames for n, st in result.stats.items() if st.frames},
+                    "busy_s": {n: round(st.busy_s, 6) for n, st in result.stats.items()}}, group="inline")
+        trace.counter("files in flight", trace.since(t0), {"files": 1})
+        trace.counter("files in flight", trace.since(t1), {"files": 0})

@@ -18,6 +18,10 @@ Slot lifetime: a frame's slot is leased by the parent, filled by the actor, reta
 
 Without map stages each file's whole graph runs in its actor in one call, streaming depth-first; with
 them, the actor pauses whenever it has no credit for a frame that must cross.
+
+Tracing (``executor.trace`` set to a ``RunTrace``): each call is sent wrapped in ``_timed``, which returns the
+worker's pid and its own start and end with the result; the parent records a span per actor call and map task on
+the track of that worker, and a counter sample per scheduler tick. Without a trace nothing of this runs.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from ..metrics import StageStats
 from ..errors import WorkerCrashed
 from ..results import FAILED, FileResult
 from ..runtime import CoreBudget, Priority, TaskPoolConfig, WorkerPool
+from ..trace import RunTrace, Span
 from .base import FileTask, RunEvents
 from .worker import ActorReply, MapOutcome, actor_abort, actor_finish, actor_start, actor_step, run_map
 
@@ -66,6 +71,34 @@ def stage_modules(pipeline: Pipeline) -> set[str]:
 
 def _key(ref: FrameRef) -> tuple[str, int, int]:
     return ref.pool_id, ref.slot, ref.generation
+
+
+def _timed(fn: Any, *args: Any) -> tuple[int, float, float, Any]:
+    """Run ``fn`` in a worker; return its pid, start, end (``perf_counter``, system-wide here) and result."""
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return os.getpid(), t0, time.perf_counter(), out
+
+
+class _TimedFuture:
+    """A finished call made through ``_timed``: ``result()`` is the call's own; the span it makes travels along."""
+
+    __slots__ = ("fut", "label", "sent", "done")
+
+    def __init__(self, fut: Future[Any], label: tuple[str, str, dict[str, Any]], sent: float) -> None:
+        self.fut, self.label, self.sent, self.done = fut, label, sent, time.perf_counter()
+
+    def result(self) -> Any:
+        return self.fut.result()[3]
+
+    def where(self) -> tuple[int | None, float, float]:
+        """The worker's pid and the call's start and end, kept within send..done (None: it did not return)."""
+        try:
+            pid, t0, t1, _ = self.fut.result()
+        except BaseException:
+            return None, self.sent, self.done
+        t0 = min(max(t0, self.sent), self.done)
+        return pid, t0, min(max(t1, t0), self.done)
 
 
 @dataclass(eq=False)
@@ -93,6 +126,7 @@ class _File:
     calls: int = 0  # actor calls in flight
     epoch: int = 0  # bumped when the file restarts after its actor died: late results of before are dropped
     attempts: int = 1
+    spans: list[Span] = field(default_factory=list)  # its actor calls, when tracing
 
     def reset(self) -> None:
         """Forget all progress (the actor died): the file starts over on the next call."""
@@ -104,6 +138,7 @@ class _File:
         self.warnings.clear()
         self.epoch += 1
         self.attempts += 1
+        self.spans.clear()
 
 
 class LocalExecutor:
@@ -129,6 +164,7 @@ class LocalExecutor:
         self.peak_slots = 0
         self.actor_count = 0
         self.map_stats: dict[str, StageStats] = {}
+        self.trace: RunTrace | None = None  # set by run(trace=...): spans of every call, counters per tick
 
     # ------------------------------------------------------------------------------------------
 
@@ -210,6 +246,9 @@ class _Run:
         self.seen_progress: dict[int, tuple[int, int]] = {}
         self.last_tick = time.monotonic()
         self.stopping = False
+        self.trace = ex.trace
+        self.actor_numbers = {id(a): i for i, a in enumerate(self.actors)}
+        self.last_sample: tuple[int, int, int] | None = None
 
     def _map_subtree(self, m: str) -> list[str]:
         out, todo = [], [m]
@@ -239,13 +278,28 @@ class _Run:
             elif kind == "map":
                 self._on_map(*ctx, fut)
             self._forward_progress()
+            if self.trace is not None:
+                self._sample()
         return [self.results[i] for i in range(len(self.files))]
 
-    def _submit(self, pool: WorkerPool, kind: str, ctx: Any, fn: Any, *args: Any) -> None:
+    def _submit(self, pool: WorkerPool, kind: str, ctx: Any, fn: Any, *args: Any,
+                label: tuple[str, str, dict[str, Any]] | None = None) -> None:
+        """Send a call; its completion comes back on the queue. ``label``: (track, span name, args) when tracing."""
         if kind == "actor":
             ctx[0].calls += 1
-        fut = pool.submit(fn, *args)
-        fut.add_done_callback(lambda f: self.queue.put((kind, ctx, f)))
+        if label is None:
+            fut = pool.submit(fn, *args)
+            fut.add_done_callback(lambda f: self.queue.put((kind, ctx, f)))
+            return
+        sent = time.perf_counter()
+        fut = pool.submit(_timed, fn, *args)
+        fut.add_done_callback(lambda f: self.queue.put((kind, ctx, _TimedFuture(f, label, sent))))
+
+    def _actor_label(self, fs: _File, name: str, **args: Any) -> tuple[str, str, dict[str, Any]] | None:
+        if self.trace is None:
+            return None
+        assert fs.actor is not None
+        return f"actor {self.actor_numbers[id(fs.actor)]}", name, {"file": fs.task.file.relpath, **args}
 
     def _admit(self) -> None:
         while self.waiting and self.free_actors and not self.stopping:
@@ -264,7 +318,8 @@ class _Run:
         if not fs.started:
             fs.started = fs.busy = True
             self._submit(fs.actor, "actor", (fs, []), actor_start, self.token, self.pipeline, task, self.maps,
-                         self.board.segment.name, self.board.rows, fs.row, self.stage_numbers)
+                         self.board.segment.name, self.board.rows, fs.row, self.stage_numbers,
+                         label=self._actor_label(fs, f"start {fs.task.file.relpath}"))
             return
         inbox = [(stage, items) for stage, items in fs.inbox.items() if items]
         credits: list[FrameRef] = []
@@ -285,10 +340,12 @@ class _Run:
             sent = [(stage, [item for item, _ in pairs]) for stage, pairs in inbox]
             held = [lease for _stage, pairs in inbox for _item, lease in pairs if lease is not None]
             fs.inbox = {}
-            self._submit(fs.actor, "actor", (fs, held), actor_step, fs.row, credits, sent)
+            self._submit(fs.actor, "actor", (fs, held), actor_step, fs.row, credits, sent,
+                         label=self._actor_label(fs, "step", credits=len(credits),
+                                                 delivered={stage: len(items) for stage, items in sent}))
         elif fs.exhausted and not fs.in_maps and not fs.finishing and not any(fs.order.values()):
             fs.finishing = fs.busy = True
-            self._submit(fs.actor, "actor", (fs, []), actor_finish, fs.row)
+            self._submit(fs.actor, "actor", (fs, []), actor_finish, fs.row, label=self._actor_label(fs, "finish"))
 
     def _on_actor(self, ctx: Any, fut: Future[ActorReply]) -> None:
         fs, held = ctx
@@ -301,6 +358,8 @@ class _Run:
         except Exception as exc:  # the actor's worker died, or the call could not be made
             reply = None
             failure = exc
+        if isinstance(fut, _TimedFuture):
+            self._trace_actor(fs, fut, reply)
         if fs.row in self.results:  # a late reply for a file already retired
             self._release_credits(fs)
             if fs.calls == 0 and fs.actor is not None and fs.actor not in self.free_actors:
@@ -382,12 +441,19 @@ class _Run:
                 if not batch:
                     break
                 self.running[m] += 1
-                self._submit(pool, "map", (m, held, time.perf_counter()), run_map, self.token, stage, batch)
+                label = None
+                if self.trace is not None:
+                    label = (stage.pool, f"map {m} x{len(batch)}",
+                             {"stage": m, "frames": len(batch), "files": sorted({b[4].relpath for b in batch})})
+                self._submit(pool, "map", (m, held, time.perf_counter()), run_map, self.token, stage, batch,
+                             label=label)
 
     def _on_map(self, m: str, held: list[tuple[_File, int, SlotLease | None, SlotLease | None, int]], sent_at: float,
                 fut: Future[list[MapOutcome]]) -> None:
         self.running[m] -= 1
         self.latencies[m].append(time.perf_counter() - sent_at)
+        if isinstance(fut, _TimedFuture):
+            self._trace_map(fut)
         try:
             outcomes = fut.result()
         except Exception as exc:  # the task could not run (pool killed, worker crashed past its retries)
@@ -517,7 +583,8 @@ class _Run:
         if abort_actor and fs.actor is not None and fs.started:
             # The actor's stages must discard what they wrote; the abort call also frees the actor.
             fs.busy = True
-            self._submit(fs.actor, "actor", (fs, []), actor_abort, fs.row, result.error or "failed")
+            self._submit(fs.actor, "actor", (fs, []), actor_abort, fs.row, result.error or "failed",
+                         label=self._actor_label(fs, "abort"))
         self._retire(fs, result, keep_actor=abort_actor and fs.started)
         if self.ex.fail_fast:
             self.stopping = True
@@ -537,6 +604,46 @@ class _Run:
                 rest = self.waiting.popleft()
                 self.results[rest.row] = FileResult(rest.task.file, FAILED, error="not run: an earlier file failed "
                                                     "and fail_fast is set", error_type="Cancelled")
+
+    # Tracing ------------------------------------------------------------------------------------------
+
+    def _trace_actor(self, fs: _File, fut: _TimedFuture, reply: ActorReply | None) -> None:
+        """A span for an actor call on its worker's track; at the file's end, its frames spread over its spans."""
+        assert self.trace is not None
+        track, name, args = fut.label
+        pid, t0, t1 = fut.where()
+        if reply is not None and reply.step is not None:
+            args["sent_to_maps"] = len(reply.step.outbox)
+        span = self.trace.span(f"{track} (pid {pid})" if pid else track, name, self.trace.since(t0),
+                               self.trace.since(t1), args, group="actors")
+        fs.spans.append(span)
+        if reply is not None and reply.result is not None:
+            # Per-stage frames are known only at the file's end: shared out by each call's duration.
+            spans, fs.spans = fs.spans, []
+            total = sum(s.duration_s for s in spans)
+            frames = {n: st.frames for n, st in reply.result.stats.items() if st.frames}
+            for s in spans:
+                share = s.duration_s / total if total > 0 else 1 / len(spans)
+                assert s.args is not None
+                s.args["frames"] = {n: round(f * share, 3) for n, f in frames.items()}
+
+    def _trace_map(self, fut: _TimedFuture) -> None:
+        assert self.trace is not None
+        pool, name, args = fut.label
+        pid, t0, t1 = fut.where()
+        track = f"{pool} worker (pid {pid})" if pid else f"{pool} worker"
+        self.trace.span(track, name, self.trace.since(t0), self.trace.since(t1), args, group=f"map:{pool}")
+
+    def _sample(self) -> None:
+        """Counters of this tick (only when they changed): slots in use, files in flight, map tasks running."""
+        assert self.trace is not None
+        now = (self.slots.leased_slots, len(self.active), sum(self.running.values()))
+        if now != self.last_sample:
+            self.last_sample = now
+            t = self.trace.now()
+            self.trace.counter("slots in use", t, {"slots": now[0]})
+            self.trace.counter("files in flight", t, {"files": now[1]})
+            self.trace.counter("map tasks running", t, {"tasks": now[2]})
 
     # Time, progress, interrupts -----------------------------------------------------------------------
 

@@ -1,0 +1,262 @@
+"""Run timelines: a ``RunTrace`` of every worker's calls (Chrome trace JSON) and the chart drawn from it."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline import FILE, Pipeline, Stage, StageContext, run
+from pipeline import chart as chart_module
+from pipeline.chart import throughput_series, utilization_series, write_chart
+from pipeline.trace import RunTrace
+from stages import ClipSpec, Decode, Thumbnails, make_clip
+from stages.transforms import numpy_stage
+
+COUNTERS = {"slots in use", "files in flight", "map tasks running"}
+
+
+@numpy_stage
+def invert(rgb: np.ndarray) -> np.ndarray:
+    return 255 - rgb
+
+
+def video_pipeline() -> Pipeline:
+    """Decode (in each file's actor) -> invert (a map stage, frame-parallel) -> thumbnails (in the actor)."""
+    p = Pipeline("traced")
+    d = p.add(Decode(audio=False, pixel_format="rgb24"))
+    n = p.add(invert, after=d)
+    p.add(Thumbnails(every=0.5, width=None, fmt="png", poster=False), after=n)
+    return p
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("trace_clips")
+    for i in range(2):
+        make_clip(root / f"c{i}.mp4", ClipSpec(f"c{i}.mp4", 160, 90, 1.0), seed=i)
+    return root
+
+
+@pytest.fixture(scope="module")
+def local_run(clips: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, Any], Path]:
+    """The video pipeline on the local executor with a trace and a chart: (result, trace JSON, chart path)."""
+    out = tmp_path_factory.mktemp("trace_out")
+    result = run(video_pipeline(), clips, out / "o", workers=2, cache=False, trace=out / "t.json",
+                 chart=out / "c.png")
+    return result, json.loads((out / "t.json").read_text()), out / "c.png"
+
+
+def spans(trace: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in trace["traceEvents"] if e["ph"] == "X"]
+
+
+def track_names(trace: dict[str, Any]) -> dict[tuple[int, int], str]:
+    return {(e["pid"], e["tid"]): e["args"]["name"] for e in trace["traceEvents"]
+            if e["ph"] == "M" and e["name"] == "thread_name"}
+
+
+def check_events(trace: dict[str, Any], wall_s: float) -> None:
+    """Every complete event is well formed, lies within the run, and sits on a named track."""
+    assert trace["displayTimeUnit"] == "ms"
+    names = track_names(trace)
+    assert spans(trace)
+    for e in spans(trace):
+        assert {"ph", "ts", "dur", "pid", "tid", "name"} <= e.keys()
+        assert e["dur"] >= 0 and e["ts"] >= 0
+        assert e["ts"] + e["dur"] <= wall_s * 1e6 + 1  # microseconds, rounded
+        assert (e["pid"], e["tid"]) in names
+
+
+# The recorder -------------------------------------------------------------------------------------
+
+
+def test_a_trace_is_chrome_trace_json_with_a_named_process_per_group_and_thread_per_track() -> None:
+    t = RunTrace(origin=0.0)
+    t.span("actor 0 (pid 11)", "start a.mp4", 0.5, 0.75, {"file": "a.mp4"}, group="actors")
+    t.span("w (pid 12)", "map invert x2", 0.6, 0.7, {"stage": "invert", "frames": 2}, group="map:default")
+    t.span("w (pid 13)", "map invert x1", 0.8, 0.9, group="map:default")
+    t.counter("files in flight", 0.5, {"files": 1})
+    doc = json.loads(json.dumps(t.to_chrome_json()))
+    events = doc["traceEvents"]
+    processes = {e["pid"]: e["args"]["name"] for e in events if e["name"] == "process_name"}
+    assert set(processes.values()) == {"scheduler", "actors", "map:default"}
+    assert sorted(track_names(doc).values()) == ["actor 0 (pid 11)", "w (pid 12)", "w (pid 13)"]
+    start = next(e for e in spans(doc) if e["name"] == "start a.mp4")
+    assert (start["ts"], start["dur"], start["args"]) == (500000.0, 250000.0, {"file": "a.mp4"})
+    assert processes[start["pid"]] == "actors"
+    maps = [e for e in spans(doc) if e["name"].startswith("map")]
+    assert len({e["pid"] for e in maps}) == 1 and len({e["tid"] for e in maps}) == 2
+    (counter,) = [e for e in events if e["ph"] == "C"]
+    assert (counter["name"], counter["ts"], counter["args"]) == ("files in flight", 500000.0, {"files": 1})
+
+
+def test_a_span_never_ends_before_it_starts_and_writing_is_atomic(tmp_path: Path) -> None:
+    t = RunTrace(origin=0.0)
+    t.span("a", "x", 1.0, 0.9)
+    assert t.spans[0].duration_s == 0
+    path = t.write(tmp_path / "sub" / "t.json")
+    assert json.loads(path.read_text())["traceEvents"]
+    assert [p.name for p in path.parent.iterdir()] == ["t.json"]
+
+
+def test_throughput_and_utilization_come_from_the_spans_binned() -> None:
+    t = RunTrace(origin=0.0)
+    t.span("a", "map s x10", 0.0, 0.5, {"stage": "s", "frames": 10}, group="g")
+    t.span("b", "step", 0.0, 0.25, {"frames": {"d": 5}}, group="g")
+    width, throughput = throughput_series(t, 0.25)
+    assert throughput["s"] == pytest.approx([20.0, 20.0])  # 10 frames over 0.5 s
+    assert throughput["d"] == pytest.approx([20.0, 0.0])
+    _, busy = utilization_series(t, width)
+    assert busy["g"] == pytest.approx([1.0, 0.5])  # two tracks: both busy, then one
+
+
+# Recording in the executors ---------------------------------------------------------------------
+
+
+def test_the_local_executor_records_each_actor_call_and_map_task_on_its_worker_track(local_run) -> None:  # noqa: ANN001
+    result, trace, _chart = local_run
+    assert all(f.ok for f in result.files), [f.error for f in result.files]
+    check_events(trace, result.wall_s)
+    names = track_names(trace)
+    used = {(e["pid"], e["tid"]) for e in spans(trace)}
+    assert used == set(names)  # no track without spans, no span without a named track
+    actors = {n for n in names.values() if n.startswith("actor")}
+    workers = {n for n in names.values() if n.startswith("default worker")}
+    assert actors and workers and len(actors) + len(workers) == len(names)
+    assert all(re.fullmatch(r"actor \d+ \(pid \d+\)", n) for n in actors)
+    assert all(re.fullmatch(r"default worker \(pid \d+\)", n) for n in workers)
+    worker_pids = [re.search(r"pid (\d+)", n).group(1) for n in names.values()]
+    assert len(set(worker_pids)) == len(worker_pids)  # one track per worker process
+    by_name = Counter(re.sub(r" .*", "", e["name"]) for e in spans(trace))
+    assert by_name["start"] == by_name["finish"] == 2 and by_name["step"] >= 2
+    maps = [e for e in spans(trace) if e["name"].startswith("map invert x")]
+    assert sum(e["args"]["frames"] for e in maps) == 2 * 30  # every frame of both clips crossed
+    assert all(e["args"]["stage"] == "invert" and e["args"]["files"] for e in maps)
+    assert {e["args"]["file"] for e in spans(trace) if e["name"].startswith("start")} == {"c0.mp4", "c1.mp4"}
+    actor_frames = Counter()
+    for e in spans(trace):
+        if "file" in e.get("args", {}):
+            actor_frames.update(e["args"].get("frames", {}))
+    assert actor_frames["decode"] == pytest.approx(60, abs=0.1)  # each file's frames shared over its calls
+
+
+def test_the_scheduler_samples_its_counters(local_run) -> None:  # noqa: ANN001
+    result, trace, _chart = local_run
+    counters = [e for e in trace["traceEvents"] if e["ph"] == "C"]
+    assert {e["name"] for e in counters} == COUNTERS
+    assert all(e["pid"] == 0 and 0 <= e["ts"] <= result.wall_s * 1e6 for e in counters)
+    assert max(e["args"]["tasks"] for e in counters if e["name"] == "map tasks running") >= 1
+    assert max(e["args"]["files"] for e in counters if e["name"] == "files in flight") >= 1
+
+
+def test_the_chart_is_a_png(local_run) -> None:  # noqa: ANN001
+    _result, _trace, chart = local_run
+    with Image.open(chart) as img:
+        assert img.format == "PNG" and img.size[0] >= 400 and img.size[1] >= 300
+
+
+LINE = "line"
+
+
+class Line:
+    kind: ClassVar[str] = LINE
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class SplitLines(Stage):
+    accepts = (FILE,)
+    emits = (LINE,)
+
+    def process(self, item, ctx: StageContext):  # noqa: ANN001, ANN201
+        yield from (Line(t) for t in Path(item.path).read_text().splitlines())
+
+
+class Count(Stage):
+    accepts = (LINE,)
+
+    def process(self, item: Line, ctx: StageContext) -> None:
+        ctx.state["n"] = ctx.state.get("n", 0) + 1
+
+
+@pytest.mark.parametrize("executor", ["inline", "local"])
+def test_a_pure_python_pipeline_is_traced_on_either_executor(executor: str, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b", "c"):
+        (tmp_path / "in" / f"{name}.txt").write_text("one\ntwo")
+    p = Pipeline("lines", extensions=[".txt"])
+    p.add(Count(), after=p.add(SplitLines()))
+    result = run(p, tmp_path / "in", tmp_path / "out", executor=executor, workers=2, cache=False,
+                 trace=tmp_path / "t.json")
+    trace = json.loads((tmp_path / "t.json").read_text())
+    check_events(trace, result.wall_s)
+    if executor == "inline":
+        assert sorted(e["name"] for e in spans(trace)) == ["file a.txt", "file b.txt", "file c.txt"]
+        assert list(track_names(trace).values()) == [f"inline (pid {os.getpid()})"]
+    else:
+        starts = [e for e in spans(trace) if e["name"].startswith("start ")]
+        assert len(starts) == 3 and not [e for e in spans(trace) if e["name"].startswith("map")]
+        assert all(n.startswith("actor ") for n in track_names(trace).values())
+    assert any(e["ph"] == "C" and e["name"] == "files in flight" for e in trace["traceEvents"])
+    assert not (tmp_path / "c.png").exists()
+
+
+@pytest.mark.parametrize("executor", ["inline", "local"])
+def test_without_trace_or_chart_no_recorder_is_made(executor: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    run_module = importlib.import_module("pipeline.run")  # the module, not the function of that name
+
+    def no_recorder(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a RunTrace was made for a run that asked for none")
+
+    monkeypatch.setattr(run_module, "RunTrace", no_recorder)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("x")
+    p = Pipeline("lines", extensions=[".txt"])
+    p.add(Count(), after=p.add(SplitLines()))
+    assert run(p, tmp_path / "in", tmp_path / "out", executor=executor, workers=1, cache=False).files[0].ok
+
+
+def test_the_chart_is_drawn_with_pillow_when_matplotlib_is_missing(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_matplotlib(*_args: object) -> None:
+        raise ImportError("no matplotlib")
+
+    monkeypatch.setattr(chart_module, "_draw_matplotlib", no_matplotlib)
+    t = RunTrace(origin=0.0)
+    for i in range(8):
+        t.span("a", "map s x2", i * 0.1, i * 0.1 + 0.05, {"stage": "s", "frames": 2}, group="map:default")
+    path = write_chart(t, None, tmp_path / "c.png")
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.size == (1000, 600)
+
+
+def test_an_empty_trace_still_makes_a_chart(tmp_path: Path) -> None:
+    with Image.open(write_chart(RunTrace(), [], tmp_path / "empty.png")) as img:
+        assert img.format == "PNG"
+
+
+# The command ----------------------------------------------------------------------------------------
+
+
+def test_framepipe_run_writes_the_trace_and_the_chart(clips: Path, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "run", str(clips / "c0.mp4"), "-o", str(tmp_path / "o"),
+                           "-q", "-j", "2", "--no-cache", "--trace", str(tmp_path / "t.json"),
+                           "--chart", str(tmp_path / "c.png")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    trace = json.loads((tmp_path / "t.json").read_text())
+    assert any(e["name"] == "start c0.mp4" for e in spans(trace))
+    with Image.open(tmp_path / "c.png") as img:
+        assert img.format == "PNG"
