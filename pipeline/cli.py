@@ -11,7 +11,7 @@ from importlib.metadata import entry_points, version
 
 from .errors import FramepipeError
 from .interrupts import Interrupted
-from .presets import available_presets, build_preset, load_pipeline_file, preset_options
+from .presets import available_presets, build_preset, load_pipeline_file, parse_options, preset_options
 from .progress import ConsoleProgress
 from .run import collect_inputs, run
 from .sources import FileSelection, read_file_list
@@ -21,18 +21,8 @@ __all__ = ["main", "build_parser"]
 EXIT_OK, EXIT_FILES_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def _parse_options(pairs: Sequence[str]) -> dict[str, str]:
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise FramepipeError(f"option {pair!r} is not KEY=VALUE")
-        options[key.strip()] = value.strip()
-    return options
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
-    options = _parse_options(args.option)
+    options = parse_options(args.option)
     pipeline = load_pipeline_file(args.pipeline, options) if args.pipeline else build_preset(args.preset, options)
     inputs = list(args.input) + (read_file_list(args.files_from) if args.files_from else [])
     if not inputs:

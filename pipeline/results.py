@@ -55,6 +55,7 @@ class RunResult:
     wall_s: float
     workers: int
     executor: str
+    peak_slots: int = 0  # most shared-memory frame slots leased at once (local executor)
 
     @property
     def succeeded(self) -> list[FileResult]:

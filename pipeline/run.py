@@ -136,7 +136,8 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     for s in stats:
         if s.where == "file":
             s.workers = getattr(ex, "actor_count", 0) or n_parallel
-    result = RunResult(pipeline.name, out_dir, results, stats, wall, n_parallel, ex.name)
+    result = RunResult(pipeline.name, out_dir, results, stats, wall, n_parallel, ex.name,
+                       peak_slots=getattr(ex, "peak_slots", 0))
     if write_reports:
         write_report(pipeline, result)
     if recorder is not None:

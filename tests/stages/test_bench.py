@@ -1,0 +1,60 @@
+"""``framepipe bench``: per-stage figures, JSON and Parquet, a Chrome trace and a chart, on any preset or file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from PIL import Image
+
+
+def bench(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipeline", "bench", *map(str, args)], capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_bench_prints_every_figure_and_writes_json_parquet_trace_and_chart(clip_dir: Path, tmp_path: Path) -> None:
+    files = {k: tmp_path / n for k, n in (("json", "b.json"), ("parquet", "b.parquet"), ("trace", "t.json"),
+                                          ("chart", "c.png"))}
+    done = bench("thumbnails", clip_dir, "-j", "2", "-q", *[a for k, f in files.items() for a in (f"--{k}", f)])
+    assert done.returncode == 0, done.stderr
+    for heading in ("frames/s", "MB/s", "busy %", "starved %", "blocked %", "cache hit %", "pool utilization",
+                    "bottleneck:"):
+        assert heading in done.stdout
+    report = json.loads(files["json"].read_text())
+    assert {s["stage"] for s in report["stages"]} == {"metadata", "decode", "thumbnails"}
+    assert report["files"] == 5 and report["failed"] == 1 and report["bottleneck"]["stage"]
+    decode = next(s for s in report["stages"] if s["stage"] == "decode")
+    assert decode["frames"] > 0 and 0 < decode["busy_pct"] <= 100 and decode["cache_hit_pct"] is None
+    assert pq.read_table(files["parquet"]).num_rows == 3
+    trace = json.loads(files["trace"].read_text())
+    assert any(e.get("ph") == "X" for e in trace["traceEvents"])
+    assert Image.open(files["chart"]).format == "PNG"
+
+
+def test_bench_runs_a_pipeline_file_with_a_map_stage(clip_dir: Path, tmp_path: Path) -> None:
+    script = tmp_path / "mine.py"
+    script.write_text(textwrap.dedent("""
+        from pipeline import Pipeline
+        from stages import Decode, Thumbnails, numpy_stage
+
+        @numpy_stage
+        def invert(rgb):
+            return 255 - rgb
+
+        def build():
+            p = Pipeline("mine")
+            d = p.add(Decode(audio=False, pixel_format="rgb24"))
+            p.add(Thumbnails(every=1.0, width=64), after=p.add(invert, after=d))
+            return p
+    """))
+    out = tmp_path / "figures.json"
+    done = bench(script, clip_dir / "landscape_audio.mp4", "-q", "--json", out)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert any(k.startswith("map:") for k in report["pool_utilization_pct"])
+    assert next(s for s in report["stages"] if s["stage"] == "invert")["where"].startswith("map:")
