@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -11,14 +12,24 @@ from importlib.metadata import entry_points, version
 
 from .errors import FramepipeError
 from .interrupts import Interrupted
+from .logs import configure_logging
 from .presets import available_presets, build_preset, load_pipeline_file, parse_options, preset_options
-from .progress import ConsoleProgress
+from .progress import ConsoleProgress, SilentProgress
 from .run import collect_inputs, run
 from .sources import FileSelection, read_file_list
 
 __all__ = ["main", "build_parser"]
 
 EXIT_OK, EXIT_FILES_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+log = logging.getLogger("framepipe.cli")
+
+
+def _say(args: argparse.Namespace, message: str, level: int = logging.INFO) -> None:
+    """A status or error line on stderr: plain for people, a log record under ``--log-json``."""
+    if getattr(args, "log_json", False):
+        log.log(level, message)
+    else:
+        print(f"framepipe: {message}", file=sys.stderr)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -26,27 +37,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
     pipeline = load_pipeline_file(args.pipeline, options) if args.pipeline else build_preset(args.preset, options)
     inputs = list(args.input) + (read_file_list(args.files_from) if args.files_from else [])
     if not inputs:
-        print("framepipe: no input given (a folder, files, or --files-from LIST)", file=sys.stderr)
+        _say(args, "no input given (a folder, files, or --files-from LIST)", logging.ERROR)
         return EXIT_USAGE
     select = FileSelection(include=tuple(args.include), exclude=tuple(args.exclude),
                            recursive=not args.no_recursive, hidden=args.hidden)
     items = collect_inputs(inputs, pipeline.extensions, select=select)
     where = inputs[0] if len(inputs) == 1 else f"{len(inputs)} inputs"
     if not items:
-        print(f"framepipe: no input files found in {where}", file=sys.stderr)
+        _say(args, f"no input files found in {where}", logging.ERROR)
         return EXIT_USAGE
-    progress = ConsoleProgress(len(items), live=None if not args.quiet else False)
-    print(f"framepipe: {pipeline.name}: {len(items)} file(s) from {where} -> {args.output}", file=sys.stderr)
+    # Under --log-json stderr carries only JSON lines: each file's end is a log record instead.
+    progress = SilentProgress() if args.log_json else \
+        ConsoleProgress(len(items), live=None if not (args.quiet or args.verbose) else False)
+    _say(args, f"{pipeline.name}: {len(items)} file(s) from {where} -> {args.output}")
+    if args.metrics_port is not None and logging.getLogger("framepipe").getEffectiveLevel() > logging.INFO:
+        logging.getLogger("framepipe.prometheus").setLevel(logging.INFO)  # its address is always told
     try:
         result = run(pipeline, inputs, args.output, executor=args.executor, workers=args.workers,
                      select=select, events=progress, cache=False if args.no_cache else args.cache_dir,
-                     trace=args.trace, chart=args.chart)
+                     trace=args.trace, chart=args.chart, metrics_port=args.metrics_port)
     finally:
         progress.close()
     print(result.table())
     print(result.summary())
-    for failed in result.failed:
-        print(failed.summary_line(), file=sys.stderr)
+    if not args.log_json:
+        for failed in result.failed:
+            print(failed.summary_line(), file=sys.stderr)
     return result.exit_code
 
 
@@ -87,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with the commands that installed packages add."""
     parser = argparse.ArgumentParser(prog="framepipe", description="Batch video work as a graph of stages.")
     parser.add_argument("--version", action="version", version=f"framepipe {version('framepipe')}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log more: -v what runs do (INFO), -vv scheduling detail (DEBUG)")
+    parser.add_argument("--log-json", action="store_true",
+                        help="log one JSON object per line on stderr (time, level, logger, message, fields)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p_run = sub.add_parser("run", help="run a preset over a folder (or file) of footage")
@@ -114,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--trace", metavar="FILE.json",
                        help="write a timeline of every worker's calls (Chrome trace; open in ui.perfetto.dev)")
     p_run.add_argument("--chart", metavar="FILE.png", help="write a chart of per-stage throughput and utilization")
+    p_run.add_argument("--metrics-port", type=int, metavar="N",
+                       help="serve the run's figures for Prometheus on http://127.0.0.1:N/metrics (0: a free port)")
 
     p_cache = sub.add_parser("cache", help="the cache of stage results: where it is, what it holds, clear, prune")
     p_cache.add_argument("action", choices=("path", "stats", "clear", "prune"))
@@ -134,12 +156,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Without -v, run's -q (its quiet switch) also keeps the log to errors; --log-json keeps its lines on stderr.
+    configure_logging(args.verbose or (-1 if getattr(args, "quiet", False) else 0), json=args.log_json)
     try:
         return int(args.func(args))
     except KeyboardInterrupt as exc:
-        print(f"\nframepipe: {exc or 'interrupted'}; finished outputs are kept, partial ones removed",
-              file=sys.stderr)
+        if not args.log_json:
+            print(file=sys.stderr)  # past the ^C the terminal echoed
+        _say(args, f"{exc or 'interrupted'}; finished outputs are kept, partial ones removed", logging.ERROR)
         return exc.exit_status if isinstance(exc, Interrupted) else EXIT_INTERRUPTED
-    except FramepipeError as exc:
-        print(f"framepipe: {exc}", file=sys.stderr)
+    except FramepipeError as exc:  # an expected error: its message, never a traceback
+        _say(args, str(exc), logging.ERROR)
         return EXIT_USAGE

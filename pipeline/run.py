@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ from .executors import FileTask, RunEvents, get_executor
 from .executors.file_runner import replay_whole_file
 from .graph import Pipeline
 from .items import FileItem
+from .logs import LoggedEvents
 from .memo import StageMemo, memo_dir
 from .metrics import StageStats, merge_stats
 from .outputs import sweep_partial_outputs
@@ -26,6 +28,8 @@ from .sources import FileSelection, file_items, find_files
 from .trace import RunTrace
 
 __all__ = ["run", "collect_inputs", "output_keys"]
+
+log = logging.getLogger("framepipe.run")
 
 
 def collect_inputs(inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
@@ -82,7 +86,7 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         extensions: Iterable[str] | None = None, select: FileSelection | None = None,
         events: RunEvents | None = None, write_reports: bool = True,
         cache: bool | str | os.PathLike[str] | None = None, trace: str | os.PathLike[str] | None = None,
-        chart: str | os.PathLike[str] | None = None) -> RunResult:
+        chart: str | os.PathLike[str] | None = None, metrics_port: int | None = None) -> RunResult:
     """Run ``pipeline`` over ``inputs`` into the folder ``out`` and return what happened.
 
     ``inputs``: a folder, a file, or several of either. A folder is walked
@@ -94,6 +98,7 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     ``out/report.parquet``. Re-running into the same ``out`` replaces outputs.
     ``trace``: write a timeline of every worker's calls there (Chrome trace JSON,
     for Perfetto); ``chart``: a PNG of per-stage throughput and utilization over time.
+    ``metrics_port``: serve the run's figures for Prometheus on that port (0: a free one, logged) until it ends.
     """
     pipeline.validate()
     ex = get_executor(executor, workers)
@@ -113,21 +118,30 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     n_parallel = max(1, min(ex.workers, len(items)))
     budget = max(1, (os.cpu_count() or 1) // n_parallel)
     tasks = [FileTask(item, out_dir, key, budget, cache_dir) for item, key in zip(items, output_keys(items))]
-    events = events or SilentProgress()
+    events = LoggedEvents(events or SilentProgress())
+    log.info("run %s: %d file(s) on the %s executor, %d at once", pipeline.name, len(tasks), ex.name, n_parallel,
+             extra={"pipeline": pipeline.name, "files": len(tasks), "executor": ex.name, "parallel": n_parallel})
     start = time.perf_counter()
     recorder = RunTrace(origin=start) if trace is not None or chart is not None else None
     if recorder is not None and hasattr(ex, "trace"):
         ex.trace = recorder
     replayed = _replay_remembered_files(pipeline, tasks, events) if replayable else []
+    if replayable:
+        log.info("%d of %d file(s) replayed from the cache", len(replayed), len(tasks),
+                 extra={"replayed": len(replayed), "files": len(tasks)})
     done = {r.file.index for r in replayed}
     pending = [t for t in tasks if t.file.index not in done]
     if pending and replayable and prepare is not None:
         prepare(pipeline)
+    server = _metrics_server(ex, metrics_port)
     try:
         results = ex.run(pipeline, pending, events) if pending else []
     except BaseException:  # interrupted: the executor has stopped its workers; drop their half files
         sweep_partial_outputs(out_dir)
         raise
+    finally:
+        if server is not None:
+            server.stop()
     results = sorted(replayed + list(results), key=lambda r: r.file.index)
     wall = time.perf_counter() - start
     stats = merge_stats((r.stats for r in results), pipeline.order())
@@ -138,11 +152,23 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
             s.workers = getattr(ex, "actor_count", 0) or n_parallel
     result = RunResult(pipeline.name, out_dir, results, stats, wall, n_parallel, ex.name,
                        peak_slots=getattr(ex, "peak_slots", 0))
+    log.info("run %s ended: %d ok, %d failed in %.2f s", pipeline.name, len(results) - len(result.failed),
+             len(result.failed), wall, extra={"pipeline": pipeline.name, "files": len(results),
+                                              "failed": len(result.failed), "wall_s": round(wall, 3)})
     if write_reports:
         write_report(pipeline, result)
     if recorder is not None:
         _write_timeline(recorder, stats, trace, chart)
     return result
+
+
+def _metrics_server(ex: Any, port: int | None) -> Any:
+    """The Prometheus endpoint over the executor's snapshots, started (None when no port is asked for)."""
+    if port is None:
+        return None
+    from .prometheus import MetricsServer  # http.server is loaded only for runs that serve metrics
+    source = getattr(ex, "snapshot", None)
+    return MetricsServer(port, source if callable(source) else (lambda: None)).start()
 
 
 def _write_timeline(recorder: RunTrace, stats: Sequence[StageStats], trace: str | os.PathLike[str] | None,

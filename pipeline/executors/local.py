@@ -27,6 +27,7 @@ the track of that worker, and a counter sample per scheduler tick. Without a tra
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import queue
 import statistics
@@ -48,6 +49,8 @@ from ..metrics import StageStats
 from ..errors import WorkerCrashed
 from ..results import FAILED, FileResult
 from ..runtime import CoreBudget, Priority, TaskPoolConfig, WorkerPool
+from ..snapshots import SNAPSHOT_EVERY_S, MetricsSnapshot, actors_snapshot, cache_snapshots, memory_snapshot, \
+    pool_snapshot
 from ..trace import RunTrace, Span
 from .base import FileTask, RunEvents
 from .worker import ActorReply, MapOutcome, actor_abort, actor_finish, actor_start, actor_step, run_map
@@ -56,6 +59,7 @@ __all__ = ["LocalExecutor"]
 
 _TICK_S = 0.1
 _SKIP = object()
+log = logging.getLogger("framepipe.executor")
 
 
 def _warm_up() -> None:
@@ -146,14 +150,15 @@ class LocalExecutor:
 
     ``buffer_bytes`` bounds the shared memory of frames in flight; ``fail_fast``
     stops the batch at the first failed file; on Ctrl-C running calls get
-    ``grace_s`` seconds to finish before their workers are killed.
+    ``grace_s`` seconds to finish before their workers are killed. ``snapshot()``: the run's latest
+    ``MetricsSnapshot`` (with the figures of ``caches``, a ``CacheManager``, when one is given).
     """
 
     name = "local"
 
     def __init__(self, workers: int | None = None, *, files_in_flight: int | None = None,
                  credits_per_file: int | None = None, buffer_bytes: int = 512 << 20, fail_fast: bool = False,
-                 grace_s: float = 2.0, retries: int = 1) -> None:
+                 grace_s: float = 2.0, retries: int = 1, caches: Any = None) -> None:
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.retries = retries
         self.files_in_flight = files_in_flight
@@ -165,6 +170,12 @@ class LocalExecutor:
         self.actor_count = 0
         self.map_stats: dict[str, StageStats] = {}
         self.trace: RunTrace | None = None  # set by run(trace=...): spans of every call, counters per tick
+        self.caches = caches
+        self._snapshot: MetricsSnapshot | None = None
+
+    def snapshot(self) -> MetricsSnapshot | None:
+        """The latest figures of the run going on, or of the last one (None before any); safe from any thread."""
+        return self._snapshot
 
     # ------------------------------------------------------------------------------------------
 
@@ -180,6 +191,10 @@ class LocalExecutor:
             with capture_interrupts() as interrupt:
                 return run.loop(interrupt)
         finally:
+            try:
+                self._snapshot = run.take_snapshot(running=False)
+            except Exception:  # figures must never hide the run's own outcome
+                log.debug("could not take the last snapshot", exc_info=True)
             run.close()
             self.peak_slots = run.slots.peak_leased
             self.actor_count = len(run.actors)
@@ -249,6 +264,12 @@ class _Run:
         self.trace = ex.trace
         self.actor_numbers = {id(a): i for i, a in enumerate(self.actors)}
         self.last_sample: tuple[int, int, int] | None = None
+        self.started = time.monotonic()
+        self.next_snapshot = 0.0
+        self.memo_counts = [0, 0]  # stage memo hits, misses of the files finished so far
+        log.debug("local run: %d file(s) on %d actor(s), map pools %s, %d credits per file, %d bytes of slots",
+                  len(tasks), len(self.actors), {n: p.max_concurrent_tasks for n, p in self.pools.items()},
+                  self.credits_per_file, ex.buffer_bytes)
 
     def _map_subtree(self, m: str) -> list[str]:
         out, todo = [], [m]
@@ -280,6 +301,9 @@ class _Run:
             self._forward_progress()
             if self.trace is not None:
                 self._sample()
+            if time.monotonic() >= self.next_snapshot:
+                self.ex._snapshot = self.take_snapshot()
+                self.next_snapshot = time.monotonic() + SNAPSHOT_EVERY_S
         return [self.results[i] for i in range(len(self.files))]
 
     def _submit(self, pool: WorkerPool, kind: str, ctx: Any, fn: Any, *args: Any,
@@ -367,6 +391,9 @@ class _Run:
             return
         if reply is None:
             if isinstance(failure, WorkerCrashed) and fs.attempts <= self.ex.retries:
+                log.warning("worker died running %s: starting the file again on a new worker (attempt %d)",
+                            fs.task.file.relpath, fs.attempts + 1,
+                            extra={"file": fs.task.file.relpath, "attempt": fs.attempts + 1})
                 self._restart(fs)
                 return
             self._fail(fs, FileResult(fs.task.file, FAILED, error=f"worker process died while running this file "
@@ -591,6 +618,9 @@ class _Run:
 
     def _retire(self, fs: _File, result: FileResult, keep_actor: bool = False) -> None:
         self.results[fs.row] = result
+        for st in result.stats.values():
+            self.memo_counts[0] += st.cache_hits
+            self.memo_counts[1] += st.cache_misses
         self._release_credits(fs)  # else when its call in flight returns: the actor may be writing into them
         self._release_waiting(fs)
         fs.order.clear()
@@ -646,6 +676,15 @@ class _Run:
             self.trace.counter("map tasks running", t, {"tasks": now[2]})
 
     # Time, progress, interrupts -----------------------------------------------------------------------
+
+    def take_snapshot(self, running: bool = True) -> MetricsSnapshot:
+        """The run's figures now (called from the loop's thread, where its state is consistent)."""
+        pools = [pool_snapshot(name, pool.metrics()) for name, pool in self.pools.items()]
+        pools.append(actors_snapshot(a.metrics() for a in self.actors))
+        failed = sum(not r.ok for r in self.results.values())
+        return MetricsSnapshot(time.time(), time.monotonic() - self.started, running, len(self.files),
+                               len(self.results), failed, len(self.active), tuple(pools), memory_snapshot(self.slots),
+                               cache_snapshots((self.memo_counts[0], self.memo_counts[1]), self.ex.caches))
 
     def _account_time(self) -> None:
         now = time.monotonic()
