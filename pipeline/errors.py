@@ -18,6 +18,7 @@ __all__ = [
     "UnsupportedMedia",
     "StageError",
     "OutputError",
+    "MetricsPortError",
     "WorkerCrashed",
     "PresetNotFound",
     "BufferPoolError",
@@ -122,6 +123,10 @@ class TaskTimeout(PoolError, TimeoutError):
 
 class OutputError(FramepipeError, OSError):
     """An output could not be written (disk full, read-only folder...)."""
+
+
+class MetricsPortError(FramepipeError, OSError):
+    """The metrics endpoint could not listen on the port asked for (taken, or not allowed)."""
 
 
 # Shared-memory buffers -------------------------------------------------------

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .errors import FramepipeError
+from .errors import MetricsPortError
 from .snapshots import MetricsSnapshot
 
 __all__ = ["MetricsServer", "MetricsPortError", "render", "CONTENT_TYPE"]
@@ -23,10 +23,6 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 log = logging.getLogger("framepipe.prometheus")
 
 Sample = tuple[dict[str, str], float]
-
-
-class MetricsPortError(FramepipeError, OSError):
-    """The metrics endpoint could not listen on the port asked for (taken, or not allowed)."""
 
 
 def _escape(value: str) -> str:
