@@ -27,6 +27,7 @@ from .graph import Pipeline
 from .items import AUDIO, FILE, FRAME, FileItem, fingerprint
 from .metrics import StageStats
 from .outputs import PartialOutput, atomic_output, safe_join, write_atomic
+from .performance import PerformanceConfig
 from .presets import build_preset, load_preset
 from .results import FileResult, RunResult
 from .runtime import CoreBudget, Priority, TaskPoolConfig, WorkerPool
@@ -40,7 +41,7 @@ __all__ = [
     "TaskPoolConfig", "VideoBufferPool", "WorkerPool",
     "BufferPoolExhausted", "PoolFull", "StaleFrameRef", "TaskTimeout",
     "CorruptMedia", "FileItem", "FileResult", "FileRun", "FramepipeError", "InputError", "OutputError",
-    "PartialOutput", "Pipeline", "PipelineDefinitionError", "PresetNotFound", "RunResult", "Stage", "StageContext",
+    "PartialOutput", "PerformanceConfig", "Pipeline", "PipelineDefinitionError", "PresetNotFound", "RunResult", "Stage", "StageContext",
     "StageError", "StageStats", "UnreadableFile", "UnsupportedMedia", "WorkerCrashed",
     "FileSelection", "atomic_output", "build_preset", "find_files", "read_file_list", "fingerprint", "load_preset", "run", "safe_join",
     "stage", "write_atomic",

@@ -14,6 +14,7 @@ from .errors import FramepipeError
 from .interrupts import Interrupted
 from .logs import configure_logging
 from .presets import available_presets, build_preset, load_pipeline_file, parse_options, preset_options
+from .performance import PROFILES
 from .progress import ConsoleProgress, SilentProgress
 from .run import collect_inputs, run
 from .sources import FileSelection, read_file_list
@@ -55,7 +56,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         result = run(pipeline, inputs, args.output, executor=args.executor, workers=args.workers,
                      select=select, events=progress, cache=False if args.no_cache else args.cache_dir,
-                     trace=args.trace, chart=args.chart, metrics_port=args.metrics_port)
+                     trace=args.trace, chart=args.chart, metrics_port=args.metrics_port,
+                     performance=args.profile)
     finally:
         progress.close()
     print(result.table())
@@ -125,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("-O", "--option", action="append", default=[], metavar="KEY=VALUE",
                        help="preset option, repeatable (e.g. -O thumb_every=5)")
     p_run.add_argument("-j", "--workers", type=int, default=None, help="worker processes (default: cores)")
+    p_run.add_argument("--profile", choices=PROFILES, default=None,
+                       help="size the run for this machine: video_processing, low_memory, or auto "
+                            "(video_processing, retuned as the run goes; its decisions print under the table)")
     p_run.add_argument("--executor", choices=("local", "inline"), default="local")
     p_run.add_argument("-q", "--quiet", action="store_true", help="plain lines, no live progress")
     p_run.set_defaults(func=_cmd_run)

@@ -85,6 +85,7 @@ def write_report(pipeline: Pipeline, result: RunResult) -> tuple[Path, Path]:
         "bottleneck": (lambda b: None if b is None else {"stage": b.stage, "utilization": round(b.utilization, 3),
                                                          "reason": b.reason})(find_bottleneck(result.stages,
                                                                                               result.wall_s)),
+        "decisions": [d.to_dict() for d in result.decisions],
         "files": table.to_pylist(),
     }
     json_path = write_atomic(result.out_dir / "report.json",

@@ -56,6 +56,7 @@ class RunResult:
     workers: int
     executor: str
     peak_slots: int = 0  # most shared-memory frame slots leased at once (local executor)
+    decisions: list[Any] = field(default_factory=list)  # the optimizer's RunDecision s (performance="auto")
 
     @property
     def succeeded(self) -> list[FileResult]:
@@ -74,7 +75,11 @@ class RunResult:
 
     def table(self) -> str:
         """The per-stage statistics table."""
-        return format_stage_table(self.stages, self.wall_s)
+        table = format_stage_table(self.stages, self.wall_s)
+        if self.decisions:
+            from .performance import describe
+            table += "\n" + describe(self.decisions)
+        return table
 
     def summary(self) -> str:
         """One line: how many files succeeded and failed, and how long it took."""

@@ -19,6 +19,7 @@ from .logs import LoggedEvents
 from .memo import StageMemo, memo_dir
 from .metrics import StageStats, merge_stats
 from .outputs import sweep_partial_outputs
+from .performance import PerformanceConfig
 from .progress import SilentProgress
 from .report import write_report
 from .results import FileResult, RunResult
@@ -86,7 +87,8 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         extensions: Iterable[str] | None = None, select: FileSelection | None = None,
         events: RunEvents | None = None, write_reports: bool = True,
         cache: bool | str | os.PathLike[str] | None = None, trace: str | os.PathLike[str] | None = None,
-        chart: str | os.PathLike[str] | None = None, metrics_port: int | None = None) -> RunResult:
+        chart: str | os.PathLike[str] | None = None, metrics_port: int | None = None,
+        performance: PerformanceConfig | str | None = None) -> RunResult:
     """Run ``pipeline`` over ``inputs`` into the folder ``out`` and return what happened.
 
     ``inputs``: a folder, a file, or several of either. A folder is walked
@@ -99,9 +101,19 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     ``trace``: write a timeline of every worker's calls there (Chrome trace JSON,
     for Perfetto); ``chart``: a PNG of per-stage throughput and utilization over time.
     ``metrics_port``: serve the run's figures for Prometheus on that port (0: a free one, logged) until it ends.
+    ``performance``: a ``PerformanceConfig`` or a profile name (``"video_processing"``, ``"low_memory"``,
+    ``"auto"``: video_processing with the optimizer retuning buffer, map pools and caches as the run goes)
+    sizing the local executor; ``workers``, when given, still sets the core budget. The optimizer's
+    decisions are in ``RunResult.decisions``.
     """
     pipeline.validate()
     ex = get_executor(executor, workers)
+    if performance is not None:
+        config = PerformanceConfig.named(performance)
+        config.apply(ex)
+        if workers is not None and hasattr(ex, "workers"):
+            ex.workers = workers
+        log.info("performance profile %s: %s", config.name, config, extra={"profile": config.name})
     cache_dir = memo_dir(cache)
     replayable = cache_dir is not None and all(s.cacheable for s in pipeline.stages.values())
     prepare = getattr(ex, "prepare", None)  # optional: lets an executor warm up while inputs are found
@@ -151,7 +163,7 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         if s.where == "file":
             s.workers = getattr(ex, "actor_count", 0) or n_parallel
     result = RunResult(pipeline.name, out_dir, results, stats, wall, n_parallel, ex.name,
-                       peak_slots=getattr(ex, "peak_slots", 0))
+                       peak_slots=getattr(ex, "peak_slots", 0), decisions=list(getattr(ex, "decisions", [])))
     log.info("run %s ended: %d ok, %d failed in %.2f s", pipeline.name, len(results) - len(result.failed),
              len(result.failed), wall, extra={"pipeline": pipeline.name, "files": len(results),
                                               "failed": len(result.failed), "wall_s": round(wall, 3)})

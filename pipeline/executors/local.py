@@ -152,14 +152,20 @@ class LocalExecutor:
     stops the batch at the first failed file; on Ctrl-C running calls get
     ``grace_s`` seconds to finish before their workers are killed. ``snapshot()``: the run's latest
     ``MetricsSnapshot`` (with the figures of ``caches``, a ``CacheManager``, when one is given).
+    ``map_workers``: the starting size of each map pool (default ``workers``). ``performance``: a
+    ``PerformanceConfig`` whose ``optimize`` turns on the ``RunOptimizer``; its decisions end up in ``decisions``.
     """
 
     name = "local"
 
     def __init__(self, workers: int | None = None, *, files_in_flight: int | None = None,
                  credits_per_file: int | None = None, buffer_bytes: int = 512 << 20, fail_fast: bool = False,
-                 grace_s: float = 2.0, retries: int = 1, caches: Any = None) -> None:
+                 grace_s: float = 2.0, retries: int = 1, caches: Any = None, map_workers: int | None = None,
+                 performance: Any = None) -> None:
         self.workers = max(1, workers or os.cpu_count() or 1)
+        self.map_workers = map_workers
+        self.performance = performance
+        self.decisions: list[Any] = []  # RunDecision s of the optimizer in the last run
         self.retries = retries
         self.files_in_flight = files_in_flight
         self.credits_per_file = credits_per_file
@@ -199,6 +205,7 @@ class LocalExecutor:
             self.peak_slots = run.slots.peak_leased
             self.actor_count = len(run.actors)
             self.map_stats = run.map_stats
+            self.decisions = list(run.optimizer.decisions) if run.optimizer is not None else []
 
 
 class _Run:
@@ -229,7 +236,7 @@ class _Run:
             pool_name = self.stages[m].pool
             if pool_name not in self.pools:
                 config = pipeline.pools.get(pool_name) or TaskPoolConfig(
-                    ex.workers, priority=Priority(max(self.stages[s].priority for s in self.maps
+                    ex.map_workers or ex.workers, priority=Priority(max(self.stages[s].priority for s in self.maps
                                                       if self.stages[s].pool == pool_name)))
                 # keep_alive: a worker's RSS grows with the slots it maps (shared, not leaked); loky's leak
                 # guard would otherwise restart map workers in the middle of a run.
@@ -267,6 +274,10 @@ class _Run:
         self.started = time.monotonic()
         self.next_snapshot = 0.0
         self.memo_counts = [0, 0]  # stage memo hits, misses of the files finished so far
+        self.optimizer = None
+        if ex.performance is not None and ex.performance.optimize:
+            from ..performance import RunOptimizer
+            self.optimizer = RunOptimizer(ex.performance, ex.workers)
         log.debug("local run: %d file(s) on %d actor(s), map pools %s, %d credits per file, %d bytes of slots",
                   len(tasks), len(self.actors), {n: p.max_concurrent_tasks for n, p in self.pools.items()},
                   self.credits_per_file, ex.buffer_bytes)
@@ -292,6 +303,8 @@ class _Run:
             except queue.Empty:
                 kind = ""
             self._account_time()
+            if self.optimizer is not None and not self.stopping:
+                self.optimizer.tick(self)  # decides at most every 0.5 s: buffer budget, map pool sizes, caches
             if interrupt.event.is_set():
                 self._stop(interrupt)
             if kind == "actor":
