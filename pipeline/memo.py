@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from functools import cache
@@ -38,6 +39,7 @@ from .stage import FileRun, Stage
 __all__ = ["StageMemo", "Replay", "memo_key", "memo_dir", "lineages", "KeyValueStore"]
 
 _RECORD = b"framepipe.record"
+_log = logging.getLogger("framepipe.cache")
 
 
 class KeyValueStore(Protocol):
@@ -134,7 +136,11 @@ class StageMemo:
         """The remembered results of ``stage`` for ``file``, or None (a damaged entry is a miss)."""
         if not file.fingerprint:
             return None
-        value = self.store.get(memo_key(stage, file, lineage))
+        try:
+            value = self.store.get(memo_key(stage, file, lineage))
+        except Exception as exc:  # the cache must never fail a file: a store that errs is a miss
+            self._note(stage, "not looked up", exc)
+            value = None
         if isinstance(value, pa.Table):
             try:
                 replay = Replay.from_table(value)
@@ -155,15 +161,25 @@ class StageMemo:
             data = {rel: (run.out_dir / rel).read_bytes() for rel in outputs}
             json.dumps(record)  # only JSON-able columns can be replayed
         except (OSError, TypeError, ValueError) as exc:
-            self._errors.append(f"{stage.name}: not remembered ({exc})")
+            self._note(stage, "not remembered", exc)
             return
-        self.store.set(memo_key(stage, file, lineage), Replay(record, data).to_table())
+        self._put(stage, memo_key(stage, file, lineage), Replay(record, data))
 
     def remember_failure(self, stage: Stage, file: FileItem, lineage: str, exc: InputError) -> None:
         """Keep that ``stage`` found ``file`` unusable (an input error depends on the content alone)."""
         if file.fingerprint:
             record = {"__input_error__": {"type": type(exc).__name__, "reason": exc.reason}}
-            self.store.set(memo_key(stage, file, lineage), Replay(record, {}).to_table())
+            self._put(stage, memo_key(stage, file, lineage), Replay(record, {}))
+
+    def _put(self, stage: Stage, key: str, replay: Replay) -> None:
+        try:
+            self.store.set(key, replay.to_table())
+        except Exception as exc:  # a full disk or a locked index costs the next run a miss, nothing more
+            self._note(stage, "not remembered", exc)
+
+    def _note(self, stage: Stage, what: str, exc: BaseException) -> None:
+        self._errors.append(f"{stage.name}: {what} ({type(exc).__name__}: {exc})")
+        _log.warning("cache: %s %s: %s", stage.name, what, exc)
 
     @classmethod
     def open(cls, directory: str | os.PathLike[str]) -> "StageMemo":

@@ -102,3 +102,26 @@ def test_both_executors_replay(clip_dir: Path, tmp_path: Path, executor: str) ->
     warm = run(presets.sprites(sprite_every=1.0), clip_dir, tmp_path / "b", cache=cache, executor=executor)
     assert stage(warm, "sprite_sheet").cache_hits == len(GOOD)
     assert outputs(tmp_path / "a") == outputs(tmp_path / "b")
+
+
+class BrokenStore:
+    """A store whose every call fails, as a full disk or an unreadable index would."""
+
+    def get(self, key, default=None):  # noqa: ANN001, ANN201
+        raise OSError("disk I/O error")
+
+    def set(self, key, value, ttl=None):  # noqa: ANN001, ANN201
+        raise OSError("No space left on device")
+
+
+def test_a_failing_cache_never_fails_a_file(clip_dir: Path, tmp_path: Path) -> None:
+    from pipeline import FileItem, StageContext  # noqa: F401
+    from pipeline.memo import StageMemo
+    from pipeline.executors.file_runner import FileRunner
+    from pipeline.stage import FileRun
+    pipe = presets.metadata()
+    item = FileItem.from_path(clip_dir / "landscape_audio.mp4", clip_dir)
+    memo = StageMemo(BrokenStore())
+    result = FileRunner(pipe).run(FileRun(item, tmp_path, "landscape_audio", memo=memo))
+    assert result.ok and result.record["width"] == 320
+    assert any("not remembered" in e for e in memo._errors) and any("not looked up" in e for e in memo._errors)
