@@ -212,6 +212,26 @@ def entry_cost(key: str, value_size: int) -> int:
 # --- the cache ------------------------------------------------------------------------
 
 
+def _set_wal(conn: sqlite3.Connection, patience_s: float = 60.0) -> None:
+    """Put the index in WAL mode, waiting out other processes that open it at the same moment.
+
+    Changing the journal mode takes an exclusive lock, and SQLite answers
+    "database is locked" at once instead of waiting on its busy timeout: two
+    workers opening a fresh cache together hit it (seen as a lost entry).
+    """
+    deadline = time.monotonic() + patience_s
+    delay = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)  # a retry back-off, not a wait for an event
+            delay = min(delay * 2, 0.05)
+
+
 class DiskCache:
     """A persistent, size-bounded key-value cache on local disk, safe across processes and threads.
 
@@ -805,7 +825,7 @@ class DiskCache:
     def _connect(self, check: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(self._db_path, timeout=60.0, isolation_level=None, check_same_thread=False)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            _set_wal(conn)
             conn.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
             conn.execute("PRAGMA mmap_size=268435456")
             conn.execute("PRAGMA cache_size=-32768")  # 32 MiB of pages

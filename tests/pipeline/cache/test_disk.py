@@ -594,3 +594,25 @@ def test_each_cache_name_gets_its_own_folder(monkeypatch: pytest.MonkeyPatch, tm
     for bad in ("", "..", "a/b", "../x", ".hidden"):
         with pytest.raises(InvalidCacheName):
             cache_path(bad, tmp_path)
+
+
+def _open_and_set(root: str, i: int, barrier) -> None:  # noqa: ANN001
+    barrier.wait()  # every process opens the fresh cache at the same moment
+    with DiskCache(root, name="fresh") as cache:
+        cache.set(f"k{i}", b"x" * (1000 + i))
+
+
+def test_processes_opening_a_fresh_cache_together_all_keep_their_values(tmp_path: Path) -> None:
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    for trial in range(5):
+        root = str(tmp_path / f"t{trial}")
+        barrier = ctx.Barrier(4)
+        procs = [ctx.Process(target=_open_and_set, args=(root, i, barrier)) for i in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+        with DiskCache(root, name="fresh") as cache:
+            assert [cache.get(f"k{i}") for i in range(4)] == [b"x" * (1000 + i) for i in range(4)]
