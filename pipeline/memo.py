@@ -182,9 +182,17 @@ class StageMemo:
         _log.warning("cache: %s %s: %s", stage.name, what, exc)
 
     @classmethod
-    def open(cls, directory: str | os.PathLike[str]) -> "StageMemo":
-        """The memo kept in ``directory`` (one store per process and folder)."""
-        return cls(_open_store(str(Path(directory))))
+    def open(cls, directory: str | os.PathLike[str]) -> "StageMemo | None":
+        """The memo kept in ``directory`` (one store per process and folder); None if it cannot be opened.
+
+        A cache that cannot be opened (a read-only folder, a full disk) costs
+        the run its cache, never a file: the run goes on without one.
+        """
+        try:
+            return cls(_open_store(str(Path(directory))))
+        except Exception as exc:
+            _log.warning("cache: cannot open %s (%s: %s); running without it", directory, type(exc).__name__, exc)
+            return None
 
 
 def _input_error(name: str, path: str, reason: str) -> InputError:

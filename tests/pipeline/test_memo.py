@@ -125,3 +125,11 @@ def test_a_failing_cache_never_fails_a_file(clip_dir: Path, tmp_path: Path) -> N
     result = FileRunner(pipe).run(FileRun(item, tmp_path, "landscape_audio", memo=memo))
     assert result.ok and result.record["width"] == 320
     assert any("not remembered" in e for e in memo._errors) and any("not looked up" in e for e in memo._errors)
+
+
+def test_a_cache_folder_that_cannot_be_made_costs_the_cache_not_the_run(clip_dir: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should go")
+    result = run(presets.thumbnails(thumb_every=1.0), clip_dir, tmp_path / "out", cache=blocker, workers=2)
+    assert [result_for(result, rel).ok for rel in GOOD] == [True] * len(GOOD)
+    assert stage(result, "thumbnails").cache_misses == 0  # nothing could be kept
