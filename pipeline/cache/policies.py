@@ -115,18 +115,15 @@ def _first(order: OrderedDict[Hashable, None]) -> Hashable:
         raise NothingToEvict("no key to evict") from None
 
 
-class LRUEviction(_AlwaysAdmit):
-    """Least recently used goes first; a write counts as a use."""
+class _OrderedEviction(_AlwaysAdmit):
+    """Keys in an ``OrderedDict``, the one to go first at the front (LRU and FIFO differ only in reads)."""
 
-    rewrite_is_access = True
-
-    __slots__ = ("_order", "on_access", "on_insert", "on_remove")
+    __slots__ = ("_order", "on_insert", "on_remove")
 
     def __init__(self) -> None:
         self._order: OrderedDict[Hashable, float] = OrderedDict()
         # The hottest calls of a cache, bound straight to OrderedDict's C methods (no Python
         # frame): on_insert(key, expires_at) stores the expiry as the (unused) value.
-        self.on_access: Callable[[Hashable], None] = self._order.move_to_end
         self.on_insert: Callable[[Hashable, float], None] = self._order.__setitem__
         self.on_remove: Callable[[Hashable], None] = self._order.__delitem__
 
@@ -140,9 +137,7 @@ class LRUEviction(_AlwaysAdmit):
             raise NothingToEvict("no key to evict") from None
 
     def victim(self) -> Hashable:
-        for key in self._order:
-            return key
-        raise NothingToEvict("no key to evict")
+        return _first(self._order)
 
     def clear(self) -> None:
         self._order.clear()
@@ -151,40 +146,27 @@ class LRUEviction(_AlwaysAdmit):
         return len(self._order)
 
 
-class FIFOEviction(_AlwaysAdmit):
+class LRUEviction(_OrderedEviction):
+    """Least recently used goes first; a write counts as a use."""
+
+    rewrite_is_access = True
+
+    __slots__ = ("on_access",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_access: Callable[[Hashable], None] = self._order.move_to_end
+
+
+class FIFOEviction(_OrderedEviction):
     """Oldest written goes first; reads change nothing, a rewrite counts as a new insertion."""
 
     rewrite_is_access = False
 
-    __slots__ = ("_order", "on_insert", "on_remove")
-
-    def __init__(self) -> None:
-        self._order: OrderedDict[Hashable, float] = OrderedDict()
-        self.on_insert: Callable[[Hashable, float], None] = self._order.__setitem__  # as LRUEviction's
-        self.on_remove: Callable[[Hashable], None] = self._order.__delitem__
-
-    def on_update(self, key: Hashable, expires_at: float = math.inf) -> None:
-        self._order.move_to_end(key)
+    __slots__ = ()
 
     def on_access(self, key: Hashable) -> None:
         return None
-
-    def evict(self) -> Hashable:
-        try:
-            return self._order.popitem(last=False)[0]
-        except KeyError:
-            raise NothingToEvict("no key to evict") from None
-
-    def victim(self) -> Hashable:
-        for key in self._order:
-            return key
-        raise NothingToEvict("no key to evict")
-
-    def clear(self) -> None:
-        self._order.clear()
-
-    def __len__(self) -> int:
-        return len(self._order)
 
 
 class LFUEviction(_AlwaysAdmit):
