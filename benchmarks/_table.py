@@ -8,6 +8,8 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 
+from pipeline.metrics import text_table
+
 
 def machine_line() -> str:
     """One line naming the machine the numbers come from."""
@@ -21,13 +23,8 @@ def machine_line() -> str:
 
 def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     """A left-aligned first column and right-aligned others."""
-    cells = [list(map(str, header))] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     print(f"\n{title}")
-    for n, r in enumerate(cells):
-        print("  ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]))
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
+    print(text_table([list(header), *rows], left=1))
 
 
 def verdict(name: str, measured: float, target: float, unit: str = "x", *, at_most: bool = False) -> bool:

@@ -266,7 +266,7 @@ def start_up_cost(clip: Path, workdir: Path, passes: int, workers: int) -> str:
         t0 = time.perf_counter()
         run(numpy_pipeline(passes), clip, workdir / f"tiny-{i}", executor="local", workers=workers)
         times.append(time.perf_counter() - t0)
-    return (f"fixed cost of a run (3 frames): first run {times[0]:.2f} s (workers' server starts and imports "
+    return (f"fixed cost of a run (3 frames): first run {times[0]:.2f} s (workers start and import "
             f"numpy, PyAV, the engine), later runs {times[1]:.2f} s")
 
 
@@ -274,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter clips")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--only", choices=("1080p", "4K", "encode"))
+    parser.add_argument("--only", choices=("startup", "1080p", "4K", "encode"),
+                        help="one part only (startup: the fixed cost of a run)")
     args = parser.parse_args(argv)
     print(machine_line())
     rows: list[tuple[object, ...]] = []
@@ -285,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         make_clip(tiny, ClipSpec(tiny.name, 1920, 1080, 0.1, fps=30))
         passes = calibrate_passes(tiny, 0.040)
         print(start_up_cost(tiny, work, passes, args.workers))
+        if args.only == "startup":
+            return 0
         if args.only in (None, "1080p"):
             r, c = bench_numpy("1080p", (1920, 1080), 3.0 if args.quick else 10.0, args.workers, work, passes)
             rows += r

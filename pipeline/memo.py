@@ -128,8 +128,6 @@ class StageMemo:
     """Remembered stage results in a persistent store; ``None`` store means nothing is kept."""
 
     store: KeyValueStore
-    hits: int = 0
-    misses: int = 0
     _errors: list[str] = field(default_factory=list)
 
     def lookup(self, stage: Stage, file: FileItem, lineage: str) -> Replay | None:
@@ -147,9 +145,7 @@ class StageMemo:
             except (ValueError, KeyError, json.JSONDecodeError):
                 replay = None
             if replay is not None:
-                self.hits += 1
                 return replay
-        self.misses += 1
         return None
 
     def remember(self, stage: Stage, file: FileItem, lineage: str, run: FileRun, record: dict[str, Any],
@@ -208,9 +204,9 @@ def memo_dir(cache: bool | str | os.PathLike[str] | None) -> str | None:
     if cache is False:
         return None
     if cache is None or cache is True:
-        if cache is None and os.environ.get("FRAMEPIPE_CACHE", "").lower() in ("0", "off", "false", "no"):
+        from .cache.location import caching_disabled, default_cache_dir
+        if cache is None and caching_disabled():
             return None
-        from .cache.location import default_cache_dir
         return str(default_cache_dir())
     return str(Path(cache))
 

@@ -108,6 +108,20 @@ def find_bottleneck(stats: Sequence[StageStats], wall_s: float) -> Bottleneck | 
     return Bottleneck(top.name, u, reason)
 
 
+def text_table(rows: Sequence[Sequence[object]], left: int = 1) -> str:
+    """Rows as aligned plain text: the first row a header underlined with dashes, the first
+    ``left`` columns left-aligned (names), the others right-aligned (figures)."""
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    lines = []
+    for n, r in enumerate(cells):
+        lines.append("  ".join([c.ljust(w) for c, w in zip(r[:left], widths[:left])]
+                               + [c.rjust(w) for c, w in zip(r[left:], widths[left:])]))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 def format_stage_table(stats: Iterable[StageStats], wall_s: float | None = None) -> str:
     """A plain-text table of the per-stage statistics, with the bottleneck under it."""
     stats = list(stats)
@@ -120,13 +134,7 @@ def format_stage_table(stats: Iterable[StageStats], wall_s: float | None = None)
                      f"{s.frames_per_s:.1f}" if s.frames else "-", f"{s.p95_s * 1e3:.1f}", str(s.failures))
                     + ((f"{s.cache_hits}/{s.cache_misses}" if s.cache_hits or s.cache_misses else "-",)
                        if cached else ()))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for n, r in enumerate(rows):
-        cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1])] + [c.rjust(w) for c, w in zip(r[2:], widths[2:])]
-        lines.append("  ".join(cells))
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines = text_table(rows, left=2).split("\n")
     if wall_s is not None:
         lines.append(f"wall time {wall_s:.2f} s")
         neck = find_bottleneck(stats, wall_s)

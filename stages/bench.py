@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import RunResult, build_preset, run
-from pipeline.metrics import StageStats, find_bottleneck
+from pipeline.metrics import StageStats, find_bottleneck, text_table
 from pipeline.presets import load_pipeline_file, parse_options
 from pipeline.progress import ConsoleProgress
 
@@ -79,13 +79,7 @@ def _format(report: dict[str, Any]) -> str:
         rows.append((r["stage"], r["where"], str(r["frames"]), f"{r['frames_per_s']:.1f}", f"{r['mb_per_s']:.1f}",
                      f"{r['busy_pct']:.0f}", f"{r['starved_pct']:.0f}", f"{r['blocked_pct']:.0f}",
                      f"{r['p95_ms']:.1f}", "-" if r["cache_hit_pct"] is None else f"{r['cache_hit_pct']:.0f}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = []
-    for n, r in enumerate(rows):
-        lines.append("  ".join([r[0].ljust(widths[0]), r[1].ljust(widths[1])]
-                               + [c.rjust(w) for c, w in zip(r[2:], widths[2:])]))
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines = text_table(rows, left=2).split("\n")
     pools = ", ".join(f"{k} {v:.0f}%" for k, v in report["pool_utilization_pct"].items())
     lines.append(f"pool utilization: {pools}")
     if report.get("peak_slots"):

@@ -10,19 +10,21 @@ metadata JSON.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from pipeline import FileItem
+from pipeline import fingerprint
 from pipeline.cache.config import CacheConfig
 from pipeline.cache.disk import DiskCache
+from pipeline.cache.location import caching_disabled
 from pipeline.cache.manager import CacheManager
 from pipeline.cache.memory import Cache
 
+from .decode import decode_file
 from .media import open_media
 from .metadata import MediaInfo, probe
 from .thumbnails import encode_image, frame_to_image
@@ -33,7 +35,14 @@ _FORMAT_VERSION = 1
 
 
 def _fingerprint(path: str | os.PathLike[str]) -> str:
-    return FileItem.from_path(path, None).fingerprint
+    """The file's fingerprint, hashed once per (path, size, mtime): a repeated ask reads nothing."""
+    st = os.stat(path)
+    return _fingerprint_of(os.fspath(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _fingerprint_of(path: str, size: int, mtime_ns: int) -> str:
+    return fingerprint(path, size, mtime_ns)
 
 
 class _Tiered:
@@ -131,12 +140,7 @@ class MetadataCache(_Tiered):
 
 
 def _frame_item(path: str, time: float) -> Any:
-    from .decode import Decode
-    from pipeline import StageContext
-    from pipeline.stage import FileRun
-    item = FileItem.from_path(path, None)
-    ctx = StageContext(FileRun(item, Path(path).parent, Path(path).stem), "extract")
-    for produced in Decode(audio=False, start=time).process(item, ctx):
+    for produced in decode_file(path, audio=False, start=time):
         return produced
     raise ValueError(f"{path}: no frame at or after {time} s")
 
@@ -144,22 +148,16 @@ def _frame_item(path: str, time: float) -> Any:
 def _decode_frame(path: str, index: int | None, time: float | None, pixel_format: str) -> np.ndarray:
     """Decode the one frame asked for: seek to the keyframe before it, decode up to it."""
     if index is not None:
-        with open_media(path) as c:
-            rate = c.streams.video[0].average_rate if c.streams.video else None
         if index < 0:
             raise ValueError(f"frame index {index} is negative")
-        if rate:
-            time = index / float(rate)
-        else:  # no frame rate to turn the number into a time: count from the start
-            from .decode import Decode
-            from pipeline import StageContext
-            from pipeline.stage import FileRun
-            item = FileItem.from_path(path, None)
-            ctx = StageContext(FileRun(item, Path(path).parent, Path(path).stem), "extract")
-            for produced in Decode(audio=False).process(item, ctx):
+        with open_media(path) as c:
+            rate = c.streams.video[0].average_rate if c.streams.video else None
+        if not rate:  # no frame rate to turn the number into a time: count from the start
+            for produced in decode_file(path, audio=False):
                 if produced.index == index:
                     return np.array(produced.array(pixel_format))
             raise IndexError(f"{path} has no frame {index}")
+        time = index / float(rate)
     assert time is not None
     return np.array(_frame_item(path, time).array(pixel_format))
 
@@ -170,8 +168,7 @@ _DEFAULT: dict[str, Any] = {}
 def default_caches() -> CacheManager:
     """This process's frame, thumbnail and metadata caches (on the default cache folder), made on first use."""
     if "manager" not in _DEFAULT:
-        disk = None if os.environ.get("FRAMEPIPE_CACHE", "").lower() in ("0", "off", "false", "no") \
-            else DiskCache(name="media")
+        disk = None if caching_disabled() else DiskCache(name="media")
         frames = FrameCache(disk)
         manager = CacheManager()
         manager.add_clearable_cache(frames)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import av
 
-from pipeline import AUDIO, FILE, FRAME, CorruptMedia, FileItem, Stage, StageContext, UnsupportedMedia
+from pipeline import AUDIO, FILE, FRAME, CorruptMedia, FileItem, FileRun, Stage, StageContext, UnsupportedMedia
 from pipeline.buffers import BufferPool
 
 from .frames import AudioFrameItem, StreamInfo, VideoFrameItem, wrap_pixels
@@ -18,7 +20,7 @@ from .y4m import Y4MFile
 
 _RAW_SLOTS = 3
 
-__all__ = ["Decode", "BestEffortTimestamps", "frame_rate"]
+__all__ = ["Decode", "BestEffortTimestamps", "decode_file", "frame_rate"]
 
 
 class BestEffortTimestamps:
@@ -325,6 +327,19 @@ class _AudioBlocks:
         for block in self.resampler.resample(frame):
             yield AudioFrameItem(block, (self.origin or 0.0) + self.samples / self.rate, self.info)
             self.samples += block.samples
+
+
+def decode_file(path: str | os.PathLike[str], *, run: FileRun | None = None,
+                **options: Any) -> Iterator[VideoFrameItem | AudioFrameItem]:
+    """The items ``Decode(**options)`` gives for one file, outside any pipeline (random access, notebooks).
+
+    ``run`` collects what the stage records (frame count, decode errors);
+    without it they are dropped.
+    """
+    p = Path(path)
+    if run is None:
+        run = FileRun(FileItem(str(p), p.name), p.parent, p.stem)
+    yield from Decode(**options).process(run.file, StageContext(run, "decode"))
 
 
 def _start_seconds(container: Any, vstream: Any) -> float:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from pipeline import RunResult, run
-from stages import ClipSpec, make_clip
+from pipeline import Pipeline, RunResult, run
+from stages import ClipSpec, Decode, Thumbnails, make_clip
+from stages.transforms import numpy_stage
 from stages import presets
 from stages.samples import make_corrupt
 
@@ -69,3 +73,26 @@ def result_for(batch: RunResult, relpath: str):  # noqa: ANN201 - test helper
         if r.file.relpath == relpath:
             return r
     raise AssertionError(f"{relpath} not in batch: {[r.file.relpath for r in batch.files]}")
+
+
+FRAMEPIPE = [sys.executable, "-m", "pipeline"]
+
+
+def framepipe(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run the ``framepipe`` command (as ``python -m pipeline``) and capture what it says."""
+    return subprocess.run([*FRAMEPIPE, *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+@numpy_stage
+def invert(rgb: np.ndarray) -> np.ndarray:
+    """A map stage for tests: the negative of an RGB frame."""
+    return 255 - rgb
+
+
+def video_pipeline(name: str = "video") -> Pipeline:
+    """Decode (in each file's actor) -> invert (a map stage, frame-parallel) -> thumbnails every 0.5 s (PNG)."""
+    p = Pipeline(name)
+    d = p.add(Decode(audio=False, pixel_format="rgb24"))
+    n = p.add(invert, after=d)
+    p.add(Thumbnails(every=0.5, width=None, fmt="png", poster=False), after=n)
+    return p

@@ -14,12 +14,8 @@ import pytest
 
 from conftest import BROKEN, CLIPS
 from stages import ClipSpec, make_clip
+from conftest import FRAMEPIPE, framepipe
 
-FRAMEPIPE = [sys.executable, "-m", "pipeline"]
-
-
-def framepipe(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*FRAMEPIPE, *map(str, args)], capture_output=True, text=True, timeout=600)
 
 
 def test_version_and_presets_are_listed() -> None:

@@ -27,23 +27,21 @@ def test_the_python_example_runs_and_records_its_custom_column(clip_dir: Path, t
     assert rows[BROKEN]["mean_luma"] is None
 
 
-def test_the_shared_memory_example_runs_as_printed(tmp_path: Path) -> None:
+def run_readme_block(containing: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    """Run, in ``folder``, the README's Python block that mentions ``containing``."""
     readme = (REPO / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
-    code = next(b for b in blocks if "BufferPool" in b)
-    (tmp_path / "shm_example.py").write_text(code)
-    proc = subprocess.run([sys.executable, "shm_example.py"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=600)
+    code = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if containing in b)
+    (folder / "example.py").write_text(code)
+    return subprocess.run([sys.executable, "example.py"], cwd=folder, capture_output=True, text=True, timeout=600)
+
+
+def test_the_shared_memory_example_runs_as_printed(tmp_path: Path) -> None:
+    proc = run_readme_block("BufferPool", tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "leaked" not in proc.stderr
 
 
 def test_the_cache_example_runs_as_printed(tmp_path: Path) -> None:
-    readme = (REPO / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
-    code = next(b for b in blocks if "DiskCache" in b)
-    (tmp_path / "cache_example.py").write_text(code)
-    proc = subprocess.run([sys.executable, "cache_example.py"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=600)
+    proc = run_readme_block("DiskCache", tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "hits=" in proc.stdout and "entries=" in proc.stdout

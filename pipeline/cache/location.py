@@ -9,11 +9,16 @@ from pathlib import Path
 
 from ..errors import InvalidCacheName
 
-__all__ = ["ENV_VAR", "default_cache_dir", "cache_path", "InvalidCacheName"]
+__all__ = ["ENV_VAR", "caching_disabled", "default_cache_dir", "cache_path", "InvalidCacheName"]
 
 ENV_VAR = "FRAMEPIPE_CACHE_DIR"
 _APP = "framepipe"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def caching_disabled() -> bool:
+    """Whether ``FRAMEPIPE_CACHE`` turns caching off (``0``, ``off``, ``false``, ``no``)."""
+    return os.environ.get("FRAMEPIPE_CACHE", "").strip().lower() in ("0", "off", "false", "no")
 
 
 def default_cache_dir() -> Path:

@@ -81,23 +81,23 @@ def actor_start(token: str, pipeline: Pipeline, task: FileTask, remote: frozense
         return ActorReply(result=session.fail(exc), busy_s=time.perf_counter() - t0)
 
 
-def actor_step(index: int, credits: list[FrameRef], inbox: list[tuple[str, list[Any]]]) -> ActorReply:
+def actor_step(row: int, credits: list[FrameRef], inbox: list[tuple[str, list[Any]]]) -> ActorReply:
     """Deliver ordered items from map stages, grant slots, and run the session until it pauses."""
     t0 = time.perf_counter()
-    session = _SESSIONS[index]
+    session = _SESSIONS[row]
     try:
         for stage, items in inbox:
             session.deliver(stage, items)
         return ActorReply(step=session.step(credits), busy_s=time.perf_counter() - t0)
     except Exception as exc:
-        del _SESSIONS[index]
+        del _SESSIONS[row]
         return ActorReply(result=session.fail(exc), busy_s=time.perf_counter() - t0)
 
 
-def actor_finish(index: int) -> ActorReply:
+def actor_finish(row: int) -> ActorReply:
     """End the file's stages and return its result."""
     t0 = time.perf_counter()
-    session = _SESSIONS.pop(index)
+    session = _SESSIONS.pop(row)
     try:
         result = session.finish()
     except Exception as exc:
@@ -105,9 +105,9 @@ def actor_finish(index: int) -> ActorReply:
     return ActorReply(result=result, busy_s=time.perf_counter() - t0)
 
 
-def actor_abort(index: int, reason: str) -> ActorReply:
+def actor_abort(row: int, reason: str) -> ActorReply:
     """Drop the file's session (another part of it failed): stages discard partial outputs."""
-    session = _SESSIONS.pop(index, None)
+    session = _SESSIONS.pop(row, None)
     if session is None:
         return ActorReply()
     return ActorReply(result=session.fail(RuntimeError(reason)))
@@ -164,7 +164,7 @@ class MapContext:
 class MapOutcome:
     """One frame's result from a map stage: its output (or None), and what went wrong if anything."""
 
-    file_index: int
+    row: int  # the file's row in the scheduler (not its index in the batch)
     seq: int
     output: Any = None
     used_slot: bool = False
@@ -182,7 +182,7 @@ def run_map(token: str, stage: Stage, batch: list[tuple[int, int, Any, FrameRef 
         stage.setup()
         cached = _MAP_STAGES[(token, stage.name)] = stage
     outcomes = []
-    for file_index, seq, item, slot, file in batch:
+    for row, seq, item, slot, file in batch:
         ctx = MapContext(file, stage.name, slot)
         t0 = time.perf_counter()
         try:
@@ -199,10 +199,10 @@ def run_map(token: str, stage: Stage, batch: list[tuple[int, int, Any, FrameRef 
                                      f"larger than its input's slot ({slot.nbytes if slot else 0} bytes)")
                 produced = produced.to_shared(slot)
                 used = True
-            outcomes.append(MapOutcome(file_index, seq, produced, used, time.perf_counter() - t0,
+            outcomes.append(MapOutcome(row, seq, produced, used, time.perf_counter() - t0,
                                        records=ctx.records, warnings=ctx.warnings))
         except Exception as exc:
-            outcomes.append(MapOutcome(file_index, seq, None, False, time.perf_counter() - t0,
+            outcomes.append(MapOutcome(row, seq, None, False, time.perf_counter() - t0,
                                        error=f"[{stage.name}] {type(exc).__name__}: {exc}",
                                        traceback="".join(traceback.format_exception(exc))))
     return outcomes

@@ -6,8 +6,6 @@ import io
 import json
 import logging
 import re
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -15,7 +13,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from pipeline import FILE, Pipeline, Stage, StageContext, run
@@ -27,16 +24,11 @@ from pipeline.run import collect_inputs
 from pipeline.executors import FileTask
 from pipeline.run import output_keys
 from pipeline.snapshots import MetricsSnapshot
-from stages import ClipSpec, Decode, Thumbnails, make_clip
-from stages.transforms import numpy_stage
 import runtime_tasks as rt
+from conftest import framepipe, video_pipeline
+from stages import ClipSpec, make_clip
 
-FRAMEPIPE = [sys.executable, "-m", "pipeline"]
 SAMPLE = re.compile(r'^(framepipe_[a-z_]+)(?:\{((?:[a-z_]+="[^"]*",?)*)\})? (-?[0-9.e+-]+|NaN|[+-]Inf)$')
-
-
-def framepipe(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*FRAMEPIPE, *map(str, args)], capture_output=True, text=True, timeout=600)
 
 
 def parse_exposition(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -66,20 +58,6 @@ def value(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **l
 
 
 # Pipelines ------------------------------------------------------------------------------------------------
-
-
-@numpy_stage
-def invert(rgb: np.ndarray) -> np.ndarray:
-    return 255 - rgb
-
-
-def video_pipeline() -> Pipeline:
-    """Decode (in each file's actor) -> invert (a map stage on pool "default") -> thumbnails."""
-    p = Pipeline("observed")
-    d = p.add(Decode(audio=False, pixel_format="rgb24"))
-    n = p.add(invert, after=d)
-    p.add(Thumbnails(every=0.5, width=None, fmt="png", poster=False), after=n)
-    return p
 
 
 class WaitAtGate(Stage):

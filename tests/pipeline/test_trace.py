@@ -12,7 +12,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -20,24 +19,10 @@ from pipeline import FILE, Pipeline, Stage, StageContext, run
 from pipeline import chart as chart_module
 from pipeline.chart import throughput_series, utilization_series, write_chart
 from pipeline.trace import RunTrace
-from stages import ClipSpec, Decode, Thumbnails, make_clip
-from stages.transforms import numpy_stage
+from conftest import video_pipeline
+from stages import ClipSpec, make_clip
 
 COUNTERS = {"slots in use", "files in flight", "map tasks running"}
-
-
-@numpy_stage
-def invert(rgb: np.ndarray) -> np.ndarray:
-    return 255 - rgb
-
-
-def video_pipeline() -> Pipeline:
-    """Decode (in each file's actor) -> invert (a map stage, frame-parallel) -> thumbnails (in the actor)."""
-    p = Pipeline("traced")
-    d = p.add(Decode(audio=False, pixel_format="rgb24"))
-    n = p.add(invert, after=d)
-    p.add(Thumbnails(every=0.5, width=None, fmt="png", poster=False), after=n)
-    return p
 
 
 @pytest.fixture(scope="module")

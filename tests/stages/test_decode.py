@@ -9,9 +9,9 @@ import av
 import numpy as np
 import pytest
 
-from pipeline import FileItem, StageContext, UnsupportedMedia
-from pipeline.stage import FileRun
+from pipeline import FileItem, FileRun, UnsupportedMedia
 from stages import ClipSpec, Decode, make_clip, read_frame_marker
+from stages.decode import decode_file
 from stages.frames import AudioFrameItem, VideoFrameItem
 
 FPS = 30
@@ -47,12 +47,10 @@ def bframes_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def decode(path: Path, **options: object) -> tuple[list[VideoFrameItem], list[AudioFrameItem], dict]:
-    stage = Decode(**options)  # type: ignore[arg-type]
-    item = FileItem.from_path(path, None, index=0)
-    ctx = StageContext(FileRun(item, path.parent / "out", path.stem), "decode")
-    out = list(stage.process(item, ctx))
+    run = FileRun(FileItem.from_path(path, None), path.parent / "out", path.stem)
+    out = list(decode_file(path, run=run, **options))
     return ([x for x in out if isinstance(x, VideoFrameItem)], [x for x in out if isinstance(x, AudioFrameItem)],
-            ctx.run.record)
+            run.record)
 
 
 def marker(item: VideoFrameItem) -> int:

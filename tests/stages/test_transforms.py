@@ -11,6 +11,7 @@ from PIL import Image
 from pipeline import Pipeline, run
 from stages import ClipSpec, Decode, Thumbnails, make_clip, read_frame_marker
 from stages.transforms import Convert, Crop, Resize, crop_pixels, numpy_stage, pad_pixels, resize_box
+from conftest import invert
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +80,6 @@ def test_crop_and_convert(clip: Path, tmp_path: Path) -> None:
     assert np.array_equal(pictures[0][..., 0], pictures[0][..., 2])  # gray
     full = stills([Convert("gray")], clip, tmp_path / "full")[0]
     assert np.abs(pictures[0].astype(int) - full[:40, :160].astype(int)).max() <= 2
-
-
-@numpy_stage
-def invert(rgb: np.ndarray) -> np.ndarray:
-    return 255 - rgb
 
 
 def test_a_numpy_function_runs_frame_parallel_and_matches_one_process(clip: Path, tmp_path: Path) -> None:
