@@ -200,13 +200,12 @@ class Decode(Stage):
                                       rate, info)
             streams = [s for s in (vstream, astream) if s is not None]
             vtb = vstream.time_base if vstream is not None else None
-            skip_nonkey = self.keyframes_only
             timestamps = BestEffortTimestamps()
             decoded = errors = 0
             last_error = ""
             done = False
             for packet in container.demux(*streams):
-                if skip_nonkey and packet.stream is vstream and packet.size and not packet.is_keyframe:
+                if self.keyframes_only and packet.stream is vstream and packet.size and not packet.is_keyframe:
                     continue  # the decoder would drop it anyway (skip_frame): do not even hand it over
                 try:
                     frames = packet.decode()
