@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from collections.abc import Iterator
 from fractions import Fraction
@@ -176,7 +178,7 @@ class Decode(Stage):
             ctx.record(frame_count=raw.frame_count, frame_count_exact=True, decode_errors=0)
 
     def _decode(self, item: FileItem, ctx: StageContext) -> Iterator[Any]:
-        with open_media(item.path) as container:
+        with open_media(item.path, probe=False) as container:
             vstream = container.streams.video[0] if container.streams.video else None
             astream = container.streams.audio[0] if self.audio and container.streams.audio else None
             if vstream is None and astream is None:
@@ -225,6 +227,8 @@ class Decode(Stage):
                         index = pick(t, decoded - 1)
                         if index is None:
                             continue
+                        if info.pix_fmt is None:  # opened without probing: the first frame tells
+                            info = dataclasses.replace(info, pix_fmt=frame.format.name)
                         yield self._video_item(frame, index, t, info)
                         if pick.emitted % 16 == 0:
                             ctx.progress(pick.emitted, info.frame_count)

@@ -132,8 +132,8 @@ _VFR_TOLERANCE = 0.005
 
 
 def probe(path: str) -> MediaInfo:
-    """Read ``path``'s facts from its headers; decodes one frame only to learn its rotation."""
-    with open_media(path) as c:
+    """Read ``path``'s facts from its headers; decodes one frame to learn its rotation, pixel format and colour."""
+    with open_media(path, probe=False) as c:
         duration = c.duration / av.time_base if c.duration else None
         info: dict[str, Any] = dict(
             container=c.format.name, container_long=c.format.long_name, duration_s=duration,
@@ -158,7 +158,7 @@ def _video_facts(c: Any, v: Any, duration: float | None) -> dict[str, Any]:
     fps = float(rate) if rate else None
     base, vfr = _base_rate(v, rate)
     count, exact = _frame_count(c, v, stream_duration or duration, fps)
-    rotation = _first_frame_rotation(c, v)
+    rotation = _first_frame_rotation(c, v)  # before reading cc.pix_fmt and colour: the decoded frame sets them
     sar = _positive(v.sample_aspect_ratio)
     dw, dh = display_size(cc.width, cc.height, rotation, sar)
     dar = Fraction(cc.width, cc.height) * (sar or 1) if cc.width and cc.height else None
