@@ -216,6 +216,18 @@ class SlotAllocator:
         self.pools.append(pool)
         return self._track(pool.acquire(timeout=0))
 
+    def trim(self) -> int:
+        """Give free slots back until what exists fits the budget (leased slots stay); return the bytes kept."""
+        for pool in sorted(self.pools, key=lambda p: p.slot_size, reverse=True):
+            excess = self.reserved_bytes - self.budget_bytes
+            if excess <= 0:
+                break
+            pool.shrink(max(pool.leased_slots, pool.total_slots - -(-excess // pool.slot_size)))
+            if pool.total_slots == 0:
+                pool.close()
+                self.pools.remove(pool)
+        return self.reserved_bytes
+
     def _track(self, lease: SlotLease) -> SlotLease:
         self._peak = max(self._peak, self.leased_slots)
         return lease

@@ -199,6 +199,7 @@ class Observation:
     actors_idle: float = 0.0  # fraction of the files in flight whose actor waited (for credits or map results)
     since_pool_change_s: float = float("inf")
     caches: tuple[CacheFigures, ...] = ()
+    buffer_reserved: int | None = None  # bytes of slots that exist now, leased or free (None: the whole budget)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,10 +227,12 @@ def plan_run_moves(obs: Observation, limits: OptimizerLimits) -> list[RunDecisio
 
     Frame buffer: grown by a step (``buffer_step`` or a quarter of the budget, the
     larger; to at most ``max_buffer``, and only while memory is not under pressure)
-    when its use stayed above ``grow_above`` the whole interval; halved when it
-    stayed below ``shrink_below`` (so its use after is still under 60%: no
-    see-saw) or when memory is under pressure — never under ``min_buffer`` nor
-    under what is leased now.
+    when its use stayed above ``grow_above`` the whole interval; when its use
+    stayed below ``shrink_below`` (or memory is under pressure), the slots that
+    exist are halved and the budget with them (so use after is still under 60%:
+    no see-saw) — never under ``min_buffer`` nor under what is leased now. A
+    budget that no slot has been made for yet (the start of a run, a pipeline
+    without map stages) holds no memory: there is nothing to give back.
 
     Map pools (at most one change per interval, none during warm-up or cool-down):
     a pool whose workers were busy and seldom starved while frames queued for it or
@@ -249,12 +252,14 @@ def plan_run_moves(obs: Observation, limits: OptimizerLimits) -> list[RunDecisio
         out.append(RunDecision(t, "frame buffer", budget, new,
                                f"slot use stayed above {limits.grow_above:.0%} (lowest {obs.buffer_use_min:.0%}) "
                                f"and {obs.available_fraction:.0%} of memory is available"))
-    elif obs.buffer_use_max < limits.shrink_below or (pressure and budget > limits.min_buffer):
-        new = max(limits.min_buffer, obs.buffer_leased, budget // 2)
-        if new < budget:
+    elif obs.buffer_use_max < limits.shrink_below or pressure:
+        held = budget if obs.buffer_reserved is None else min(budget, obs.buffer_reserved)
+        new = max(limits.min_buffer, obs.buffer_leased, held // 2)
+        if new < held:
             why = (f"memory under pressure ({obs.available_fraction:.0%} available)" if pressure else
                    f"slot use stayed below {limits.shrink_below:.0%} (highest {obs.buffer_use_max:.0%})")
-            out.append(RunDecision(t, "frame buffer", budget, new, why))
+            gives = _fmt("frame buffer", held - new)
+            out.append(RunDecision(t, "frame buffer", budget, new, f"{why}: {gives} of slots given back"))
     if obs.at_s >= limits.warm_up_s and obs.since_pool_change_s >= limits.cool_down_s and obs.pools:
         out += _pool_move(obs, limits)
     if pressure:
@@ -365,11 +370,13 @@ class RunOptimizer:
         return Observation(now - run.started, run.slots.budget_bytes, _leased_bytes(run.slots),
                            0.0 if self._use_min == float("inf") else self._use_min, self._use_max,
                            vm.available / vm.total, vm.available, tuple(pools),
-                           self._idle_sum / max(1, self._ticks), now - self._last_pool_change, tuple(caches))
+                           self._idle_sum / max(1, self._ticks), now - self._last_pool_change, tuple(caches),
+                           run.slots.reserved_bytes)
 
     def _apply(self, run: Any, d: RunDecision) -> None:
         if d.what == "frame buffer":
             run.slots.budget_bytes = d.new
+            run.slots.trim()
         elif d.what.startswith("map pool "):
             run.pools[d.what.removeprefix("map pool ")].resize(d.new)
             self._last_pool_change = time.monotonic()

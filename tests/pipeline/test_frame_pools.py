@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.frame_pools import AUDIO_SECOND_BYTES, BufferConfig, SizeClass, VideoBufferPool, frame_layout, frame_nbytes
+from pipeline.frame_pools import (AUDIO_SECOND_BYTES, BufferConfig, SizeClass, SlotAllocator, VideoBufferPool,
+                                  frame_layout, frame_nbytes)
 
 
 def test_frame_sizes_are_real_sizes() -> None:
@@ -44,3 +45,32 @@ def test_presets_reserve_what_they_say() -> None:
     assert low.total_bytes() < video.total_bytes()
     assert {c.name for c in video.classes} == {"audio_1s", "rgb24_1080p", "rgb24_4k"}
     assert next(c for c in video.classes if c.name == "audio_1s").slot_size == AUDIO_SECOND_BYTES
+
+
+def test_slots_are_made_as_asked_within_the_budget_and_one_beyond_only_when_forced() -> None:
+    slots = SlotAllocator(4 * 1024)
+    leases = [slots.grant(1000) for _ in range(4)]
+    assert all(leases) and slots.reserved_bytes == 4 * 1024
+    assert slots.grant(1000) is None  # spent: the caller waits for a release
+    forced = slots.grant(1000, force=True)
+    assert forced is not None and slots.reserved_bytes == 5 * 1024
+    for lease in [*leases, forced]:
+        lease.release()
+    slots.close()
+
+
+def test_trim_gives_free_slots_back_down_to_the_budget_and_keeps_leased_ones() -> None:
+    slots = SlotAllocator(8 * 4096)
+    leases = [slots.grant(4096) for _ in range(8)]
+    for lease in leases[2:]:
+        lease.release()
+    slots.budget_bytes = 3 * 4096
+    assert slots.trim() == 3 * 4096
+    assert slots.leased_slots == 2 and not any(lease.released for lease in leases[:2])
+    slots.budget_bytes = 0  # below what is leased: the leased slots stay, every free one goes
+    assert slots.trim() == 2 * 4096
+    assert slots.grant(4096) is None
+    for lease in leases[:2]:
+        lease.release()
+    assert slots.trim() == 0 and slots.pools == []
+    slots.close()

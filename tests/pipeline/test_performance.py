@@ -91,7 +91,13 @@ def pool(workers: int = 1, busy: float = 0.5, starved: float = 0.3, blocked: flo
      [("frame buffer", 100 * MiB, 64 * MiB)]),  # not below the floor
     (dict(buffer_budget=64 * MiB, buffer_use_min=0.0, buffer_use_max=0.1), []),  # at the floor already
     (dict(buffer_use_min=0.2, buffer_use_max=0.6), []),  # between the thresholds: hold
-], ids=["grow", "grow-at-max", "grow-under-pressure", "grow-dipped", "shrink", "shrink-floor", "at-floor", "hold"])
+    (dict(buffer_use_min=0.0, buffer_use_max=0.0, buffer_leased=0, buffer_reserved=0), []),  # no slot made yet
+    (dict(buffer_use_min=0.0, buffer_use_max=0.1, buffer_leased=0, buffer_reserved=96 * MiB),
+     [("frame buffer", 256 * MiB, 64 * MiB)]),  # what exists is halved (not below the floor), the budget with it
+    (dict(buffer_use_min=0.0, buffer_use_max=0.1, buffer_leased=0, buffer_reserved=100 * GiB),
+     [("frame buffer", 256 * MiB, 128 * MiB)]),  # more made than the budget (forced slots): the budget is halved
+], ids=["grow", "grow-at-max", "grow-under-pressure", "grow-dipped", "shrink", "shrink-floor", "at-floor", "hold",
+        "nothing-made", "shrink-made", "shrink-forced"])
 def test_frame_buffer_rules(figures: dict, expected: list) -> None:
     assert [(d.what, d.old, d.new) for d in plan_run_moves(obs(**figures), LIMITS)] == expected
 
