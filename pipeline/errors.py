@@ -15,11 +15,16 @@ __all__ = [
     "InputError",
     "UnreadableFile",
     "CorruptMedia",
+    "TruncatedMedia",
+    "EmptyStream",
+    "UndecodableStream",
     "UnsupportedMedia",
     "StageError",
     "OutputError",
     "MetricsPortError",
     "WorkerCrashed",
+    "FileTimeout",
+    "UnsupportedRunOption",
     "PresetNotFound",
     "BufferPoolError",
     "BufferPoolExhausted",
@@ -57,6 +62,16 @@ class PresetNotFound(FramepipeError, LookupError):
 
 
 # Input errors: something is wrong with one file ----------------------------
+#
+#   InputError
+#   ├── UnreadableFile      missing, empty (0 bytes), a folder, permission denied, a link loop
+#   ├── CorruptMedia        not a media file FFmpeg can open, or a header that makes no sense
+#   │   ├── TruncatedMedia      the data ends before the file's own index or duration says
+#   │   ├── EmptyStream         a video stream with no packets in it
+#   │   └── UndecodableStream   packets there, but not one frame decodes from them
+#   └── UnsupportedMedia    a sound file, an unknown codec: nothing this pipeline can use
+#
+# Each message is one line: the file, then what is wrong with it.
 
 
 class InputError(FramepipeError):
@@ -76,8 +91,24 @@ class CorruptMedia(InputError, ValueError):
     """The file is not a valid media container, or its streams do not decode."""
 
 
+class TruncatedMedia(CorruptMedia):
+    """The data ends before the file's own index or duration says it should (an interrupted copy).
+
+    The frames before the cut are decoded and handed on first, so outputs made
+    from them (thumbnails) are kept; then the file fails.
+    """
+
+
+class EmptyStream(CorruptMedia):
+    """The file has a video stream with no packets in it (a header and nothing after it)."""
+
+
+class UndecodableStream(CorruptMedia):
+    """The video stream has packets, but not one frame decodes from them."""
+
+
 class UnsupportedMedia(InputError, ValueError):
-    """The file is valid but has nothing this pipeline can use (no video stream...)."""
+    """The file is valid but has nothing this pipeline can use (audio only, a codec with no decoder...)."""
 
 
 # Running ------------------------------------------------------------------
@@ -95,6 +126,20 @@ class StageError(FramepipeError):
 
 class WorkerCrashed(FramepipeError):
     """The worker process running a task or file died (killed, segfault, out of memory)."""
+
+
+class UnsupportedRunOption(FramepipeError, ValueError):
+    """A run option the chosen executor cannot honour (a file timeout on the inline executor)."""
+
+
+class FileTimeout(FramepipeError, TimeoutError):
+    """A file ran past its timeout (``run(file_timeout=...)``); its worker was killed, the file failed."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.reason = f"timed out: not done after {timeout:g} s (the file timeout); its worker was killed"
+        super().__init__(f"{path}: {self.reason}")
 
 
 # Process pools ------------------------------------------------------------------

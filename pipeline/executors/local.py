@@ -19,6 +19,11 @@ Slot lifetime: a frame's slot is leased by the parent, filled by the actor, reta
 Without map stages each file's whole graph runs in its actor in one call, streaming depth-first; with
 them, the actor pauses whenever it has no credit for a frame that must cross.
 
+Timeouts (``file_timeout``): each attempt at a file gets a deadline when its first call is sent. Every actor
+call carries the time left as its pool timeout, so the pool SIGKILLs a call hung even in native code holding
+the GIL; a file idle past its deadline (waiting on map stages) is failed by the loop; a map task gets the
+whole timeout. The file fails with ``FileTimeout``; the other files go on.
+
 Tracing (``executor.trace`` set to a ``RunTrace``): each call is sent wrapped in ``_timed``, which returns the
 worker's pid and its own start and end with the result; the parent records a span per actor call and map task on
 the track of that worker, and a counter sample per scheduler tick. Without a trace nothing of this runs.
@@ -46,7 +51,7 @@ from ..frame_pools import SlotAllocator
 from ..graph import Pipeline
 from ..interrupts import InterruptFlag, capture_interrupts
 from ..metrics import StageStats
-from ..errors import WorkerCrashed
+from ..errors import FileTimeout, TaskTimeout, WorkerCrashed
 from ..results import FAILED, FileResult
 from ..runtime import CoreBudget, Priority, TaskPoolConfig, WorkerPool
 from ..snapshots import SNAPSHOT_EVERY_S, MetricsSnapshot, actors_snapshot, cache_snapshots, memory_snapshot, \
@@ -130,6 +135,7 @@ class _File:
     calls: int = 0  # actor calls in flight
     epoch: int = 0  # bumped when the file restarts after its actor died: late results of before are dropped
     attempts: int = 1
+    deadline: float | None = None  # monotonic time past which the attempt is killed (with a file timeout)
     spans: list[Span] = field(default_factory=list)  # its actor calls, when tracing
 
     def reset(self) -> None:
@@ -154,6 +160,9 @@ class LocalExecutor:
     ``MetricsSnapshot`` (with the figures of ``caches``, a ``CacheManager``, when one is given).
     ``map_workers``: the starting size of each map pool (default ``workers``). ``performance``: a
     ``PerformanceConfig`` whose ``optimize`` turns on the ``RunOptimizer``; its decisions end up in ``decisions``.
+    ``file_timeout``: seconds each attempt at a file may take; past it the worker running the file's call (or
+    a map task) is killed with SIGKILL, a hang in native code holding the GIL included, the file fails with
+    ``FileTimeout`` and the batch goes on.
     """
 
     name = "local"
@@ -161,7 +170,10 @@ class LocalExecutor:
     def __init__(self, workers: int | None = None, *, files_in_flight: int | None = None,
                  credits_per_file: int | None = None, buffer_bytes: int = 512 << 20, fail_fast: bool = False,
                  grace_s: float = 2.0, retries: int = 1, caches: Any = None, map_workers: int | None = None,
-                 performance: Any = None) -> None:
+                 performance: Any = None, file_timeout: float | None = None) -> None:
+        if file_timeout is not None and file_timeout <= 0:
+            raise ValueError("file_timeout must be a positive number of seconds")
+        self.file_timeout = file_timeout
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.map_workers = map_workers
         self.performance = performance
@@ -307,6 +319,8 @@ class _Run:
                 self.optimizer.tick(self)  # decides at most every 0.5 s: buffer budget, map pool sizes, caches
             if interrupt.event.is_set():
                 self._stop(interrupt)
+            if self.ex.file_timeout is not None:
+                self._kill_overdue_files()
             if kind == "actor":
                 self._on_actor(ctx, fut)
             elif kind == "map":
@@ -320,16 +334,19 @@ class _Run:
         return [self.results[i] for i in range(len(self.files))]
 
     def _submit(self, pool: WorkerPool, kind: str, ctx: Any, fn: Any, *args: Any,
-                label: tuple[str, str, dict[str, Any]] | None = None) -> None:
-        """Send a call; its completion comes back on the queue. ``label``: (track, span name, args) when tracing."""
+                label: tuple[str, str, dict[str, Any]] | None = None, timeout: float | None = None) -> None:
+        """Send a call; its completion comes back on the queue. ``label``: (track, span name, args) when tracing.
+
+        ``timeout``: the pool kills the call's worker when the call runs longer (None: the pool's own).
+        """
         if kind == "actor":
             ctx[0].calls += 1
         if label is None:
-            fut = pool.submit(fn, *args)
+            fut = pool.submit_task(fn, args, timeout=timeout)
             fut.add_done_callback(lambda f: self.queue.put((kind, ctx, f)))
             return
         sent = time.perf_counter()
-        fut = pool.submit(_timed, fn, *args)
+        fut = pool.submit_task(_timed, (fn, *args), timeout=timeout)
         fut.add_done_callback(lambda f: self.queue.put((kind, ctx, _TimedFuture(f, label, sent))))
 
     def _actor_label(self, fs: _File, name: str, **args: Any) -> tuple[str, str, dict[str, Any]] | None:
@@ -354,9 +371,15 @@ class _Run:
         task = dataclasses.replace(fs.task, cpu_budget=self.cpu_budget)
         if not fs.started:
             fs.started = fs.busy = True
+            if self.ex.file_timeout is not None:
+                fs.deadline = time.monotonic() + self.ex.file_timeout
             self._submit(fs.actor, "actor", (fs, []), actor_start, self.token, self.pipeline, task, self.maps,
                          self.board.segment.name, self.board.rows, fs.row, self.stage_numbers,
-                         label=self._actor_label(fs, f"start {fs.task.file.relpath}"))
+                         label=self._actor_label(fs, f"start {fs.task.file.relpath}"), timeout=self._time_left(fs))
+            return
+        timeout = self._time_left(fs)
+        if timeout is not None and timeout <= 0:
+            self._time_out(fs, abort_actor=True)
             return
         inbox = [(stage, items) for stage, items in fs.inbox.items() if items]
         credits: list[FrameRef] = []
@@ -379,10 +402,31 @@ class _Run:
             fs.inbox = {}
             self._submit(fs.actor, "actor", (fs, held), actor_step, fs.row, credits, sent,
                          label=self._actor_label(fs, "step", credits=len(credits),
-                                                 delivered={stage: len(items) for stage, items in sent}))
+                                                 delivered={stage: len(items) for stage, items in sent}),
+                         timeout=timeout)
         elif fs.exhausted and not fs.in_maps and not fs.finishing and not any(fs.order.values()):
             fs.finishing = fs.busy = True
-            self._submit(fs.actor, "actor", (fs, []), actor_finish, fs.row, label=self._actor_label(fs, "finish"))
+            self._submit(fs.actor, "actor", (fs, []), actor_finish, fs.row, label=self._actor_label(fs, "finish"),
+                         timeout=timeout)
+
+    def _time_left(self, fs: _File) -> float | None:
+        """Seconds the file's attempt has left before its timeout (None: no timeout)."""
+        return None if fs.deadline is None else fs.deadline - time.monotonic()
+
+    def _kill_overdue_files(self) -> None:
+        """Fail the files past their timeout that wait on map stages (a running actor call is killed by its pool)."""
+        now = time.monotonic()
+        for fs in list(self.active):
+            if fs.deadline is not None and now >= fs.deadline and not fs.busy and fs.error is None:
+                self._time_out(fs, abort_actor=True)
+
+    def _time_out(self, fs: _File, abort_actor: bool) -> None:
+        """Fail the file for its timeout; ``abort_actor``: its session still lives in the actor (not killed)."""
+        timeout = self.ex.file_timeout or 0.0
+        error = FileTimeout(fs.task.file.relpath, timeout)
+        log.warning("%s", error, extra={"file": fs.task.file.relpath, "timeout_s": timeout})
+        self._fail(fs, FileResult(fs.task.file, FAILED, error=error.reason, error_type=type(error).__name__,
+                                  attempts=fs.attempts), abort_actor=abort_actor)
 
     def _on_actor(self, ctx: Any, fut: Future[ActorReply]) -> None:
         fs, held = ctx
@@ -403,6 +447,9 @@ class _Run:
                 self.free_actors.append(fs.actor)
             return
         if reply is None:
+            if isinstance(failure, TaskTimeout) and fs.deadline is not None:
+                self._time_out(fs, abort_actor=False)  # its worker was killed, and the session with it
+                return
             if isinstance(failure, WorkerCrashed) and fs.attempts <= self.ex.retries:
                 log.warning("worker died running %s: starting the file again on a new worker (attempt %d)",
                             fs.task.file.relpath, fs.attempts + 1,
@@ -486,7 +533,7 @@ class _Run:
                     label = (stage.pool, f"map {m} x{len(batch)}",
                              {"stage": m, "frames": len(batch), "files": sorted({b[4].relpath for b in batch})})
                 self._submit(pool, "map", (m, held, time.perf_counter()), run_map, self.token, stage, batch,
-                             label=label)
+                             label=label, timeout=self.ex.file_timeout)
 
     def _on_map(self, m: str, held: list[tuple[_File, int, SlotLease | None, SlotLease | None, int]], sent_at: float,
                 fut: Future[list[MapOutcome]]) -> None:
@@ -496,6 +543,9 @@ class _Run:
             self._trace_map(fut)
         try:
             outcomes = fut.result()
+        except TaskTimeout as exc:  # a map task past the file timeout: its worker was killed
+            error = f"[{m}] timed out: a map task ran past {exc.timeout:g} s, the file timeout; its worker was killed"
+            outcomes = [MapOutcome(h[0].row, h[1], error=error) for h in held]
         except Exception as exc:  # the task could not run (pool killed, worker crashed past its retries)
             outcomes = [MapOutcome(h[0].row, h[1], error=f"[{m}] {type(exc).__name__}: {exc}") for h in held]
         stats = self.map_stats[m]
@@ -624,7 +674,7 @@ class _Run:
             # The actor's stages must discard what they wrote; the abort call also frees the actor.
             fs.busy = True
             self._submit(fs.actor, "actor", (fs, []), actor_abort, fs.row, result.error or "failed",
-                         label=self._actor_label(fs, "abort"))
+                         label=self._actor_label(fs, "abort"), timeout=self.ex.file_timeout)
         self._retire(fs, result, keep_actor=abort_actor and fs.started)
         if self.ex.fail_fast:
             self.stopping = True

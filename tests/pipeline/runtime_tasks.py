@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import time
@@ -55,6 +56,11 @@ def hang_in_python() -> None:
 
 def hang_in_native_code() -> None:
     signal.pause()
+
+
+def hang_holding_the_gil() -> None:
+    """Hang inside native code without releasing the GIL (``PyDLL`` calls keep it): only SIGKILL ends it."""
+    ctypes.PyDLL(None).sleep(3600)
 
 
 def die_first_time(marker: str, pid_file: str, gate: str) -> str:

@@ -19,6 +19,7 @@ import pytest
 from pipeline import FILE, Pipeline, Stage, StageContext, run, write_atomic
 from pipeline.run import output_keys
 from pipeline.sources import file_items
+from runtime_tasks import hang_holding_the_gil
 
 LINE = "line"
 
@@ -31,7 +32,7 @@ class Line:
 
 
 class SplitLines(Stage):
-    """Emits one item per line of a text file; ``boom`` in a file raises mid-way."""
+    """Emits one item per line of a text file; ``boom`` raises mid-way, ``die`` kills the process, ``hang`` hangs."""
 
     accepts = (FILE,)
     emits = (LINE,)
@@ -43,6 +44,8 @@ class SplitLines(Stage):
                 raise ValueError(f"line {n} says boom")
             if line == "die":
                 os._exit(3)  # the worker process dies, as on a segfault
+            if line == "hang":
+                hang_holding_the_gil()  # a stuck decoder: only a file timeout ends it
             yield Line(n, line)
 
 
