@@ -57,7 +57,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         result = run(pipeline, inputs, args.output, executor=args.executor, workers=args.workers,
                      select=select, events=progress, cache=False if args.no_cache else args.cache_dir,
                      trace=args.trace, chart=args.chart, metrics_port=args.metrics_port,
-                     performance=args.profile)
+                     performance=args.profile, resume=not args.fresh)
     finally:
         progress.close()
     print(result.table())
@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(video_processing, retuned as the run goes; its decisions print under the table)")
     p_run.add_argument("--executor", choices=("local", "inline"), default="local")
     p_run.add_argument("-q", "--quiet", action="store_true", help="plain lines, no live progress")
+    p_run.add_argument("--fresh", action="store_true",
+                       help="run every file again, even those an earlier run into OUT finished (resets OUT/ledger.jsonl)")
     p_run.set_defaults(func=_cmd_run)
 
     p_run.add_argument("--no-cache", action="store_true", help="neither use nor keep remembered stage results")

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import types
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
@@ -36,7 +37,7 @@ from .outputs import safe_join, write_atomic
 from .graph import Pipeline
 from .stage import FileRun, Stage
 
-__all__ = ["StageMemo", "Replay", "memo_key", "memo_dir", "lineages", "KeyValueStore"]
+__all__ = ["StageMemo", "Replay", "memo_key", "memo_dir", "lineages", "pipeline_digest", "KeyValueStore"]
 
 _RECORD = b"framepipe.record"
 _log = logging.getLogger("framepipe.cache")
@@ -57,9 +58,43 @@ def _engine_version() -> str:
         return "dev"
 
 
+def _code_digest(code: types.CodeType) -> str:
+    digest = hashlib.blake2b(code.co_code, digest_size=8)
+    for const in code.co_consts:  # nested code by content (its repr holds an address); sets in a fixed order
+        if isinstance(const, types.CodeType):
+            text = _code_digest(const)
+        else:
+            text = repr(sorted(map(repr, const))) if isinstance(const, frozenset) else repr(const)
+        digest.update(text.encode())
+    digest.update(repr(code.co_names).encode())
+    return digest.hexdigest()
+
+
+def _function_name(value: Any) -> str:
+    """A function as ``module.name/code digest`` (anything else as its repr)."""
+    if isinstance(value, types.FunctionType):
+        return f"{value.__module__}.{value.__qualname__}/{_code_digest(value.__code__)}"
+    return repr(value)
+
+
+def _param_form(value: Any) -> str:
+    """A parameter's stable form: a function by its name, code, defaults and closure (its repr has an address)."""
+    if not isinstance(value, types.FunctionType):
+        return repr(value)
+    cells = []
+    for cell in value.__closure__ or ():
+        try:
+            cells.append(cell.cell_contents)
+        except ValueError:  # a cell not filled yet
+            cells.append(None)
+    # One level deep: a function in the closure or defaults counts by its name and code alone.
+    around = json.dumps([value.__defaults__, cells], sort_keys=True, default=_function_name)
+    return f"{_function_name(value)}/{around}"
+
+
 def _stage_digest(stage: Stage) -> str:
     kind = f"{type(stage).__module__}.{type(stage).__qualname__}"
-    params = json.dumps(stage.cache_params(), sort_keys=True, default=repr)
+    params = json.dumps(stage.cache_params(), sort_keys=True, default=_param_form)
     return f"{kind}/v{stage.cache_version}/{params}"
 
 
@@ -68,14 +103,21 @@ def lineages(pipeline: Pipeline) -> dict[str, str]:
 
     A thumbnail depends on how its frames were decoded as much as on its own
     width: the key covers the whole chain. A stage whose parameters have no
-    stable form (a function's address) makes a key that never repeats: a miss,
-    never a wrong answer.
+    stable form makes a key that never repeats: a miss, never a wrong answer.
+    A function is known by its name, code, defaults and closure, as a
+    stage class is by its name and parameters.
     """
     out: dict[str, str] = {}
     for name in pipeline.order():
         parts = [_stage_digest(pipeline.stages[name])] + sorted(out[i] for i in pipeline.inputs(name))
         out[name] = hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
     return out
+
+
+def pipeline_digest(pipeline: Pipeline) -> str:
+    """One digest of the pipeline's name, the engine's version and every stage's lineage: what made a result."""
+    parts = [pipeline.name, _engine_version(), *(f"{k}={v}" for k, v in sorted(lineages(pipeline).items()))]
+    return hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
 
 
 def memo_key(stage: Stage, file: FileItem, lineage: str) -> str:

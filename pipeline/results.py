@@ -31,6 +31,7 @@ class FileResult:
     traceback: str | None = None
     wall_s: float = 0.0
     attempts: int = 1
+    resumed: bool = False  # done by an earlier run into the same folder (see ``RunLedger``), not run again
 
     @property
     def ok(self) -> bool:
@@ -40,7 +41,8 @@ class FileResult:
     def summary_line(self) -> str:
         """One line for the console: which file and, if it failed, what went wrong."""
         if self.ok:
-            return f"ok     {self.file.relpath}  ({self.wall_s:.2f} s, {len(self.outputs)} outputs)"
+            took = "done by an earlier run" if self.resumed else f"{self.wall_s:.2f} s"
+            return f"ok     {self.file.relpath}  ({took}, {len(self.outputs)} outputs)"
         return f"FAILED {self.file.relpath}: {self.error}"
 
 
@@ -81,7 +83,13 @@ class RunResult:
             table += "\n" + describe(self.decisions)
         return table
 
+    @property
+    def resumed(self) -> list[FileResult]:
+        """Results of the files an earlier run into the same folder had done (skipped this time)."""
+        return [r for r in self.files if r.resumed]
+
     def summary(self) -> str:
-        """One line: how many files succeeded and failed, and how long it took."""
-        return (f"{len(self.succeeded)} of {len(self.files)} files done, {len(self.failed)} failed, "
+        """One line: how many files succeeded (and were skipped as done before) and failed, and how long it took."""
+        skipped = f" ({len(self.resumed)} skipped, done by an earlier run)" if self.resumed else ""
+        return (f"{len(self.succeeded)} of {len(self.files)} files done{skipped}, {len(self.failed)} failed, "
                 f"in {self.wall_s:.2f} s on {self.workers} {self.executor} worker(s); outputs in {self.out_dir}")

@@ -15,6 +15,7 @@ from .executors import FileTask, RunEvents, get_executor
 from .executors.file_runner import replay_whole_file
 from .graph import Pipeline
 from .items import FileItem
+from .ledger import LedgerEvents, RunLedger
 from .logs import LoggedEvents
 from .memo import StageMemo, memo_dir
 from .metrics import StageStats, merge_stats
@@ -82,13 +83,26 @@ def output_keys(items: Sequence[FileItem]) -> list[str]:
     return [s if counts[s] == 1 else i.relpath.replace(".", "_") for s, i in zip(stems, items)]
 
 
+def _split_done(ledger: RunLedger, items: Sequence[FileItem]) -> tuple[list[FileResult], list[tuple[FileItem, str]]]:
+    """The earlier results of the files the ledger says need not run again, and the (file, output key) s that do."""
+    earlier: list[FileResult] = []
+    todo: list[tuple[FileItem, str]] = []
+    for item, key in zip(items, output_keys(items)):
+        result = ledger.earlier_result(item, key)
+        if result is not None:
+            earlier.append(result)
+        else:
+            todo.append((item, key))
+    return earlier, todo
+
+
 def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
         out: str | os.PathLike[str], *, executor: str = "local", workers: int | None = None,
         extensions: Iterable[str] | None = None, select: FileSelection | None = None,
         events: RunEvents | None = None, write_reports: bool = True,
         cache: bool | str | os.PathLike[str] | None = None, trace: str | os.PathLike[str] | None = None,
         chart: str | os.PathLike[str] | None = None, metrics_port: int | None = None,
-        performance: PerformanceConfig | str | None = None) -> RunResult:
+        performance: PerformanceConfig | str | None = None, resume: bool = True) -> RunResult:
     """Run ``pipeline`` over ``inputs`` into the folder ``out`` and return what happened.
 
     ``inputs``: a folder, a file, or several of either. A folder is walked
@@ -97,7 +111,10 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     cacheable stages (thumbnails, sprites, metadata) are kept across runs —
     a folder, or None for the default cache folder (``FRAMEPIPE_CACHE=off``
     turns that off), or False for no cache. Bad files fail alone; their error is in the result and in
-    ``out/report.parquet``. Re-running into the same ``out`` replaces outputs.
+    ``out/report.parquet``. ``resume``: re-running into the same ``out`` skips the files that the run
+    ledger (``out/ledger.jsonl``) says this pipeline finished from the same content, with their outputs
+    still in place; they keep their earlier result (``FileResult.resumed``). False runs every file again,
+    replacing its outputs, and starts the ledger afresh.
     ``trace``: write a timeline of every worker's calls there (Chrome trace JSON,
     for Perfetto); ``chart``: a PNG of per-stage throughput and utilization over time.
     ``metrics_port``: serve the run's figures for Prometheus on that port (0: a free one, logged) until it ends.
@@ -127,12 +144,20 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         raise OutputError(f"cannot create output folder {out_dir}: {exc.strerror}") from exc
     sweep_partial_outputs(out_dir)
     sweep_stale_segments()
-    n_parallel = max(1, min(ex.workers, len(items)))
+    ledger = RunLedger.open(out_dir, pipeline, fresh=not resume)
+    earlier, todo = _split_done(ledger, items)
+    n_parallel = max(1, min(ex.workers, len(todo)))
     budget = max(1, (os.cpu_count() or 1) // n_parallel)
-    tasks = [FileTask(item, out_dir, key, budget, cache_dir) for item, key in zip(items, output_keys(items))]
+    tasks = [FileTask(item, out_dir, key, budget, cache_dir) for item, key in todo]
     events = LoggedEvents(events or SilentProgress())
-    log.info("run %s: %d file(s) on the %s executor, %d at once", pipeline.name, len(tasks), ex.name, n_parallel,
-             extra={"pipeline": pipeline.name, "files": len(tasks), "executor": ex.name, "parallel": n_parallel})
+    log.info("run %s: %d file(s) on the %s executor, %d at once", pipeline.name, len(items), ex.name, n_parallel,
+             extra={"pipeline": pipeline.name, "files": len(items), "executor": ex.name, "parallel": n_parallel})
+    if ledger.entries:
+        log.info("%d of %d file(s) skipped: done by an earlier run (%s)", len(earlier), len(items), ledger.path,
+                 extra={"skipped": len(earlier), "files": len(items)})
+    for done_before in earlier:
+        events.file_done(done_before)
+    events = LedgerEvents(events, ledger, tasks)  # each file is in the ledger before anyone hears it finished
     start = time.perf_counter()
     recorder = RunTrace(origin=start) if trace is not None or chart is not None else None
     if recorder is not None and hasattr(ex, "trace"):
@@ -154,7 +179,7 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     finally:
         if server is not None:
             server.stop()
-    results = sorted(replayed + list(results), key=lambda r: r.file.index)
+    results = sorted(earlier + replayed + list(results), key=lambda r: r.file.index)
     wall = time.perf_counter() - start
     stats = merge_stats((r.stats for r in results), pipeline.order())
     map_stats = getattr(ex, "map_stats", {})

@@ -83,6 +83,19 @@ def framepipe(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*FRAMEPIPE, *map(str, args)], capture_output=True, text=True, timeout=600)
 
 
+def framepipe_interrupted(args: list[str], signum: int, when: str) -> tuple[int, int, str]:
+    """Start ``framepipe *args``, send ``signum`` once a line of its stderr starts with ``when`` (an event, not a
+    time) and wait for it to end: (its pid, its exit status, the rest of its stderr)."""
+    proc = subprocess.Popen([*FRAMEPIPE, *args], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith(when):
+            break
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    return proc.pid, proc.returncode, err
+
+
 @numpy_stage
 def invert(rgb: np.ndarray) -> np.ndarray:
     """A map stage for tests: the negative of an RGB frame."""

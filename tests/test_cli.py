@@ -14,7 +14,7 @@ import pytest
 
 from conftest import BROKEN, CLIPS
 from stages import ClipSpec, make_clip
-from conftest import FRAMEPIPE, framepipe
+from conftest import framepipe, framepipe_interrupted
 
 
 
@@ -75,17 +75,11 @@ def test_interrupt_stops_the_batch_and_leaves_no_partial_file_or_segment(tmp_pat
     for i in range(8):
         make_clip(src / f"clip{i}.mp4", ClipSpec("c", 640, 360, 3.0), seed=i)
     out = tmp_path / "out"
-    proc = subprocess.Popen([*FRAMEPIPE, "run", str(src), "-o", str(out), "-q", "-j", "2"],
-                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    for line in proc.stderr:  # wait for the event "a file has started", not for a time
-        if line.startswith("start"):
-            break
-    proc.send_signal(signum)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == status, err
+    pid, returncode, err = framepipe_interrupted(["run", str(src), "-o", str(out), "-q", "-j", "2"], signum,
+                                                 when="start")  # a file has started
+    assert returncode == status, err
     assert f"interrupted by {signal.Signals(signum).name}" in err
-    assert not [p for p in Path("/dev/shm").glob(f"framepipe_{proc.pid}_*")]
+    assert not [p for p in Path("/dev/shm").glob(f"framepipe_{pid}_*")]
     leftovers = [p for p in out.rglob("*") if p.name.startswith(".")]
     assert leftovers == []
     for proxy in out.glob("proxies/*.mp4"):  # what finished is whole: every frame decodes

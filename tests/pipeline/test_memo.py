@@ -10,6 +10,7 @@ import pytest
 from conftest import CLIPS, result_for
 from pipeline import run
 from pipeline.cache.disk import DiskCache
+from pipeline.ledger import LEDGER_NAME
 from pipeline.memo import lineages, memo_key
 from stages import presets
 
@@ -18,7 +19,7 @@ GOOD = sorted(CLIPS)
 
 def outputs(out: Path) -> dict[str, bytes]:
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file() and not p.name.startswith("report") and p.name != "stages.parquet"}
+            if p.is_file() and not p.name.startswith("report") and p.name not in ("stages.parquet", LEDGER_NAME)}
 
 
 def stage(result, name: str):  # noqa: ANN001, ANN201

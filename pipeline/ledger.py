@@ -1,0 +1,167 @@
+"""``RunLedger``: which files earlier runs into an output folder finished, so that a re-run does only the rest.
+
+The ledger is ``OUT/ledger.jsonl``: one JSON object a line, appended and
+fsync'd as each file finishes (ok or failed), the last line for a file
+winning. A kill at any instant leaves at worst a torn last line, which the
+reader ignores (that file is simply done again). Each line holds the file's
+relative path, status, input fingerprint, the digest of the pipeline that
+ran it (``memo.pipeline_digest``), its output key, every output written (path
+under OUT and size) and its report row, so that a skipped file keeps its
+place in the run's result and report. Nothing is unpickled.
+
+A file is skipped when its last line says ok, for the same fingerprint,
+pipeline and output key, and every output it lists is still there at the
+size written; anything else (failed, edited, another pipeline, an output
+removed or replaced) runs again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .executors.base import FileTask, RunEvents
+from .graph import Pipeline
+from .items import FileItem
+from .memo import pipeline_digest
+from .outputs import write_atomic
+from .results import OK, FileResult
+
+__all__ = ["LEDGER_NAME", "RunLedger", "LedgerEvents"]
+
+LEDGER_NAME = "ledger.jsonl"
+_VERSION = 1
+log = logging.getLogger("framepipe.run")
+
+
+class RunLedger:
+    """The run ledger of one output folder for one pipeline: what is done, and a record of each file as it ends."""
+
+    def __init__(self, out_dir: str | os.PathLike[str], pipeline: str) -> None:
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / LEDGER_NAME
+        self.pipeline = pipeline  # the digest of the pipeline now running
+        self.entries: dict[str, dict[str, Any]] = {}
+
+    @classmethod
+    def open(cls, out_dir: str | os.PathLike[str], pipeline: Pipeline, *, fresh: bool = False) -> "RunLedger":
+        """The ledger in ``out_dir`` for ``pipeline``, read back (``fresh``: emptied instead)."""
+        ledger = cls(out_dir, pipeline_digest(pipeline))
+        if fresh:
+            ledger.path.unlink(missing_ok=True)
+        else:
+            ledger._load()
+        return ledger
+
+    def _load(self) -> None:
+        """Read every whole line; rewrite the file when it held torn, unreadable or superseded lines."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as exc:  # an unreadable ledger costs the run its resume, never the run
+            log.warning("run ledger %s not read (%s); every file runs", self.path, exc.strerror)
+            return
+        lines = data.splitlines()
+        for line in lines:
+            entry = _parse(line)
+            if entry is not None:
+                self.entries[entry["file"]] = entry
+        if len(self.entries) != len(lines) or not data.endswith(b"\n"):
+            # Compacted, so that the next append starts a line of its own (not glued to a torn one).
+            write_atomic(self.path, b"".join(_line(e) for e in self.entries.values()))
+
+    def earlier_result(self, file: FileItem, output_key: str) -> FileResult | None:
+        """The file's result from an earlier run when it need not run again, else None."""
+        entry = self.entries.get(file.relpath)
+        if (entry is None or entry["status"] != OK or not file.fingerprint
+                or entry["fingerprint"] != file.fingerprint or entry["pipeline"] != self.pipeline
+                or entry["key"] != output_key or not self._outputs_intact(entry["outputs"])):
+            return None
+        return FileResult(file, OK, record=dict(entry["record"]), outputs=list(entry["outputs"]),
+                          warnings=list(entry["warnings"]), wall_s=entry["wall_s"], attempts=entry["attempts"],
+                          resumed=True)
+
+    def _outputs_intact(self, outputs: dict[str, int]) -> bool:
+        for rel, size in outputs.items():
+            try:
+                if (self.out_dir / rel).stat().st_size != size:
+                    return False
+            except OSError:
+                return False
+        return True
+
+    def add(self, task: FileTask, result: FileResult) -> None:
+        """Append the file's outcome, durably (fsync'd), before anyone is told it finished."""
+        try:
+            outputs = {rel: (self.out_dir / rel).stat().st_size for rel in result.outputs}
+            line = _line({
+                "v": _VERSION, "file": task.file.relpath, "status": result.status,
+                "fingerprint": task.file.fingerprint, "pipeline": self.pipeline, "key": task.output_key,
+                "outputs": outputs, "record": result.record, "warnings": result.warnings,
+                "error": result.error, "failed_stage": result.failed_stage, "wall_s": round(result.wall_s, 4),
+                "attempts": result.attempts, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            })
+        except (OSError, TypeError, ValueError) as exc:  # an output gone, a column JSON cannot hold: done again
+            log.debug("run ledger: %s not recorded (%s)", task.file.relpath, exc)
+            return
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)  # one write of one line: appends never interleave
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.warning("run ledger %s not written (%s); %s will run again next time", self.path, exc.strerror,
+                        task.file.relpath)
+
+
+def _line(entry: dict[str, Any]) -> bytes:
+    # ASCII JSON: a file name that is not UTF-8 (lone surrogates) round-trips as \udcXX escapes.
+    return (json.dumps(entry) + "\n").encode()
+
+
+_FIELDS = {"file": str, "status": str, "fingerprint": str, "pipeline": str, "key": str, "outputs": dict,
+           "record": dict, "warnings": list, "wall_s": (int, float), "attempts": int}
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    """One ledger line as a dict, or None when it is torn, damaged or of another version."""
+    try:
+        entry = json.loads(line)
+    except ValueError:  # a torn line is not JSON (UnicodeDecodeError is a ValueError too)
+        return None
+    if not isinstance(entry, dict) or entry.get("v") != _VERSION:
+        return None
+    if not all(isinstance(entry.get(k), t) for k, t in _FIELDS.items()):
+        return None
+    if not all(isinstance(size, int) for size in entry["outputs"].values()):
+        return None
+    return entry
+
+
+class LedgerEvents:
+    """``RunEvents`` that record each finished file in the ledger, then pass the event on."""
+
+    def __init__(self, inner: RunEvents, ledger: RunLedger, tasks: Sequence[FileTask]) -> None:
+        self.inner = inner
+        self.ledger = ledger
+        self.tasks = {t.file.index: t for t in tasks}
+
+    def file_started(self, task: FileTask) -> None:
+        self.inner.file_started(task)
+
+    def file_progress(self, index: int, stage: str, done: int, total: int | None) -> None:
+        self.inner.file_progress(index, stage, done, total)
+
+    def file_done(self, result: FileResult) -> None:
+        task = self.tasks.get(result.file.index)
+        if task is not None:
+            self.ledger.add(task, result)
+        self.inner.file_done(result)

@@ -1,0 +1,166 @@
+"""The run ledger: a re-run into the same folder does only what is missing, and redoes what changed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline import FILE, Pipeline, Stage, StageContext, run, write_atomic
+from pipeline.ledger import LEDGER_NAME, RunLedger
+from pipeline.sources import file_items
+
+
+class Upper(Stage):
+    """Writes each text file upper-cased to OUT/upper/<file>.txt; a file saying ``boom`` fails."""
+
+    accepts = (FILE,)
+
+    def __init__(self, suffix: str = "") -> None:
+        super().__init__("upper")
+        self.suffix = suffix
+
+    def process(self, item, ctx: StageContext) -> None:  # noqa: ANN001
+        text = Path(item.path).read_text()
+        if text == "boom":
+            raise ValueError("boom")
+        ctx.add_output(write_atomic(ctx.output_path("upper").with_suffix(".txt"),
+                                    (text.upper() + self.suffix).encode()))
+        ctx.record(chars=len(text))
+
+
+def upper(name: str = "upper", suffix: str = "") -> Pipeline:
+    p = Pipeline(name, extensions=[".txt"])
+    p.add(Upper(suffix))
+    return p
+
+
+@pytest.fixture()
+def texts(tmp_path: Path) -> Path:
+    root = tmp_path / "in"
+    root.mkdir()
+    for name, text in (("a.txt", "alpha"), ("b.txt", "beta"), ("c.txt", "gamma")):
+        (root / name).write_text(text)
+    return root
+
+
+def stamp(path: Path) -> tuple[int, int]:
+    """What changes when a file is written again (write_atomic makes a new inode)."""
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns
+
+
+def ran(result) -> set[str]:  # noqa: ANN001
+    """The files a run did (not skipped)."""
+    return {r.file.relpath for r in result.files if not r.resumed}
+
+
+def test_a_second_run_skips_every_finished_file_and_reports_it_as_before(texts: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = run(upper(), texts, out, executor="inline")
+    before = stamp(out / "upper" / "a.txt")
+    again = run(upper(), texts, out, executor="inline")
+    assert ran(again) == set() and len(again.resumed) == 3
+    assert stamp(out / "upper" / "a.txt") == before
+    assert [(r.file.relpath, r.status, r.outputs, r.record) for r in again.files] == \
+        [(r.file.relpath, r.status, r.outputs, r.record) for r in first.files]
+    assert "3 of 3 files done (3 skipped, done by an earlier run), 0 failed" in again.summary()
+    rows = json.loads((out / "report.json").read_text())["files"]
+    assert [(r["relpath"], r["status"], r["chars"], r["outputs"]) for r in rows] == \
+        [("a.txt", "ok", 5, ["upper/a.txt"]), ("b.txt", "ok", 4, ["upper/b.txt"]), ("c.txt", "ok", 5, ["upper/c.txt"])]
+
+
+def test_a_changed_input_is_redone(texts: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run(upper(), texts, out, executor="inline")
+    (texts / "b.txt").write_text("beta, edited")
+    again = run(upper(), texts, out, executor="inline")
+    assert ran(again) == {"b.txt"}
+    assert (out / "upper" / "b.txt").read_text() == "BETA, EDITED"
+
+
+def test_a_missing_or_replaced_output_is_redone(texts: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run(upper(), texts, out, executor="inline")
+    (out / "upper" / "a.txt").unlink()
+    (out / "upper" / "c.txt").write_text("truncated")
+    again = run(upper(), texts, out, executor="inline")
+    assert ran(again) == {"a.txt", "c.txt"}
+    assert (out / "upper" / "a.txt").read_text() == "ALPHA" and (out / "upper" / "c.txt").read_text() == "GAMMA"
+
+
+def test_another_pipeline_or_other_parameters_redo_everything(texts: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run(upper(), texts, out, executor="inline")
+    assert ran(run(upper(suffix="!"), texts, out, executor="inline")) == {"a.txt", "b.txt", "c.txt"}
+    assert (out / "upper" / "a.txt").read_text() == "ALPHA!"
+    assert ran(run(upper("shout", suffix="!"), texts, out, executor="inline")) == {"a.txt", "b.txt", "c.txt"}
+    assert ran(run(upper("shout", suffix="!"), texts, out, executor="inline")) == set()
+
+
+def test_a_failed_file_is_tried_again_and_fresh_redoes_everything(texts: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (texts / "bad.txt").write_text("boom")
+    assert [r.file.relpath for r in run(upper(), texts, out, executor="inline").failed] == ["bad.txt"]
+    again = run(upper(), texts, out, executor="inline")
+    assert ran(again) == {"bad.txt"} and again.exit_code == 1
+    fresh = run(upper(), texts, out, executor="inline", resume=False)
+    assert ran(fresh) == {"a.txt", "b.txt", "bad.txt", "c.txt"}
+
+
+def test_a_torn_last_line_is_ignored_and_the_next_line_starts_clean(texts: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run(upper(), texts, out, executor="inline")
+    path = out / LEDGER_NAME
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 3
+    path.write_bytes(b"".join(lines[:2]) + lines[2][: len(lines[2]) // 2])  # killed while writing c.txt's line
+    again = run(upper(), texts, out, executor="inline")
+    assert ran(again) == {"c.txt"}
+    entries = [json.loads(line) for line in path.read_bytes().splitlines()]  # every line whole again
+    assert sorted(e["file"] for e in entries) == ["a.txt", "b.txt", "c.txt"]
+    assert ran(run(upper(), texts, out, executor="inline")) == set()
+
+
+def test_lines_that_are_damaged_or_of_another_shape_are_ignored(texts: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run(upper(), texts, out, executor="inline")
+    path = out / LEDGER_NAME
+    lines = path.read_bytes().splitlines()
+    wrong = json.loads(lines[1])
+    wrong["outputs"] = ["upper/b.txt"]  # a list where a mapping of sizes belongs
+    path.write_bytes(b"\n".join([lines[0], b"\xff\xfe not json", json.dumps(wrong).encode(), b"[1, 2]", lines[2]]))
+    assert ran(run(upper(), texts, out, executor="inline")) == {"b.txt"}
+
+
+def test_an_entry_records_status_fingerprint_pipeline_and_output_sizes(texts: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run(upper(), texts, out, executor="local", workers=2)
+    ledger = RunLedger.open(out, upper())
+    entry = ledger.entries["a.txt"]
+    assert (entry["status"], entry["key"], entry["outputs"]) == ("ok", "a", {"upper/a.txt": 5})
+    assert entry["fingerprint"] == result.files[0].file.fingerprint
+    assert entry["pipeline"] == RunLedger.open(out, upper()).pipeline != RunLedger.open(out, upper("x")).pipeline
+    item = file_items([texts / "a.txt"], texts)[0]
+    assert ledger.earlier_result(item, "a") is not None and ledger.earlier_result(item, "other") is None
+
+
+def test_function_stages_are_known_across_processes_by_their_code(tmp_path: Path) -> None:
+    """A pipeline of plain functions resumes too: its identity holds no memory address."""
+    script = tmp_path / "ident.py"
+    script.write_text(
+        "from pipeline import Pipeline, stage\n"
+        "from pipeline.memo import pipeline_digest\n"
+        "@stage\n"
+        "def count(item, ctx):\n"
+        "    ctx.record(known=item.kind in {'file', 'frame', 'audio'})\n"  # a set constant: hashed in any order
+
+        "p = Pipeline('fn')\n"
+        "p.add(count)\n"
+        "print(pipeline_digest(p))\n")
+    digests = {subprocess.run([sys.executable, script], capture_output=True, text=True, check=True).stdout
+               for _ in range(3)}
+    assert len(digests) == 1 and digests != {""}
