@@ -105,8 +105,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         out = args.output or str(Path(tmp) / "out")
         progress = ConsoleProgress(0, live=False) if not args.quiet else None
         extra = {k: v for k, v in (("trace", args.trace), ("chart", args.chart)) if v}
+        # resume=False: a bench into an OUT kept from before measures the work, not a skip of every file.
         result = run(pipeline, inputs, out, workers=args.workers, cache=None if args.cache else False,
-                     events=progress, **extra)
+                     events=progress, resume=False, **extra)
     report = bench_report(result)
     print(_format(report))
     if args.json:
