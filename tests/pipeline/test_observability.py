@@ -85,7 +85,8 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_verbose_shows_info_records_and_the_default_does_not(clips: Path, tmp_path: Path) -> None:
-    args = ("run", clips, "-o", tmp_path / "out", "-q", "-p", "metadata", "--executor", "inline", "--no-cache")
+    args = ("run", clips, "-o", tmp_path / "out", "-q", "-p", "metadata", "--executor", "inline", "--no-cache",
+            "--fresh")  # the same OUT three times: each run does every file again
     quiet = framepipe(*args)
     assert quiet.returncode == 0, quiet.stderr
     assert "framepipe info" not in quiet.stderr
