@@ -57,7 +57,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         result = run(pipeline, inputs, args.output, executor=args.executor, workers=args.workers,
                      select=select, events=progress, cache=False if args.no_cache else args.cache_dir,
                      trace=args.trace, chart=args.chart, metrics_port=args.metrics_port,
-                     performance=args.profile, resume=not args.fresh)
+                     performance=args.profile, resume=not args.fresh, file_timeout=args.timeout)
     finally:
         progress.close()
     print(result.table())
@@ -101,6 +101,13 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with the commands that installed packages add."""
     parser = argparse.ArgumentParser(prog="framepipe", description="Batch video work as a graph of stages.")
@@ -131,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="size the run for this machine: video_processing, low_memory, or auto "
                             "(video_processing, retuned as the run goes; its decisions print under the table)")
     p_run.add_argument("--executor", choices=("local", "inline"), default="local")
+    p_run.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                       help="fail a file still running after SECONDS: its worker is killed, the batch goes on")
     p_run.add_argument("-q", "--quiet", action="store_true", help="plain lines, no live progress")
     p_run.add_argument("--fresh", action="store_true",
                        help="run every file again, even those an earlier run into OUT finished (resets OUT/ledger.jsonl)")

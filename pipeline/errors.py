@@ -21,6 +21,8 @@ __all__ = [
     "UnsupportedMedia",
     "StageError",
     "OutputError",
+    "DiskFull",
+    "OutputNotWritable",
     "MetricsPortError",
     "WorkerCrashed",
     "FileTimeout",
@@ -168,6 +170,14 @@ class TaskTimeout(PoolError, TimeoutError):
 
 class OutputError(FramepipeError, OSError):
     """An output could not be written (disk full, read-only folder...)."""
+
+
+class DiskFull(OutputError):
+    """An output could not be written: no space (or quota) left on its device."""
+
+
+class OutputNotWritable(OutputError):
+    """An output could not be written: its folder is read-only or not ours to write."""
 
 
 class MetricsPortError(FramepipeError, OSError):

@@ -10,7 +10,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .errors import OutputError
 from .executors import FileTask, RunEvents, get_executor
 from .executors.file_runner import replay_whole_file
 from .graph import Pipeline
@@ -19,7 +18,7 @@ from .ledger import LedgerEvents, RunLedger
 from .logs import LoggedEvents
 from .memo import StageMemo, memo_dir
 from .metrics import StageStats, merge_stats
-from .outputs import sweep_partial_outputs
+from .outputs import check_writable, output_error, sweep_partial_outputs
 from .performance import PerformanceConfig
 from .progress import SilentProgress
 from .report import write_report
@@ -102,7 +101,8 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         events: RunEvents | None = None, write_reports: bool = True,
         cache: bool | str | os.PathLike[str] | None = None, trace: str | os.PathLike[str] | None = None,
         chart: str | os.PathLike[str] | None = None, metrics_port: int | None = None,
-        performance: PerformanceConfig | str | None = None, resume: bool = True) -> RunResult:
+        performance: PerformanceConfig | str | None = None, resume: bool = True,
+        file_timeout: float | None = None) -> RunResult:
     """Run ``pipeline`` over ``inputs`` into the folder ``out`` and return what happened.
 
     ``inputs``: a folder, a file, or several of either. A folder is walked
@@ -122,9 +122,11 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     ``"auto"``: video_processing with the optimizer retuning buffer, map pools and caches as the run goes)
     sizing the local executor; ``workers``, when given, still sets the core budget. The optimizer's
     decisions are in ``RunResult.decisions``.
+    ``file_timeout``: seconds each attempt at a file may take (local executor); past it its worker is killed and
+    the file fails with ``FileTimeout``.
     """
     pipeline.validate()
-    ex = get_executor(executor, workers)
+    ex = get_executor(executor, workers, file_timeout=file_timeout)
     if performance is not None:
         config = PerformanceConfig.named(performance)
         config.apply(ex)
@@ -141,7 +143,8 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create output folder {out_dir}: {exc.strerror}") from exc
+        raise output_error("create output folder", out_dir, exc) from exc
+    check_writable(out_dir)  # a read-only folder is one clear error now, not one per file
     sweep_partial_outputs(out_dir)
     sweep_stale_segments()
     ledger = RunLedger.open(out_dir, pipeline, fresh=not resume)
@@ -173,10 +176,8 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     server = _metrics_server(ex, metrics_port)
     try:
         results = ex.run(pipeline, pending, events) if pending else []
-    except BaseException:  # interrupted: the executor has stopped its workers; drop their half files
+    finally:  # its workers are gone: half files left are a killed worker's or an interrupted run's
         sweep_partial_outputs(out_dir)
-        raise
-    finally:
         if server is not None:
             server.stop()
     results = sorted(earlier + replayed + list(results), key=lambda r: r.file.index)

@@ -62,7 +62,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from ..errors import CacheClosed, OutputError, UnsupportedCacheValue
+from ..errors import CacheClosed, UnsupportedCacheValue
+from ..outputs import output_error, write_output
 from .config import CacheConfig, EvictionPolicy
 from .location import cache_path
 from .locks import FileLock
@@ -646,7 +647,7 @@ class DiskCache:
                 self._tmp.mkdir(parents=True, exist_ok=True)
                 f = open(part, "xb")
             with f:
-                f.write(data)
+                write_output(f, data, final)
                 if self._fsync:
                     f.flush()
                     os.fsync(f.fileno())
@@ -659,7 +660,7 @@ class DiskCache:
                 _fsync_dir(final.parent)
         except OSError as exc:
             part.unlink(missing_ok=True)
-            raise OutputError(f"cannot write a cache value under {self._blobs}: {exc.strerror or exc}") from exc
+            raise output_error("write a cache value under", self._blobs, exc) from exc
         return rel
 
     def _insert(self, txn: _Txn, rows: list[tuple[str, tuple | None]]) -> None:

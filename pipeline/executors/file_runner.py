@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..buffers import FrameRef
-from ..errors import InputError, StageError
+from ..errors import InputError, OutputError, StageError
+from ..outputs import as_output_error
 from ..graph import Pipeline
 from ..items import FRAME
 from ..memo import lineages
@@ -276,8 +277,10 @@ class FileSession:
                 pass
         result = self._result(FAILED)
         result.failed_stage = stage
-        result.error_type = type(exc).__name__
-        reason = exc.reason if isinstance(exc, (InputError, StageError)) else f"{type(exc).__name__}: {exc}"
+        shown = as_output_error(exc) or exc  # an encoder's full disk reads as any other write's
+        result.error_type = type(shown).__name__
+        reason = shown.reason if isinstance(shown, (InputError, StageError)) else \
+            str(shown) if isinstance(shown, OutputError) else f"{type(shown).__name__}: {shown}"  # what and where
         result.error = f"[{stage}] {reason}"
         result.traceback = "".join(traceback.format_exception(exc))
         return result
