@@ -29,7 +29,8 @@ from .executors.base import FileTask, RunEvents
 from .graph import Pipeline
 from .items import FileItem
 from .memo import pipeline_digest
-from .outputs import write_atomic
+from .errors import OutputError
+from .outputs import write_atomic, write_output
 from .results import OK, FileResult
 
 __all__ = ["LEDGER_NAME", "RunLedger", "LedgerEvents"]
@@ -47,6 +48,7 @@ class RunLedger:
         self.path = self.out_dir / LEDGER_NAME
         self.pipeline = pipeline  # the digest of the pipeline now running
         self.entries: dict[str, dict[str, Any]] = {}
+        self._torn = False  # the file may end mid-line: the next line starts on a new one
 
     @classmethod
     def open(cls, out_dir: str | os.PathLike[str], pipeline: Pipeline, *, fresh: bool = False) -> "RunLedger":
@@ -74,7 +76,11 @@ class RunLedger:
                 self.entries[entry["file"]] = entry
         if len(self.entries) != len(lines) or not data.endswith(b"\n"):
             # Compacted, so that the next append starts a line of its own (not glued to a torn one).
-            write_atomic(self.path, b"".join(_line(e) for e in self.entries.values()))
+            try:
+                write_atomic(self.path, b"".join(_line(e) for e in self.entries.values()))
+            except OutputError as exc:
+                log.warning("run ledger %s not compacted (%s)", self.path, exc)
+                self._torn = not data.endswith(b"\n")
 
     def earlier_result(self, file: FileItem, output_key: str) -> FileResult | None:
         """The file's result from an earlier run when it need not run again, else None."""
@@ -111,13 +117,13 @@ class RunLedger:
             log.debug("run ledger: %s not recorded (%s)", task.file.relpath, exc)
             return
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, line)  # one write of one line: appends never interleave
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
+            with open(self.path, "ab") as f:  # O_APPEND, one write of one line: appends never interleave
+                write_output(f, b"\n" + line if self._torn else line, self.path)
+                f.flush()
+                os.fsync(f.fileno())
+            self._torn = False
+        except OSError as exc:  # a full disk costs this file its place in the ledger, never the run
+            self._torn = True
             log.warning("run ledger %s not written (%s); %s will run again next time", self.path, exc.strerror,
                         task.file.relpath)
 

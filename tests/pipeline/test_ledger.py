@@ -11,6 +11,7 @@ import pytest
 
 from pipeline import FILE, Pipeline, Stage, StageContext, run, write_atomic
 from pipeline.ledger import LEDGER_NAME, RunLedger
+from pipeline.outputs import WRITE_FAULT_ENV
 from pipeline.sources import file_items
 
 
@@ -122,6 +123,16 @@ def test_a_torn_last_line_is_ignored_and_the_next_line_starts_clean(texts: Path,
     assert ran(again) == {"c.txt"}
     entries = [json.loads(line) for line in path.read_bytes().splitlines()]  # every line whole again
     assert sorted(e["file"] for e in entries) == ["a.txt", "b.txt", "c.txt"]
+    assert ran(run(upper(), texts, out, executor="inline")) == set()
+
+
+def test_a_ledger_that_cannot_be_written_costs_the_resume_never_the_run(texts: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    monkeypatch.setenv(WRITE_FAULT_ENV, f"ENOSPC:*{LEDGER_NAME}")  # every append writes half a line, then fails
+    assert run(upper(), texts, out, executor="inline").exit_code == 0
+    monkeypatch.delenv(WRITE_FAULT_ENV)
+    assert ran(run(upper(), texts, out, executor="inline")) == {"a.txt", "b.txt", "c.txt"}
     assert ran(run(upper(), texts, out, executor="inline")) == set()
 
 
