@@ -15,7 +15,7 @@ from typing import Final
 
 from .zerocopy import MappedFile
 
-__all__ = ["FILE", "FRAME", "AUDIO", "FileItem", "fingerprint"]
+__all__ = ["FILE", "FRAME", "AUDIO", "FileItem", "fingerprint", "readable"]
 
 FILE: Final = "file"
 """Kind of a :class:`FileItem`: one input file."""
@@ -25,6 +25,23 @@ AUDIO: Final = "audio"
 """Kind of a block of decoded audio samples."""
 
 _FINGERPRINT_CHUNK = 1 << 20
+
+
+def readable(text: str) -> str:
+    """``text`` as valid Unicode: bytes of a file name that are not UTF-8 shown as ``\\xff``.
+
+    Python keeps such bytes as lone surrogates (``os.fsdecode``); they round-trip
+    to the file system but cannot be written as UTF-8 (Parquet, JSON, a terminal).
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # surrogates that did not come from a file name
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def fingerprint(path: str | os.PathLike[str], size: int, mtime_ns: int) -> str:
@@ -57,10 +74,18 @@ class FileItem:
     @classmethod
     def from_path(cls, path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None,
                   index: int = 0) -> "FileItem":
-        """Stat a file and describe it; ``relpath`` is relative to ``root`` (or the bare name)."""
+        """Stat a file and describe it; ``relpath`` is relative to ``root`` (or the bare name).
+
+        A path that cannot be stat'ed (a dangling link, a link loop) is still
+        described, with no size and no fingerprint: the stage that opens it
+        reports why, and the batch goes on.
+        """
         p = Path(path)
-        st = p.stat()
         rel = p.relative_to(root).as_posix() if root is not None else p.name
+        try:
+            st = p.stat()
+        except OSError:
+            return cls(str(p), rel, index=index)
         try:
             fp = fingerprint(p, st.st_size, st.st_mtime_ns)
         except OSError:  # unreadable or not a file: the stage that opens it reports why

@@ -9,6 +9,7 @@ import time
 from typing import TextIO
 
 from .executors.base import FileTask
+from .items import readable
 from .results import FileResult
 
 __all__ = ["ConsoleProgress", "SilentProgress"]
@@ -51,9 +52,9 @@ class ConsoleProgress:
 
     def file_started(self, task: FileTask) -> None:
         with self._lock:
-            self._active[task.file.index] = [task.file.relpath, "", 0, None]
+            self._active[task.file.index] = [readable(task.file.relpath), "", 0, None]
             if not self.live:
-                self._line(f"start  {task.file.relpath}")
+                self._line(f"start  {readable(task.file.relpath)}")
             self._redraw(force=True)
 
     def file_progress(self, index: int, stage: str, done: int, total: int | None) -> None:

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .graph import Pipeline
+from .items import readable
 from .metrics import find_bottleneck, stats_table
 from .outputs import write_atomic
 from .results import FileResult, RunResult
@@ -46,7 +47,16 @@ def _row(r: FileResult) -> dict[str, Any]:
     row.update(path=r.file.path, relpath=r.file.relpath, status=r.status, error=r.error,
                failed_stage=r.failed_stage, size_bytes=r.file.size, fingerprint=r.file.fingerprint,
                outputs=list(r.outputs), warnings=list(r.warnings), wall_s=round(r.wall_s, 4))
-    return row
+    return {k: _text(v) for k, v in row.items()}
+
+
+def _text(value: Any) -> Any:
+    """Strings (and lists of them) made writable as UTF-8: file names that are not are escaped."""
+    if isinstance(value, str):
+        return readable(value)
+    if isinstance(value, list) and any(isinstance(v, str) for v in value):
+        return [readable(v) if isinstance(v, str) else v for v in value]
+    return value
 
 
 def report_table(pipeline: Pipeline, results: Iterable[FileResult]) -> pa.Table:

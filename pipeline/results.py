@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .items import FileItem
+from .items import FileItem, readable
 from .metrics import StageStats, format_stage_table
 
 __all__ = ["FileResult", "RunResult", "OK", "FAILED"]
@@ -39,11 +39,16 @@ class FileResult:
         return self.status == OK
 
     def summary_line(self) -> str:
-        """One line for the console: which file and, if it failed, what went wrong."""
-        if self.ok:
-            took = "done by an earlier run" if self.resumed else f"{self.wall_s:.2f} s"
-            return f"ok     {self.file.relpath}  ({took}, {len(self.outputs)} outputs)"
-        return f"FAILED {self.file.relpath}: {self.error}"
+        """One line for the console: which file and, if it failed, what went wrong (else its first warning)."""
+        name = readable(self.file.relpath)
+        if not self.ok:
+            return f"FAILED {name}: {readable(self.error or '')}"
+        took = "done by an earlier run" if self.resumed else f"{self.wall_s:.2f} s"
+        line = f"ok     {name}  ({took}, {len(self.outputs)} outputs)"
+        if self.warnings:
+            more = f" (+{len(self.warnings) - 1} more)" if len(self.warnings) > 1 else ""
+            line += f"  warning: {readable(self.warnings[0])}{more}"
+        return line
 
 
 @dataclass(slots=True)

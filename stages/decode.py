@@ -12,11 +12,12 @@ from typing import Any
 
 import av
 
-from pipeline import AUDIO, FILE, FRAME, CorruptMedia, FileItem, FileRun, Stage, StageContext, UnsupportedMedia
+from pipeline import AUDIO, FILE, FRAME, EmptyStream, FileItem, FileRun, Stage, StageContext, UnsupportedMedia
 from pipeline.buffers import BufferPool
 
 from .frames import AudioFrameItem, StreamInfo, VideoFrameItem, wrap_pixels
-from .media import ffmpeg_reason, open_media, rotation_turns
+from .damage import VideoDamage, read_packets
+from .media import check_picture_size, check_readable, decodable, open_decoder, open_media, rotation_turns
 from .transforms import rotate_frame
 from .y4m import Y4MFile
 
@@ -149,6 +150,7 @@ class Decode(Stage):
 
     def _open_y4m(self, path: str) -> Y4MFile | None:
         """The file as raw frames to read into slots, or None to let FFmpeg handle its layout."""
+        check_readable(path)
         raw = Y4MFile(path)
         if raw.pixel_format != "yuv420p" or len(raw.shape) != 2:
             raw.close()
@@ -157,6 +159,8 @@ class Decode(Stage):
 
     def _read_y4m(self, raw: Y4MFile, ctx: StageContext) -> Iterator[Any]:
         with raw:
+            if raw.frame_count == 0:  # before sizing slots by what the header claims
+                raise raw.damage or EmptyStream(raw.path, "no frame in the file")
             if self._pool is None or self._pool.slot_size < raw.frame_size:
                 self.teardown()
                 self._pool = BufferPool(raw.frame_size, _RAW_SLOTS, name="y4m")
@@ -172,23 +176,22 @@ class Decode(Stage):
                     yield VideoFrameItem(frame, index, index / float(raw.fps), 0, info)
                 if index % 16 == 15:
                     ctx.progress(index + 1, raw.frame_count)
-            if raw.frame_count == 0:
-                raise CorruptMedia(raw.path, "no complete frame in the file")
             ctx.progress(raw.frame_count, raw.frame_count)
+            if raw.damage is not None:  # every whole frame before it is given
+                raise raw.damage
             ctx.record(frame_count=raw.frame_count, frame_count_exact=True, decode_errors=0)
 
     def _decode(self, item: FileItem, ctx: StageContext) -> Iterator[Any]:
         with open_media(item.path, probe=False) as container:
-            vstream = container.streams.video[0] if container.streams.video else None
-            astream = container.streams.audio[0] if self.audio and container.streams.audio else None
-            if vstream is None and astream is None:
-                raise UnsupportedMedia(item.path, "no video stream" if not container.streams.audio
-                                       else "no video stream (and audio is off)")
+            vstream, astream = self._streams(item.path, container, ctx)
+            damage = VideoDamage(item.path, container, vstream) if vstream is not None else None
             if vstream is not None:
+                check_picture_size(item.path, vstream.codec_context.width, vstream.codec_context.height)
                 vstream.codec_context.thread_type = "AUTO"
                 vstream.codec_context.thread_count = ctx.cpu_budget
                 if self.keyframes_only:
                     vstream.codec_context.skip_frame = "NONKEY"
+                open_decoder(item.path, vstream.codec_context)
             info = _stream_info(container, vstream, astream)
             origin = _start_seconds(container, vstream or astream)
             if self.range_start:
@@ -203,17 +206,20 @@ class Decode(Stage):
             streams = [s for s in (vstream, astream) if s is not None]
             vtb = vstream.time_base if vstream is not None else None
             timestamps = BestEffortTimestamps()
-            decoded = errors = 0
-            last_error = ""
+            decoded = audio_errors = 0
             done = False
-            for packet in container.demux(*streams):
+            for packet in read_packets(container, streams, damage):
+                if damage is not None and packet.stream is vstream:
+                    damage.packet(packet)
                 if self.keyframes_only and packet.stream is vstream and packet.size and not packet.is_keyframe:
                     continue  # the decoder would drop it anyway (skip_frame): do not even hand it over
                 try:
                     frames = packet.decode()
                 except av.FFmpegError as exc:  # a corrupt packet: skip it, as players do
-                    errors += 1
-                    last_error = ffmpeg_reason(exc)
+                    if damage is not None and packet.stream is vstream:
+                        damage.decode_failed(packet, exc)
+                    else:
+                        audio_errors += 1
                     continue
                 for frame in frames:
                     if packet.stream is vstream:
@@ -249,19 +255,32 @@ class Decode(Stage):
                     break
             if blocks is not None:
                 yield from blocks.feed(None)
-        if vstream is None:
-            ctx.record(frame_count=0, frame_count_exact=True, decode_errors=errors)
+        if audio_errors:
+            ctx.warn(f"{audio_errors} audio packet(s) failed to decode")
+        if damage is None:
+            ctx.record(frame_count=0, frame_count_exact=True, decode_errors=audio_errors)
             return
-        if decoded == 0:
-            detail = f": {last_error}" if last_error else ""
-            raise CorruptMedia(item.path, f"no video frame could be decoded{detail}")
-        if errors:
-            ctx.warn(f"{errors} packet(s) failed to decode ({last_error}); {decoded} frames decoded")
+        ctx.record(decode_errors=damage.errors + audio_errors)
+        warning = damage.verdict(decoded, to_the_end=not done)  # raises for a truncated file, every frame given
+        if warning:
+            ctx.warn(warning)
         ctx.progress(pick.emitted, pick.emitted)
-        if self._drops_frames:  # not every frame was seen: leave the count to the metadata
-            ctx.record(decode_errors=errors)
-        else:
-            ctx.record(frame_count=decoded, frame_count_exact=True, decode_errors=errors)
+        if not self._drops_frames:  # else not every frame was seen: leave the count to the metadata
+            ctx.record(frame_count=decoded, frame_count_exact=True)
+
+    def _streams(self, path: str, container: Any, ctx: StageContext) -> tuple[Any, Any]:
+        """The video and audio streams to decode: the first of each kind FFmpeg has a decoder for."""
+        vstream = decodable(container.streams.video)
+        astream = decodable(container.streams.audio) if self.audio else None
+        if vstream is None and container.streams.video:
+            raise UnsupportedMedia(path, "no decoder for the video stream's codec")
+        if vstream is None and astream is None:
+            if container.streams.audio and not self.audio:
+                raise UnsupportedMedia(path, "no video stream (audio only), and this pipeline decodes no audio")
+            raise UnsupportedMedia(path, "no video stream")
+        if vstream is None:
+            ctx.warn("no video stream (audio only): no pictures")
+        return vstream, astream
 
     def _video_item(self, frame: av.VideoFrame, index: int, t: float, info: StreamInfo) -> VideoFrameItem:
         if self.pixel_format and frame.format.name != self.pixel_format:

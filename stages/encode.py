@@ -11,10 +11,12 @@ encodes for both::
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any, Literal
 
 import av
@@ -29,6 +31,25 @@ from .media import display_size, fit_within, rotation_turns
 from .transforms import rotate_frame
 
 __all__ = ["Encode", "Proxy", "VideoCodec", "VIDEO_CODECS", "CONTAINERS", "AudioMode"]
+
+# An output's name leaves room for its hidden part name (".NAME.<pid>.fp-part.mp4") within the
+# 255 bytes a file name may have.
+_MAX_NAME_BYTES = 200
+
+
+def _output_file(ctx: StageContext, category: str, extension: str) -> Path:
+    """``OUT/category/<file key><extension>``; a name over 200 bytes is cut, with a hash of the whole.
+
+    The extension is added, never swapped for a suffix the key has (``day1.v2`` gives ``day1.v2.mp4``).
+    """
+    path = ctx.output_path(category)
+    name = os.fsencode(path.name + extension)
+    if len(name) <= _MAX_NAME_BYTES:
+        return path.with_name(os.fsdecode(name))
+    digest = hashlib.blake2b(name, digest_size=4).hexdigest()
+    keep = os.fsencode(path.name)[:_MAX_NAME_BYTES - len(os.fsencode(extension)) - len(digest) - 1]
+    return path.with_name(f"{os.fsdecode(keep)}~{digest}{extension}")
+
 
 AudioMode = Literal["auto", "encode", False]
 
@@ -274,8 +295,8 @@ class Encode(Stage):
     def process(self, item: VideoFrameItem | AudioFrameItem, ctx: StageContext) -> None:
         st = ctx.state
         if isinstance(item, AudioFrameItem):
-            if self.audio is False or st["remux"] is not None:
-                return None
+            if self.audio is False or st["remux"] is not None or not item.stream.has_video:
+                return None  # (no video: no picture will ever open the output, so keep no sound for it)
             if st["container"] is None:  # streams are added at the first picture
                 st["pending_audio"].append(item)
             else:
@@ -338,7 +359,7 @@ class Encode(Stage):
         w, h = fit_within(dw, dh, self.max_width or dw, self.max_height or dh)
         st["size"] = (w, h)
         st["turns"] = rotation_turns(item.rotation)
-        out = st["out"] = PartialOutput(ctx.output_path(self.category).with_suffix(self.extension))
+        out = st["out"] = PartialOutput(_output_file(ctx, self.category, self.extension))
         options = {"movflags": "+faststart"} if self.faststart else {}
         container = st["container"] = av.open(str(out.part), "w", format=self.format, options=options)
         st["video"] = self._add_video(container, item, ctx)
@@ -495,7 +516,7 @@ class Proxy(Encode):
     def end(self, ctx: StageContext) -> None:
         if not ctx.state["copy"]:
             return super().end(ctx)
-        out = ctx.state["out"] = PartialOutput(ctx.output_path(self.category).with_suffix(self.extension))
+        out = ctx.state["out"] = PartialOutput(_output_file(ctx, self.category, self.extension))
         transfer(ctx.file.path, out.part)
         ctx.add_output(out.commit())
         info = ctx.run.record

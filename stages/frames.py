@@ -57,6 +57,11 @@ class StreamInfo:
     container: str | None = None
     audio_codec: str | None = None
 
+    @property
+    def has_video(self) -> bool:
+        """False for a file decoded as audio alone (it has no video stream, so no video codec)."""
+        return self.codec is not None
+
 
 @dataclass(slots=True)
 class VideoFrameItem:

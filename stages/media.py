@@ -7,13 +7,15 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
+from typing import Any
 
 import av
 import av.logging
 
-from pipeline import CorruptMedia, UnreadableFile
+from pipeline import CorruptMedia, UndecodableStream, UnreadableFile
 
-__all__ = ["VIDEO_EXTENSIONS", "open_media", "ffmpeg_reason", "display_size", "rotation_turns", "fit_within"]
+__all__ = ["VIDEO_EXTENSIONS", "open_media", "check_readable", "open_decoder", "decodable", "check_picture_size",
+           "ffmpeg_reason", "display_size", "rotation_turns", "fit_within"]
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mxf", ".mts", ".m2ts", ".ts", ".mpg", ".mpeg",
@@ -54,6 +56,22 @@ def ffmpeg_reason(exc: BaseException) -> str:
     return str(strerror or exc)
 
 
+def check_readable(path: str) -> None:
+    """Raise :class:`UnreadableFile` saying why, unless ``path`` is a readable file with something in it."""
+    if os.path.isdir(path):
+        raise UnreadableFile(path, "is a folder, not a file")
+    try:
+        size = os.path.getsize(path)
+    except FileNotFoundError as exc:
+        raise UnreadableFile(path, "no such file") from exc
+    except OSError as exc:  # a link loop, a name too long...
+        raise UnreadableFile(path, (exc.strerror or str(exc)).lower()) from exc
+    if size == 0:
+        raise UnreadableFile(path, "file is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise UnreadableFile(path, "permission denied")
+
+
 @contextmanager
 def open_media(path: str, *, probe: bool = True) -> Iterator[av.container.InputContainer]:
     """Open ``path`` for reading, turning every way it can fail into an ``InputError``.
@@ -63,18 +81,7 @@ def open_media(path: str, *, probe: bool = True) -> Iterator[av.container.InputC
     already describes every stream (MP4/MOV); what only a decoded frame tells
     (pixel format, colour) is then known once the caller has decoded one.
     """
-    if os.path.isdir(path):
-        raise UnreadableFile(path, "is a folder, not a file")
-    try:
-        size = os.path.getsize(path)
-    except FileNotFoundError as exc:
-        raise UnreadableFile(path, "no such file") from exc
-    except OSError as exc:
-        raise UnreadableFile(path, (exc.strerror or str(exc)).lower()) from exc
-    if size == 0:
-        raise UnreadableFile(path, "file is empty (0 bytes)")
-    if not os.access(path, os.R_OK):
-        raise UnreadableFile(path, "permission denied")
+    check_readable(path)
     try:
         with ffmpeg_reasons():
             container = av.open(path, metadata_errors="replace", options=None if probe else _NO_PROBE)
@@ -91,6 +98,38 @@ def open_media(path: str, *, probe: bool = True) -> Iterator[av.container.InputC
         yield container
     finally:
         container.close()
+
+
+def decodable(streams: Any) -> Any:
+    """The first of ``streams`` FFmpeg has a decoder for (PyAV gives the others no codec context), else None."""
+    return next((s for s in streams if s.codec_context is not None), None)
+
+
+def open_decoder(path: str, codec_context: Any) -> None:
+    """Start a stream's decoder now (set its threads first), so that one it refuses fails with FFmpeg's reason.
+
+    Opened lazily, at the first packet, the decoder would fail with logging
+    off and say only "Invalid data found"; opened here it says what is wrong
+    ("Picture size 65535x65535 is invalid"). No codec thread runs yet to log.
+    """
+    try:
+        with ffmpeg_reasons():
+            codec_context.open(strict=False)
+    except av.FFmpegError as exc:
+        raise UndecodableStream(path, f"the {codec_context.name} decoder refuses the stream "
+                                      f"({ffmpeg_reason(exc)})") from exc
+
+
+_MAX_PICTURE = (1 << 31) - 1  # FFmpeg's av_image_check_size: (w + 128) x (h + 128) < INT_MAX / 8
+
+
+def check_picture_size(path: str, width: int, height: int) -> None:
+    """Refuse a picture size no decoder takes (over FFmpeg's own limit), before anything is allocated for it.
+
+    0 passes: a header that does not say leaves the size to the decoder.
+    """
+    if width < 0 or height < 0 or (width + 128) * (height + 128) >= _MAX_PICTURE // 8:
+        raise CorruptMedia(path, f"absurd picture size {width}x{height} in the header")
 
 
 def rotation_turns(rotation: int | float | None) -> int:

@@ -43,7 +43,7 @@ import pyarrow as pa
 from pipeline import FILE, FileItem, Stage, StageContext
 
 from .decode import frame_rate
-from .media import display_size, open_media
+from .media import decodable, display_size, open_media
 
 __all__ = ["MediaInfo", "probe", "Metadata", "METADATA_FIELDS", "COLOR_PRIMARIES", "COLOR_TRANSFERS",
            "COLOR_SPACES", "COLOR_RANGES"]
@@ -139,10 +139,10 @@ def probe(path: str) -> MediaInfo:
             container=c.format.name, container_long=c.format.long_name, duration_s=duration,
             bit_rate=c.bit_rate or None, stream_count=len(c.streams), size_bytes=os.path.getsize(path),
             tags=_tags_json(c.metadata))
-        if c.streams.video:
-            info.update(_video_facts(c, c.streams.video[0], duration))
-        if c.streams.audio:
-            a = c.streams.audio[0]
+        video, a = decodable(c.streams.video), decodable(c.streams.audio)  # streams with no decoder say little
+        if video is not None:
+            info.update(_video_facts(c, video, duration))
+        if a is not None:
             info.update(has_audio=True, audio_codec=a.codec_context.name, audio_sample_rate=a.rate or None,
                         audio_channels=a.channels or None, audio_layout=_layout_name(a),
                         audio_bit_rate=a.codec_context.bit_rate or None)

@@ -42,7 +42,9 @@ class ClipSpec:
     names (``"bt2020"``, ``"smpte2084"``, ``"bt2020nc"``) and are written into the
     bitstream, so ``libx265`` + ``yuv420p10le`` + bt2020/smpte2084 is an HDR10
     clip. ``sar`` is the sample (pixel) aspect ratio; ``tags`` the container's
-    metadata (e.g. ``(("title", "Harbour"),)``).
+    metadata (e.g. ``(("title", "Harbour"),)``); ``faststart`` puts an MP4's
+    index before its data, as web MP4s have it (cut such a file and the frames
+    before the cut still decode).
     """
 
     name: str
@@ -60,6 +62,7 @@ class ClipSpec:
     colorspace: str | None = None
     sar: Fraction | None = None
     tags: tuple[tuple[str, str], ...] = ()
+    faststart: bool = False
 
 
 SAMPLE_SET: tuple[ClipSpec, ...] = (
@@ -144,7 +147,8 @@ def make_clip(path: str | Path, spec: ClipSpec, seed: int = 0) -> Path:
     painter = _Painter(spec.width + spec.width % 2, spec.height + spec.height % 2, n, seed)
     fmt = "webm" if spec.codec.startswith("libvpx") else "matroska" if spec.codec == "ffv1" else "mp4"
     with atomic_output(path) as part:
-        with av.open(str(part), "w", format=fmt) as out:
+        options = {"movflags": "+faststart"} if spec.faststart and fmt == "mp4" else {}
+        with av.open(str(part), "w", format=fmt, options=options) as out:
             for key, value in spec.tags:
                 out.metadata[key] = value
             v = out.add_stream(spec.codec, rate=spec.fps)

@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from fractions import Fraction
 
-from pipeline import CorruptMedia
+from pipeline import CorruptMedia, TruncatedMedia
 from pipeline.buffers import BufferPool, FrameRef, SlotLease
 from pipeline.frame_pools import frame_layout, frame_nbytes
 from pipeline.zerocopy import MappedFile, read_into
+
+from .media import check_picture_size
 
 __all__ = ["Y4MFile"]
 
@@ -25,7 +27,11 @@ _COLORSPACES = {
 
 
 class Y4MFile:
-    """A YUV4MPEG2 file: its geometry, frame rate and the offset of every frame."""
+    """A YUV4MPEG2 file: its geometry, frame rate and the offset of every whole frame.
+
+    A file damaged part way (a frame cut short, a missing ``FRAME`` marker)
+    keeps the frames before the damage; ``damage`` says what it is.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -46,8 +52,16 @@ class Y4MFile:
             self.width, self.height = int(params["W"]), int(params["H"])
         except (KeyError, ValueError):
             raise CorruptMedia(self.path, "YUV4MPEG2 header has no frame size") from None
+        if self.width <= 0 or self.height <= 0:
+            raise CorruptMedia(self.path, f"absurd picture size {self.width}x{self.height} in the header")
+        check_picture_size(self.path, self.width, self.height)
         num, _, den = params.get("F", "25:1").partition(":")
-        self.fps = Fraction(int(num), int(den or 1))
+        try:
+            self.fps = Fraction(int(num), int(den or 1))
+        except (ValueError, ZeroDivisionError):
+            raise CorruptMedia(self.path, f"YUV4MPEG2 header has no frame rate (F{num}:{den})") from None
+        if self.fps <= 0:
+            raise CorruptMedia(self.path, f"YUV4MPEG2 header has no frame rate (F{num}:{den})")
         colorspace = params.get("C", "420jpeg").split("XYSCSS")[0]
         if colorspace not in _COLORSPACES:
             raise CorruptMedia(self.path, f"unsupported YUV4MPEG2 colorspace C{colorspace}")
@@ -55,13 +69,19 @@ class Y4MFile:
         self.frame_size = frame_nbytes(self.width, self.height, self.pixel_format)
         self.shape, self.dtype = frame_layout(self.width, self.height, self.pixel_format)
         self.offsets: list[int] = []
+        self.damage: CorruptMedia | None = None
         pos = end + 1
         while pos < f.size:
+            n = len(self.offsets)
             if bytes(f.view(pos, 5)) != b"FRAME":
-                raise CorruptMedia(self.path, f"frame {len(self.offsets)}: no FRAME marker at byte {pos}")
+                self.damage = CorruptMedia(self.path, f"frame {n}: no FRAME marker at byte {pos} "
+                                                      f"({n} frames before it read)")
+                break
             data = f.find(b"\n", pos) + 1
             if data <= 0 or data + self.frame_size > f.size:
-                break  # a truncated last frame is dropped, as decoders do
+                self.damage = TruncatedMedia(self.path, f"truncated: frame {n} is cut short "
+                                                        f"({n} whole frames before it read)")
+                break
             self.offsets.append(data)
             pos = data + self.frame_size
 
