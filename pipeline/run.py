@@ -61,14 +61,23 @@ def collect_inputs(inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[
     return file_items(unique, common)
 
 
-def _replay_remembered_files(pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents) -> list[FileResult]:
-    """Files whose every stage result is remembered, finished here without starting a worker."""
+def _replay_remembered_files(pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents,
+                             trace: RunTrace | None) -> list[FileResult]:
+    """Files whose every stage result is remembered, finished here without starting a worker.
+
+    With ``trace``, each replayed file is a span on the track of this process.
+    """
     memo = StageMemo.open(tasks[0].cache_dir) if tasks and tasks[0].cache_dir else None
     out = []
     for task in tasks:
         run_ = FileRun(task.file, task.out_dir, task.output_key, task.cpu_budget, memo=memo)
+        t0 = time.perf_counter()
         result = replay_whole_file(pipeline, run_)
         if result is not None:
+            if trace is not None:
+                trace.span(f"cache replay (pid {os.getpid()})", f"replay {task.file.relpath}", trace.since(t0),
+                           trace.since(time.perf_counter()), {"file": task.file.relpath, "status": result.status},
+                           group="replay")
             events.file_started(task)
             events.file_done(result)
             out.append(result)
@@ -165,7 +174,7 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     recorder = RunTrace(origin=start) if trace is not None or chart is not None else None
     if recorder is not None and hasattr(ex, "trace"):
         ex.trace = recorder
-    replayed = _replay_remembered_files(pipeline, tasks, events) if replayable else []
+    replayed = _replay_remembered_files(pipeline, tasks, events, recorder) if replayable else []
     if replayable:
         log.info("%d of %d file(s) replayed from the cache", len(replayed), len(tasks),
                  extra={"replayed": len(replayed), "files": len(tasks)})

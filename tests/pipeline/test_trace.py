@@ -245,3 +245,15 @@ def test_framepipe_run_writes_the_trace_and_the_chart(clips: Path, tmp_path: Pat
     assert any(e["name"] == "start c0.mp4" for e in spans(trace))
     with Image.open(tmp_path / "c.png") as img:
         assert img.format == "PNG"
+
+
+def test_files_replayed_from_the_cache_are_spans_on_the_parent_track(clip_dir: Path, tmp_path: Path) -> None:
+    from stages import presets
+    first = run(presets.metadata(), clip_dir, tmp_path / "a", workers=2, cache=tmp_path / "cache")
+    again = run(presets.metadata(), clip_dir, tmp_path / "b", workers=2, cache=tmp_path / "cache",
+                trace=tmp_path / "t.json")
+    trace = json.loads((tmp_path / "t.json").read_text())
+    check_events(trace, again.wall_s)
+    replayed = sorted(e["args"]["file"] for e in spans(trace) if e["name"].startswith("replay "))
+    assert replayed == sorted(f.file.relpath for f in first.files)  # the broken file's error is remembered too
+    assert f"cache replay (pid {os.getpid()})" in track_names(trace).values()
