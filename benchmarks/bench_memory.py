@@ -59,20 +59,26 @@ MB = 1e6
 
 
 class MemorySampler:
-    """Samples, every ``period`` s, USS of this process and its descendants plus framepipe's /dev/shm bytes."""
+    """Samples, every ``period`` s, USS of a process (default: this one) and its descendants plus framepipe's
+    /dev/shm bytes; keeps the peak and the series of totals."""
 
-    def __init__(self, period: float = 0.05) -> None:
+    def __init__(self, period: float = 0.05, pid: int | None = None) -> None:
         self.period = period
+        self.pid = pid
         self.peak_total = 0
         self.peak_parts = (0, 0, 0)  # (private, shared, processes) at the peak
         self.peak_shared = 0
         self.samples = 0
+        self.totals: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def sample(self) -> tuple[int, int, int]:
-        me = psutil.Process()
-        procs = [me] + me.children(recursive=True)
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root] + root.children(recursive=True)
+        except psutil.Error:
+            return 0, 0, 0
         private = 0
         counted = 0
         for p in procs:
@@ -97,11 +103,17 @@ class MemorySampler:
         while not self._stop.is_set():
             private, shared, counted = self.sample()
             self.samples += 1
+            self.totals.append(private + shared)
             self.peak_shared = max(self.peak_shared, shared)
             if private + shared > self.peak_total:
                 self.peak_total = private + shared
                 self.peak_parts = (private, shared, counted)
             self._stop.wait(self.period)
+
+    def peak(self, start: float = 0.0, end: float = 1.0) -> int:
+        """Peak total bytes between fractions ``start`` and ``end`` of the samples taken."""
+        n = len(self.totals)
+        return max(self.totals[int(n * start): max(int(n * start) + 1, int(n * end))], default=0)
 
     def __enter__(self) -> "MemorySampler":
         self._thread.start()
