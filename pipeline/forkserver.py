@@ -10,6 +10,12 @@ until written. ``FRAMEPIPE_START_METHOD=loky`` (or ``spawn``) turns this off.
 Unlike the standard library's forkserver, a worker does not re-run the user's
 main script (loky does not either): the functions it needs travel pickled by
 value, so a script without an ``if __name__ == "__main__":`` guard still works.
+
+Safe import path: the server starts as ``python -c ...`` (a loky worker as ``python -m ...``), and Python puts
+the current folder first on such a process's import path before it imports ``multiprocessing`` and the
+preloaded modules. Run from a folder of downloaded footage, a ``multiprocessing.py`` or ``numpy.py`` there
+would run. Both start with ``PYTHONSAFEPATH`` set (``SAFE_PATH``), which leaves that folder out; workers
+drop the variable again (``forget_safe_path``), their import path being the parent's.
 """
 
 from __future__ import annotations
@@ -20,13 +26,17 @@ import multiprocessing.context
 import multiprocessing.forkserver
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from multiprocessing import popen_forkserver, spawn
 from multiprocessing.context import BaseContext
 
 from loky.backend import get_context as loky_context
 
 ENV_VAR = "FRAMEPIPE_START_METHOD"
+SAFE_PATH = {"PYTHONSAFEPATH": "framepipe"}
+"""The environment a worker interpreter starts with: no current folder on its import path (any value does)."""
+_start_lock = threading.Lock()
 
 _preload: list[str] = ["pipeline.executors.worker", "pipeline.runtime"]
 
@@ -68,8 +78,47 @@ def _preparation_data_for_worker(name: str) -> dict[str, object]:
 spawn.get_preparation_data = _preparation_data_for_worker  # inert outside _WorkerPopen._launch
 
 
+@contextmanager
+def _safe_path() -> Iterator[None]:
+    """``SAFE_PATH`` in this process's environment while a server starts (a child takes it from there)."""
+    with _start_lock:
+        before = {k: os.environ.get(k) for k in SAFE_PATH}
+        os.environ.update({k: v for k, v in SAFE_PATH.items() if not before[k]})
+        try:
+            yield
+        finally:
+            for k, v in before.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+def _ensure_server() -> None:
+    with _safe_path():
+        multiprocessing.forkserver.ensure_running()  # starts the resource tracker too
+
+
+def _ensure_trackers() -> None:
+    """Start the resource trackers (``python -c ...`` both) with a safe import path, ahead of loky's workers."""
+    from multiprocessing import resource_tracker
+
+    from loky.backend import resource_tracker as loky_tracker
+    with _safe_path():
+        resource_tracker.ensure_running()
+        loky_tracker.ensure_running()
+
+
+def forget_safe_path() -> None:
+    """In a worker: drop ``SAFE_PATH`` from the environment (what the worker starts, say a script, is not ours)."""
+    for k, v in SAFE_PATH.items():
+        if os.environ.get(k) == v:
+            del os.environ[k]
+
+
 class _WorkerPopen(popen_forkserver.Popen):
     def _launch(self, process_obj: object) -> None:
+        _ensure_server()  # here rather than inside the launch: started with a safe import path
         _skip_main.active = True
         try:
             super()._launch(process_obj)
@@ -86,9 +135,25 @@ if hasattr(multiprocessing.context, "ForkServerContext"):
     class _WorkerContext(multiprocessing.context.ForkServerContext):
         Process = _WorkerProcess  # type: ignore[assignment]
 
+    from multiprocessing import popen_spawn_posix
+
+    class _SafeSpawnPopen(popen_spawn_posix.Popen):
+        def _launch(self, process_obj: object) -> None:
+            with _safe_path():  # each spawned worker starts as ``python -c ...``
+                super()._launch(process_obj)
+
+    class _SafeSpawnProcess(multiprocessing.context.SpawnProcess):
+        @staticmethod
+        def _Popen(process_obj: object) -> _SafeSpawnPopen:
+            return _SafeSpawnPopen(process_obj)
+
+    class _SafeSpawnContext(multiprocessing.context.SpawnContext):
+        Process = _SafeSpawnProcess  # type: ignore[assignment]
+
     _context: BaseContext | None = _WorkerContext()
+    _spawn_context: BaseContext | None = _SafeSpawnContext()
 else:  # Windows
-    _context = None
+    _context = _spawn_context = None
 
 
 def start_server(modules: Iterable[str] = ()) -> None:
@@ -100,7 +165,9 @@ def start_server(modules: Iterable[str] = ()) -> None:
     preload(modules)
     context = worker_context()
     if context is _context and _context is not None:
-        multiprocessing.forkserver.ensure_running()
+        _ensure_server()
+    else:
+        _ensure_trackers()
 
 
 def worker_context() -> BaseContext:
@@ -110,6 +177,8 @@ def worker_context() -> BaseContext:
     when ``FRAMEPIPE_START_METHOD`` names another (``loky``, ``spawn``).
     """
     method = os.environ.get(ENV_VAR, "forkserver")
+    if method == "spawn" and _spawn_context is not None:
+        return _spawn_context
     if method != "forkserver" or _context is None:
         return loky_context(None if method == "forkserver" else method)
     _context.set_forkserver_preload(list(_preload))

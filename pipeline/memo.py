@@ -162,7 +162,17 @@ class Replay:
         record = json.loads(meta[_RECORD])
         names = table.column("name").to_pylist()
         data = table.column("data").to_pylist()
+        if not isinstance(record, dict) or not all(isinstance(d, bytes) for d in data):
+            raise ValueError("not a stage memo entry")
+        if not all(map(_is_output_name, names)):
+            raise ValueError("not a stage memo entry: an output name that would leave the output folder")
         return cls(record, dict(zip(names, data)))
+
+
+def _is_output_name(name: object) -> bool:
+    """Whether ``name`` is one a stage could have written: relative, ``/``-separated, no ``..`` or empty part."""
+    return isinstance(name, str) and "\\" not in name and "\0" not in name and \
+        all(part not in ("", ".", "..") for part in name.split("/"))
 
 
 @dataclass

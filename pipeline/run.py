@@ -88,7 +88,8 @@ def output_keys(items: Sequence[FileItem]) -> list[str]:
     """Output names per file: the relative path without suffix, or with it when two files would collide."""
     stems = [str(PurePosixPath(i.relpath).with_suffix("")) for i in items]
     counts = Counter(stems)
-    return [s if counts[s] == 1 else i.relpath.replace(".", "_") for s, i in zip(stems, items)]
+    plain = [counts[s] == 1 and not {".", ".."} & set(s.split("/")) for s in stems]  # "...mp4": no ".." key
+    return [s if ok else i.relpath.replace(".", "_") for s, ok, i in zip(stems, plain, items)]
 
 
 def _split_done(ledger: RunLedger, items: Sequence[FileItem]) -> tuple[list[FileResult], list[tuple[FileItem, str]]]:

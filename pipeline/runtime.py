@@ -46,7 +46,7 @@ from loky.process_executor import TerminatedWorkerError
 
 from .board import RUNNING, ProgressBoard
 from .errors import PoolFull, PoolShutdown, TaskTimeout, WorkerCrashed
-from .forkserver import worker_context
+from .forkserver import SAFE_PATH, forget_safe_path, worker_context
 
 __all__ = ["Priority", "TaskPoolConfig", "WorkerPool", "PoolMetrics", "CoreBudget", "NICE_INCREMENT"]
 
@@ -160,11 +160,14 @@ _WORKER_BOARDS: dict[str, ProgressBoard] = {}
 def _init_worker(nice: int, keep_alive: bool) -> None:
     """Executor initializer: run at this pool's niceness; for ``keep_alive`` pools, never recycle the worker.
 
+    (It also drops the variable that kept the current folder off the worker's import path at its start.)
+
     loky replaces a worker whose memory grew by 300 MB since it started (its
     leak guard). A worker that holds a file's session (an open decoder, an
     encoder's state) must not be replaced between calls, so those pools turn
     the guard off in their workers.
     """
+    forget_safe_path()
     proc = psutil.Process()
     if nice > proc.nice():
         proc.nice(min(19, nice))
@@ -365,8 +368,10 @@ class WorkerPool:
             self._cond.notify_all()  # the dispatcher must watch this deadline
 
     def _new_executor(self) -> _Executor:
+        # env: a loky-started worker imports nothing from the current folder (see forkserver.SAFE_PATH)
         return _Executor(ProcessPoolExecutor(max_workers=self._max, initializer=_init_worker,
-                                             initargs=(self._nice, self.keep_alive), context=worker_context()))
+                                             initargs=(self._nice, self.keep_alive), context=worker_context(),
+                                             env={k: v for k, v in SAFE_PATH.items() if not os.environ.get(k)}))
 
     def _wake(self) -> None:
         with self._cond:

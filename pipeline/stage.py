@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from .items import FILE, FileItem
+from .errors import OutputError
 from .outputs import safe_join
 
 __all__ = ["Stage", "StageContext", "FileRun", "FunctionStage", "stage"]
@@ -163,9 +164,11 @@ class StageContext:
         Without ``name`` the path is the file key itself (add a suffix to it);
         the result never lands outside the output folder.
         """
-        if name is None:
-            return safe_join(self.run.out_dir, category, self.run.output_key)
-        return safe_join(self.run.out_dir, category, self.run.output_key, name)
+        folder = safe_join(self.run.out_dir, category)
+        path = safe_join(self.run.out_dir, category, self.run.output_key, *([name] if name is not None else []))
+        if folder not in path.parents:  # a key of "..": a suffix added to it would leave the folder
+            raise OutputError(f"output path {category}/{self.run.output_key} would not land inside {folder}")
+        return path
 
     def add_output(self, path: str | Path) -> None:
         """Record a finished output file of this file (relative to the output folder)."""
