@@ -49,12 +49,12 @@ def test_a_file_hung_in_native_code_holding_the_gil_is_killed_at_its_timeout_and
     (inp / "stuck.txt").write_text("first\nhang\nnever")
     (inp / "z.txt").write_text("last")
     out = tmp_path / "out"
-    result = run(text_pipeline(), inp, out, workers=2, cache=False, file_timeout=4)
+    result = run(text_pipeline(), inp, out, workers=2, cache=False, file_timeout=8)  # ample for the others
 
     by_name = {r.file.relpath: r for r in result.files}
     stuck = by_name["stuck.txt"]
     assert stuck.status == "failed" and stuck.error_type == "FileTimeout"
-    assert stuck.summary_line() == ("FAILED stuck.txt: timed out: not done after 4 s (the file timeout); "
+    assert stuck.summary_line() == ("FAILED stuck.txt: timed out: not done after 8 s (the file timeout); "
                                     "its worker was killed")
     assert by_name["a.txt"].ok and by_name["z.txt"].ok
     assert (out / "shout" / "a.txt").read_text() == "ONE\nTWO"
@@ -97,13 +97,13 @@ def test_framepipe_run_timeout_kills_a_map_task_hung_in_native_code_and_fails_on
     shutil.copy(clip_dir / "landscape_audio.mp4", inp / "stuck.mp4")
     (tmp_path / "hang.py").write_text(PIPELINE_WITH_A_HANGING_MAP_STAGE)
     out = tmp_path / "out"
-    proc = framepipe("run", inp, "-o", out, "-P", tmp_path / "hang.py", "--timeout", "5", "--no-cache", "-q", "-j", "2")
+    proc = framepipe("run", inp, "-o", out, "-P", tmp_path / "hang.py", "--timeout", "8", "--no-cache", "-q", "-j", "2")
 
     assert proc.returncode == 1, proc.stderr
     failed = {line for line in proc.stderr.splitlines() if line.startswith("FAILED")}  # as it ends, and at the end
     assert len(failed) == 1, proc.stderr
     line = failed.pop()
-    assert line.startswith("FAILED stuck.mp4: ") and "timed out" in line and "5 s" in line, line
+    assert line.startswith("FAILED stuck.mp4: ") and "timed out" in line and "8 s" in line, line
     assert (out / "thumbnails" / "fine" / "poster.jpg").is_file()
     assert hidden_files(out) == []
 
