@@ -11,9 +11,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Reinstall only when the project's metadata changes (the install is editable).
+# Reinstall only when the project's metadata changes (the install is editable). The ray extra is
+# part of it so that the Ray executor's tests run too (they skip where Ray is not installed).
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,ray]'
 	touch $@
 
 $(SAMPLES)/.complete: | $(VENV)/.installed-test
@@ -35,7 +36,7 @@ test: $(VENV)/.installed-test
 	if [ $$status -eq 5 ]; then echo "test: pytest collected no tests" >&2; exit 1; fi; exit $$status
 
 $(VENV)/.installed-bench: pyproject.toml | $(VENV)/.installed-test
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[test,ray,bench]'
 	touch $@
 
 bench: $(VENV)/.installed-bench

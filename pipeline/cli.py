@@ -11,6 +11,7 @@ from pathlib import Path
 from importlib.metadata import entry_points, version
 
 from .errors import FramepipeError
+from .executors import EXECUTORS
 from .interrupts import Interrupted
 from .logs import configure_logging
 from .presets import available_presets, build_preset, load_pipeline_file, parse_options, preset_options
@@ -57,7 +58,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         result = run(pipeline, inputs, args.output, executor=args.executor, workers=args.workers,
                      select=select, events=progress, cache=False if args.no_cache else args.cache_dir,
                      trace=args.trace, chart=args.chart, metrics_port=args.metrics_port,
-                     performance=args.profile, resume=not args.fresh, file_timeout=args.timeout)
+                     performance=args.profile, resume=not args.fresh, file_timeout=args.timeout,
+                     address=args.address)
     finally:
         progress.close()
     print(result.table())
@@ -137,7 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--profile", choices=PROFILES, default=None,
                        help="size the run for this machine: video_processing, low_memory, or auto "
                             "(video_processing, retuned as the run goes; its decisions print under the table)")
-    p_run.add_argument("--executor", choices=("local", "inline"), default="local")
+    p_run.add_argument("--executor", choices=EXECUTORS, default="local",
+                       help="where files run: local (worker processes), inline (this process), ray (a Ray cluster; "
+                            "pip install framepipe[ray])")
+    p_run.add_argument("--address", metavar="ADDR",
+                       help="the Ray cluster for --executor ray: ray://HEAD:10001, HEAD:6379 or auto "
+                            "(default: $RAY_ADDRESS, else a local Ray instance for this run)")
     p_run.add_argument("--timeout", type=_seconds, metavar="SECONDS",
                        help="fail a file still running after SECONDS: its worker is killed, the batch goes on")
     p_run.add_argument("-q", "--quiet", action="store_true", help="plain lines, no live progress")

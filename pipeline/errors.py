@@ -27,6 +27,7 @@ __all__ = [
     "WorkerCrashed",
     "FileTimeout",
     "UnsupportedRunOption",
+    "MissingExtra",
     "PresetNotFound",
     "BufferPoolError",
     "BufferPoolExhausted",
@@ -132,6 +133,10 @@ class WorkerCrashed(FramepipeError):
 
 class UnsupportedRunOption(FramepipeError, ValueError):
     """A run option the chosen executor cannot honour (a file timeout on the inline executor)."""
+
+
+class MissingExtra(FramepipeError, ImportError):
+    """An optional dependency a feature needs is not installed (the message names the ``pip install``)."""
 
 
 class FileTimeout(FramepipeError, TimeoutError):

@@ -112,7 +112,7 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         cache: bool | str | os.PathLike[str] | None = None, trace: str | os.PathLike[str] | None = None,
         chart: str | os.PathLike[str] | None = None, metrics_port: int | None = None,
         performance: PerformanceConfig | str | None = None, resume: bool = True,
-        file_timeout: float | None = None) -> RunResult:
+        file_timeout: float | None = None, address: str | None = None) -> RunResult:
     """Run ``pipeline`` over ``inputs`` into the folder ``out`` and return what happened.
 
     ``inputs``: a folder, a file, or several of either. A folder is walked
@@ -132,11 +132,13 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     ``"auto"``: video_processing with the optimizer retuning buffer, map pools and caches as the run goes)
     sizing the local executor; ``workers``, when given, still sets the core budget. The optimizer's
     decisions are in ``RunResult.decisions``.
-    ``file_timeout``: seconds each attempt at a file may take (local executor); past it its worker is killed and
-    the file fails with ``FileTimeout``.
+    ``file_timeout``: seconds each attempt at a file may take (local and Ray executors); past it its worker is
+    killed and the file fails with ``FileTimeout``.
+    ``executor="ray"`` runs on a Ray cluster: ``address`` (``ray://head:10001``, ``head:6379``, ``auto``), else
+    ``$RAY_ADDRESS``, else a local Ray instance started for the run; ``pip install framepipe[ray]``.
     """
     pipeline.validate()
-    ex = get_executor(executor, workers, file_timeout=file_timeout)
+    ex = get_executor(executor, workers, file_timeout=file_timeout, address=address)
     if performance is not None:
         config = PerformanceConfig.named(performance)
         config.apply(ex)
@@ -187,6 +189,9 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     try:
         results = ex.run(pipeline, pending, events) if pending else []
     finally:  # its workers are gone: half files left are a killed worker's or an interrupted run's
+        close = getattr(ex, "close", None)  # optional: what prepare() started (a Ray instance), stopped
+        if close is not None:
+            close()
         sweep_partial_outputs(out_dir)
         if server is not None:
             server.stop()

@@ -1,4 +1,6 @@
-"""Executors: where a pipeline's files run (``inline`` in this process, ``local`` on a loky pool)."""
+"""Executors: where a pipeline's files run (``inline`` in this process, ``local`` on a loky pool, ``ray`` on Ray)."""
+
+from typing import Any
 
 from ..errors import UnsupportedRunOption
 from .base import Executor, FileTask, RunEvents
@@ -7,9 +9,19 @@ from .local import LocalExecutor
 
 __all__ = ["Executor", "FileTask", "RunEvents", "InlineExecutor", "LocalExecutor", "get_executor"]
 
+EXECUTORS = ("local", "inline", "ray")
 
-def get_executor(name: str, workers: int | None = None, *, file_timeout: float | None = None) -> Executor:
-    """The executor called ``name`` (``"local"`` or ``"inline"``); ``file_timeout`` needs the local one."""
+
+def get_executor(name: str, workers: int | None = None, *, file_timeout: float | None = None,
+                 address: str | None = None, **options: Any) -> Executor:
+    """The executor called ``name`` (``"local"``, ``"inline"`` or ``"ray"``).
+
+    ``file_timeout`` needs the local or the Ray executor; ``address`` (a Ray cluster) and ``options`` (the
+    ``RayExecutor``'s own) the Ray one, which imports Ray only now.
+    """
+    ray_only = (["address"] if address is not None else []) + sorted(options)
+    if name != "ray" and ray_only:
+        raise UnsupportedRunOption(f"{', '.join(ray_only)}: an option of the ray executor, not of the {name} one")
     if name == "inline":
         if file_timeout is not None:
             raise UnsupportedRunOption("a file timeout needs the local executor: the inline one cannot stop "
@@ -17,4 +29,7 @@ def get_executor(name: str, workers: int | None = None, *, file_timeout: float |
         return InlineExecutor()
     if name == "local":
         return LocalExecutor(workers, file_timeout=file_timeout)
-    raise ValueError(f"unknown executor {name!r} (choose 'local' or 'inline')")
+    if name == "ray":
+        from .ray_cluster import RayExecutor  # raises MissingExtra when Ray is not installed
+        return RayExecutor(workers, address=address, file_timeout=file_timeout, **options)
+    raise ValueError(f"unknown executor {name!r} (choose {', '.join(map(repr, EXECUTORS))})")
