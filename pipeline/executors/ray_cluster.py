@@ -3,7 +3,7 @@
     driver (this process)                          Ray cluster (any node)
     ---------------------                          ----------------------
     the pipeline, pickled once (cloudpickle)
-    per free file actor: run_file(task)  ───────►  FileActor (num_cpus=cpus_per_file; Ray restarts it when killed)
+    per free file actor: run_file(task)  ───────►  FileActor (cpus_per_file CPUs; Ray restarts it when killed)
                                                      no map stages: FileRunner.run(file), the whole graph here
                                                      map stages: a FileSession that pauses for credits, and
     ray.wait on the files in flight  ◄──────────     each frame ray.put once -> map_frame tasks on any node,
@@ -361,10 +361,10 @@ class RayExecutor:
     ``$RAY_ADDRESS``), or a local Ray instance started for the run (``workers`` CPUs, default all), stopped after it.
 
     A Ray already initialised in this process is used as it is and left running. Each file runs in a Ray actor
-    of ``cpus_per_file`` CPUs (its decoder and encoder threads); ``files_in_flight`` actors (default: the
-    cluster's CPUs, or half of them when map stages need the rest). Map stages run as Ray tasks of one CPU
-    each, or what ``map_options[pool]`` asks for (``{"gpu": {"num_gpus": 1}}``), at most ``max_in_flight`` per
-    file. A file whose worker died is run again ``retries`` times; ``file_timeout`` kills a file's actor past it.
+    holding ``cpus_per_file`` CPUs (its decoder and encoder threads; none held when map stages do the heavy
+    part); ``files_in_flight`` actors (default: the cluster's CPUs, or half of them with map stages). Map stages
+    run as Ray tasks of one CPU each, or what ``map_options[pool]`` asks for (``{"gpu": {"num_gpus": 1}}``), at
+    most ``max_in_flight`` per file (a stage's ``concurrency`` bounds its own share). A file whose worker died is run again ``retries`` times; ``file_timeout`` kills a file's actor past it.
     ``runtime_env`` is Ray's, for a cluster (``{"working_dir": ...}``).
     """
 
@@ -441,8 +441,12 @@ class RayExecutor:
         n_actors = min(len(tasks), self._files_in_flight(pipeline))
         cpus = int(ray.cluster_resources().get("CPU", 1))
         max_in_flight = self.max_in_flight or max(4, 2 * cpus + 2)
-        actor_class = _remote(FileActor).options(num_cpus=self.cpus_per_file, max_restarts=-1,
-                                                    max_task_retries=0)
+        # Without map stages a file's actor does all its work: it holds its CPUs. With them, the map tasks do the
+        # heavy part while the actor waits for them, and an actor never gives its CPUs back while it waits: it
+        # takes Ray's default instead (a CPU free to be placed, none held after), and decodes beside the tasks.
+        has_maps = any(s.is_map for s in pipeline.stages.values())
+        cpus_held = {} if has_maps else {"num_cpus": self.cpus_per_file}
+        actor_class = _remote(FileActor).options(max_restarts=-1, max_task_retries=0, **cpus_held)
         actors = [actor_class.remote(token, blob, max_in_flight, self.map_options, self.retries)
                   for _ in range(n_actors)]
         self.actor_count = len(actors)

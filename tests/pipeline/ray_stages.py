@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from pipeline import FILE, Pipeline, Stage, StageContext, stage, write_atomic
+from pipeline import FILE, FRAME, Pipeline, Stage, StageContext, stage, write_atomic
 from test_run import LINE, Line
 
 
@@ -54,6 +54,14 @@ def shout(item: Line, ctx: Any) -> Any:
         raise ValueError(f"line {item.number} says boom")
     ctx.record(shouted=True)
     return [Line(item.number, item.text.upper())]
+
+
+@stage(accepts=FRAME, stateful=False)
+def where_pixels_are(item: Any, ctx: Any) -> None:
+    """A map stage that records how it got its frame's pixels: a view it may not write (the object store's
+    shared memory) or an array of its own (a copy)."""
+    pixels = item.array()
+    ctx.record(pixels_read_only=not pixels.flags.writeable, pixels_own_memory=pixels.flags.owndata)
 
 
 class Collect(Stage):

@@ -28,7 +28,7 @@ from pipeline.executors.ray_cluster import start_local_ray  # noqa: E402
 from stages import presets  # noqa: E402
 
 from conftest import BROKEN, CLIPS, video_pipeline  # noqa: E402
-from ray_stages import text_pipeline  # noqa: E402
+from ray_stages import text_pipeline, where_pixels_are  # noqa: E402
 from test_security import PLANTED  # noqa: E402
 
 
@@ -88,9 +88,13 @@ def test_the_default_preset_gives_the_local_executors_outputs(batch: RunResult, 
 def test_map_stage_frames_cross_the_object_store_in_frame_order(clip_dir: Path, tmp_path: Path) -> None:
     clips = [clip_dir / "landscape_audio.mp4", clip_dir / "portrait_rot90.mp4"]
     local = run(video_pipeline(), clips, tmp_path / "local", executor="inline", cache=False)
-    result = run(video_pipeline(), clips, tmp_path / "ray", executor="ray", cache=False)
+    probed = video_pipeline()
+    probed.add(where_pixels_are, after="decode")  # a second map stage on the same frames (one object for both)
+    result = run(probed, clips, tmp_path / "ray", executor="ray", cache=False)
 
     assert [r.status for r in result.files] == ["ok", "ok"]
+    for r in result.files:  # a map task reads its frame in place, in the object store's shared memory
+        assert (r.record["pixels_read_only"], r.record["pixels_own_memory"]) == (True, False)
     pngs = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*.png"))
     assert len(pngs) == 10
     for rel in pngs:  # inverted by a Ray task, taken back in order: each thumbnail shows the frame it should
