@@ -27,35 +27,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline import Pipeline, run
+from pipeline import Pipeline
 from stages import ClipSpec, make_clip, presets
 
 from ._table import machine_line, print_table
 from .bench_pipeline import calibrate_passes, numpy_pipeline
-
-
-def _best(rounds: int, once: Callable[[], None]) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        once()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def _seconds(factory: Callable[[], Pipeline], inputs: Path, warm: Path, work: Path, executor: str, workers: int,
-             rounds: int) -> float:
-    """Best wall seconds of ``run(factory(), inputs, ...)`` on ``executor``, after a warm-up run over ``warm``."""
-    run(factory(), warm, work / f"warm-{executor}", executor=executor, workers=workers, cache=False, resume=False)
-    counter = iter(range(10_000))
-
-    def once() -> None:
-        r = run(factory(), inputs, work / f"{executor}-{next(counter)}", executor=executor, workers=workers,
-                cache=False, resume=False)
-        bad = [f for f in r.files if not f.ok]
-        assert not bad, bad[0].error
-
-    return _best(rounds, once)
+from .bench_scaling import _timed_runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         start_local_ray(num_cpus=args.workers)
         started = time.perf_counter() - t0
         try:
-            for label, factory, inputs, unit, n in workloads:
-                secs = {ex: _seconds(factory, inputs, tiny, work, ex, args.workers, rounds) for ex in ("local", "ray")}
+            for i, (label, factory, inputs, unit, n) in enumerate(workloads):
+                secs = {ex: _timed_runs(factory, inputs, tiny, work, f"w{i}-{ex}", args.workers, rounds, executor=ex)
+                        for ex in ("local", "ray")}
                 rows.append((label, f"{secs['local']:.2f}", f"{secs['ray']:.2f}", f"{n / secs['local']:.2f} {unit}",
                              f"{n / secs['ray']:.2f} {unit}", f"{secs['ray'] / secs['local']:.2f}x"))
         finally:

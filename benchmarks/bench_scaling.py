@@ -42,13 +42,15 @@ def _best_seconds(call, rounds: int) -> float:  # noqa: ANN001
     return best
 
 
-def _timed_runs(pipe_factory, inputs, warm_input, work: Path, label: str, workers: int, rounds: int) -> float:  # noqa: ANN001
-    """Best wall seconds of ``run(pipe, inputs, workers=workers, cache=False)`` after a warm-up run."""
-    run(pipe_factory(), warm_input, work / f"warm-{label}-{workers}", workers=workers, cache=False)
+def _timed_runs(pipe_factory, inputs, warm_input, work: Path, label: str, workers: int, rounds: int,  # noqa: ANN001
+                executor: str = "local") -> float:
+    """Best wall seconds of ``run(pipe, inputs, workers=workers, cache=False)`` on ``executor`` after a warm-up run."""
+    run(pipe_factory(), warm_input, work / f"warm-{label}-{workers}", executor=executor, workers=workers, cache=False)
     counter = iter(range(10_000))
 
     def once() -> None:
-        r = run(pipe_factory(), inputs, work / f"{label}-{workers}-{next(counter)}", workers=workers, cache=False)
+        r = run(pipe_factory(), inputs, work / f"{label}-{workers}-{next(counter)}", executor=executor,
+                workers=workers, cache=False)
         bad = [f for f in r.files if not f.ok]
         assert not bad, bad[0].error
 
