@@ -364,8 +364,9 @@ class RayExecutor:
     holding ``cpus_per_file`` CPUs (its decoder and encoder threads; none held when map stages do the heavy
     part); ``files_in_flight`` actors (default: the cluster's CPUs, or half of them with map stages). Map stages
     run as Ray tasks of one CPU each, or what ``map_options[pool]`` asks for (``{"gpu": {"num_gpus": 1}}``), at
-    most ``max_in_flight`` per file (a stage's ``concurrency`` bounds its own share). A file whose worker died is run again ``retries`` times; ``file_timeout`` kills a file's actor past it.
-    ``runtime_env`` is Ray's, for a cluster (``{"working_dir": ...}``).
+    most ``max_in_flight`` per file (a stage's ``concurrency`` bounds its own share). A file whose worker died is
+    run again ``retries`` times; ``file_timeout`` kills a file's actor past it. ``runtime_env`` is Ray's, for a
+    cluster (``{"working_dir": ...}``).
     """
 
     name = "ray"
@@ -409,7 +410,8 @@ class RayExecutor:
                  ray.cluster_resources().get("CPU"))
 
     def close(self) -> None:
-        """Stop the local Ray instance this executor started (a Ray it found running is left alone)."""
+        """Disconnect from the Ray this executor connected to, stopping a local instance it started (a Ray that
+        was initialised before it is left as it was)."""
         if self._started:
             ray.shutdown()
             shutil.rmtree(self._workdir, ignore_errors=True)
