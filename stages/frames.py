@@ -138,6 +138,20 @@ class VideoFrameItem:
         return dataclasses.replace(self, local=None, ref=None, pixels=pixels,
                                    pixel_format=pixel_format or self.format)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the picture (what the stage table's MB column adds up); no conversion."""
+        if self.pixels is not None:
+            return int(self.pixels.nbytes)
+        if self.ref is not None:
+            return self.ref.nbytes
+        assert self.local is not None
+        try:
+            shape, dtype = frame_layout(self.local.width, self.local.height, self.local.format.name)
+        except ValueError:  # a format the slots do not carry: the planes' own sizes
+            return sum(p.buffer_size for p in self.local.planes)
+        return int(np.prod(shape)) * dtype.itemsize
+
     # Crossing processes: the engine's shared-item protocol ----------------------------
 
     def shared_nbytes(self) -> int:
@@ -202,6 +216,14 @@ class AudioFrameItem:
             self.sample_format = self.local.format.name
             self.layout = self.local.layout.name
             self.sample_rate = self.local.sample_rate
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the samples (what the stage table's MB column adds up)."""
+        if self.ref is not None and self.local is None:
+            return self.ref.nbytes
+        assert self.local is not None
+        return sum(p.buffer_size for p in self.local.planes)
 
     @property
     def frame(self) -> av.AudioFrame:

@@ -28,7 +28,7 @@ from ..buffers import FrameRef
 from ..errors import InputError, OutputError, StageError
 from ..outputs import as_output_error
 from ..graph import Pipeline
-from ..items import FRAME
+from ..items import FILE, FRAME
 from ..memo import lineages
 from ..metrics import StageStats
 from ..results import FAILED, OK, FileResult
@@ -91,6 +91,7 @@ class FileSession:
         self.ctx = {n: StageContext(run, n) for n in self.order}
         self.stats = {n: StageStats(n, files=1) for n in self.order}
         self._frames_in = dict.fromkeys(self.order, 0)
+        self._sources = {n for n in self.order if FILE in self.stages[n].accepts}
         self._frames_out = dict.fromkeys(self.order, 0)
         self._stack: list[_Drain | _Deliver] = []
         self._pending: list[Outgoing] = []  # waiting for a slot
@@ -205,6 +206,8 @@ class FileSession:
     def _emit(self, stage: str, produced: Any, stack: list[_Drain | _Deliver]) -> None:
         stats = self.stats[stage]
         stats.items_out += 1
+        if stage in self._sources:  # a decoder's bytes are those it makes; every other stage's, those it takes
+            stats.bytes += getattr(produced, "nbytes", 0)
         kind = getattr(produced, "kind", None)
         if kind == FRAME:
             self._frames_out[stage] += 1
@@ -231,7 +234,9 @@ class FileSession:
             out.outbox.append(Outgoing(item, waiting.targets))
 
     def _push(self, name: str, item: Any, stack: list[_Drain | _Deliver]) -> None:
-        self.stats[name].items_in += 1
+        stats = self.stats[name]
+        stats.items_in += 1
+        stats.bytes += getattr(item, "nbytes", 0)  # items that know their size (frames, audio blocks) say it
         if getattr(item, "kind", None) == FRAME:
             self._frames_in[name] += 1
         out = self._call(name, self.stages[name].process, item, self.ctx[name])

@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from PIL import Image
 
 
@@ -30,6 +31,7 @@ def test_bench_prints_every_figure_and_writes_json_parquet_trace_and_chart(clip_
     assert report["files"] == 5 and report["failed"] == 1 and report["bottleneck"]["stage"]
     decode = next(s for s in report["stages"] if s["stage"] == "decode")
     assert decode["frames"] > 0 and 0 < decode["busy_pct"] <= 100 and decode["cache_hit_pct"] is None
+    assert decode["mb_per_s"] > 0 and next(s for s in report["stages"] if s["stage"] == "thumbnails")["mb_per_s"] > 0
     assert pq.read_table(files["parquet"]).num_rows == 3
     trace = json.loads(files["trace"].read_text())
     assert any(e.get("ph") == "X" for e in trace["traceEvents"])
@@ -58,3 +60,18 @@ def test_bench_runs_a_pipeline_file_with_a_map_stage(clip_dir: Path, tmp_path: P
     report = json.loads(out.read_text())
     assert any(k.startswith("map:") for k in report["pool_utilization_pct"])
     assert next(s for s in report["stages"] if s["stage"] == "invert")["where"].startswith("map:")
+
+
+@pytest.mark.parametrize("executor", ["inline", "local"])
+def test_a_stage_counts_the_bytes_of_the_frames_it_takes_and_a_decoder_those_it_makes(executor: str,
+                                                                                    tmp_path: Path) -> None:
+    from pipeline import run
+    from stages import ClipSpec, make_clip, presets
+    make_clip(tmp_path / "in" / "c.mp4", ClipSpec("c", 160, 96, 1.0, audio=True))
+    result = run(presets.default(proxy=False), tmp_path / "in", tmp_path / "out", executor=executor, workers=2,
+                 cache=False)
+    stats = {s.name: s for s in result.stages}
+    frame_bytes = 30 * 160 * 96 * 3 // 2  # 30 yuv420p frames
+    assert stats["thumbnails"].bytes == stats["sprite_sheet"].bytes == frame_bytes
+    assert stats["audio_levels"].bytes > 0 and stats["decode"].bytes == frame_bytes + stats["audio_levels"].bytes
+    assert stats["metadata"].bytes == 0  # it takes the file, not frames
