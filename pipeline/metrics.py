@@ -131,7 +131,7 @@ def format_stage_table(stats: Iterable[StageStats], wall_s: float | None = None)
     for s in stats:
         rows.append((s.name, s.where, str(s.files), str(s.items_in), str(s.frames), f"{s.bytes / 1e6:.0f}",
                      f"{s.busy_s:.2f}", f"{s.starved_s:.2f}", f"{s.blocked_s:.2f}",
-                     f"{s.frames_per_s:.1f}" if s.frames else "-", f"{s.p95_s * 1e3:.1f}", str(s.failures))
+                     f"{s.frames_per_s:.1f}" if s.frames else "-", f"{s.p95_s * 1e3:.1f}" if s.p95_s else "-", str(s.failures))
                     + ((f"{s.cache_hits}/{s.cache_misses}" if s.cache_hits or s.cache_misses else "-",)
                        if cached else ()))
     lines = text_table(rows, left=2).split("\n")

@@ -39,7 +39,8 @@ def bench_rows(result: RunResult) -> list[dict[str, Any]]:
             "stage": s.name, "where": s.where, "workers": s.workers, "files": s.files, "frames": s.frames,
             "frames_per_s": s.frames / wall, "mb_per_s": s.bytes / 1e6 / wall,
             "busy_pct": 100 * s.busy_s / capacity, "starved_pct": 100 * s.starved_s / capacity,
-            "blocked_pct": 100 * s.blocked_s / capacity, "p95_ms": s.p95_s * 1e3, "failures": s.failures,
+            "blocked_pct": 100 * s.blocked_s / capacity, "failures": s.failures,
+            "p95_ms": s.p95_s * 1e3 if s.p95_s else None,  # None: no per-task latencies (a per-file stage)
             "cache_hit_pct": 100 * s.cache_hits / looked_up if looked_up else None,
         })
     return rows
@@ -78,7 +79,7 @@ def _format(report: dict[str, Any]) -> str:
     for r in report["stages"]:
         rows.append((r["stage"], r["where"], str(r["frames"]), f"{r['frames_per_s']:.1f}", f"{r['mb_per_s']:.1f}",
                      f"{r['busy_pct']:.0f}", f"{r['starved_pct']:.0f}", f"{r['blocked_pct']:.0f}",
-                     f"{r['p95_ms']:.1f}", "-" if r["cache_hit_pct"] is None else f"{r['cache_hit_pct']:.0f}"))
+                     "-" if r["p95_ms"] is None else f"{r['p95_ms']:.1f}", "-" if r["cache_hit_pct"] is None else f"{r['cache_hit_pct']:.0f}"))
     lines = text_table(rows, left=2).split("\n")
     pools = ", ".join(f"{k} {v:.0f}%" for k, v in report["pool_utilization_pct"].items())
     lines.append(f"pool utilization: {pools}")
@@ -113,7 +114,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str))
     if args.parquet:
-        pq.write_table(pa.Table.from_pylist(report["stages"]), args.parquet)
+        table = pa.Table.from_pylist(report["stages"])
+        p95 = table.schema.get_field_index("p95_ms")
+        table = table.set_column(p95, pa.field("p95_ms", pa.float64()), table.column(p95).cast(pa.float64()))
+        pq.write_table(table, args.parquet)
     return 0
 
 
