@@ -32,7 +32,7 @@ from stages import ClipSpec, make_clip, presets
 
 from ._table import machine_line, print_table
 from .bench_pipeline import calibrate_passes, numpy_pipeline
-from .bench_scaling import _timed_runs
+from .bench_scaling import _timed_runs, make_batch
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,13 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[object, ...]] = []
     with tempfile.TemporaryDirectory(prefix="framepipe-ray-bench-") as tmp:
         work = Path(tmp)
-        batch = work / "batch"
-        batch.mkdir()
-        for i in range(4):
-            make_clip(batch / f"clip{i + 1}.mp4", ClipSpec(f"clip{i + 1}.mp4", 1920, 1080, clip_s, fps=30,
-                                                           audio=True), seed=i)
-        tiny = work / "tiny.mp4"
-        make_clip(tiny, ClipSpec(tiny.name, 1920, 1080, 0.1, fps=30))
+        batch, tiny = make_batch(work, clip_s, audio=True)
         one_clip = work / "numpy"
         one_clip.mkdir()
         make_clip(one_clip / "numpy-1080p.mp4", ClipSpec("numpy-1080p.mp4", 1920, 1080, clip_s, fps=30))

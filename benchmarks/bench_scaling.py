@@ -42,6 +42,18 @@ def _best_seconds(call, rounds: int) -> float:  # noqa: ANN001
     return best
 
 
+def make_batch(work: Path, seconds: float, *, audio: bool = False) -> tuple[Path, Path]:
+    """Four 1080p30 clips of ``seconds`` in ``work/batch``, and a 0.1 s clip to warm the workers up with."""
+    batch = work / "batch"
+    batch.mkdir()
+    for i in range(4):
+        make_clip(batch / f"clip{i + 1}.mp4", ClipSpec(f"clip{i + 1}.mp4", 1920, 1080, seconds, fps=30, audio=audio),
+                  seed=i)
+    tiny = work / "tiny.mp4"
+    make_clip(tiny, ClipSpec(tiny.name, 1920, 1080, 0.1, fps=30))
+    return batch, tiny
+
+
 def _timed_runs(pipe_factory, inputs, warm_input, work: Path, label: str, workers: int, rounds: int,  # noqa: ANN001
                 executor: str = "local") -> float:
     """Best wall seconds of ``run(pipe, inputs, workers=workers, cache=False)`` on ``executor`` after a warm-up run."""
@@ -69,12 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[object, ...]] = []
     with tempfile.TemporaryDirectory(prefix="framepipe-scaling-") as tmp:
         work = Path(tmp)
-        batch = work / "batch"
-        batch.mkdir()
-        for i in range(4):
-            make_clip(batch / f"clip{i + 1}.mp4", ClipSpec(f"clip{i + 1}.mp4", 1920, 1080, batch_s, fps=30), seed=i)
-        tiny = work / "tiny.mp4"
-        make_clip(tiny, ClipSpec(tiny.name, 1920, 1080, 0.1, fps=30))
+        batch, tiny = make_batch(work, batch_s)
         one_clip = work / "numpy-1080p.mp4"
         make_clip(one_clip, ClipSpec(one_clip.name, 1920, 1080, clip_s, fps=30))
         passes = calibrate_passes(tiny, 0.040)
