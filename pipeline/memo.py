@@ -3,9 +3,10 @@
 A stage that declares ``cacheable = True`` promises that what it writes and
 records depends only on the file's content, its own parameters and what its
 upstream stages give it. Its results are kept in a persistent cache under the
-file's fingerprint (size, mtime, first and last MiB), the classes, parameters
-and ``cache_version`` of it and of every stage upstream, and the engine's
-version. On a later run over the same
+file's fingerprint (size, mtime, first and last MiB) and output key (its outputs
+and columns name it: a copy or hard link under another name is not the same
+entry), the classes, parameters and ``cache_version`` of it and of every stage
+upstream, and the engine's version. On a later run over the same
 file the engine writes the outputs back (atomically) and sets the columns
 instead of running the stage; a producer (a decoder) whose every consumer was
 replayed does not run at all.
@@ -120,9 +121,15 @@ def pipeline_digest(pipeline: Pipeline) -> str:
     return hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
 
 
-def memo_key(stage: Stage, file: FileItem, lineage: str) -> str:
-    """The cache key of ``stage``'s results for ``file``: its lineage x the file's content x the engine's version."""
-    return f"stage/{stage.name}/{_engine_version()}/{lineage}/{file.fingerprint}"
+def memo_key(stage: Stage, file: FileItem, lineage: str, output_key: str) -> str:
+    """The cache key of ``stage``'s results for ``file``: its lineage x the file's content x the engine's version
+    x the file's output key.
+
+    The output key is part of it because what a stage writes and records names it (``thumbnails/<key>/...``):
+    two inputs of the same content (a copy, a hard link) under other names must not replay each other's outputs.
+    """
+    where = hashlib.blake2b(output_key.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+    return f"stage/{stage.name}/{_engine_version()}/{lineage}/{file.fingerprint}/{where}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,12 +189,13 @@ class StageMemo:
     store: KeyValueStore
     _errors: list[str] = field(default_factory=list)
 
-    def lookup(self, stage: Stage, file: FileItem, lineage: str) -> Replay | None:
-        """The remembered results of ``stage`` for ``file``, or None (a damaged entry is a miss)."""
+    def lookup(self, stage: Stage, file: FileItem, lineage: str, output_key: str) -> Replay | None:
+        """The remembered results of ``stage`` for ``file`` under ``output_key``, or None (a damaged entry is a
+        miss)."""
         if not file.fingerprint:
             return None
         try:
-            value = self.store.get(memo_key(stage, file, lineage))
+            value = self.store.get(memo_key(stage, file, lineage, output_key))
         except Exception as exc:  # the cache must never fail a file: a store that errs is a miss
             self._note(stage, "not looked up", exc)
             value = None
@@ -211,13 +219,13 @@ class StageMemo:
         except (OSError, TypeError, ValueError) as exc:
             self._note(stage, "not remembered", exc)
             return
-        self._put(stage, memo_key(stage, file, lineage), Replay(record, data))
+        self._put(stage, memo_key(stage, file, lineage, run.output_key), Replay(record, data))
 
-    def remember_failure(self, stage: Stage, file: FileItem, lineage: str, exc: InputError) -> None:
+    def remember_failure(self, stage: Stage, file: FileItem, lineage: str, output_key: str, exc: InputError) -> None:
         """Keep that ``stage`` found ``file`` unusable (an input error depends on the content alone)."""
         if file.fingerprint:
             record = {"__input_error__": {"type": type(exc).__name__, "reason": exc.reason}}
-            self._put(stage, memo_key(stage, file, lineage), Replay(record, {}))
+            self._put(stage, memo_key(stage, file, lineage, output_key), Replay(record, {}))
 
     def _put(self, stage: Stage, key: str, replay: Replay) -> None:
         try:

@@ -128,7 +128,7 @@ class FileSession:
                 continue
             if any(c not in found for c in self.pipeline.children(n)):
                 continue
-            replay = memo.lookup(stage, self.run.file, self.lineage[n])
+            replay = memo.lookup(stage, self.run.file, self.lineage[n], self.run.output_key)
             if replay is not None:
                 found[n] = replay
         for n in self.order:
@@ -270,7 +270,7 @@ class FileSession:
         memo = self.run.memo
         if memo is not None and isinstance(exc, InputError) and stage in self.stages and \
                 self.stages[stage].cacheable and stage not in self.replayed:
-            memo.remember_failure(self.stages[stage], self.run.file, self.lineage[stage], exc)
+            memo.remember_failure(self.stages[stage], self.run.file, self.lineage[stage], self.run.output_key, exc)
         if stage in self.stats:
             self.stats[stage].failures += 1
         for n in reversed(self.local):

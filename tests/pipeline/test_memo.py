@@ -81,7 +81,7 @@ def test_a_damaged_entry_is_a_miss_and_is_recomputed(clip_dir: Path, tmp_path: P
     pipe = presets.metadata()
     first = run(pipe, clip_dir, tmp_path / "a", cache=cache)
     item = result_for(first, "landscape_audio.mp4").file
-    key = memo_key(pipe.stages["metadata"], item, lineages(pipe)["metadata"])
+    key = memo_key(pipe.stages["metadata"], item, lineages(pipe)["metadata"], "landscape_audio")
     with DiskCache(cache, name="stages") as store:
         assert store.get(key) is not None
         store.set(key, b"not an arrow table")
@@ -134,3 +134,21 @@ def test_a_cache_folder_that_cannot_be_made_costs_the_cache_not_the_run(clip_dir
     result = run(presets.thumbnails(thumb_every=1.0), clip_dir, tmp_path / "out", cache=blocker, workers=2)
     assert [result_for(result, rel).ok for rel in GOOD] == [True] * len(GOOD)
     assert stage(result, "thumbnails").cache_misses == 0  # nothing could be kept
+
+
+def test_a_file_with_the_same_content_under_another_name_gets_outputs_of_its_own(clip_dir: Path,
+                                                                                  tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.mp4").write_bytes((clip_dir / "landscape_audio.mp4").read_bytes())
+    os.link(folder / "a.mp4", folder / "b.mp4")  # the same content, size and mtime: the same fingerprint
+    cache = tmp_path / "cache"
+    first = run(presets.thumbnails(thumb_every=1.0), folder / "a.mp4", tmp_path / "first", cache=cache)
+    both = run(presets.thumbnails(thumb_every=1.0), folder, tmp_path / "out", cache=cache, workers=1)
+    a, b = result_for(both, "a.mp4"), result_for(both, "b.mp4")
+    assert stage(both, "thumbnails").cache_hits == 1  # a.mp4 is replayed; b.mp4 is not a.mp4
+    assert a.outputs == result_for(first, "a.mp4").outputs
+    assert b.outputs == [rel.replace("/a/", "/b/") for rel in a.outputs]
+    assert b.record == {k: v.replace("/a/", "/b/") if isinstance(v, str) else v for k, v in a.record.items()}
+    for rel in b.outputs:
+        assert (tmp_path / "out" / rel).read_bytes() == (tmp_path / "out" / rel.replace("/b/", "/a/")).read_bytes()

@@ -204,7 +204,7 @@ def test_a_remembered_result_naming_an_output_outside_the_folder_is_a_miss(clip_
     pipeline = presets.thumbnails(thumb_every=1.0, thumb_width=64)
     first = run(pipeline, inp, tmp_path / "first", cache=cache_dir)
     thumbnails = pipeline.stages["thumbnails"]
-    key = memo_key(thumbnails, first.files[0].file, lineages(pipeline)["thumbnails"])
+    key = memo_key(thumbnails, first.files[0].file, lineages(pipeline)["thumbnails"], "web_vp9")
     targets = [tmp_path.parent / "escape.jpg", tmp_path / "escape.jpg", Path("/tmp") / "escape.jpg"]
     existed = [t.exists() for t in targets]
     with DiskCache(cache_dir, name="stages") as cache:
@@ -212,7 +212,8 @@ def test_a_remembered_result_naming_an_output_outside_the_folder_is_a_miss(clip_
         for i, name in enumerate(["../../escape.jpg", "thumbnails/../../escape.jpg", "/tmp/escape.jpg"]):
             planted = Replay({"thumbnail_count": 1}, {name: b"planted"}).to_table()
             cache.set(key, planted)
-            assert StageMemo(cache).lookup(thumbnails, first.files[0].file, lineages(pipeline)["thumbnails"]) is None
+            assert StageMemo(cache).lookup(thumbnails, first.files[0].file, lineages(pipeline)["thumbnails"],
+                                          "web_vp9") is None
             again = run(pipeline, inp, tmp_path / f"again{i}", cache=cache_dir)
             assert again.files[0].ok and again.files[0].record == first.files[0].record  # recomputed
     assert [t.exists() for t in targets] == existed
