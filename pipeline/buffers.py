@@ -62,8 +62,10 @@ class _MappedExtent:
             raise StaleFrameRef(f"segment {segment.name} is not a framepipe buffer pool")
         self.segment = segment
         self.slots, self.stride, self.data_offset = slots, stride, data_offset
-        self.generations = np.ndarray((slots,), _GEN_DTYPE, buffer=segment.buf, offset=_HEADER.size)
-        self.array = np.ndarray((segment.size,), np.uint8, buffer=segment.buf)
+        # frombuffer, not ndarray(buffer=): its arrays hold the mapping, so a view still alive when
+        # the pool closes keeps the memory mapped (see SharedSegment.close) rather than dangling.
+        self.generations = np.frombuffer(segment.buf, _GEN_DTYPE, slots, _HEADER.size)
+        self.array = np.frombuffer(segment.buf, np.uint8, segment.size)
 
     def slot_bytes(self, index: int, nbytes: int) -> np.ndarray:
         start = self.data_offset + index * self.stride
@@ -513,7 +515,11 @@ class BufferPool:
             raise PoolClosed(f"buffer pool {self.name} is closed")
 
     def close(self) -> None:
-        """Unlink every segment; outstanding leases and refs become invalid. Idempotent."""
+        """Unlink every segment; outstanding leases and refs become invalid. Idempotent.
+
+        A numpy array already taken from a ref stays readable (the memory is
+        unmapped when the last such array is freed), never a dangling view.
+        """
         with self._cond:
             if self._closed:
                 return

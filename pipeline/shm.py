@@ -6,6 +6,11 @@ Python's resource tracker and unlinks it. Other processes attach with a plain
 attaching ``SharedMemory`` registers the segment too, and loky workers share
 the parent's tracker, so unregistering in the worker would remove the
 parent's own entry; attaching outside the tracker avoids both problems.)
+
+Every process, the owner too, maps a segment with its own ``mmap``, so that
+closing it while numpy arrays made by ``np.frombuffer`` still view it leaves
+the mapping to those arrays (undone when the last goes) instead of pulling
+the memory out from under them.
 """
 
 from __future__ import annotations
@@ -35,35 +40,43 @@ class SharedSegment:
         self.owner = owner
         self._shm = shm
         self._mmap = mm
-        self.buf: memoryview = shm.buf if shm is not None else memoryview(mm)  # type: ignore[arg-type]
+        self.buf: memoryview = memoryview(mm)  # type: ignore[arg-type]
 
     @classmethod
     def create(cls, size: int, tag: str = "seg") -> "SharedSegment":
         """Create a new segment of ``size`` bytes (zero-filled), owned by this process."""
         name = f"{SEGMENT_PREFIX}{os.getpid()}_{tag}_{secrets.token_hex(8)}"
         shm = shared_memory.SharedMemory(name=name, create=True, size=max(1, size))
-        return cls(name, size, True, shm, None)
+        try:
+            mm = _map(name, size)
+        except BaseException:
+            shm.close()
+            shm.unlink()
+            raise
+        shm.close()  # its mapping and descriptor; it is kept to unlink the name (and unregister it)
+        return cls(name, size, True, shm, mm)
 
     @classmethod
     def attach(cls, name: str, size: int) -> "SharedSegment":
         """Map an existing segment without registering it anywhere (the owner unlinks it)."""
-        fd = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
-        try:
-            mm = mmap.mmap(fd, max(1, size))
-        finally:
-            os.close(fd)
-        return cls(name, size, False, None, mm)
+        return cls(name, size, False, None, _map(name, size))
 
     def close(self) -> None:
-        """Unmap this process's view (views made from ``buf`` must be gone first)."""
+        """Unmap this process's view, or leave that to the numpy arrays still viewing it.
+
+        Arrays made with ``np.frombuffer(buf)`` hold the mapping: while one
+        lives, ``mmap.close`` refuses, and the memory is unmapped when the
+        last of them is freed — never while one can still read it.
+        """
         try:
             self.buf.release()
         except BufferError:
             return
-        if self._shm is not None:
-            self._shm.close()
-        elif self._mmap is not None:
-            self._mmap.close()
+        if self._mmap is not None:
+            try:
+                self._mmap.close()
+            except BufferError:
+                pass  # arrays still view it: the mmap is closed when they are gone
 
     def unlink(self) -> None:
         """Remove the segment's name (owner only); memory goes when the last view is closed."""
@@ -75,6 +88,15 @@ class SharedSegment:
 
     def __repr__(self) -> str:
         return f"<SharedSegment {self.name} {self.size} B{' owner' if self.owner else ''}>"
+
+
+def _map(name: str, size: int) -> mmap.mmap:
+    """Segment ``name`` mapped read-write (``mmap`` keeps its own descriptor; ours is closed)."""
+    fd = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
+    try:
+        return mmap.mmap(fd, max(1, size))
+    finally:
+        os.close(fd)
 
 
 def sweep_stale_segments(shm_dir: str = "/dev/shm") -> list[str]:
