@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-
 import os
 from collections.abc import Iterator
 from fractions import Fraction
@@ -91,6 +91,10 @@ class Decode(Stage):
     A frame's ``index`` is its number in the stream when every frame is
     decoded from the start; after a seek, or with ``keyframes_only``, it is
     ``round(time x fps)`` (exact at a constant frame rate).
+
+    Raw 4:2:0 ``.y4m`` video, read whole, goes straight into shared-memory
+    slots that are reused: such a frame is valid until the next item is
+    pulled from ``process`` (``decode_file`` gives frames that own their pixels).
     """
 
     accepts = (FILE,)
@@ -124,6 +128,7 @@ class Decode(Stage):
         if not audio:
             self.emits = (FRAME,)
         self._pool: BufferPool | None = None  # per process, for raw video read straight into slots
+        self._reuse_slots = True  # False (decode_file): raw frames are read into arrays they own
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -161,15 +166,19 @@ class Decode(Stage):
         with raw:
             if raw.frame_count == 0:  # before sizing slots by what the header claims
                 raise raw.damage or EmptyStream(raw.path, "no frame in the file")
-            if self._pool is None or self._pool.slot_size < raw.frame_size:
-                self.teardown()
-                self._pool = BufferPool(raw.frame_size, _RAW_SLOTS, name="y4m")
+            pool = self._slot_pool(raw.frame_size) if self._reuse_slots else None
             info = StreamInfo(width=raw.width, height=raw.height, fps=raw.fps, time_base=1 / raw.fps,
                               frame_count=raw.frame_count, codec="rawvideo", pix_fmt=raw.pixel_format,
                               container="yuv4mpegpipe")
-            for index, (lease, ref) in enumerate(raw.frames(self._pool)):
-                with lease:  # the slot is reused once every consumer has seen the frame
-                    frame = wrap_pixels(ref.array(), "yuv420p")
+            for index in range(raw.frame_count):
+                # In a slot, the frame is a view valid until the next one is pulled: the lease is
+                # released when this generator resumes (every local consumer has seen it by then,
+                # and one that sends it to another process has copied it out). Without slots the
+                # frame owns its pixels.
+                lease = pool.acquire() if pool is not None else None
+                with lease if lease is not None else contextlib.nullcontext():
+                    pixels = raw.read(index, lease).array() if lease is not None else raw.read_array(index)
+                    frame = wrap_pixels(pixels, "yuv420p")
                     frame.pts, frame.time_base = index, info.time_base
                     if self.pixel_format and self.pixel_format != "yuv420p":
                         frame = frame.reformat(format=self.pixel_format)
@@ -180,6 +189,13 @@ class Decode(Stage):
             if raw.damage is not None:  # every whole frame before it is given
                 raise raw.damage
             ctx.record(frame_count=raw.frame_count, frame_count_exact=True, decode_errors=0)
+
+    def _slot_pool(self, frame_size: int) -> BufferPool:
+        """This process's pool of slots for raw frames, made (or remade larger) on demand; ``teardown`` closes it."""
+        if self._pool is None or self._pool.slot_size < frame_size:
+            self.teardown()
+            self._pool = BufferPool(frame_size, _RAW_SLOTS, name="y4m")
+        return self._pool
 
     def _decode(self, item: FileItem, ctx: StageContext) -> Iterator[Any]:
         with open_media(item.path, probe=False) as container:
@@ -356,12 +372,20 @@ def decode_file(path: str | os.PathLike[str], *, run: FileRun | None = None,
     """The items ``Decode(**options)`` gives for one file, outside any pipeline (random access, notebooks).
 
     ``run`` collects what the stage records (frame count, decode errors);
-    without it they are dropped.
+    without it they are dropped. Every item owns its pixels (a raw ``.y4m``
+    frame is read into an array of its own, not into a reused shared-memory
+    slot): keep items as long as you like, after the loop ends, after a
+    ``break`` or after ``close()``. Nothing shared is left behind.
     """
     p = Path(path)
     if run is None:
         run = FileRun(FileItem(str(p), p.name), p.parent, p.stem)
-    yield from Decode(**options).process(run.file, StageContext(run, "decode"))
+    decode = Decode(**options)
+    decode._reuse_slots = False  # no other process to share slots with: nothing kept may view one
+    try:
+        yield from decode.process(run.file, StageContext(run, "decode"))
+    finally:
+        decode.teardown()
 
 
 def _start_seconds(container: Any, vstream: Any) -> float:

@@ -2,13 +2,16 @@
 
 Raw video needs no decoder: each frame's bytes are read by the kernel
 directly into a shared-memory slot (``os.preadv``), and the frame handed on
-is a view of that slot. The header is parsed from a memory map.
+is a view of that slot — or, outside a pipeline, into an array the frame
+owns. The header is parsed from a memory map.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from fractions import Fraction
+
+import numpy as np
 
 from pipeline import CorruptMedia, TruncatedMedia
 from pipeline.buffers import BufferPool, FrameRef, SlotLease
@@ -92,12 +95,23 @@ class Y4MFile:
     def read(self, index: int, lease: SlotLease, *, seq: int | None = None) -> FrameRef:
         """Read frame ``index`` into ``lease``'s slot (the kernel writes it there) and return its ref."""
         view = lease.buffer()[: self.frame_size]
-        n = read_into(self._file.fileno(), view, self.offsets[index])
-        view.release()
-        if n != self.frame_size:
-            raise CorruptMedia(self.path, f"frame {index} is truncated ({n} of {self.frame_size} bytes)")
+        try:
+            self._fill(index, view)
+        finally:
+            view.release()
         return lease.ref(self.shape, self.dtype, pixel_format=self.pixel_format, pts=index,
                          time_base=1 / self.fps, seq=index if seq is None else seq)
+
+    def read_array(self, index: int) -> np.ndarray:
+        """Frame ``index`` read into a new array of its own (no slot, nothing to release)."""
+        arr = np.empty(self.shape, self.dtype)
+        self._fill(index, memoryview(arr))
+        return arr
+
+    def _fill(self, index: int, buffer: memoryview) -> None:
+        n = read_into(self._file.fileno(), buffer, self.offsets[index])
+        if n != self.frame_size:
+            raise CorruptMedia(self.path, f"frame {index} is truncated ({n} of {self.frame_size} bytes)")
 
     def frames(self, pool: BufferPool, timeout: float | None = None) -> Iterator[tuple[SlotLease, FrameRef]]:
         """Every frame in order, each in a freshly leased slot (release the lease when done with it)."""

@@ -1,7 +1,9 @@
-"""Raw YUV4MPEG2 video: frames read by the kernel straight into pool slots, then through the pipeline."""
+"""Raw YUV4MPEG2 video: frames read by the kernel straight into pool slots, then through the pipeline;
+outside a pipeline (``decode_file``, the caches), frames that own their pixels and no shared memory left behind."""
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,7 +14,11 @@ from PIL import Image
 
 from pipeline import CorruptMedia, run
 from pipeline.buffers import BufferPool
+from pipeline.shm import SEGMENT_PREFIX
 from stages import ClipSpec, make_clip, presets, read_frame_marker
+from stages.caches import FrameCache, ThumbnailCache, extract_frame
+from stages.decode import decode_file
+from stages.frames import VideoFrameItem
 from stages.y4m import Y4MFile
 
 
@@ -96,3 +102,57 @@ def test_layouts_other_than_420_go_through_ffmpeg(tmp_path: Path, y4m: tuple[Pat
     result = run(presets.default(), tmp_path / "full.y4m", tmp_path / "out", workers=1)
     assert result.files[0].ok, result.files[0].error
     assert result.files[0].record["frame_count"] == 10
+
+
+def segments() -> set[str]:
+    """This process's shared-memory segments: names in /dev/shm, and mappings (an unlinked one still mapped counts)."""
+    prefix = f"{SEGMENT_PREFIX}{os.getpid()}_"
+    named = {n for n in os.listdir("/dev/shm") if n.startswith(prefix)}
+    maps = Path("/proc/self/maps").read_text().split()
+    return named | {w.removeprefix("/dev/shm/") for w in maps if w.startswith(f"/dev/shm/{prefix}")}
+
+
+def luma_marker(item: VideoFrameItem) -> int:
+    return read_frame_marker(item.array()[:184])  # the Y plane of a stacked 4:2:0 frame
+
+
+def test_frames_kept_from_decode_file_read_their_own_pixels_after_it_ends(y4m: tuple[Path, list[np.ndarray]]) -> None:
+    path, frames = y4m
+    before = segments()
+    kept = list(decode_file(path, audio=False))  # exhausted
+    assert [luma_marker(item) for item in kept] == list(range(50))
+    assert all(np.array_equal(item.array(), frames[i]) for i, item in enumerate(kept))
+    gen = decode_file(path, audio=False)
+    first = [next(gen) for _ in range(5)]
+    gen.close()  # closed part way
+    assert [luma_marker(item) for item in first] == [0, 1, 2, 3, 4]
+    assert np.array_equal(first[4].array(), frames[4])
+    assert read_frame_marker(first[2].array("gray")) == 2  # a conversion reads them too
+    assert segments() == before
+
+
+def test_breaking_out_of_decode_file_leaves_no_segment(y4m: tuple[Path, list[np.ndarray]]) -> None:
+    path, frames = y4m
+    before = segments()
+    for _ in range(5):
+        for item in decode_file(path, audio=False):
+            if item.index == 3:
+                break
+        assert segments() == before
+    assert luma_marker(item) == 3 and np.array_equal(item.array(), frames[3])
+
+
+def test_a_long_lived_process_asking_caches_for_raw_frames_keeps_no_segment(
+        y4m: tuple[Path, list[np.ndarray]]) -> None:
+    path, _ = y4m
+    before = segments()
+    frames = FrameCache()  # memory tier only: every new frame is decoded
+    thumbs = ThumbnailCache(frames)
+    for i in range(0, 50, 5):
+        assert read_frame_marker(frames.frame(path, index=i, pixel_format="gray")) == i
+        assert read_frame_marker(extract_frame(path, index=i + 1, pixel_format="gray")) == i + 1
+        assert thumbs.thumbnail(path, i / 25, width=80)[:2] == b"\xff\xd8"
+        for item in decode_file(path, audio=False):  # a whole pass, through the raw path
+            pass
+        assert segments() == before
+    assert frames.decodes == 10
