@@ -7,6 +7,7 @@ or broadly; the library error that caused one is kept as ``__cause__``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "OutputError",
     "DiskFull",
     "OutputNotWritable",
+    "OutputFolderInUse",
     "MetricsPortError",
     "WorkerCrashed",
     "FileTimeout",
@@ -183,6 +185,16 @@ class DiskFull(OutputError):
 
 class OutputNotWritable(OutputError):
     """An output could not be written: its folder is read-only or not ours to write."""
+
+
+class OutputFolderInUse(OutputError):
+    """Another run is writing into the same output folder (``pid``: its process, None when unknown); this one
+    did not start."""
+
+    def __init__(self, folder: str | os.PathLike[str], pid: int | None) -> None:
+        super().__init__(f"{folder} is in use by another framepipe run" + (f" (pid {pid})" if pid else ""))
+        self.folder = folder
+        self.pid = pid
 
 
 class MetricsPortError(FramepipeError, OSError):

@@ -13,6 +13,10 @@ A file is skipped when its last line says ok, for the same fingerprint,
 pipeline and output key, and every output it lists is still there at the
 size written; anything else (failed, edited, another pipeline, an output
 removed or replaced) runs again.
+
+One run at a time uses a folder's ledger: ``run()`` holds ``OUT/.framepipe.lock``
+from before the ledger is opened (and maybe compacted) to its end, so a
+compaction never drops a line another run appends.
 """
 
 from __future__ import annotations

@@ -2,13 +2,22 @@
 
 Every byte framepipe writes itself (images, reports, WebVTT, cache values) goes through ``write_output``:
 the one place where a test can make writes fail as a full or read-only disk would (``WRITE_FAULT_ENV``).
+
+A file is written under a hidden part name next to its final one, ``.<stem>.<pid>.fp-part<suffix>``,
+and renamed when complete. Names are at most ``NAME_MAX`` bytes: ``fit_name`` is the one place that
+shortens a name (cut, ending in ``~<hash of the whole name>`` before its suffix), used for part names
+and by stages whose final names are made longer than their input's (an encoder's ``<file key>.mp4``).
+A final name that does not fit fails its file with one line (``cannot write …: its name is N bytes…``).
 """
 
 from __future__ import annotations
 
+import codecs
 import errno
+import hashlib
 import os
 import re
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from fnmatch import fnmatchcase
@@ -18,7 +27,10 @@ from typing import BinaryIO
 from .errors import DiskFull, OutputError, OutputNotWritable
 
 __all__ = ["PartialOutput", "atomic_output", "write_atomic", "write_output", "sweep_partial_outputs", "safe_join",
-           "check_writable", "output_error", "as_output_error", "WRITE_FAULT_ENV"]
+           "check_writable", "output_error", "as_output_error", "fit_name", "NAME_MAX", "WRITE_FAULT_ENV"]
+
+NAME_MAX = 255
+"""The bytes a file name may have on Linux file systems (ext4, XFS, Btrfs, tmpfs); macOS allows 255 characters."""
 
 WRITE_FAULT_ENV = "FRAMEPIPE_WRITE_FAULT"
 """A test hook, not a setting: ``ENOSPC`` (any errno name: ``EROFS``, ``EACCES``...) makes every
@@ -27,10 +39,14 @@ path matches ``GLOB`` (``fnmatch``: ``*`` also matches ``/``). Read at each writ
 processes see the environment they were started with."""
 
 _PART_MARK = ".fp-part"
-_PART_RE = re.compile(r"^\..*\.\d+" + re.escape(_PART_MARK))
-_PART_NAME = re.compile(r"^\.(?P<stem>.*)\.\d+" + re.escape(_PART_MARK) + r"(?P<suffix>.*)\Z")
+_PART_RE = re.compile(r"^\..*\.\d+" + re.escape(_PART_MARK), re.S)  # re.S: a name may hold a newline
+_PART_NAME = re.compile(r"^\.(?P<stem>.*)\.\d+" + re.escape(_PART_MARK) + r"(?P<suffix>.*)\Z", re.S)
 _NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})  # only ever a write's errors
-_NOT_OURS = frozenset({errno.EACCES, errno.EPERM})  # a write's errors when they name a part file
+_NOT_OURS = frozenset({errno.EACCES, errno.EPERM, errno.ENAMETOOLONG})  # a write's errors when they name a part file
+_SUFFIX_MAX = 16  # bytes of a suffix that shortening keeps (".mp4"); a longer "suffix" is cut with the rest
+_HASH_BYTES = 4  # a cut name ends in "~" and this hash of the whole name as 8 hex digits
+_SHORTENED_KEPT = 256  # this process's latest cut part names, far more than it has open at once
+_shortened: OrderedDict[str, Path] = OrderedDict()  # part path -> final path, for part names cut to fit
 
 
 def _injected_fault(final: Path) -> OSError | None:
@@ -72,14 +88,51 @@ def as_output_error(exc: BaseException) -> OutputError | None:
     part = _PART_NAME.match(os.path.basename(name)) if name else None
     if exc.errno not in _NO_ROOM and not (exc.errno in _NOT_OURS and part):
         return None
-    final = os.path.join(os.path.dirname(name), part["stem"] + part["suffix"]) if name and part else name
-    return output_error("write", final or "an output", exc)
+    final = _shortened.get(name) if name else None  # a cut part name cannot say its final name: we noted it
+    if final is None and name and part:
+        final = os.path.join(os.path.dirname(name), part["stem"] + part["suffix"])
+    return output_error("write", final or name or "an output", exc)
+
+
+def _split_suffix(name: str) -> tuple[str, str]:
+    """``name`` as (stem, suffix) the way shortening sees it: a suffix over ``_SUFFIX_MAX`` bytes is no suffix."""
+    suffix = Path(name).suffix
+    if len(os.fsencode(suffix)) > _SUFFIX_MAX:
+        return name, ""
+    return name[:len(name) - len(suffix)], suffix
+
+
+def fit_name(name: str, limit: int = NAME_MAX) -> str:
+    """``name`` when it has at most ``limit`` bytes; else cut to fit, ending in ``~<hash of the whole name>``
+    before its suffix (which stays: writers that pick a format from it still see it).
+
+    The cut never ends inside a UTF-8 character; different long names keep different short ones.
+    """
+    raw = os.fsencode(name)
+    if len(raw) <= limit:
+        return name
+    stem, suffix = _split_suffix(name)
+    digest = hashlib.blake2b(raw, digest_size=_HASH_BYTES).hexdigest()
+    room = limit - len(os.fsencode(suffix)) - len(digest) - 1
+    # Decoded incrementally, a character cut in half stays in the decoder: the text ends before it.
+    keep = codecs.getincrementaldecoder("utf-8")("surrogateescape").decode(os.fsencode(stem)[:max(room, 0)],
+                                                                             final=False)
+    return f"{keep}~{digest}{suffix}"
 
 
 def _part_path(final: Path) -> Path:
     # Hidden, tagged with our pid, and keeping the suffix so that writers which
-    # pick a format from the extension (FFmpeg muxers) still see it.
-    return final.with_name(f".{final.stem}.{os.getpid()}{_PART_MARK}{final.suffix}")
+    # pick a format from the extension (FFmpeg muxers) still see it. A final
+    # name too long to leave room for the rest is cut (fit_name): the part
+    # name still matches _PART_RE, so a sweep finds it.
+    tag = f".{os.getpid()}{_PART_MARK}"
+    stem, suffix = _split_suffix(fit_name(final.name, NAME_MAX - 1 - len(tag)))
+    part = final.with_name(f".{stem}{tag}{suffix}")
+    if stem + suffix != final.name:
+        _shortened[str(part)] = final
+        while len(_shortened) > _SHORTENED_KEPT:
+            _shortened.popitem(last=False)
+    return part
 
 
 class PartialOutput:
@@ -93,6 +146,10 @@ class PartialOutput:
 
     def __init__(self, final: str | os.PathLike[str]) -> None:
         self.final = Path(final)
+        size = len(os.fsencode(self.final.name))
+        if size > NAME_MAX:
+            raise output_error("write", self.final, OSError(
+                errno.ENAMETOOLONG, f"its name is {size} bytes, more than the {NAME_MAX} a file name may have"))
         try:
             self.final.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

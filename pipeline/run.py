@@ -8,8 +8,9 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .errors import OutputFolderInUse
 from .executors import FileTask, RunEvents, get_executor
 from .executors.file_runner import replay_whole_file
 from .graph import Pipeline
@@ -18,7 +19,7 @@ from .ledger import LedgerEvents, RunLedger
 from .logs import LoggedEvents
 from .memo import StageMemo, memo_dir
 from .metrics import StageStats, merge_stats
-from .outputs import check_writable, output_error, sweep_partial_outputs
+from .outputs import check_writable, output_error, sweep_partial_outputs, write_output
 from .performance import PerformanceConfig
 from .progress import SilentProgress
 from .report import write_report
@@ -28,9 +29,15 @@ from .stage import FileRun
 from .sources import FileSelection, file_items, find_files
 from .trace import RunTrace
 
-__all__ = ["run", "collect_inputs", "output_keys"]
+if TYPE_CHECKING:
+    from .cache.locks import FileLock
+
+__all__ = ["run", "collect_inputs", "output_keys", "LOCK_NAME"]
 
 log = logging.getLogger("framepipe.run")
+
+LOCK_NAME = ".framepipe.lock"
+"""The file in the output folder that a run holds locked from start to end (and removes), holding its pid."""
 
 
 def collect_inputs(inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
@@ -124,7 +131,8 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     ``out/report.parquet``. ``resume``: re-running into the same ``out`` skips the files that the run
     ledger (``out/ledger.jsonl``) says this pipeline finished from the same content, with their outputs
     still in place; they keep their earlier result (``FileResult.resumed``). False runs every file again,
-    replacing its outputs, and starts the ledger afresh.
+    replacing its outputs, and starts the ledger afresh. One run at a time writes into ``out``: while another
+    holds it (``out/.framepipe.lock``), this one raises ``OutputFolderInUse`` at once, having changed nothing there.
     ``trace``: write a timeline of every worker's calls there (Chrome trace JSON,
     for Perfetto); ``chart``: a PNG of per-stage throughput and utilization over time.
     ``metrics_port``: serve the run's figures for Prometheus on that port (0: a free one, logged) until it ends.
@@ -147,72 +155,109 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         log.info("performance profile %s: %s", config.name, config, extra={"profile": config.name})
     cache_dir = memo_dir(cache)
     replayable = cache_dir is not None and all(s.cacheable for s in pipeline.stages.values())
-    prepare = getattr(ex, "prepare", None)  # optional: lets an executor warm up while inputs are found
-    if prepare is not None and not replayable:
-        prepare(pipeline)
-    items = collect_inputs(inputs, extensions if extensions is not None else pipeline.extensions, select=select)
     out_dir = Path(out)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise output_error("create output folder", out_dir, exc) from exc
     check_writable(out_dir)  # a read-only folder is one clear error now, not one per file
-    sweep_partial_outputs(out_dir)
-    sweep_stale_segments()
-    ledger = RunLedger.open(out_dir, pipeline, fresh=not resume)
-    earlier, todo = _split_done(ledger, items)
-    n_parallel = max(1, min(ex.workers, len(todo)))
-    budget = max(1, (os.cpu_count() or 1) // n_parallel)
-    tasks = [FileTask(item, out_dir, key, budget, cache_dir) for item, key in todo]
-    events = LoggedEvents(events or SilentProgress())
-    log.info("run %s: %d file(s) on the %s executor, %d at once", pipeline.name, len(items), ex.name, n_parallel,
-             extra={"pipeline": pipeline.name, "files": len(items), "executor": ex.name, "parallel": n_parallel})
-    if ledger.entries:
-        log.info("%d of %d file(s) skipped: done by an earlier run (%s)", len(earlier), len(items), ledger.path,
-                 extra={"skipped": len(earlier), "files": len(items)})
-    for done_before in earlier:
-        events.file_done(done_before)
-    events = LedgerEvents(events, ledger, tasks)  # each file is in the ledger before anyone hears it finished
-    start = time.perf_counter()
-    recorder = RunTrace(origin=start) if trace is not None or chart is not None else None
-    if recorder is not None and hasattr(ex, "trace"):
-        ex.trace = recorder
-    replayed = _replay_remembered_files(pipeline, tasks, events, recorder) if replayable else []
-    if replayable:
-        log.info("%d of %d file(s) replayed from the cache", len(replayed), len(tasks),
-                 extra={"replayed": len(replayed), "files": len(tasks)})
-    done = {r.file.index for r in replayed}
-    pending = [t for t in tasks if t.file.index not in done]
-    if pending and replayable and prepare is not None:
-        prepare(pipeline)
-    server = _metrics_server(ex, metrics_port)
+    lock = _claim_output_folder(out_dir)  # before anything is started, swept or read there
     try:
-        results = ex.run(pipeline, pending, events) if pending else []
-    finally:  # its workers are gone: half files left are a killed worker's or an interrupted run's
-        close = getattr(ex, "close", None)  # optional: what prepare() started (a Ray instance), stopped
-        if close is not None:
-            close()
+        prepare = getattr(ex, "prepare", None)  # optional: lets an executor warm up while inputs are found
+        if prepare is not None and not replayable:
+            prepare(pipeline)
+        items = collect_inputs(inputs, extensions if extensions is not None else pipeline.extensions,
+                               select=select)
         sweep_partial_outputs(out_dir)
-        if server is not None:
-            server.stop()
-    results = sorted(earlier + replayed + list(results), key=lambda r: r.file.index)
-    wall = time.perf_counter() - start
-    stats = merge_stats((r.stats for r in results), pipeline.order())
-    map_stats = getattr(ex, "map_stats", {})
-    stats = [map_stats.get(s.name, s) for s in stats]
-    for s in stats:
-        if s.where == "file":
-            s.workers = getattr(ex, "actor_count", 0) or n_parallel
-    result = RunResult(pipeline.name, out_dir, results, stats, wall, n_parallel, ex.name,
-                       peak_slots=getattr(ex, "peak_slots", 0), decisions=list(getattr(ex, "decisions", [])))
-    log.info("run %s ended: %d ok, %d failed in %.2f s", pipeline.name, len(results) - len(result.failed),
-             len(result.failed), wall, extra={"pipeline": pipeline.name, "files": len(results),
-                                              "failed": len(result.failed), "wall_s": round(wall, 3)})
-    if write_reports:
-        write_report(pipeline, result)
-    if recorder is not None:
-        _write_timeline(recorder, stats, trace, chart)
-    return result
+        sweep_stale_segments()
+        ledger = RunLedger.open(out_dir, pipeline, fresh=not resume)
+        earlier, todo = _split_done(ledger, items)
+        n_parallel = max(1, min(ex.workers, len(todo)))
+        budget = max(1, (os.cpu_count() or 1) // n_parallel)
+        tasks = [FileTask(item, out_dir, key, budget, cache_dir) for item, key in todo]
+        events = LoggedEvents(events or SilentProgress())
+        log.info("run %s: %d file(s) on the %s executor, %d at once", pipeline.name, len(items), ex.name, n_parallel,
+                 extra={"pipeline": pipeline.name, "files": len(items), "executor": ex.name, "parallel": n_parallel})
+        if ledger.entries:
+            log.info("%d of %d file(s) skipped: done by an earlier run (%s)", len(earlier), len(items), ledger.path,
+                     extra={"skipped": len(earlier), "files": len(items)})
+        for done_before in earlier:
+            events.file_done(done_before)
+        events = LedgerEvents(events, ledger, tasks)  # each file is in the ledger before anyone hears it finished
+        start = time.perf_counter()
+        recorder = RunTrace(origin=start) if trace is not None or chart is not None else None
+        if recorder is not None and hasattr(ex, "trace"):
+            ex.trace = recorder
+        replayed = _replay_remembered_files(pipeline, tasks, events, recorder) if replayable else []
+        if replayable:
+            log.info("%d of %d file(s) replayed from the cache", len(replayed), len(tasks),
+                     extra={"replayed": len(replayed), "files": len(tasks)})
+        done = {r.file.index for r in replayed}
+        pending = [t for t in tasks if t.file.index not in done]
+        if pending and replayable and prepare is not None:
+            prepare(pipeline)
+        server = _metrics_server(ex, metrics_port)
+        try:
+            results = ex.run(pipeline, pending, events) if pending else []
+        finally:  # its workers are gone: half files left are a killed worker's or an interrupted run's
+            close = getattr(ex, "close", None)  # optional: what prepare() started (a Ray instance), stopped
+            if close is not None:
+                close()
+            sweep_partial_outputs(out_dir)
+            if server is not None:
+                server.stop()
+        results = sorted(earlier + replayed + list(results), key=lambda r: r.file.index)
+        wall = time.perf_counter() - start
+        stats = merge_stats((r.stats for r in results), pipeline.order())
+        map_stats = getattr(ex, "map_stats", {})
+        stats = [map_stats.get(s.name, s) for s in stats]
+        for s in stats:
+            if s.where == "file":
+                s.workers = getattr(ex, "actor_count", 0) or n_parallel
+        result = RunResult(pipeline.name, out_dir, results, stats, wall, n_parallel, ex.name,
+                           peak_slots=getattr(ex, "peak_slots", 0), decisions=list(getattr(ex, "decisions", [])))
+        log.info("run %s ended: %d ok, %d failed in %.2f s", pipeline.name, len(results) - len(result.failed),
+                 len(result.failed), wall, extra={"pipeline": pipeline.name, "files": len(results),
+                                                  "failed": len(result.failed), "wall_s": round(wall, 3)})
+        if write_reports:
+            write_report(pipeline, result)
+        if recorder is not None:
+            _write_timeline(recorder, stats, trace, chart)
+        return result
+    finally:  # released on every way out (Ctrl-C included); a killed run's lock goes with its process
+        lock.release()
+
+
+def _claim_output_folder(out_dir: Path) -> FileLock:
+    """This run's hold on ``out_dir`` (a ``FileLock`` on ``LOCK_NAME``), taken now or never: another run
+    holding it is ``OutputFolderInUse`` at once.
+
+    Two runs into one folder would overwrite each other's outputs and lose ledger lines (one compacts it on
+    open while the other appends). The lock is an flock: a run killed with SIGKILL lets go with its process,
+    and the file it leaves is taken over by the next run.
+    """
+    from .cache.locks import FileLock  # the cache package is loaded where it is used, as by memo
+    lock = FileLock(out_dir / LOCK_NAME, unlink=True)
+    try:
+        taken = lock.try_acquire()
+    except OSError as exc:
+        raise output_error("lock output folder", out_dir, exc) from exc
+    if not taken:
+        raise OutputFolderInUse(out_dir, _holder(lock.path))
+    try:  # who holds it, for the line another run gives
+        with open(lock.path, "wb") as f:
+            write_output(f, f"{os.getpid()}\n".encode(), lock.path)
+    except OSError:
+        pass
+    return lock
+
+
+def _holder(lock_file: Path) -> int | None:
+    """The pid written in ``lock_file``; None when it cannot be read (its holder just ended, or not yet written)."""
+    try:
+        return int(lock_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def _metrics_server(ex: Any, port: int | None) -> Any:

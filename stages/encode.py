@@ -11,7 +11,6 @@ encodes for both::
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline import AUDIO, FRAME, PartialOutput, PipelineDefinitionError, Stage, StageContext
+from pipeline.outputs import fit_name
 from pipeline.zerocopy import transfer
 
 from .frames import AudioFrameItem, VideoFrameItem
@@ -32,23 +32,15 @@ from .transforms import rotate_frame
 
 __all__ = ["Encode", "Proxy", "VideoCodec", "VIDEO_CODECS", "CONTAINERS", "AudioMode"]
 
-# An output's name leaves room for its hidden part name (".NAME.<pid>.fp-part.mp4") within the
-# 255 bytes a file name may have.
-_MAX_NAME_BYTES = 200
-
 
 def _output_file(ctx: StageContext, category: str, extension: str) -> Path:
-    """``OUT/category/<file key><extension>``; a name over 200 bytes is cut, with a hash of the whole.
+    """``OUT/category/<file key><extension>``; a name over 255 bytes is cut, ending in ``~<hash>`` (``fit_name``).
 
-    The extension is added, never swapped for a suffix the key has (``day1.v2`` gives ``day1.v2.mp4``).
+    The extension is added, never swapped for a suffix the key has (``day1.v2`` gives ``day1.v2.mp4``), so the
+    name can outgrow the input's own: a 255-byte ``clip.ts`` gives a 256-byte ``clip.mp4``.
     """
     path = ctx.output_path(category)
-    name = os.fsencode(path.name + extension)
-    if len(name) <= _MAX_NAME_BYTES:
-        return path.with_name(os.fsdecode(name))
-    digest = hashlib.blake2b(name, digest_size=4).hexdigest()
-    keep = os.fsencode(path.name)[:_MAX_NAME_BYTES - len(os.fsencode(extension)) - len(digest) - 1]
-    return path.with_name(f"{os.fsdecode(keep)}~{digest}{extension}")
+    return path.with_name(fit_name(path.name + extension))
 
 
 AudioMode = Literal["auto", "encode", False]

@@ -23,6 +23,7 @@ from stages.samples import read_frame_marker
 
 GOOD = ClipSpec("good.mp4", 160, 90, 3.0, fps=10)  # 30 frames, frame n shown at n / 10 s
 LONG_NAME = "L" * 246 + ".mp4"  # 250 bytes; most file systems allow 255
+LONGEST_NAME = "T" * 252 + ".ts"  # 255 bytes: its proxy, T...T.mp4, would have 256
 ODD_NAME = b"clip\xff\xfe.mp4"  # not UTF-8
 
 
@@ -115,6 +116,7 @@ def make_inputs(root: Path) -> Path:
     huge_dims_mkv(root / "huge_dims.mkv")
     os.link(good, os.path.join(os.fsencode(root), ODD_NAME))
     os.link(good, root / LONG_NAME)
+    os.link(good, root / LONGEST_NAME)  # an MP4 under another suffix: FFmpeg goes by the content
     (root / "folder.mp4").mkdir()
     os.link(good, root / "folder.mp4" / "inside.mp4")
     os.symlink("loop.mp4", root / "loop.mp4")
@@ -141,7 +143,7 @@ FAILURES: dict[str, str] = {
 if PREFIX is not None:
     FAILURES["locked.mp4"] = "[metadata] permission denied"
 DONE = {"good.mp4", "good_audio.mp4", "corrupt_packets.mp4", "audio_only.mp4", "folder.mp4/inside.mp4",
-        LONG_NAME, "clip\\xff\\xfe.mp4"}
+        LONG_NAME, LONGEST_NAME, "clip\\xff\\xfe.mp4"}
 
 
 class Batch:
@@ -191,12 +193,26 @@ def test_good_files_and_odd_names_give_every_output(batch: Batch, name: str) -> 
         assert (batch.out / on_disk).is_file(), rel
 
 
-def test_a_name_too_long_for_a_hidden_part_file_gets_a_shortened_proxy_name(batch: Batch) -> None:
-    proxy = Path(batch.rows[LONG_NAME]["proxy"])
-    assert proxy.parent.name == "proxies" and proxy.name.startswith("L" * 150) and "~" in proxy.name
-    assert len(os.fsencode(proxy.name)) <= 200
-    with av.open(str(batch.out / proxy)) as c:
-        assert sum(1 for _ in c.decode(c.streams.video[0])) == 30
+def frames_in(path: Path) -> int:
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(c.streams.video[0]))
+
+
+def test_a_250_byte_name_keeps_its_name_in_every_output(batch: Batch) -> None:
+    row = batch.rows[LONG_NAME]
+    key = LONG_NAME.removesuffix(".mp4")
+    assert row["proxy"] == f"proxies/{key}.mp4"  # 250 bytes: its hidden part name is cut to fit, not it
+    assert row["poster"] == f"thumbnails/{key}/poster.jpg"
+    assert all(rel.startswith((f"thumbnails/{key}/", f"sprites/{key}/", f"proxies/{key}.mp4")) for rel in row["outputs"])
+    assert frames_in(batch.out / row["proxy"]) == 30
+
+
+def test_a_proxy_name_that_would_pass_255_bytes_is_cut_and_ends_in_a_hash(batch: Batch) -> None:
+    proxy = Path(batch.rows[LONGEST_NAME]["proxy"])
+    assert proxy.parent.name == "proxies" and proxy.name.startswith("T" * 200) and proxy.suffix == ".mp4"
+    assert len(os.fsencode(proxy.name)) == 255 and proxy.stem[-9] == "~"
+    assert frames_in(batch.out / proxy) == 30
+    assert (batch.out / "thumbnails" / LONGEST_NAME.removesuffix(".ts") / "poster.jpg").is_file()
 
 
 def test_a_name_that_is_not_utf8_is_shown_escaped_and_kept_on_disk(batch: Batch) -> None:

@@ -1,17 +1,22 @@
-"""Interrupt and resume, as a user meets them: a real ``framepipe run`` stopped by a signal, then run again."""
+"""Interrupt and resume, as a user meets them: a real ``framepipe run`` stopped by a signal, then run again; and
+a second run into the same folder while the first is going, refused."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 from pathlib import Path
 
 import av
+import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import framepipe, framepipe_interrupted
+from conftest import FRAMEPIPE, framepipe, framepipe_interrupted
 from pipeline.ledger import LEDGER_NAME
+from pipeline.run import LOCK_NAME
 from stages import ClipSpec, make_clip
 
 N_CLIPS = 8
@@ -86,3 +91,76 @@ def test_an_interrupted_run_resumes_doing_only_what_is_missing(clips: Path, unin
     expected = pq.read_table(uninterrupted / "report.parquet").to_pylist()
     assert [{k: v for k, v in r.items() if k != "wall_s"} for r in rows] == \
         [{k: v for k, v in r.items() if k != "wall_s"} for r in expected]  # every file reported, as if never stopped
+
+
+# Two runs into one folder ----------------------------------------------------------------------------------
+
+
+def started(args: list[str]) -> subprocess.Popen[str]:
+    """``framepipe *args`` started, returned once it has started a file (a line of its stderr starts with
+    ``start``): an event, not a time. By then it holds its output folder."""
+    proc = subprocess.Popen([*FRAMEPIPE, *args], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("start"):
+            return proc
+    proc.wait()
+    raise AssertionError(f"framepipe {args} started no file (exit status {proc.returncode})")
+
+
+def test_a_second_run_into_the_same_folder_is_refused_at_once_and_the_first_completes(
+        clips: Path, uninterrupted: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = started(command(clips, out))
+    try:
+        os.kill(first.pid, signal.SIGSTOP)  # frozen holding the folder: it cannot end, and let go, meanwhile
+        try:
+            held = (out / LOCK_NAME).read_text()
+            second = framepipe(*command(clips, out))
+        finally:
+            os.kill(first.pid, signal.SIGCONT)
+        stdout, stderr = first.communicate(timeout=600)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+
+    assert held == f"{first.pid}\n"
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.splitlines()[-1] == f"framepipe: {out} is in use by another framepipe run (pid {first.pid})"
+    assert "start" not in second.stderr and second.stdout == ""
+    assert first.returncode == 0, stderr
+    assert f"{N_CLIPS} of {N_CLIPS} files done, 0 failed" in stdout
+    assert set(outputs(out)) == set(outputs(uninterrupted))
+    files = [json.loads(line)["file"] for line in (out / LEDGER_NAME).read_text().splitlines()]
+    assert sorted(files) == [f"clip{i}.mp4" for i in range(N_CLIPS)]  # every line kept, none twice
+    rows = pq.read_table(out / "report.parquet").to_pylist()
+    assert not any(LOCK_NAME in rel for r in rows for rel in r["outputs"])
+    assert [p for p in out.rglob("*") if p.name.startswith(".")] == []  # the lock file goes with the run
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL process ``pid`` and every process it started, each frozen first so that none starts another.
+
+    The workers too: a worker of a main process killed alone lingers (it holds its forkserver's alive pipe
+    and waits for tasks that never come) and keeps the test's pipes open."""
+    frozen = [psutil.Process(pid)]
+    for proc in frozen:  # grows as it goes: the children of each frozen process, frozen in turn
+        proc.suspend()
+        frozen += proc.children()
+    for proc in frozen:
+        proc.kill()
+
+
+def test_the_lock_of_a_run_killed_with_sigkill_does_not_block_the_next(clips: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = started(command(clips, out))
+    kill_tree(first.pid)  # nothing of it runs again; its lock file stays
+    first.communicate(timeout=60)  # its pipes close when the last of its processes is gone
+    assert first.returncode == -signal.SIGKILL
+    assert (out / LOCK_NAME).read_text() == f"{first.pid}\n"
+
+    again = framepipe(*command(clips, out))
+    assert again.returncode == 0, again.stderr
+    assert f"{N_CLIPS} of {N_CLIPS} files done" in again.stdout
+    assert not (out / LOCK_NAME).exists()

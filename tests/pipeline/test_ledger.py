@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import FILE, Pipeline, Stage, StageContext, run, write_atomic
+from pipeline import FILE, OutputFolderInUse, Pipeline, Stage, StageContext, run, write_atomic
+from pipeline.cache.locks import FileLock
 from pipeline.ledger import LEDGER_NAME, RunLedger
 from pipeline.outputs import WRITE_FAULT_ENV
+from pipeline.run import LOCK_NAME
 from pipeline.sources import file_items
 
 
@@ -134,6 +136,28 @@ def test_a_ledger_that_cannot_be_written_costs_the_resume_never_the_run(texts: P
     monkeypatch.delenv(WRITE_FAULT_ENV)
     assert ran(run(upper(), texts, out, executor="inline")) == {"a.txt", "b.txt", "c.txt"}
     assert ran(run(upper(), texts, out, executor="inline")) == set()
+
+
+def test_a_run_into_a_folder_another_run_holds_is_refused_before_touching_it(texts: Path, tmp_path: Path) -> None:
+    """Two runs into one folder would lose ledger lines and overwrite each other's outputs: the second refuses."""
+    out = tmp_path / "out"
+    run(upper(), texts, out, executor="inline")
+    assert not (out / LOCK_NAME).exists()  # a run removes its lock file as it ends
+    ledger = (out / LEDGER_NAME).read_bytes()
+    in_flight = out / "upper" / ".d.4242.fp-part.txt"  # the other run's output being written
+    in_flight.write_text("half")
+    holder = FileLock(out / LOCK_NAME)  # what the other run holds from its start to its end
+    holder.acquire()
+    try:
+        (out / LOCK_NAME).write_text("4242\n")
+        with pytest.raises(OutputFolderInUse) as refused:
+            run(upper(), texts, out, executor="inline", resume=False)  # --fresh would empty the ledger
+    finally:
+        holder.release()
+    assert str(refused.value) == f"{out} is in use by another framepipe run (pid 4242)"
+    assert refused.value.pid == 4242
+    assert (out / LEDGER_NAME).read_bytes() == ledger and in_flight.read_text() == "half"
+    assert ran(run(upper(), texts, out, executor="inline")) == set()  # a lock let go is no obstacle
 
 
 def test_lines_that_are_damaged_or_of_another_shape_are_ignored(texts: Path, tmp_path: Path) -> None:
