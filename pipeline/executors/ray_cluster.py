@@ -477,9 +477,12 @@ class RayExecutor:
                         self._started_or_failed(ref, starting, free, running, files, results, events)
                         continue
                     fs, actor = running.pop(ref)
-                    free.append(actor)
-                    result = self._outcome(fs, ref)
-                    if result is None:  # its worker died: run it again (Ray restarts the actor)
+                    result, lost = self._outcome(fs, ref)
+                    if lost:  # Ray restarts it: it takes a file again once it answers, as a new actor does
+                        starting[self._restarted(actor)] = actor
+                    else:
+                        free.append(actor)
+                    if result is None:  # its worker died: run it again
                         files.appendleft(fs)
                         continue
                     result.attempts = fs.attempts
@@ -532,25 +535,35 @@ class RayExecutor:
                 fs.timed_out = True
                 ray.kill(actor, no_restart=False)
 
-    def _outcome(self, fs: _File, call: Any) -> FileResult | None:
-        """The file's result, a failure, or None when it should run again."""
+    @staticmethod
+    def _restarted(actor: Any) -> Any:
+        """A call that answers once Ray has restarted ``actor`` after its process died.
+
+        A call sent right after the death may reach the dead process (the driver has not heard of the death
+        yet) and fail at once with ``ActorUnavailableError``: a file sent so would be failed for a death it had
+        no part in. This one is retried by Ray until the restarted actor takes it (``ready`` does nothing).
+        """
+        return actor.ready.options(max_task_retries=-1).remote()
+
+    def _outcome(self, fs: _File, call: Any) -> tuple[FileResult | None, bool]:
+        """The file's result, a failure, or None when it should run again; and whether its actor's process died."""
         try:
-            return ray.get(call)
+            return ray.get(call), False
         except RayActorError as exc:  # the actor's process died (killed, out of memory, a crash)
             if fs.timed_out:
                 error = FileTimeout(fs.task.file.relpath, self.file_timeout or 0.0)
                 log.warning("%s", error, extra={"file": fs.task.file.relpath})
-                return FileResult(fs.task.file, FAILED, error=error.reason, error_type=type(error).__name__)
+                return FileResult(fs.task.file, FAILED, error=error.reason, error_type=type(error).__name__), True
             if fs.attempts <= self.retries:
                 log.warning("worker died running %s: starting the file again (attempt %d)", fs.task.file.relpath,
                             fs.attempts + 1, extra={"file": fs.task.file.relpath, "attempt": fs.attempts + 1})
                 fs.attempts += 1
-                return None
+                return None, True
             return FileResult(fs.task.file, FAILED, error=f"worker process died while running this file "
-                              f"({fs.attempts} attempts): {type(exc).__name__}", error_type="WorkerCrashed")
+                              f"({fs.attempts} attempts): {type(exc).__name__}", error_type="WorkerCrashed"), True
         except Exception as exc:  # the call itself failed (it could not be sent, or framepipe's own bug)
             return FileResult(fs.task.file, FAILED, error=f"[file worker] {type(exc).__name__}: {exc}",
-                              error_type=type(exc).__name__)
+                              error_type=type(exc).__name__), False
 
     @staticmethod
     def _stop(actors: list[Any], graceful: bool) -> None:
