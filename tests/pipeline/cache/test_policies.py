@@ -150,15 +150,20 @@ def test_tinylfu_sizes_follow_caffeine() -> None:
 
 
 def test_tinylfu_rejects_a_cold_candidate_and_admits_a_hot_one() -> None:
+    # Int keys: an int hashes to itself, so their sketch counters are the same in every process. A str's hash
+    # changes with each process (PYTHONHASHSEED): in this 16-counter-wide sketch, 7 of 200 seeds gave "b" or "c"
+    # all four counters shared with hotter keys, so a cold key looked hot and the other victim was chosen.
+    a, b, c = 1, 2, 3
     p = TinyLFUEviction(3, window=0.34)  # window of 1, main of 2
-    for k in "abc":
+    for k in (a, b, c):
         p.on_insert(k, math.inf)  # a, b overflow into probation; c in the window
     for _ in range(3):
-        p.on_access("a")  # a promoted to protected, and frequent
-    assert p.victim() == "c"  # cold candidate c loses against probation's b (tie)
+        p.on_access(a)  # a promoted to protected, and frequent
+    assert p.victim() == c  # cold candidate c loses against probation's b (tie)
     for _ in range(3):
-        p.on_access("c")
-    assert p.victim() == "b"  # now c is asked for more often than b
+        p.on_access(c)
+    assert [p.sketch.frequency(k) for k in (a, b, c)] == [4, 1, 4]  # exact: no key takes another's counts
+    assert p.victim() == b  # now c is asked for more often than b
 
 
 def test_tinylfu_protected_overflow_is_demoted_to_probation() -> None:
