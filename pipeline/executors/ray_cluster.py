@@ -125,6 +125,7 @@ def _load_pipeline(token: str, source: bytes | list[Any]) -> Pipeline:
     if found is None:
         _PIPELINES.clear()  # a worker serves one run at a time; an earlier run's pipeline is not needed again
         blob = source if isinstance(source, bytes) else ray.get(source[0])
+        # Only the bytes this run's driver pickled in memory: nothing read from disk or a cache is unpickled.
         found = _PIPELINES[token] = pickle.loads(blob)
     return found
 
