@@ -14,6 +14,13 @@ replayed does not run at all.
 An entry is an Arrow table (one row per output file: its name under the
 output folder and its bytes) with the report columns as JSON in the schema's
 metadata: nothing is unpickled.
+
+Only what was read from a stable file is kept: before storing, the memo
+stats and fingerprints the file again (once per file), and a file whose size,
+mtime, first or last MiB — or inode change time, since the memo first looked
+it up — moved during the attempt is remembered neither as done nor as failed.
+A copy still in progress, or a file truncated and restored while a run read
+it, costs the next run a miss, never a wrong answer.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import pyarrow as pa
 
 from . import errors
 from .errors import InputError
-from .items import FileItem
+from .items import FileItem, fingerprint
 from .outputs import safe_join, write_atomic
 from .graph import Pipeline
 from .stage import FileRun, Stage
@@ -188,11 +195,16 @@ class StageMemo:
 
     store: KeyValueStore
     _errors: list[str] = field(default_factory=list)
+    # Per file (path, fingerprint): its inode change time when first looked up and whether it still had its
+    # listed size and mtime then; whether it was found unchanged after its attempt. A memo lives for one file's
+    # session (or one run's replays): these stay small.
+    _listed: dict[tuple[str, str], tuple[int, bool]] = field(default_factory=dict)
+    _stable: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     def lookup(self, stage: Stage, file: FileItem, lineage: str, output_key: str) -> Replay | None:
         """The remembered results of ``stage`` for ``file`` under ``output_key``, or None (a damaged entry is a
-        miss)."""
-        if not file.fingerprint:
+        miss, and so is a file no longer the size and mtime it was listed with)."""
+        if not file.fingerprint or not self._still_listed(file):
             return None
         try:
             value = self.store.get(memo_key(stage, file, lineage, output_key))
@@ -210,8 +222,9 @@ class StageMemo:
 
     def remember(self, stage: Stage, file: FileItem, lineage: str, run: FileRun, record: dict[str, Any],
                  outputs: list[str]) -> None:
-        """Keep what ``stage`` recorded and wrote for ``file`` (outputs read back from the run's folder)."""
-        if not file.fingerprint:
+        """Keep what ``stage`` recorded and wrote for ``file`` (outputs read back from the run's folder), if the
+        file did not change while it ran."""
+        if not file.fingerprint or not self.unchanged(file):
             return
         try:
             data = {rel: (run.out_dir / rel).read_bytes() for rel in outputs}
@@ -222,10 +235,52 @@ class StageMemo:
         self._put(stage, memo_key(stage, file, lineage, run.output_key), Replay(record, data))
 
     def remember_failure(self, stage: Stage, file: FileItem, lineage: str, output_key: str, exc: InputError) -> None:
-        """Keep that ``stage`` found ``file`` unusable (an input error depends on the content alone)."""
-        if file.fingerprint:
+        """Keep that ``stage`` found ``file`` unusable (an input error depends on the content alone), if the file
+        did not change while it ran: a file cut short by a copy in progress is not corrupt once the copy ends."""
+        if file.fingerprint and self.unchanged(file):
             record = {"__input_error__": {"type": type(exc).__name__, "reason": exc.reason}}
             self._put(stage, memo_key(stage, file, lineage, output_key), Replay(record, {}))
+
+    def unchanged(self, file: FileItem) -> bool:
+        """Whether ``file`` is still what its fingerprint says: the same size, mtime and first and last MiB (one
+        stat and 2 MiB hashed from the page cache), and no inode change since this memo first looked it up.
+
+        Asked after the attempt, once per file: every stage of a file that ran is kept, or none.
+        """
+        key = (file.path, file.fingerprint)
+        verdict = self._stable.get(key)
+        if verdict is None:
+            seen = self._listed.get(key)
+            verdict = self._stable[key] = self._check(file, seen[0] if seen else None)
+        return verdict
+
+    def _still_listed(self, file: FileItem) -> bool:
+        """Whether ``file`` had the size and mtime it was listed with when first looked up (one stat a file).
+
+        Its inode change time is noted then: it moves on every write, truncation and ``utime``, so a file cut
+        and restored with the same bytes and mtime during the attempt shows it, where its fingerprint would not.
+        """
+        key = (file.path, file.fingerprint)
+        seen = self._listed.get(key)
+        if seen is None:
+            try:
+                st = os.stat(file.path)
+            except OSError:  # gone since it was listed: nothing remembered for it applies
+                return False
+            seen = self._listed[key] = (st.st_ctime_ns, (st.st_size, st.st_mtime_ns) == (file.size, file.mtime_ns))
+        return seen[1]
+
+    @staticmethod
+    def _check(file: FileItem, ctime_ns: int | None) -> bool:
+        try:
+            st = os.stat(file.path)
+            if (st.st_size, st.st_mtime_ns) != (file.size, file.mtime_ns):
+                return False
+            if ctime_ns is not None and st.st_ctime_ns != ctime_ns:
+                return False
+            return fingerprint(file.path, st.st_size, st.st_mtime_ns) == file.fingerprint
+        except OSError:  # gone or unreadable now: nothing said about it can be trusted
+            return False
 
     def _put(self, stage: Stage, key: str, replay: Replay) -> None:
         try:
