@@ -343,20 +343,41 @@ def test_tinylfu_stays_in_bounds_and_finds_what_it_just_stored(capacity: int, op
        scan_factor=st.integers(1, 5), seed=st.integers(0, 2**16))
 def test_tinylfu_keeps_hot_keys_through_a_scan(capacity: int, hot: int, reads: int, scan_factor: int,
                                                seed: int) -> None:
-    # A scan of up to 5x capacity cold keys: at most one sketch reset (10x capacity requests), so
-    # the hot keys' counts are halved at most once. (A much longer scan rightly ages them out.)
-    hot_keys = [f"hot{i}" for i in range(hot)]
-    cold = random.Random(seed).sample(range(10**9), scan_factor * capacity)
+    # A scan of up to 5x capacity cold keys: fewer requests in all than a sketch reset takes (10x capacity),
+    # so the hot keys' counts are never halved. (A much longer scan rightly ages them out.)
+    # Int keys: an int hashes to itself, so each key's sketch counters are the same in every process. With str
+    # keys they changed with PYTHONHASHSEED (as in test_policies' admission test, 51a03d4), so whether a cold key
+    # fell on all four of a hot key's counters, and looked as hot, was left to the hash seed: the test failed
+    # about one run in six (capacity=31, hot=2, reads=8, scan_factor=5).
+    hot_keys = list(range(hot))
     caches = {kind: Cache(CacheConfig(max_entries=capacity, eviction_policy=kind)) for kind in (P.TINYLFU, P.LRU)}
+    tiny = caches[P.TINYLFU]
     for cache in caches.values():
         for k in hot_keys:
             cache.insert(k, k)
         for _ in range(reads):
             for k in hot_keys:
                 cache.get(k)
+    sketch = tiny.policy.sketch
+    assert [sketch.frequency(k) for k in hot_keys] == [1 + reads] * hot  # hot, and counted exactly
+    # A cold key the sketch already counts before it is ever seen has each of its four counters shared with a
+    # hot key: a count-min sketch cannot tell it from a hot key (collisions only add), so it is rightly let in.
+    # Such aliases (1 in 8192 per hot and cold key pair at width 128: 2% of examples like the one above, with int
+    # keys too) are drawn again; any other cold key must lose against every hot key.
+    rng = random.Random(seed)
+    cold: list[int] = []
+    seen = set(hot_keys)
+    while len(cold) < scan_factor * capacity:
+        k = rng.randrange(hot, 10**9)
+        if k not in seen:
+            seen.add(k)
+            if sketch.frequency(k) == 0:
+                cold.append(k)
+    assert len(seen) - hot - len(cold) <= 5  # aliases are rare: the scan is not picked to suit the cache
+    for cache in caches.values():
         for k in cold:  # a one-off scan: each cold key written once, never read
             cache.insert(k, k)
-    assert all(k in caches[P.TINYLFU] for k in hot_keys)
+    assert all(k in tiny for k in hot_keys)
     assert not any(k in caches[P.LRU] for k in hot_keys)  # the scan does flush a plain LRU
 
 
