@@ -14,7 +14,8 @@ from .errors import FramepipeError
 from .executors import EXECUTORS
 from .interrupts import Interrupted
 from .logs import configure_logging
-from .presets import available_presets, build_preset, load_pipeline_file, parse_options, preset_options
+from .presets import (available_presets, build_preset, load_pipeline_file, option_specs, parse_options,
+                      preset_options)
 from .performance import PROFILES
 from .progress import ConsoleProgress, SilentProgress
 from .run import collect_inputs, run
@@ -98,8 +99,12 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     for name, factory in sorted(available_presets().items()):
         doc = (factory.__doc__ or "").strip().splitlines()
         print(f"{name}: {doc[0] if doc else ''}")
+        specs = option_specs(factory)
         for key, default in preset_options(factory).items():
-            print(f"    -O {key}={default}")
+            shown = str(default).lower() if isinstance(default, bool) else "" if default is None else default
+            spec = specs[key]
+            what = f"{spec.help}: {spec.accepts}" if spec.help else spec.accepts
+            print(f"    {f'-O {key}={shown}':<28} {what}")
     return EXIT_OK
 
 

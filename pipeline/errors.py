@@ -31,6 +31,7 @@ __all__ = [
     "UnsupportedRunOption",
     "MissingExtra",
     "PresetNotFound",
+    "InvalidOption",
     "BufferPoolError",
     "BufferPoolExhausted",
     "StaleFrameRef",
@@ -64,6 +65,26 @@ class PipelineDefinitionError(FramepipeError, ValueError):
 
 class PresetNotFound(FramepipeError, LookupError):
     """No preset of that name is installed."""
+
+
+class InvalidOption(PipelineDefinitionError):
+    """An option (a preset's ``-O KEY=VALUE``, a stage's argument) has a value it does not accept.
+
+    One line that names the option, the value and what it takes: ``option thumb_width=100000: must be an
+    integer from 16 to 8192``.
+    """
+
+    def __init__(self, name: str, value: object, accepts: str, where: str = "option") -> None:
+        shown = value if isinstance(value, str) and where == "option" else _shown(value)
+        super().__init__(f"{where} {name}={shown}: must be {accepts}")
+        self.name = name
+        self.value = value
+        self.accepts = accepts
+
+
+def _shown(value: object) -> str:
+    """A value as a user wrote it: ``true``/``false`` for booleans, quotes around text."""
+    return str(value).lower() if isinstance(value, bool) else repr(value) if isinstance(value, str) else str(value)
 
 
 # Input errors: something is wrong with one file ----------------------------

@@ -12,8 +12,10 @@ from typing import Any
 
 import av
 
-from pipeline import AUDIO, FILE, FRAME, EmptyStream, FileItem, FileRun, Stage, StageContext, UnsupportedMedia
+from pipeline import (AUDIO, FILE, FRAME, EmptyStream, FileItem, FileRun, PipelineDefinitionError, Stage,
+                      StageContext, UnsupportedMedia)
 from pipeline.buffers import BufferPool
+from pipeline.presets import Option
 
 from .frames import AudioFrameItem, StreamInfo, VideoFrameItem, wrap_pixels
 from .damage import VideoDamage, read_packets
@@ -107,12 +109,15 @@ class Decode(Stage):
                  audio_layout: str | None = None, audio_block_s: float | None = None,
                  name: str | None = None) -> None:
         super().__init__(name)
-        if every_nth < 1:
-            raise ValueError("every_nth must be at least 1")
-        if fps is not None and fps <= 0:
-            raise ValueError("fps must be positive")
+        checks = {"every_nth": (every_nth, Option(int, min=1)), "fps": (fps, Option(float, above=0)),
+                  "start": (start, Option(float, min=0)), "end": (end, Option(float, above=0)),
+                  "audio_rate": (audio_rate, Option(int, min=1000, max=768_000)),
+                  "audio_block_s": (audio_block_s, Option(float, above=0, max=60))}
+        for key, (value, spec) in checks.items():
+            if value is not None:
+                spec.validate(key, value, type(self).__name__)
         if start is not None and end is not None and end <= start:
-            raise ValueError(f"end ({end}) must come after start ({start})")
+            raise PipelineDefinitionError(f"end ({end}) must come after start ({start})")
         self.audio = audio
         self.pixel_format = pixel_format
         self.range_start = start

@@ -23,14 +23,17 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline import AUDIO, FRAME, PartialOutput, PipelineDefinitionError, Stage, StageContext
+from pipeline.errors import InvalidOption
 from pipeline.outputs import fit_name
+from pipeline.presets import Option
 from pipeline.zerocopy import transfer
 
 from .frames import AudioFrameItem, VideoFrameItem
 from .media import display_size, fit_within, rotation_turns
 from .transforms import rotate_frame
 
-__all__ = ["Encode", "Proxy", "VideoCodec", "VIDEO_CODECS", "CONTAINERS", "AudioMode"]
+__all__ = ["Encode", "Proxy", "VideoCodec", "VIDEO_CODECS", "CONTAINERS", "AudioMode", "ENCODER_PRESETS",
+           "ENCODER_CRF", "VIDEO_SIDE", "CATEGORY"]
 
 
 def _output_file(ctx: StageContext, category: str, extension: str) -> Path:
@@ -83,6 +86,35 @@ VIDEO_CODECS: dict[str, VideoCodec] = {
     "ffv1": VideoCodec(None, options={"level": "3", "slicecrc": "1"}),
 }
 """The video encoders ``Encode`` knows."""
+
+_X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                 "placebo")
+ENCODER_PRESETS: dict[str, Option] = {
+    "libx264": Option(str, choices=_X264_PRESETS),
+    "libx265": Option(str, choices=_X264_PRESETS),
+    "libvpx-vp9": Option(int, min=-8, max=8),  # cpu-used
+    "libsvtav1": Option(int, min=-2, max=13),
+    "prores_ks": Option(str, choices=("auto", "proxy", "lt", "standard", "hq", "4444", "4444xq")),  # profile
+}
+"""What ``preset`` takes for each encoder that has one (FFV1 has none), as this FFmpeg's encoders take it."""
+ENCODER_CRF: dict[str, Option] = {
+    "libx264": Option(float, min=0, max=51),
+    "libx265": Option(float, min=0, max=51),
+    "libvpx-vp9": Option(int, min=0, max=63),
+    "libsvtav1": Option(int, min=0, max=63),
+}
+"""What ``crf`` takes for each encoder with a constant-quality mode (ProRes and FFV1 have none)."""
+VIDEO_SIDE = Option(int, min=16, max=8192)
+"""The bounds of ``max_width`` and ``max_height``."""
+
+
+def _is_folder_name(name: str) -> bool:
+    parts = name.split("/")
+    return bool(name) and "\\" not in name and "\0" not in name and all(p not in ("", ".", "..") for p in parts)
+
+
+CATEGORY = Option(str, test=_is_folder_name, what="a folder name inside the output folder (relative, no '..')")
+"""What ``category`` takes: where under the output folder the files go."""
 
 CONTAINERS: dict[str, str] = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
 """Output extensions and the FFmpeg muxer each one picks."""
@@ -256,6 +288,7 @@ class Encode(Stage):
                 f"{codec} cannot encode {pix_fmt} (it takes: {', '.join(sorted(_pixel_formats(codec)))})")
         if crf is not None and bitrate is not None:
             raise PipelineDefinitionError("give crf or bitrate, not both")
+        self._check_settings(codec, crf, bitrate, preset, gop, max_width, max_height, audio_bitrate, category)
         self.codec = codec
         self.crf = crf
         self.bitrate = bitrate
@@ -277,6 +310,32 @@ class Encode(Stage):
         self.report_fields = (pa.field(c, pa.string()), pa.field(f"{c}_width", pa.int32()),
                               pa.field(f"{c}_height", pa.int32()), pa.field(f"{c}_codec", pa.string()),
                               pa.field(f"{c}_audio_remuxed", pa.bool_()))
+
+    def _check_settings(self, codec: str, crf: float | None, bitrate: int | None, preset: str | None,
+                        gop: int | None, max_width: int | None, max_height: int | None, audio_bitrate: int,
+                        category: str) -> None:
+        """Refuse values the encoder (or the output folder) would refuse at every file (``InvalidOption``)."""
+        where = type(self).__name__
+        CATEGORY.validate("category", category, where)
+        if crf is not None:
+            if codec not in ENCODER_CRF:
+                raise InvalidOption("crf", crf, f"left out ({codec} has no constant-quality mode)", where)
+            try:
+                ENCODER_CRF[codec].check(crf)
+            except ValueError:
+                raise InvalidOption("crf", crf, f"{ENCODER_CRF[codec].accepts} for {codec}", where) from None
+        if preset is not None:
+            if codec not in ENCODER_PRESETS:
+                raise InvalidOption("preset", preset, f"left out ({codec} has no preset)", where)
+            try:
+                ENCODER_PRESETS[codec].parse(str(preset))
+            except ValueError:
+                raise InvalidOption("preset", preset, f"{ENCODER_PRESETS[codec].accepts} for {codec}", where) from None
+        for name, value, spec in (("bitrate", bitrate, Option(int, min=1)), ("gop", gop, Option(int, min=0)),
+                                  ("max_width", max_width, VIDEO_SIDE), ("max_height", max_height, VIDEO_SIDE),
+                                  ("audio_bitrate", audio_bitrate, Option(int, min=1))):
+            if value is not None:
+                spec.validate(name, value, where)
 
     # Stage hooks ----------------------------------------------------------------------
 

@@ -2,26 +2,55 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import Annotated, Any
 
-from pipeline import Pipeline, PipelineDefinitionError
+from pipeline import Pipeline
+from pipeline.errors import InvalidOption
+from pipeline.presets import Option, checked_options
 
 from .audio import AudioLevels
 from .decode import Decode
-from .encode import Encode, Proxy
+from .encode import CATEGORY, ENCODER_CRF, ENCODER_PRESETS, VIDEO_SIDE, Encode, Proxy
 from .media import VIDEO_EXTENSIONS
 from .metadata import Metadata
-from .sprites import SpriteSheet
-from .thumbnails import Thumbnails
+from .sprites import SHEET_TILES, TILE_WIDTH, SpriteSheet
+from .thumbnails import IMAGE_FORMATS, PICTURE_COUNT, PICTURE_SIDE, SECONDS_APART, Thumbnails
 
 __all__ = ["default", "thumbnails", "sprites", "metadata", "proxies", "transcode", "TRANSCODE_PROFILES"]
 
+# The options: what each accepts (the stages' own bounds) and what it does. ``framepipe presets`` lists them,
+# and a value outside them is refused before any work (``option thumb_width=100000: must be an integer from 16
+# to 8192``).
+ThumbEvery = Annotated[float, replace(SECONDS_APART, help="seconds between thumbnails (0: only the poster)")]
+ThumbCount = Annotated[int, replace(PICTURE_COUNT, help="that many thumbnails evenly spaced instead (0: by time)")]
+ThumbWidth = Annotated[int, replace(PICTURE_SIDE, help="thumbnail width in pixels")]
+ThumbFormat = Annotated[str, Option(choices=tuple(IMAGE_FORMATS), help="thumbnail image format")]
+Sprites = Annotated[bool, Option(help="make a sprite sheet and its WebVTT file")]
+SpriteEvery = Annotated[float, Option(above=0, help="seconds between sprite tiles")]
+SpriteEveryOr0 = Annotated[float, replace(SECONDS_APART, help="seconds between sprite tiles (0: by sprite_count)")]
+SpriteCount = Annotated[int, replace(PICTURE_COUNT, help="that many tiles evenly spaced instead (0: by time)")]
+SpriteWidth = Annotated[int, replace(TILE_WIDTH, help="sprite tile width in pixels")]
+SpriteColumns = Annotated[int, replace(SHEET_TILES, help="tiles across a sprite sheet")]
+SpriteRows = Annotated[int, replace(SHEET_TILES, help="tiles down a sprite sheet")]
+MakeProxy = Annotated[bool, Option(help="make an H.264 proxy")]
+ProxyWidth = Annotated[int, replace(VIDEO_SIDE, help="the proxy fits this width (never upscaled)")]
+ProxyHeight = Annotated[int, replace(VIDEO_SIDE, help="the proxy fits this height (never upscaled)")]
+ProxyCrf = Annotated[int, Option(min=0, max=51, help="x264 constant quality, lower is better and larger")]
+ProxyPreset = Annotated[str, replace(ENCODER_PRESETS["libx264"], help="x264 speed preset")]
+Passthrough = Annotated[bool, Option(help="copy a source that already is such a proxy instead")]
+Audio = Annotated[bool, Option(help="decode the sound (levels; the proxy's audio)")]
+KeyframesOnly = Annotated[bool, Option(help="pictures from keyframes only (fast; each the next keyframe)")]
+Levels = Annotated[bool, Option(help="also decode the sound for peak/RMS levels")]
 
-def default(*, thumb_every: float = 2.0, thumb_count: int = 0, thumb_width: int = 320, thumb_format: str = "jpg",
-            sprites: bool = True, sprite_every: float = 2.0, sprite_width: int = 160, sprite_columns: int = 10,
-            proxy: bool = True, proxy_width: int = 1280, proxy_height: int = 720, proxy_crf: int = 23,
-            proxy_preset: str = "veryfast", proxy_passthrough: bool = False, audio: bool = True,
-            keyframes_only: bool = False) -> Pipeline:
+
+@checked_options
+def default(*, thumb_every: ThumbEvery = 2.0, thumb_count: ThumbCount = 0, thumb_width: ThumbWidth = 320,
+            thumb_format: ThumbFormat = "jpg", sprites: Sprites = True, sprite_every: SpriteEvery = 2.0,
+            sprite_width: SpriteWidth = 160, sprite_columns: SpriteColumns = 10, proxy: MakeProxy = True,
+            proxy_width: ProxyWidth = 1280, proxy_height: ProxyHeight = 720, proxy_crf: ProxyCrf = 23,
+            proxy_preset: ProxyPreset = "veryfast", proxy_passthrough: Passthrough = False, audio: Audio = True,
+            keyframes_only: KeyframesOnly = False) -> Pipeline:
     """Metadata, audio levels, a poster and thumbnails, a sprite sheet with WebVTT, a 720p proxy; one decode."""
     p = Pipeline("default", extensions=VIDEO_EXTENSIONS)
     p.add(Metadata())
@@ -37,8 +66,9 @@ def default(*, thumb_every: float = 2.0, thumb_count: int = 0, thumb_width: int 
     return p
 
 
-def thumbnails(*, thumb_every: float = 2.0, thumb_count: int = 0, thumb_width: int = 320,
-               thumb_format: str = "jpg", keyframes_only: bool = False) -> Pipeline:
+@checked_options
+def thumbnails(*, thumb_every: ThumbEvery = 2.0, thumb_count: ThumbCount = 0, thumb_width: ThumbWidth = 320,
+               thumb_format: ThumbFormat = "jpg", keyframes_only: KeyframesOnly = False) -> Pipeline:
     """Metadata, a poster and thumbnails every N s or N evenly spaced (keyframes_only: fast, nearest keyframe)."""
     p = default(thumb_every=thumb_every, thumb_count=thumb_count, thumb_width=thumb_width, thumb_format=thumb_format,
                 sprites=False, proxy=False, audio=False, keyframes_only=keyframes_only)
@@ -46,9 +76,13 @@ def thumbnails(*, thumb_every: float = 2.0, thumb_count: int = 0, thumb_width: i
     return p
 
 
-def sprites(*, sprite_every: float = 2.0, sprite_count: int = 0, sprite_width: int = 160, sprite_columns: int = 10,
-            sprite_rows: int = 10, keyframes_only: bool = False) -> Pipeline:
+@checked_options
+def sprites(*, sprite_every: SpriteEveryOr0 = 2.0, sprite_count: SpriteCount = 0, sprite_width: SpriteWidth = 160,
+            sprite_columns: SpriteColumns = 10, sprite_rows: SpriteRows = 10,
+            keyframes_only: KeyframesOnly = False) -> Pipeline:
     """Metadata and a sprite sheet with its WebVTT file per video (timeline scrubbing previews)."""
+    if not sprite_every and not sprite_count:
+        raise InvalidOption("sprite_every", f"{sprite_every:g}", "above 0 when sprite_count is 0")
     p = Pipeline("sprites", extensions=VIDEO_EXTENSIONS)
     p.add(Metadata())
     decode = p.add(Decode(audio=False, keyframes_only=keyframes_only))
@@ -57,7 +91,8 @@ def sprites(*, sprite_every: float = 2.0, sprite_count: int = 0, sprite_width: i
     return p
 
 
-def metadata(*, audio_levels: bool = False) -> Pipeline:
+@checked_options
+def metadata(*, audio_levels: Levels = False) -> Pipeline:
     """Metadata only: no decoding beyond one frame per file (audio_levels: also decode the sound for peak/RMS)."""
     p = Pipeline("metadata", extensions=VIDEO_EXTENSIONS)
     p.add(Metadata())
@@ -66,8 +101,10 @@ def metadata(*, audio_levels: bool = False) -> Pipeline:
     return p
 
 
-def proxies(*, proxy_width: int = 1280, proxy_height: int = 720, proxy_crf: int = 23,
-            proxy_preset: str = "veryfast", proxy_passthrough: bool = False, audio: bool = True) -> Pipeline:
+@checked_options
+def proxies(*, proxy_width: ProxyWidth = 1280, proxy_height: ProxyHeight = 720, proxy_crf: ProxyCrf = 23,
+            proxy_preset: ProxyPreset = "veryfast", proxy_passthrough: Passthrough = False,
+            audio: Audio = True) -> Pipeline:
     """Metadata and a 720p H.264 + AAC MP4 proxy of each file (no thumbnails)."""
     p = Pipeline("proxies", extensions=VIDEO_EXTENSIONS)
     p.add(Metadata())
@@ -93,20 +130,44 @@ TRANSCODE_PROFILES: dict[str, dict[str, Any]] = {
 }
 """The settings each ``transcode`` profile gives ``Encode``."""
 
+Profile = Annotated[str, Option(choices=tuple(TRANSCODE_PROFILES), help="what the transcode is for")]
+MaxSide = Annotated[int, replace(VIDEO_SIDE, special={0: "the profile's"}, help="fit within this (never upscaled)")]
+Crf = Annotated[int, Option(min=0, max=63, special={-1: "the profile's"},
+                            help="constant quality, as the profile's codec takes it (x264: 0 to 51)")]
+Preset = Annotated[str, Option(special={"": "the profile's"}, what="a preset of the profile's codec",
+                               help="speed preset (x264), cpu-used (VP9) or profile (ProRes)")]
+TranscodeAudio = Annotated[str, Option(choices=("auto", "encode", "off"),
+                                       help="sound: copied when the container takes it (auto), encoded, or off")]
+Category = Annotated[str, replace(CATEGORY, special={"": "the profile's"}, help="its folder under the output folder")]
 
-def transcode(*, profile: str = "web", max_width: int = 0, max_height: int = 0, crf: int = -1,
-              preset: str = "", audio: str = "auto", category: str = "") -> Pipeline:
+
+@checked_options
+def transcode(*, profile: Profile = "web", max_width: MaxSide = 0, max_height: MaxSide = 0, crf: Crf = -1,
+              preset: Preset = "", audio: TranscodeAudio = "auto", category: Category = "") -> Pipeline:
     """Metadata and one transcode of each file by profile: proxy, edit (ProRes), web (H.264) or archive (FFV1).
 
     ``max_width``/``max_height``/``crf``/``preset``/``category`` override the
     profile's (0, -1 and "" keep them). ``audio``: auto (copy the source's
     audio when the container takes it, else encode), encode, or off.
     """
-    if profile not in TRANSCODE_PROFILES:
-        raise PipelineDefinitionError(f"no transcode profile {profile!r} (profiles: {', '.join(TRANSCODE_PROFILES)})")
-    if audio not in ("auto", "encode", "off"):
-        raise PipelineDefinitionError(f"option audio expects auto, encode or off, not {audio!r}")
     settings = dict(TRANSCODE_PROFILES[profile])
+    codec = settings["codec"]
+    # What the profile's codec takes, said in the option's own words (Encode would refuse it too).
+    if crf >= 0:
+        if codec not in ENCODER_CRF:
+            raise InvalidOption("crf", crf, f"left out: the {profile} profile's {codec} has no constant-quality mode")
+        spec = ENCODER_CRF[codec]
+        if not spec.min <= crf <= spec.max:  # type: ignore[operator]
+            raise InvalidOption("crf", crf, f"-1 (the profile's) or an integer from {spec.min:g} to {spec.max:g} "
+                                            f"for the {profile} profile's {codec}")
+    if preset:
+        if codec not in ENCODER_PRESETS:
+            raise InvalidOption("preset", preset, f"left out: the {profile} profile's {codec} has no preset")
+        try:
+            ENCODER_PRESETS[codec].parse(preset)
+        except ValueError:
+            raise InvalidOption("preset", preset,
+                                f"{ENCODER_PRESETS[codec].accepts} for the {profile} profile's {codec}") from None
     overrides = {"max_width": max_width or None, "max_height": max_height or None,
                  "crf": crf if crf >= 0 else None, "preset": preset or None, "category": category or None}
     settings.update({k: v for k, v in overrides.items() if v is not None})

@@ -12,12 +12,19 @@ from dataclasses import dataclass
 import pyarrow as pa
 from PIL import Image
 
-from pipeline import FRAME, Stage, StageContext, write_atomic
+from pipeline import FRAME, PipelineDefinitionError, Stage, StageContext, write_atomic
+from pipeline.presets import Option
 
 from .frames import VideoFrameItem
-from .thumbnails import IMAGE_FORMATS, TimeTicks, encode_image, frame_to_image
+from .thumbnails import (IMAGE_FORMATS, IMAGE_QUALITY, PICTURE_COUNT, SECONDS_APART, TimeTicks, encode_image,
+                         frame_to_image)
 
-__all__ = ["SpriteSheet", "SpriteCue", "vtt_timestamp", "parse_vtt"]
+__all__ = ["SpriteSheet", "SpriteCue", "vtt_timestamp", "parse_vtt", "TILE_WIDTH", "SHEET_TILES"]
+
+TILE_WIDTH = Option(int, min=8, max=1024)
+"""A sprite tile's width in pixels."""
+SHEET_TILES = Option(int, min=1, max=32)
+"""Tiles across (columns) or down (rows) a sheet: at most 32 x 1024 px wide."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +91,17 @@ class SpriteSheet(Stage):
     def __init__(self, *, every: float = 2.0, count: int = 0, tile_width: int = 160, columns: int = 10,
                  rows: int = 10, fmt: str = "jpg", quality: int = 80, name: str | None = None) -> None:
         super().__init__(name)
-        if fmt.lower() not in IMAGE_FORMATS:
-            raise ValueError(f"sprite format {fmt!r} is not one of {', '.join(IMAGE_FORMATS)}")
-        if columns < 1 or rows < 1 or tile_width < 8:
-            raise ValueError("a sprite sheet needs at least 1 column, 1 row and tiles 8 px wide")
+        if not isinstance(fmt, str) or fmt.lower() not in IMAGE_FORMATS:
+            raise PipelineDefinitionError(f"sprite format {fmt!r} is not one of {', '.join(IMAGE_FORMATS)}")
+        where = type(self).__name__
+        SECONDS_APART.validate("every", every, where)
+        PICTURE_COUNT.validate("count", count, where)
+        TILE_WIDTH.validate("tile_width", tile_width, where)
+        SHEET_TILES.validate("columns", columns, where)
+        SHEET_TILES.validate("rows", rows, where)
+        IMAGE_QUALITY.validate("quality", quality, where)
         if not every and not count:
-            raise ValueError("a sprite sheet needs every > 0 or count > 0")
+            raise PipelineDefinitionError("a sprite sheet needs every > 0 or count > 0")
         self.every = 0.0 if count else every
         self.count = count
         self.tile_width = tile_width

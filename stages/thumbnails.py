@@ -9,15 +9,26 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
-from pipeline import FRAME, OutputError, Stage, StageContext, write_atomic
+from pipeline import FRAME, OutputError, PipelineDefinitionError, Stage, StageContext, write_atomic
+from pipeline.presets import Option
 
 from .frames import VideoFrameItem
 from .media import display_size, rotation_turns
 
 __all__ = ["Thumbnails", "TimeTicks", "frame_to_image", "encode_image", "is_blank", "check_name_template",
-           "IMAGE_FORMATS"]
+           "IMAGE_FORMATS", "PICTURE_SIDE", "PICTURE_COUNT", "SECONDS_APART", "IMAGE_QUALITY"]
 
 IMAGE_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
+
+# What the picture stages take (their presets' options say the same).
+PICTURE_SIDE = Option(int, min=16, max=8192)
+"""A picture's width or height in pixels (a portrait 8192 wide is 14564 high: FFmpeg's scaler stops at 16384)."""
+PICTURE_COUNT = Option(int, min=0, max=10_000)
+"""How many evenly spaced pictures a file gives (0: none that way)."""
+SECONDS_APART = Option(float, min=0)
+"""Seconds between pictures (0: none that way)."""
+IMAGE_QUALITY = Option(int, min=1, max=100)
+"""JPEG or WebP quality."""
 
 
 def is_blank(item: VideoFrameItem, *, min_std: float = 6.0, min_mean: float = 16.0) -> tuple[bool, float]:
@@ -142,9 +153,19 @@ class Thumbnails(Stage):
                  fit: tuple[int, int] | None = None, poster: bool = True, fmt: str = "jpg", quality: int = 85,
                  poster_search_s: float = 10.0, filename: str = "t{time:08.3f}", name: str | None = None) -> None:
         super().__init__(name)
-        if fmt.lower() not in IMAGE_FORMATS:
-            raise ValueError(f"thumbnail format {fmt!r} is not one of {', '.join(IMAGE_FORMATS)}")
+        if not isinstance(fmt, str) or fmt.lower() not in IMAGE_FORMATS:
+            raise PipelineDefinitionError(f"thumbnail format {fmt!r} is not one of {', '.join(IMAGE_FORMATS)}")
         check_name_template(filename, time=1.5, index=45, n=1, stem="clip")
+        where = type(self).__name__
+        SECONDS_APART.validate("every", every, where)
+        PICTURE_COUNT.validate("count", count, where)
+        for side, value in (("width", width), ("height", height), *zip(("fit width", "fit height"), fit or ())):
+            if value is not None:
+                PICTURE_SIDE.validate(side, value, where)
+        if fit is not None and len(fit) != 2:
+            raise PipelineDefinitionError(f"{where} fit={fit!r}: must be a (width, height) pair")
+        IMAGE_QUALITY.validate("quality", quality, where)
+        SECONDS_APART.validate("poster_search_s", poster_search_s, where)
         self.every = 0.0 if count else every
         self.count = count
         self.width = None if (height or fit) else width
