@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from importlib.metadata import entry_points, version
 
 from .errors import FramepipeError
@@ -19,7 +20,7 @@ from .presets import (available_presets, build_preset, load_pipeline_file, optio
 from .performance import PROFILES
 from .progress import ConsoleProgress, SilentProgress
 from .run import collect_inputs, run
-from .sources import FileSelection, read_file_list
+from .sources import FileSelection, SkippedInput, read_file_list
 
 __all__ = ["main", "build_parser"]
 
@@ -44,8 +45,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     select = FileSelection(include=tuple(args.include), exclude=tuple(args.exclude),
                            recursive=not args.no_recursive, hidden=args.hidden)
-    items = collect_inputs(inputs, pipeline.extensions, select=select)
+    skipped: list[SkippedInput] = []
+    items = collect_inputs(inputs, pipeline.extensions, select=select, out=args.output, skipped=skipped)
     where = inputs[0] if len(inputs) == 1 else f"{len(inputs)} inputs"
+    if not args.log_json or not items:  # under --log-json, run() logs each as a record of its own
+        for entry in skipped:
+            _say(args, str(entry), logging.WARNING)
     if not items:
         _say(args, f"no input files found in {where}", logging.ERROR)
         return EXIT_USAGE
@@ -178,10 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``framepipe`` command; returns the exit status."""
-    # SIGTERM ends a run the way Ctrl-C does: workers stopped, partial outputs removed.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # SIGTERM ends a run the way Ctrl-C does: workers stopped, partial outputs removed. It raises Interrupted, so
+    # that wherever it lands (a scan of the inputs, a blocked read) the line and the status name it (143).
+    signal.signal(signal.SIGTERM, _raise_interrupted)
     parser = build_parser()
     args = parser.parse_args(argv)
     # Without -v, run's -q (its quiet switch) also keeps the log to errors; --log-json keeps its lines on stderr.
@@ -191,7 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         if not args.log_json:
             print(file=sys.stderr)  # past the ^C the terminal echoed
-        _say(args, f"{exc or 'interrupted'}; finished outputs are kept, partial ones removed", logging.ERROR)
+        reason = str(exc) or "interrupted by SIGINT"  # a bare KeyboardInterrupt is Python's own Ctrl-C
+        _say(args, f"{reason}; finished outputs are kept, partial ones removed", logging.ERROR)
         return exc.exit_status if isinstance(exc, Interrupted) else EXIT_INTERRUPTED
     except FramepipeError as exc:  # an expected error: its message, never a traceback
         _say(args, str(exc), logging.ERROR)

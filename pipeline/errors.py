@@ -7,6 +7,7 @@ or broadly; the library error that caused one is kept as ``__cause__``.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -25,6 +26,7 @@ __all__ = [
     "DiskFull",
     "OutputNotWritable",
     "OutputFolderInUse",
+    "OutputIsLink",
     "MetricsPortError",
     "WorkerCrashed",
     "FileTimeout",
@@ -216,6 +218,18 @@ class OutputFolderInUse(OutputError):
         super().__init__(f"{folder} is in use by another framepipe run" + (f" (pid {pid})" if pid else ""))
         self.folder = folder
         self.pid = pid
+
+
+class OutputIsLink(OutputError):
+    """A name framepipe writes in the output folder is a symbolic link (planted there): refused, never followed.
+
+    Neither the link's target nor, for a dangling link, the file it names is created or changed.
+    """
+
+    def __init__(self, message: str, path: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.errno = errno.ELOOP
 
 
 class MetricsPortError(FramepipeError, OSError):

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from .zerocopy import MappedFile
+from .errors import UnreadableFile
+from .zerocopy import MappedFile, special_file_kind
 
 __all__ = ["FILE", "FRAME", "AUDIO", "FileItem", "fingerprint", "readable"]
 
@@ -45,7 +46,10 @@ def readable(text: str) -> str:
 
 
 def fingerprint(path: str | os.PathLike[str], size: int, mtime_ns: int) -> str:
-    """A cheap identity of a file's content: size, mtime and a hash of its first and last MiB."""
+    """A cheap identity of a file's content: size, mtime and a hash of its first and last MiB.
+
+    ``path`` must be a regular file: a FIFO, socket or device raises ``UnreadableFile`` and is never opened.
+    """
     digest = hashlib.blake2b(digest_size=16)
     digest.update(f"{size}:{mtime_ns}".encode())
     with MappedFile(path) as f:  # hashed straight from the page cache, no copy
@@ -78,7 +82,9 @@ class FileItem:
 
         A path that cannot be stat'ed (a dangling link, a link loop) is still
         described, with no size and no fingerprint: the stage that opens it
-        reports why, and the batch goes on.
+        reports why, and the batch goes on. A FIFO, socket or device node
+        (a link to ``/dev/zero``) raises ``UnreadableFile`` (``not a regular
+        file (FIFO)``) without being opened: reading one would block or never end.
         """
         p = Path(path)
         rel = p.relative_to(root).as_posix() if root is not None else p.name
@@ -86,6 +92,9 @@ class FileItem:
             st = p.stat()
         except OSError:
             return cls(str(p), rel, index=index)
+        kind = special_file_kind(st.st_mode)
+        if kind is not None:
+            raise UnreadableFile(str(p), f"not a regular file ({kind})")
         try:
             fp = fingerprint(p, st.st_size, st.st_mtime_ns)
         except OSError:  # unreadable or not a file: the stage that opens it reports why

@@ -34,7 +34,7 @@ from .graph import Pipeline
 from .items import FileItem
 from .memo import pipeline_digest
 from .errors import OutputError
-from .outputs import write_atomic, write_output
+from .outputs import no_follow, write_atomic, write_output
 from .results import OK, FileResult
 
 __all__ = ["LEDGER_NAME", "RunLedger", "LedgerEvents"]
@@ -121,15 +121,17 @@ class RunLedger:
             log.debug("run ledger: %s not recorded (%s)", task.file.relpath, exc)
             return
         try:
-            with open(self.path, "ab") as f:  # O_APPEND, one write of one line: appends never interleave
+            # O_APPEND, one write of one line: appends never interleave. no_follow: a link planted at the name
+            # is refused (OutputIsLink), never written through.
+            with open(self.path, "ab", opener=no_follow) as f:
                 write_output(f, b"\n" + line if self._torn else line, self.path)
                 f.flush()
                 os.fsync(f.fileno())
             self._torn = False
         except OSError as exc:  # a full disk costs this file its place in the ledger, never the run
             self._torn = True
-            log.warning("run ledger %s not written (%s); %s will run again next time", self.path, exc.strerror,
-                        task.file.relpath)
+            log.warning("run ledger %s not written (%s); %s will run again next time", self.path,
+                        exc.strerror or exc, task.file.relpath)
 
 
 def _line(entry: dict[str, Any]) -> bytes:

@@ -8,6 +8,11 @@ and renamed when complete. Names are at most ``NAME_MAX`` bytes: ``fit_name`` is
 shortens a name (cut, ending in ``~<hash of the whole name>`` before its suffix), used for part names
 and by stages whose final names are made longer than their input's (an encoder's ``<file key>.mp4``).
 A final name that does not fit fails its file with one line (``cannot write …: its name is N bytes…``).
+
+Files are made in OUT, a folder the user (or someone else) may write in too, so a name framepipe creates is
+never opened through a link: a part file is created new (``O_CREAT | O_EXCL | O_NOFOLLOW``) before anyone
+writes it, and a symbolic link planted at a name is ``OutputIsLink``, its target left alone. A final name
+is only ever renamed onto, which replaces a link there instead of following it.
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import DiskFull, OutputError, OutputNotWritable
+from .errors import DiskFull, OutputError, OutputIsLink, OutputNotWritable
 
 __all__ = ["PartialOutput", "atomic_output", "write_atomic", "write_output", "sweep_partial_outputs", "safe_join",
-           "check_writable", "output_error", "as_output_error", "fit_name", "NAME_MAX", "WRITE_FAULT_ENV"]
+           "check_writable", "output_error", "as_output_error", "fit_name", "no_follow", "create_new",
+           "NAME_MAX", "WRITE_FAULT_ENV"]
 
 NAME_MAX = 255
 """The bytes a file name may have on Linux file systems (ext4, XFS, Btrfs, tmpfs); macOS allows 255 characters."""
@@ -70,9 +76,39 @@ def write_output(f: BinaryIO, data: bytes, final: str | os.PathLike[str]) -> Non
     f.write(data)
 
 
+def no_follow(path: str | os.PathLike[str], flags: int, mode: int = 0o666) -> int:
+    """``os.open`` that never follows a symbolic link at ``path`` (an ``opener`` for ``open()``, too).
+
+    A link there raises ``OutputIsLink`` (``PATH is a symbolic link (refusing to follow it)``), and nothing is
+    created, neither the link's target nor the file a dangling link names.
+    """
+    try:
+        return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), mode)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EEXIST, errno.EMLINK) and os.path.islink(path):
+            raise OutputIsLink(f"{os.fsdecode(path)} is a symbolic link (refusing to follow it)", path) from exc
+        raise
+
+
+def create_new(path: str | os.PathLike[str]) -> int:
+    """Create ``path`` as a new empty file of our own and return a descriptor open for writing on it.
+
+    ``O_EXCL | O_NOFOLLOW``: never a file reached through a link (``OutputIsLink``), never one that another name
+    shares (a hard link planted at it). A regular file already there (a part file of a dead process that had
+    our pid) is removed first: the name is ours.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        return no_follow(path, flags)
+    except FileExistsError:
+        os.unlink(path)  # unlink removes the name, never what it points to
+        return no_follow(path, flags)
+
+
 def output_error(action: str, path: str | os.PathLike[str], exc: OSError) -> OutputError:
     """``OutputError`` for ``exc`` (``DiskFull``, ``OutputNotWritable`` when its errno says so): one clear line."""
-    kind = DiskFull if exc.errno in (errno.ENOSPC, errno.EDQUOT) else \
+    kind = OutputIsLink if isinstance(exc, OutputIsLink) else \
+        DiskFull if exc.errno in (errno.ENOSPC, errno.EDQUOT) else \
         OutputNotWritable if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else OutputError
     error = kind(f"cannot {action} {path}: {exc.strerror or exc}")
     error.errno = exc.errno
@@ -140,6 +176,13 @@ class PartialOutput:
 
     For writers that span several calls (an encoder opened in one stage hook
     and closed in another); ``atomic_output`` wraps it for a single block.
+
+    The part file exists, empty, once this is made: created new here, never
+    through a link (``create_new``; a link planted at its name is
+    ``OutputIsLink``). A writer that opens ``part`` by name afterwards (PyAV's
+    ``av.open(part, "w")``, Pillow) opens that file: the name holds our pid and
+    is swept at each run's start, so only someone writing in OUT during the
+    run, between those two opens, could put a link there.
     """
 
     __slots__ = ("final", "part")
@@ -155,6 +198,10 @@ class PartialOutput:
         except OSError as exc:
             raise output_error("create output folder", self.final.parent, exc) from exc
         self.part = _part_path(self.final)
+        try:
+            os.close(create_new(self.part))
+        except OSError as exc:
+            raise output_error("write", self.final, exc) from exc
 
     def commit(self) -> Path:
         """Publish the finished file under its final name."""
@@ -188,7 +235,7 @@ def write_atomic(final: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``final`` atomically and return the final path."""
     with atomic_output(final) as part:
         try:
-            with open(part, "wb") as f:
+            with open(part, "wb", opener=no_follow) as f:  # the part atomic_output created, never a link
                 write_output(f, data, final)
         except OSError as exc:
             raise output_error("write", final, exc) from exc
@@ -198,14 +245,17 @@ def write_atomic(final: str | os.PathLike[str], data: bytes) -> Path:
 def check_writable(folder: str | os.PathLike[str]) -> None:
     """Raise ``OutputNotWritable`` (or another ``OutputError``) now if no file can be made in ``folder``."""
     probe = Path(folder) / f".framepipe-probe.{os.getpid()}{_PART_MARK}"  # swept like a part file if left
+    made = False
     try:
-        with open(probe, "wb") as f:
+        with open(create_new(probe), "wb") as f:  # new, never through a link planted at its name
+            made = True
             write_output(f, b"", probe)
     except OSError as exc:
         raise output_error("write in output folder", folder, exc) from exc
     finally:
         try:
-            probe.unlink(missing_ok=True)
+            if made:
+                probe.unlink(missing_ok=True)
         except OSError:
             pass
 

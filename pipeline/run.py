@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -10,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from .errors import OutputFolderInUse
+from .errors import OutputFolderInUse, OutputIsLink
 from .executors import FileTask, RunEvents, get_executor
 from .executors.file_runner import replay_whole_file
 from .graph import Pipeline
@@ -26,7 +27,7 @@ from .report import write_report
 from .results import FileResult, RunResult
 from .shm import sweep_stale_segments
 from .stage import FileRun
-from .sources import FileSelection, file_items, find_files
+from .sources import FileSelection, SkippedInput, file_items, find_files, report_skipped
 from .trace import RunTrace
 
 if TYPE_CHECKING:
@@ -42,26 +43,44 @@ LOCK_NAME = ".framepipe.lock"
 
 def collect_inputs(inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
                    extensions: Iterable[str] | None = None, *,
-                   select: FileSelection | None = None) -> list[FileItem]:
+                   select: FileSelection | None = None, out: str | os.PathLike[str] | None = None,
+                   skipped: list[SkippedInput] | None = None) -> list[FileItem]:
     """Input files as numbered items: each folder is walked (``select``, ``extensions``); files are taken as given.
 
     Names (``relpath``) are relative to the one folder given, else to the
     folder that holds every input.
+
+    One rule for walked and given paths alike: only regular files are inputs.
+    A FIFO, socket or device node (or a link to one) is never opened; it is left
+    out with a ``SkippedInput`` (``skipped x.mp4: not a regular file (FIFO)``).
+    Nor is anything in ``out``, the run's output folder (compared by resolved
+    path), or in a sub-folder that is another run's output folder: outputs are
+    never inputs. What is left out is appended to ``skipped``; without that list it
+    is logged as warnings.
     """
     select = select or FileSelection()
     exts = select.extensions if select.extensions is not None else extensions
     given = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]
+    avoid = [out] if out is not None else []
+    notes: list[SkippedInput] = []
     paths: list[Path] = []
+    anchors: list[Path] = []  # what names are relative to: each folder, and each file's folder (not one skipped)
     for p in given:
         if p.is_dir():
             paths += find_files(p, exts, recursive=select.recursive, include_hidden=select.hidden,
-                                include=select.include, exclude=select.exclude)
-        else:
-            paths += find_files(p)  # a file is taken whatever its suffix (and fails clearly if missing)
+                                include=select.include, exclude=select.exclude, skip_dirs=avoid, skipped=notes)
+            anchors.append(p.resolve())
+        else:  # a file is taken whatever its suffix (and fails clearly if missing)
+            taken = find_files(p, skip_dirs=avoid, skipped=notes)
+            paths += taken
+            anchors += [p.resolve().parent] if taken else []
+    if skipped is None:
+        report_skipped(notes)
+    else:
+        skipped += notes
     if len(given) == 1 and given[0].is_dir():
         return file_items(paths, given[0])
-    resolved = [p.resolve() for p in paths]
-    anchors = [p.resolve() if p.is_dir() else p.resolve().parent for p in given]
+    resolved = [Path(os.path.realpath(p)) for p in paths]  # realpath: a link loop is a file that fails, not an error
     common = Path(os.path.commonpath(anchors)) if anchors else None
     seen: set[Path] = set()
     unique = [p for p in resolved if not (p in seen or seen.add(p))]  # a file listed twice runs once
@@ -167,7 +186,7 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         if prepare is not None and not replayable:
             prepare(pipeline)
         items = collect_inputs(inputs, extensions if extensions is not None else pipeline.extensions,
-                               select=select)
+                               select=select, out=out_dir)
         sweep_partial_outputs(out_dir)
         sweep_stale_segments()
         ledger = RunLedger.open(out_dir, pipeline, fresh=not resume)
@@ -234,19 +253,26 @@ def _claim_output_folder(out_dir: Path) -> FileLock:
 
     Two runs into one folder would overwrite each other's outputs and lose ledger lines (one compacts it on
     open while the other appends). The lock is an flock: a run killed with SIGKILL lets go with its process,
-    and the file it leaves is taken over by the next run.
+    and the file it leaves is taken over by the next run. A symbolic link planted at its name is never
+    followed (``OutputIsLink``: neither its target nor a dangling link's is created or written).
     """
     from .cache.locks import FileLock  # the cache package is loaded where it is used, as by memo
     lock = FileLock(out_dir / LOCK_NAME, unlink=True)
     try:
         taken = lock.try_acquire()
     except OSError as exc:
+        if exc.errno == errno.ELOOP and lock.path.is_symlink():
+            raise OutputIsLink(f"cannot lock output folder {out_dir}: {lock.path} is a symbolic link "
+                               "(refusing to follow it)", lock.path) from exc
         raise output_error("lock output folder", out_dir, exc) from exc
     if not taken:
         raise OutputFolderInUse(out_dir, _holder(lock.path))
-    try:  # who holds it, for the line another run gives
-        with open(lock.path, "wb") as f:
-            write_output(f, f"{os.getpid()}\n".encode(), lock.path)
+    try:  # who holds it, for the line another run gives; written through the lock's own descriptor
+        fd = lock.fileno()
+        if os.fstat(fd).st_nlink == 1:  # a hard link planted at the name is not ours to overwrite
+            os.ftruncate(fd, 0)
+            with open(fd, "wb", closefd=False) as f:
+                write_output(f, f"{os.getpid()}\n".encode(), lock.path)
     except OSError:
         pass
     return lock

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -10,9 +12,20 @@ from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
 from .errors import UnreadableFile
-from .items import FileItem
+from .items import FileItem, readable
+from .zerocopy import special_file_kind
 
-__all__ = ["FileSelection", "find_files", "file_items", "read_file_list"]
+__all__ = ["FileSelection", "SkippedInput", "find_files", "file_items", "read_file_list", "is_output_folder",
+           "report_skipped"]
+
+log = logging.getLogger("framepipe.sources")
+
+# The names that mark a folder as a framepipe output folder (run.LOCK_NAME, ledger.LEDGER_NAME and the report
+# written beside them; a test holds them equal). Spelled here: the walk must not import the run machinery.
+_LOCK_NAME = ".framepipe.lock"
+_LEDGER_NAME = "ledger.jsonl"
+_REPORT_NAME = "report.parquet"
+_LEDGER_START = b'{"v": '  # every ledger line framepipe writes starts so (json.dumps of a dict led by "v")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +54,87 @@ class FileSelection:
         return (not self.include or hit(self.include)) and not hit(self.exclude)
 
 
+@dataclass(frozen=True, slots=True)
+class SkippedInput:
+    """A path an input walk or list met and left out, and why.
+
+    Two reasons: a FIFO, socket or device node (also through a link), which is
+    never opened (reading one blocks or never ends); and a path in the run's
+    own output folder (outputs are never inputs).
+    """
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"skipped {readable(self.path)}: {self.reason}"
+
+
+def report_skipped(skipped: Iterable[SkippedInput]) -> None:
+    """Log each skipped input as a warning (``skipped x.mp4: not a regular file (FIFO)``).
+
+    The records are marked as echoed: the ``framepipe`` command prints these
+    lines itself, so its console handler leaves them out at the default level.
+    """
+    for entry in skipped:
+        log.warning("%s", entry, extra={"file": readable(entry.path), "reason": entry.reason, "_echoed": True})
+
+
+def is_output_folder(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` is a framepipe output folder: it holds the lock a run keeps there (``.framepipe.lock``),
+    or a run ledger (``ledger.jsonl``) that reads as one or sits beside a ``report.parquet``.
+
+    Only names are looked at (``lstat``), and a ledger's first bytes when it is a regular file: nothing that
+    could block is opened.
+    """
+    base = os.fspath(folder)
+    try:
+        os.lstat(os.path.join(base, _LOCK_NAME))
+        return True
+    except OSError:
+        pass
+    ledger = os.path.join(base, _LEDGER_NAME)
+    try:
+        if not stat.S_ISREG(os.lstat(ledger).st_mode):
+            return False
+    except OSError:
+        return False
+    if os.path.lexists(os.path.join(base, _REPORT_NAME)):
+        return True
+    try:
+        fd = os.open(ledger, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False
+    try:
+        return os.read(fd, len(_LEDGER_START)) == _LEDGER_START
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _real(path: str | os.PathLike[str]) -> Path:
+    """``path`` with every link resolved, as far as it resolves (a link loop raises nothing: the stage says why)."""
+    return Path(os.path.realpath(path))
+
+
+def _within(path: Path, folders: Iterable[Path]) -> Path | None:
+    """The first of ``folders`` (resolved) that ``path`` (resolved) is or lies in; None when none."""
+    for folder in folders:
+        if path == folder or folder in path.parents:
+            return folder
+    return None
+
+
+def _special_kind(path: Path) -> str | None:
+    """What ``path`` is (links followed) when it is a FIFO, socket or device node; None otherwise (a regular
+    file, a folder, or a name that cannot be stat'ed: the stage that opens it says why)."""
+    try:
+        return special_file_kind(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return None
+
+
 def read_file_list(source: str | os.PathLike[str]) -> list[Path]:
     """Paths listed one per line in a file (``-``: standard input); blank lines and ``#`` comments skipped."""
     if str(source) == "-":
@@ -55,19 +149,49 @@ def read_file_list(source: str | os.PathLike[str]) -> list[Path]:
 
 def find_files(root: str | os.PathLike[str], extensions: Iterable[str] | None = None, *,
                recursive: bool = True, include_hidden: bool = False, include: Iterable[str] = (),
-               exclude: Iterable[str] = ()) -> list[Path]:
+               exclude: Iterable[str] = (), skip_dirs: Iterable[str | os.PathLike[str]] = (),
+               skipped: list[SkippedInput] | None = None) -> list[Path]:
     """Files under ``root`` whose suffix is in ``extensions`` (case-insensitive), sorted by path.
 
     ``root`` may also be a single file, which is returned whatever its suffix.
     Directory symlinks are followed once: a link back to a folder already
     walked, or up to a folder that holds it, is skipped, so link loops end. ``include`` / ``exclude``: globs, as
     in :class:`FileSelection`.
+
+    Only regular files are taken: a FIFO, socket or device node (or a link to
+    one, such as ``/dev/zero``) is stat'ed, never opened, and left out as a
+    :class:`SkippedInput` (``not a regular file (FIFO)``). Outputs are never
+    inputs: a sub-folder that is a framepipe output folder (``is_output_folder``)
+    is not walked, nor anything in ``skip_dirs`` (the run's own output folder,
+    compared by resolved path, so even before its first run), which is left out
+    as a ``SkippedInput`` when it is ``root`` or in it. What is left out is
+    appended to ``skipped``; without that list it is logged (``report_skipped``).
     """
-    selection = FileSelection(include=tuple(include), exclude=tuple(exclude))
-    root_path = Path(root)
+    notes: list[SkippedInput] = []
+    found = _find_files(Path(root), extensions, recursive, include_hidden, tuple(include), tuple(exclude),
+                        [_real(d) for d in skip_dirs], notes)
+    if skipped is None:
+        report_skipped(notes)
+    else:
+        skipped += notes
+    return found
+
+
+def _find_files(root_path: Path, extensions: Iterable[str] | None, recursive: bool, include_hidden: bool,
+                include: tuple[str, ...], exclude: tuple[str, ...], avoid: list[Path],
+                notes: list[SkippedInput]) -> list[Path]:
+    selection = FileSelection(include=include, exclude=exclude)
     if not root_path.exists():
         raise UnreadableFile(str(root_path), "no such file or folder")
-    if root_path.is_file():
+    if _within(_real(root_path), avoid):
+        what = "the output folder" if _real(root_path) in avoid else "in the output folder"
+        notes.append(SkippedInput(str(root_path), f"{what} (outputs are never inputs)"))
+        return []
+    if not root_path.is_dir():  # a file is taken whatever its suffix, when it is a regular file
+        kind = _special_kind(root_path)
+        if kind is not None:
+            notes.append(SkippedInput(str(root_path), f"not a regular file ({kind})"))
+            return []
         return [root_path]
     exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions} if extensions else None
     found: list[Path] = []
@@ -81,7 +205,8 @@ def find_files(root: str | os.PathLike[str], extensions: Iterable[str] | None = 
         if not include_hidden:
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         here = Path(dirpath).resolve()
-        dirnames[:] = [d for d in dirnames if not _links_to_ancestor(Path(dirpath) / d, here)]
+        dirnames[:] = [d for d in dirnames if not _links_to_ancestor(Path(dirpath) / d, here)
+                       and not _is_outputs(Path(dirpath) / d, avoid)]
         if not recursive:
             dirnames[:] = []
         dirnames.sort()
@@ -93,8 +218,25 @@ def find_files(root: str | os.PathLike[str], extensions: Iterable[str] | None = 
             path = Path(dirpath) / name
             if not selection.takes(path.relative_to(root_path).as_posix()):
                 continue
+            kind = _special_kind(path)  # stat'ed, never opened: opening a FIFO waits for a writer
+            if kind is not None:
+                notes.append(SkippedInput(str(path), f"not a regular file ({kind})"))
+                continue
+            if avoid and path.is_symlink() and _within(_real(path), avoid):
+                notes.append(SkippedInput(str(path), "in the output folder (outputs are never inputs)"))
+                continue
             found.append(path)
+    notes.sort(key=lambda n: n.path)
     return sorted(found)
+
+
+def _is_outputs(folder: Path, avoid: list[Path]) -> bool:
+    """Whether the walk must not enter ``folder``: it is (or lies in) one of ``avoid``, or is a framepipe output
+    folder."""
+    if _within(_real(folder), avoid) or is_output_folder(folder):
+        log.debug("not walked: %s holds framepipe outputs", folder, extra={"folder": readable(str(folder))})
+        return True
+    return False
 
 
 def _links_to_ancestor(path: Path, here: Path) -> bool:

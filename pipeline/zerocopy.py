@@ -7,6 +7,12 @@
 * ``transfer`` copies between files inside the kernel (``copy_file_range``,
   then ``sendfile``, then ``splice``), falling back to a plain loop; it
   returns the bytes moved.
+
+Paths are opened only when they name a regular file (after following links):
+opening a FIFO for reading blocks until a writer appears, and opening a
+device can have effects of its own, so a FIFO, socket or device node is
+refused with ``UnreadableFile`` (``not a regular file (FIFO)``) before any
+open, and the open itself is non-blocking in case the name changed meanwhile.
 """
 
 from __future__ import annotations
@@ -15,15 +21,59 @@ import errno
 import io
 import mmap
 import os
+import stat
 from collections.abc import Iterator
 from typing import IO, Literal
 
-__all__ = ["MappedFile", "iter_chunks", "read_into", "transfer", "TransferMethod"]
+from .errors import UnreadableFile
+
+__all__ = ["MappedFile", "iter_chunks", "read_into", "transfer", "TransferMethod", "special_file_kind",
+           "open_regular"]
 
 TransferMethod = Literal["auto", "copy_file_range", "sendfile", "splice", "copy"]
 _CHUNK = 8 << 20
 _FALLBACK_ERRNOS = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF, errno.ENOTSUP,
                     errno.EPERM}
+
+
+_SPECIAL_KINDS = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                  (stat.S_ISBLK, "block device"))
+
+
+def special_file_kind(mode: int) -> str | None:
+    """``"FIFO"``, ``"socket"``, ``"character device"`` or ``"block device"`` for such an ``st_mode``; None for a
+    regular file, a folder or a link (``lstat``)."""
+    for test, kind in _SPECIAL_KINDS:
+        if test(mode):
+            return kind
+    return None
+
+
+def open_regular(path: str | os.PathLike[str]) -> int:
+    """A read-only descriptor of ``path``, which must be a regular file (links followed); never blocks.
+
+    A FIFO, socket or device node raises ``UnreadableFile`` (``not a regular file (FIFO)``) without being
+    opened; a folder raises ``IsADirectoryError``, as ``open()`` does.
+    """
+    name = os.fspath(path)
+    _check_regular(name, os.stat(name).st_mode)  # before any open: opening a FIFO or a device is an act
+    # O_NONBLOCK: should the name become a FIFO after the stat, the open returns at once instead of waiting
+    # for a writer (the fstat below then refuses it). A regular file's reads ignore the flag.
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        _check_regular(name, os.fstat(fd).st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_regular(name: str, mode: int) -> None:
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), name)
+    kind = special_file_kind(mode)
+    if kind is not None or not stat.S_ISREG(mode):
+        raise UnreadableFile(name, f"not a regular file ({kind or 'unknown kind'})")
 
 
 class MappedFile:
@@ -37,7 +87,7 @@ class MappedFile:
         self.path = os.fspath(path)
         self._pos = 0
         self._fd: int | None = None
-        with open(self.path, "rb") as f:
+        with open(open_regular(self.path), "rb") as f:  # a FIFO or device is refused, never waited on
             self.size = os.fstat(f.fileno()).st_size
             if self.size:
                 access = mmap.ACCESS_COPY if copy_on_write else mmap.ACCESS_READ
@@ -81,7 +131,7 @@ class MappedFile:
     def fileno(self) -> int:
         """A descriptor of the mapped file, for ``read_into`` (opened on first use)."""
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
+            self._fd = open_regular(self.path)
         return self._fd
 
     def chunks(self, size: int = _CHUNK) -> Iterator[memoryview]:
@@ -209,15 +259,15 @@ def transfer(src: str | os.PathLike[str] | int | IO[bytes], dst: str | os.PathLi
              length: int | None = None, method: TransferMethod = "auto") -> int:
     """Copy ``length`` bytes (default: the rest of ``src``) from ``src`` to ``dst``; return the bytes moved.
 
-    Paths are opened (``dst`` created or truncated); descriptors and file
-    objects are used at their current positions. ``auto`` tries
+    Paths are opened (``dst`` created or truncated; a path ``src`` must be a regular file, see
+    ``open_regular``); descriptors and file objects are used at their current positions. ``auto`` tries
     ``copy_file_range``, ``sendfile`` and ``splice`` in turn, falling back to a
     read/write loop when the kernel or the file systems refuse.
     """
     close: list[int] = []
     try:
         if isinstance(src, (str, os.PathLike)):
-            close.append(s := os.open(src, os.O_RDONLY))
+            close.append(s := open_regular(src))
         else:
             s = _fd(src)
         if isinstance(dst, (str, os.PathLike)):

@@ -7,11 +7,18 @@ replaced) meanwhile sees that its inode is no longer the one at the path and
 tries again, so lock files never pile up and no two holders coexist.
 On Windows ``msvcrt.locking`` is polled instead (and files are left in place:
 an open file cannot be unlinked there).
+
+A lock file is never reached through a link: it is opened with ``O_NOFOLLOW``,
+so a symbolic link planted at its name fails the open (``ELOOP``) instead of
+creating or changing the file it points to, and a name that is not a regular
+file (a FIFO) is refused.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +30,7 @@ from ..errors import LockTimeout
 __all__ = ["FileLock", "LockTimeout"]
 
 _WINDOWS = sys.platform == "win32"
+_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 if _WINDOWS:  # pragma: no cover - exercised on Windows only
     import msvcrt
 else:
@@ -49,14 +57,26 @@ class FileLock:
         """Whether this object holds the lock now."""
         return self._fd is not None
 
+    def fileno(self) -> int:
+        """The descriptor of the held lock file (to write into it without opening its name again)."""
+        if self._fd is None:
+            raise RuntimeError(f"lock {self.path} is not held")
+        return self._fd
+
     def acquire(self, timeout: float | None = None) -> None:
-        """Wait for the lock (forever when ``timeout`` is ``None``); raise ``LockTimeout`` past it."""
+        """Wait for the lock (forever when ``timeout`` is ``None``); raise ``LockTimeout`` past it.
+
+        A symbolic link at ``path`` raises ``OSError`` (``ELOOP``) and is not followed; a name that is not a
+        regular file raises ``OSError`` (``EINVAL``).
+        """
         if self._fd is not None:
             raise RuntimeError(f"lock {self.path} is already held by this object")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, _OPEN_FLAGS, 0o644)
             try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise OSError(errno.EINVAL, "not a regular file", str(self.path))
                 if not self._lock(fd, deadline):
                     raise LockTimeout(self.path, timeout or 0.0)
                 if self._still_at_path(fd):
@@ -118,7 +138,7 @@ class FileLock:
         if _WINDOWS:  # pragma: no cover
             return True
         try:
-            st = os.stat(self.path)
+            st = os.lstat(self.path)  # the name itself: a link put there to our file is not our file
         except FileNotFoundError:
             return False
         return os.path.samestat(st, os.fstat(fd))
