@@ -6,13 +6,19 @@ winning. A kill at any instant leaves at worst a torn last line, which the
 reader ignores (that file is simply done again). Each line holds the file's
 relative path, status, input fingerprint, the digest of the pipeline that
 ran it (``memo.pipeline_digest``), its output key, every output written (path
-under OUT and size) and its report row, so that a skipped file keeps its
-place in the run's result and report. Nothing is unpickled.
+under OUT, size and BLAKE2b digest of its bytes) and its report row, so that a
+skipped file keeps its place in the run's result and report. Nothing is unpickled.
+
+A file's outputs reach their final names just before its line is written
+(``staging.OutputStaging.publish``: renamed from the staging folder, file and
+folder fsync'd); outputs that the file's previous line lists and this run did
+not make are removed then, so an input whose content changed leaves nothing
+stale behind.
 
 A file is skipped when its last line says ok, for the same fingerprint,
-pipeline and output key, and every output it lists is still there at the
-size written; anything else (failed, edited, another pipeline, an output
-removed or replaced) runs again.
+pipeline and output key, and every output it lists is still there with the
+bytes written (size, then digest); anything else (failed, edited, another
+pipeline, an output removed or replaced, even by bytes of the same size) runs again.
 
 One run at a time uses a folder's ledger: ``run()`` holds ``OUT/.framepipe.lock``
 from before the ledger is opened (and maybe compacted) to its end, so a
@@ -31,16 +37,17 @@ from typing import Any
 
 from .executors.base import FileTask, RunEvents
 from .graph import Pipeline
-from .items import FileItem
+from .items import FileItem, fingerprint
 from .memo import pipeline_digest
 from .errors import OutputError
-from .outputs import no_follow, write_atomic, write_output
-from .results import OK, FileResult
+from .outputs import no_follow, output_error, write_atomic, write_output
+from .results import FAILED, OK, FileResult
+from .staging import output_digest, remove_stale
 
 __all__ = ["LEDGER_NAME", "RunLedger", "LedgerEvents"]
 
 LEDGER_NAME = "ledger.jsonl"
-_VERSION = 1
+_VERSION = 2  # 2: each output as [size, digest]
 log = logging.getLogger("framepipe.run")
 
 
@@ -95,31 +102,52 @@ class RunLedger:
             return None
         return FileResult(file, OK, record=dict(entry["record"]), outputs=list(entry["outputs"]),
                           warnings=list(entry["warnings"]), wall_s=entry["wall_s"], attempts=entry["attempts"],
-                          resumed=True)
+                          resumed=True, digests={rel: d for rel, (_, d) in entry["outputs"].items()})
 
-    def _outputs_intact(self, outputs: dict[str, int]) -> bool:
-        for rel, size in outputs.items():
+    def _outputs_intact(self, outputs: dict[str, list[Any]]) -> bool:
+        """Whether every output is in place with the bytes written: its size, then its digest (one read each)."""
+        for rel, (size, digest) in outputs.items():
+            path = self.out_dir / rel
             try:
-                if (self.out_dir / rel).stat().st_size != size:
+                if os.stat(path, follow_symlinks=False).st_size != size or output_digest(path) != digest:
                     return False
             except OSError:
                 return False
         return True
 
     def add(self, task: FileTask, result: FileResult) -> None:
-        """Append the file's outcome, durably (fsync'd), before anyone is told it finished."""
+        """Publish the file's staged outputs, remove those of an earlier version it no longer makes, and append
+        its outcome durably (fsync'd), before anyone is told it finished.
+
+        An output that cannot be published fails the file (``result`` is changed to say so).
+        """
+        earlier = self.entries.get(task.file.relpath)
         try:
-            outputs = {rel: (self.out_dir / rel).stat().st_size for rel in result.outputs}
-            line = _line({
+            outputs = self._publish(task, result)
+        except OutputError as exc:
+            _fail(result, exc)
+            outputs = {}
+        if earlier is not None:
+            remove_stale(self.out_dir, earlier["outputs"], outputs)
+        if not result.resumed and not _unchanged(task.file):
+            # Read while it changed: what it gave is kept for this run, but no line vouches for it (runs again).
+            log.info("%s changed while it ran; it will run again next time", task.file.relpath)
+            self.entries.pop(task.file.relpath, None)
+            return
+        try:
+            entry = {
                 "v": _VERSION, "file": task.file.relpath, "status": result.status,
                 "fingerprint": task.file.fingerprint, "pipeline": self.pipeline, "key": task.output_key,
                 "outputs": outputs, "record": result.record, "warnings": result.warnings,
                 "error": result.error, "failed_stage": result.failed_stage, "wall_s": round(result.wall_s, 4),
                 "attempts": result.attempts, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            })
-        except (OSError, TypeError, ValueError) as exc:  # an output gone, a column JSON cannot hold: done again
+            }
+            line = _line(entry)
+        except (TypeError, ValueError) as exc:  # a column JSON cannot hold: done again
             log.debug("run ledger: %s not recorded (%s)", task.file.relpath, exc)
+            self.entries.pop(task.file.relpath, None)
             return
+        self.entries[task.file.relpath] = entry
         try:
             # O_APPEND, one write of one line: appends never interleave. no_follow: a link planted at the name
             # is refused (OutputIsLink), never written through.
@@ -132,6 +160,43 @@ class RunLedger:
             self._torn = True
             log.warning("run ledger %s not written (%s); %s will run again next time", self.path,
                         exc.strerror or exc, task.file.relpath)
+
+    def _publish(self, task: FileTask, result: FileResult) -> dict[str, list[Any]]:
+        """The file's outputs in their final places, as ``{relpath: [size, digest]}``."""
+        staging = task.staging
+        if staging is not None:
+            return staging.publish(result.outputs, result.digests)
+        outputs: dict[str, list[Any]] = {}
+        for rel in result.outputs:
+            path = self.out_dir / rel
+            try:
+                digest = result.digests.get(rel) or output_digest(path)
+                outputs[rel] = [os.stat(path, follow_symlinks=False).st_size, digest]
+            except OSError as exc:
+                raise output_error("read back", path, exc) from exc
+        return outputs
+
+
+def _unchanged(file: FileItem) -> bool:
+    """Whether ``file`` still has the size, mtime and content fingerprint it was listed with."""
+    if not file.fingerprint:
+        return True  # nothing was promised about it (it could not be read): its failure line is right
+    try:
+        st = os.stat(file.path)
+        return (st.st_size, st.st_mtime_ns) == (file.size, file.mtime_ns) and \
+            fingerprint(file.path, st.st_size, st.st_mtime_ns) == file.fingerprint
+    except OSError:
+        return False
+
+
+def _fail(result: FileResult, exc: OutputError) -> None:
+    """Mark ``result`` failed by ``exc`` (its outputs could not be published); what was published is kept out."""
+    if result.ok:
+        result.failed_stage = "publish"
+    result.status = FAILED
+    result.error = f"[{result.failed_stage}] {exc}"
+    result.error_type = type(exc).__name__
+    result.outputs = []
 
 
 def _line(entry: dict[str, Any]) -> bytes:
@@ -153,7 +218,8 @@ def _parse(line: bytes) -> dict[str, Any] | None:
         return None
     if not all(isinstance(entry.get(k), t) for k, t in _FIELDS.items()):
         return None
-    if not all(isinstance(size, int) for size in entry["outputs"].values()):
+    if not all(isinstance(o, list) and len(o) == 2 and isinstance(o[0], int) and isinstance(o[1], str)
+               for o in entry["outputs"].values()):
         return None
     return entry
 

@@ -26,6 +26,7 @@ from .progress import SilentProgress
 from .report import write_report
 from .results import FileResult, RunResult
 from .shm import sweep_stale_segments
+from .staging import sweep_staging
 from .stage import FileRun
 from .sources import FileSelection, SkippedInput, file_items, find_files, report_skipped
 from .trace import RunTrace
@@ -96,7 +97,7 @@ def _replay_remembered_files(pipeline: Pipeline, tasks: Sequence[FileTask], even
     memo = StageMemo.open(tasks[0].cache_dir) if tasks and tasks[0].cache_dir else None
     out = []
     for task in tasks:
-        run_ = FileRun(task.file, task.out_dir, task.output_key, task.cpu_budget, memo=memo)
+        run_ = FileRun(task.file, task.begin_attempt(), task.output_key, task.cpu_budget, memo=memo)
         t0 = time.perf_counter()
         result = replay_whole_file(pipeline, run_)
         if result is not None:
@@ -188,12 +189,13 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         items = collect_inputs(inputs, extensions if extensions is not None else pipeline.extensions,
                                select=select, out=out_dir)
         sweep_partial_outputs(out_dir)
+        sweep_staging(out_dir)
         sweep_stale_segments()
         ledger = RunLedger.open(out_dir, pipeline, fresh=not resume)
         earlier, todo = _split_done(ledger, items)
         n_parallel = max(1, min(ex.workers, len(todo)))
         budget = max(1, (os.cpu_count() or 1) // n_parallel)
-        tasks = [FileTask(item, out_dir, key, budget, cache_dir) for item, key in todo]
+        tasks = [FileTask(item, out_dir, key, budget, cache_dir, staged=True) for item, key in todo]
         events = LoggedEvents(events or SilentProgress())
         log.info("run %s: %d file(s) on the %s executor, %d at once", pipeline.name, len(items), ex.name, n_parallel,
                  extra={"pipeline": pipeline.name, "files": len(items), "executor": ex.name, "parallel": n_parallel})
@@ -223,6 +225,7 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
             if close is not None:
                 close()
             sweep_partial_outputs(out_dir)
+            sweep_staging(out_dir)  # the outputs of files that did not finish
             if server is not None:
                 server.stop()
         results = sorted(earlier + replayed + list(results), key=lambda r: r.file.index)

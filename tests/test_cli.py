@@ -52,7 +52,7 @@ def test_preset_options_are_typed_and_checked(clip_dir: Path, tmp_path: Path) ->
     assert bad.returncode == 2
     assert "preset 'default' has no option 'nope'" in bad.stderr
     wrong = framepipe("run", clip_dir, "-o", tmp_path, "-O", "thumb_width=wide")
-    assert wrong.returncode == 2 and "thumb_width expects a int" in wrong.stderr
+    assert wrong.returncode == 2 and "option thumb_width=wide: must be an integer from 16 to 8192" in wrong.stderr
 
 
 def test_a_missing_input_folder_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:

@@ -70,6 +70,8 @@ def test_an_interrupted_run_resumes_doing_only_what_is_missing(clips: Path, unin
     assert [p for p in out.rglob("*") if p.name.startswith(".")] == []  # no part file under any name
     done = ledger_done(out)
     assert 1 <= len(done) < N_CLIPS, err
+    # Files in flight left nothing under a final name: every output in OUT is one a ledger line names.
+    assert set(outputs(out)) == {rel for outs in done.values() for rel in outs}
     stamps = {rel: ((out / rel).stat().st_ino, (out / rel).stat().st_mtime_ns) for outs in done.values()
               for rel in outs}
 

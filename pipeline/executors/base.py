@@ -10,6 +10,7 @@ from typing import Protocol
 from ..graph import Pipeline
 from ..items import FileItem
 from ..results import FileResult
+from ..staging import OutputStaging
 
 __all__ = ["FileTask", "RunEvents", "Executor"]
 
@@ -23,6 +24,18 @@ class FileTask:
     output_key: str
     cpu_budget: int = 1
     cache_dir: str | None = None  # where stage results are kept across runs (None: not kept)
+    staged: bool = False  # outputs wait in a staging folder until run() publishes them with the ledger line
+
+    @property
+    def staging(self) -> OutputStaging | None:
+        """The file's staging folder when its outputs are staged (``run()`` stages them), else None."""
+        return OutputStaging.for_file(self.out_dir, self.file.index) if self.staged else None
+
+    def begin_attempt(self) -> Path:
+        """The folder an attempt at the file writes its outputs in: its staging folder, emptied of what an
+        earlier attempt left, or OUT itself when outputs are not staged."""
+        staging = self.staging
+        return staging.clear() if staging is not None else self.out_dir
 
 
 class RunEvents(Protocol):

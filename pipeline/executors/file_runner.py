@@ -22,6 +22,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..buffers import FrameRef
@@ -33,6 +34,7 @@ from ..memo import lineages
 from ..metrics import StageStats
 from ..results import FAILED, OK, FileResult
 from ..stage import FileRun, Stage, StageContext
+from ..staging import final_names, seal_outputs
 
 __all__ = ["FileSession", "FileRunner", "StepResult", "Outgoing", "is_shareable", "replay_whole_file"]
 
@@ -262,7 +264,10 @@ class FileSession:
                 self._stack.append(_Drain(n, iter(out)))
                 self.step()
         self._remember()
-        return self._result(OK)
+        digests = seal_outputs(self.run.out_dir, self.run.outputs)  # an output that cannot be made durable fails it
+        result = self._result(OK)
+        result.digests = digests
+        return result
 
     def fail(self, exc: BaseException) -> FileResult:
         """Abort every local stage and describe the failure (the stage active when it was raised)."""
@@ -282,11 +287,12 @@ class FileSession:
                 pass
         result = self._result(FAILED)
         result.failed_stage = stage
+        result.outputs, result.digests = _sealed(self.run.out_dir, result.outputs)  # those whole kept (a truncation's)
         shown = as_output_error(exc) or exc  # an encoder's full disk reads as any other write's
         result.error_type = type(shown).__name__
         reason = shown.reason if isinstance(shown, (InputError, StageError)) else \
             str(shown) if isinstance(shown, OutputError) else f"{type(shown).__name__}: {shown}"  # what and where
-        result.error = f"[{stage}] {reason}"
+        result.error = f"[{stage}] {final_names(reason, self.run.out_dir)}"
         result.traceback = "".join(traceback.format_exception(exc))
         return result
 
@@ -314,7 +320,24 @@ def replay_whole_file(pipeline: Pipeline, run: FileRun) -> FileResult | None:
         run.outputs.clear()
         run.warnings.clear()
         return None
-    return session._result(OK)
+    result = session._result(OK)
+    try:
+        result.digests = seal_outputs(run.out_dir, run.outputs)
+    except OutputError as exc:
+        return session.fail(exc)
+    return result
+
+
+def _sealed(folder: Path, outputs: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The outputs of a failed file that can be sealed, and their digests (any other is left out)."""
+    kept, digests = [], {}
+    for rel in outputs:
+        try:
+            digests.update(seal_outputs(folder, [rel]))
+        except OutputError:
+            continue
+        kept.append(rel)
+    return kept, digests
 
 
 class FileRunner:

@@ -165,7 +165,7 @@ class FileActor:
     def run_file(self, task: FileTask, box: list[Any]) -> FileResult:
         """Run one file through every stage; never raises for a bad file. ``box``: the pipeline for map tasks."""
         self.box = box
-        run = FileRun(task.file, task.out_dir, task.output_key, task.cpu_budget,
+        run = FileRun(task.file, task.begin_attempt(), task.output_key, task.cpu_budget,
                       memo=StageMemo.open(task.cache_dir) if task.cache_dir else None)
         if not self.maps:
             return self.runner.run(run)

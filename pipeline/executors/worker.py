@@ -69,7 +69,7 @@ def actor_start(token: str, pipeline: Pipeline, task: FileTask, remote: frozense
     def progress(stage: str, done: int, total: int | None) -> None:
         progress_board.update(row, stage_numbers.get(stage, -1), done, total)
 
-    run = FileRun(task.file, task.out_dir, task.output_key, task.cpu_budget, progress=progress,
+    run = FileRun(task.file, task.begin_attempt(), task.output_key, task.cpu_budget, progress=progress,
                   memo=StageMemo.open(task.cache_dir) if task.cache_dir else None)
     session = FileSession(pipe, run, remote)
     _SESSIONS[row] = session

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -171,12 +172,14 @@ def test_lines_that_are_damaged_or_of_another_shape_are_ignored(texts: Path, tmp
     assert ran(run(upper(), texts, out, executor="inline")) == {"b.txt"}
 
 
-def test_an_entry_records_status_fingerprint_pipeline_and_output_sizes(texts: Path, tmp_path: Path) -> None:
+def test_an_entry_records_status_fingerprint_pipeline_and_output_sizes_and_digests(texts: Path,
+                                                                                   tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = run(upper(), texts, out, executor="local", workers=2)
     ledger = RunLedger.open(out, upper())
     entry = ledger.entries["a.txt"]
-    assert (entry["status"], entry["key"], entry["outputs"]) == ("ok", "a", {"upper/a.txt": 5})
+    digest = hashlib.blake2b(b"ALPHA", digest_size=16).hexdigest()
+    assert (entry["status"], entry["key"], entry["outputs"]) == ("ok", "a", {"upper/a.txt": [5, digest]})
     assert entry["fingerprint"] == result.files[0].file.fingerprint
     assert entry["pipeline"] == RunLedger.open(out, upper()).pipeline != RunLedger.open(out, upper("x")).pipeline
     item = file_items([texts / "a.txt"], texts)[0]

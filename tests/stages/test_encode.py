@@ -320,7 +320,7 @@ def test_proxies_preset_writes_proxies_and_no_thumbnails(clips: Path, tmp_path: 
 
 
 def test_unknown_transcode_profile_is_refused() -> None:
-    with pytest.raises(PipelineDefinitionError, match="no transcode profile 'tiny'"):
+    with pytest.raises(PipelineDefinitionError, match="option profile=tiny: must be one of proxy, edit, web, archive"):
         presets.transcode(profile="tiny")
 
 
