@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 from pipeline import Pipeline, RunResult, run
 from stages import ClipSpec, Decode, Thumbnails, make_clip
@@ -18,13 +19,31 @@ from stages.transforms import numpy_stage
 from stages import presets
 from stages.samples import make_corrupt
 
-# The suite's runs keep stage results in a cache folder of its own (never the user's ~/.cache),
-# shared by the tests and the commands they start, removed at the end.
-_CACHE_DIR = os.environ.setdefault("FRAMEPIPE_CACHE_DIR", tempfile.mkdtemp(prefix="framepipe-test-cache-"))
+# Hypothesis: no per-example deadline and no too-slow health check anywhere in the suite. Both are timing
+# thresholds (200 ms per example by default), which a loaded 2-core machine passes now and then: a test that
+# sets neither, or gives only some of its settings, would fail on the clock, not on its property. The profile
+# is loaded here, before any test module is imported, so every @settings(...) starts from it.
+settings.register_profile("framepipe", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("framepipe")
+
+# The suite's runs keep stage results in a cache folder of its own (never the user's ~/.cache, nor a folder
+# FRAMEPIPE_CACHE_DIR names in the caller's environment: entries from other runs would be replayed), shared
+# by the tests and the processes they start, removed at the end. Worker processes import this module too (a
+# stage defined here, such as invert, is pickled by reference): they keep the suite's folder and make none
+# of their own (each used to leave an empty framepipe-test-cache-* folder in /tmp). Variables of the caller's
+# that would turn caching off, inject write faults into every run or send the Ray tests to a cluster are
+# dropped, by the suite's own process only (a test may set one for the processes it starts).
+_SUITE_CACHE = "FRAMEPIPE_TEST_SUITE_CACHE_DIR"
+_MADE_HERE = _SUITE_CACHE not in os.environ  # else a process of the suite's, whose environment is the test's to set
+if _MADE_HERE:
+    os.environ[_SUITE_CACHE] = os.environ["FRAMEPIPE_CACHE_DIR"] = tempfile.mkdtemp(prefix="framepipe-test-cache-")
+    for _var in ("FRAMEPIPE_CACHE", "FRAMEPIPE_WRITE_FAULT", "RAY_ADDRESS"):
+        os.environ.pop(_var, None)
+_CACHE_DIR = os.environ[_SUITE_CACHE]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if _CACHE_DIR.startswith(tempfile.gettempdir()) and "framepipe-test-cache-" in _CACHE_DIR:
+    if _MADE_HERE:
         shutil.rmtree(_CACHE_DIR, ignore_errors=True)
 
 

@@ -160,7 +160,10 @@ def test_workers_nice_values_follow_pool_priorities() -> None:
         with WorkerPool(f"nice-{prio.name}", TaskPoolConfig(1, priority=prio)) as pool:
             seen[prio] = pool.execute(rt.niceness)
     assert seen == {p: min(19, base + NICE_INCREMENT[p]) for p in Priority}
-    assert seen[Priority.LOW] > seen[Priority.MEDIUM] > seen[Priority.HIGH] >= seen[Priority.CRITICAL]
+    assert seen[Priority.LOW] >= seen[Priority.MEDIUM] >= seen[Priority.HIGH] >= seen[Priority.CRITICAL]
+    if base + NICE_INCREMENT[Priority.MEDIUM] < 19:  # not when the suite itself runs niced to 13 or more (as
+        # under `nice make test`): niceness stops at 19, so LOW and MEDIUM workers both run at 19 then
+        assert seen[Priority.LOW] > seen[Priority.MEDIUM] > seen[Priority.HIGH]
 
 
 def test_metrics_report_durations_and_load() -> None:

@@ -44,7 +44,11 @@ def test_segments_of_a_dead_process_are_swept_and_live_ones_kept() -> None:
     os.close(fd)
     live = SharedSegment.create(64, tag="live")
     try:
-        assert stale in sweep_stale_segments()
+        # Every framepipe run on this machine sweeps as it starts: one of another test session may unlink the
+        # stale segment first (then it is not ours to report). Whatever is still there, our sweep must take.
+        there = Path("/dev/shm", stale).exists()
+        swept = sweep_stale_segments()
+        assert stale in swept or not there
         assert not Path("/dev/shm", stale).exists()
         assert Path("/dev/shm", live.name).exists()
     finally:
