@@ -106,24 +106,33 @@ class OutputStaging:
         before it stay (they are whole, and the file runs again since no ledger line names them).
         """
         published: dict[str, list[int | str]] = {}
-        folders: set[Path] = set()
+        folders: set[Path] = set()  # to fsync: those that gained a name
         root = self.out_dir.resolve()
+        ready: dict[str, Path] = {}  # an output's folder (relative) -> that folder in OUT, checked and made
         for rel in outputs:
             if rel in published:
                 continue
             digest = digests.get(rel)
             src = self.folder / rel
-            dst = _final_path(root, rel)  # an OutputError naming it when it would leave OUT
+            where, _, name = rel.rpartition("/")
+            folder = ready.get(where)
+            if folder is None:
+                folder = ready[where] = _final_folder(root, rel)  # an OutputError naming it when it leaves OUT
+                try:
+                    folders.update(_make_parents(folder, root))
+                except OSError as exc:
+                    raise output_error("create output folder", folder, exc) from exc
+            dst = folder / name
             try:
                 if digest is None:
                     raise OSError(errno.ENOENT, "the worker did not seal it", str(src))
+                if name in ("", ".", ".."):
+                    raise OSError(errno.EINVAL, "not a file name", rel)
                 size = os.stat(src, follow_symlinks=False).st_size
-                made = _make_parents(dst.parent, root)
                 os.replace(src, dst)
             except OSError as exc:
                 raise output_error("publish", dst, exc) from exc
-            folders.add(dst.parent)
-            folders.update(made)
+            folders.add(folder)
             published[rel] = [size, digest]
         for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
             _fsync_dir(folder)
@@ -155,16 +164,21 @@ def remove_stale(out_dir: str | os.PathLike[str], earlier: Iterable[str], now: I
     return removed
 
 
+def _final_folder(root: Path, rel: str) -> Path:
+    """The folder of output ``rel`` in ``root``, its links resolved and checked to stay inside ``root``."""
+    try:
+        return safe_join(root, *rel.split("/")[:-1])
+    except OutputError:
+        raise OutputError(f"output path {rel!r} would land outside {root}") from None
+
+
 def _final_path(root: Path, rel: str) -> Path:
     """``root/rel`` with its folders checked to stay inside ``root`` (links among them resolved); the last part
     is not resolved: a link planted at a final name is replaced (or removed) as a link, never written through."""
-    *folders, name = rel.split("/")
+    name = rel.rpartition("/")[2]
     if name in ("", ".", ".."):
         raise OutputError(f"output path {rel!r} is not a file name")
-    try:
-        return safe_join(root, *folders) / name
-    except OutputError:
-        raise OutputError(f"output path {rel!r} would land outside {root}") from None
+    return _final_folder(root, rel) / name
 
 
 def _make_parents(folder: Path, root: Path) -> list[Path]:
