@@ -52,7 +52,9 @@ _NOT_OURS = frozenset({errno.EACCES, errno.EPERM, errno.ENAMETOOLONG})  # a writ
 _SUFFIX_MAX = 16  # bytes of a suffix that shortening keeps (".mp4"); a longer "suffix" is cut with the rest
 _HASH_BYTES = 4  # a cut name ends in "~" and this hash of the whole name as 8 hex digits
 _SHORTENED_KEPT = 256  # this process's latest cut part names, far more than it has open at once
-_shortened: OrderedDict[str, Path] = OrderedDict()  # part path -> final path, for part names cut to fit
+_shortened: OrderedDict[str, Path] = OrderedDict()
+_SEALED_KEPT = 4096  # this process's latest write_atomic digests, far more than one file's outputs
+_sealed: OrderedDict[tuple[int, int, int, int], str] = OrderedDict()  # (dev, inode, size, mtime) -> digest  # part path -> final path, for part names cut to fit
 
 
 def _injected_fault(final: Path) -> OSError | None:
@@ -232,14 +234,40 @@ def atomic_output(final: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def write_atomic(final: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``final`` atomically and return the final path."""
+    """Write ``data`` to ``final`` atomically and durably (fsync'd before the rename) and return the final path.
+
+    The digest of ``data`` is noted (``sealed_digest``), so sealing the output later reads nothing back.
+    """
     with atomic_output(final) as part:
         try:
             with open(part, "wb", opener=no_follow) as f:  # the part atomic_output created, never a link
                 write_output(f, data, final)
+                f.flush()
+                os.fsync(f.fileno())
+                st = os.fstat(f.fileno())
         except OSError as exc:
             raise output_error("write", final, exc) from exc
+    digest = new_digest()
+    digest.update(data)
+    _sealed[_identity(st)] = digest.hexdigest()
+    while len(_sealed) > _SEALED_KEPT:
+        _sealed.popitem(last=False)
     return Path(final)
+
+
+def new_digest() -> "hashlib._Hash":
+    """The hash that names an output's bytes in the run ledger (BLAKE2b, 128 bits)."""
+    return hashlib.blake2b(digest_size=16)
+
+
+def sealed_digest(st: os.stat_result) -> str | None:
+    """The digest of a file this process wrote with ``write_atomic`` and fsync'd, if ``st`` (its ``lstat``) is
+    that file unchanged since (same inode, size and mtime); else None."""
+    return _sealed.get(_identity(st))
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def check_writable(folder: str | os.PathLike[str]) -> None:

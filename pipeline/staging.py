@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import OutputError
-from .outputs import output_error, safe_join
+from .outputs import new_digest, output_error, safe_join, sealed_digest
 
 __all__ = ["STAGING_NAME", "OutputStaging", "final_names", "output_digest", "remove_stale", "seal_outputs",
            "sweep_staging"]
@@ -31,29 +31,32 @@ __all__ = ["STAGING_NAME", "OutputStaging", "final_names", "output_digest", "rem
 STAGING_NAME = ".framepipe-staging"
 """The hidden folder in OUT that holds the outputs of files still running."""
 
-_DIGEST_BYTES = 16
-
-
 def output_digest(path: str | os.PathLike[str]) -> str:
-    """The BLAKE2b digest of a file's bytes (hex); a symbolic link is refused (``ELOOP``), never followed."""
+    """The digest of a file's bytes (``outputs.new_digest``, hex); a symbolic link is refused (``ELOOP``), never
+    followed."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     with open(fd, "rb") as f:
-        return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=_DIGEST_BYTES)).hexdigest()
+        return hashlib.file_digest(f, new_digest).hexdigest()
 
 
 def seal_outputs(folder: str | os.PathLike[str], outputs: Iterable[str]) -> dict[str, str]:
     """Hash and fsync each output (relative to ``folder``); returns ``{relpath: digest}``.
 
-    Raises ``OutputError`` naming the output when it cannot be read back or made durable (a full disk's
-    delayed write error surfaces at fsync).
+    An output that ``write_atomic`` wrote in this process (hashed as written, fsync'd) is not read again;
+    any other (an encoder's) is read back once. Raises ``OutputError`` naming the output when it cannot be
+    read back or made durable (a full disk's delayed write error surfaces at fsync).
     """
     digests: dict[str, str] = {}
     for rel in outputs:
         path = os.path.join(folder, rel)
         try:
+            known = sealed_digest(os.lstat(path))
+            if known is not None:
+                digests[rel] = known
+                continue
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
             with open(fd, "rb") as f:
-                digest = hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=_DIGEST_BYTES))
+                digest = hashlib.file_digest(f, new_digest)
                 os.fsync(f.fileno())
         except OSError as exc:
             raise output_error("write", rel, exc) from exc
