@@ -6,6 +6,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -14,6 +15,8 @@ from importlib.metadata import entry_points, version
 from .errors import FramepipeError
 from .executors import EXECUTORS
 from .interrupts import Interrupted
+from .lifecycle import stop_helpers
+from .limits import limit_reason
 from .logs import configure_logging
 from .presets import (available_presets, build_preset, load_pipeline_file, option_specs, parse_options,
                       preset_options)
@@ -187,8 +190,29 @@ def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
+def _thread_failed(args: threading.ExceptHookArgs) -> None:
+    """A thread ended by an exception (loky's, out of memory): one log line, its traceback only with -vv. What it
+    stopped is reported where it matters (the pool fails its tasks, naming the limit)."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    reason = limit_reason(args.exc_value) if args.exc_value is not None else None
+    log.warning("thread %s failed: %s", name, reason or f"{args.exc_type.__name__}: {args.exc_value}")
+    log.debug("thread %s failed", name, exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+
+def _unraisable(hook: object) -> None:
+    """An exception Python could not raise (a thread that failed as it started, out of memory): one log line."""
+    exc = getattr(hook, "exc_value", None)
+    reason = limit_reason(exc) if isinstance(exc, BaseException) else None
+    log.warning("%s: %s", getattr(hook, "err_msg", None) or "exception ignored",
+                reason or f"{type(exc).__name__}: {exc}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``framepipe`` command; returns the exit status."""
+    threading.excepthook = _thread_failed
+    sys.unraisablehook = _unraisable
     # SIGTERM ends a run the way Ctrl-C does: workers stopped, partial outputs removed. It raises Interrupted, so
     # that wherever it lands (a scan of the inputs, a blocked read) the line and the status name it (143).
     signal.signal(signal.SIGTERM, _raise_interrupted)
@@ -207,3 +231,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FramepipeError as exc:  # an expected error: its message, never a traceback
         _say(args, str(exc), logging.ERROR)
         return EXIT_USAGE
+    finally:  # the command returns only once every process it started has exited (the forkserver, trackers...)
+        stop_helpers()

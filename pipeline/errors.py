@@ -42,6 +42,8 @@ __all__ = [
     "PoolFull",
     "PoolShutdown",
     "TaskTimeout",
+    "ResourceExhausted",
+    "PoolUnavailable",
     "CacheError",
     "UnsupportedCacheValue",
     "CacheClosed",
@@ -196,6 +198,20 @@ class TaskTimeout(PoolError, TimeoutError):
         super().__init__(f"task {task} ran past its {timeout:g} s timeout; its worker was killed")
         self.task = task
         self.timeout = timeout
+
+
+class ResourceExhausted(PoolError):
+    """Memory, threads, processes or open files ran out under a limit (``ulimit``, the system's), which the message
+    names: a pool could not run a task. ``reason``: that line."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PoolUnavailable(ResourceExhausted):
+    """A worker pool could not be made (its threads, queues or shared memory could not be had): the run stops at
+    once, with this one line."""
 
 
 class OutputError(FramepipeError, OSError):

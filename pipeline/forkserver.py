@@ -16,6 +16,10 @@ the current folder first on such a process's import path before it imports ``mul
 preloaded modules. Run from a folder of downloaded footage, a ``multiprocessing.py`` or ``numpy.py`` there
 would run. Both start with ``PYTHONSAFEPATH`` set (``SAFE_PATH``), which leaves that folder out; workers
 drop the variable again (``forget_safe_path``), their import path being the parent's.
+
+Lifetime: every helper starts tagged as this process's (``lifecycle.tagged``), watched by its watchdog, so
+that none outlives it; a worker of the server closes its copy of the server's alive pipe and dies with the
+server (``lifecycle.bind_to_server``). ``lifecycle.stop_helpers`` ends the server and the trackers and waits.
 """
 
 from __future__ import annotations
@@ -33,12 +37,17 @@ from multiprocessing.context import BaseContext
 
 from loky.backend import get_context as loky_context
 
+from . import lifecycle
+from .errors import PoolUnavailable
+from .limits import limit_reason
+
 ENV_VAR = "FRAMEPIPE_START_METHOD"
 SAFE_PATH = {"PYTHONSAFEPATH": "framepipe"}
 """The environment a worker interpreter starts with: no current folder on its import path (any value does)."""
 _start_lock = threading.Lock()
 
 _preload: list[str] = ["pipeline.executors.worker", "pipeline.runtime"]
+_IMPORTED_BY = os.getpid()  # in a worker of the server: the server's pid (it imported this module first)
 
 
 def preload(modules: Iterable[str]) -> None:
@@ -80,8 +89,9 @@ spawn.get_preparation_data = _preparation_data_for_worker  # inert outside _Work
 
 @contextmanager
 def _safe_path() -> Iterator[None]:
-    """``SAFE_PATH`` in this process's environment while a server starts (a child takes it from there)."""
-    with _start_lock:
+    """``SAFE_PATH`` and this process's tag (``lifecycle.tagged``) in its environment while a helper starts (a
+    child takes it from there)."""
+    with _start_lock, lifecycle.tagged():
         before = {k: os.environ.get(k) for k in SAFE_PATH}
         os.environ.update({k: v for k, v in SAFE_PATH.items() if not before[k]})
         try:
@@ -132,6 +142,11 @@ if hasattr(multiprocessing.context, "ForkServerContext"):
         def _Popen(process_obj: object) -> _WorkerPopen:
             return _WorkerPopen(process_obj)
 
+        def _bootstrap(self, parent_sentinel: int | None = None) -> int:  # type: ignore[override]
+            # The first thing the worker does, right after the server forked it.
+            lifecycle.bind_to_server(_IMPORTED_BY if _IMPORTED_BY != os.getpid() else None)
+            return super()._bootstrap(parent_sentinel)  # type: ignore[misc]
+
     class _WorkerContext(multiprocessing.context.ForkServerContext):
         Process = _WorkerProcess  # type: ignore[assignment]
 
@@ -160,14 +175,21 @@ def start_server(modules: Iterable[str] = ()) -> None:
     """Start the server now, importing ``modules`` too, so that its imports overlap the caller's own work.
 
     Returns at once (the server imports in its own process); a no-op when the
-    server runs already or another start method is chosen.
+    server runs already or another start method is chosen. ``PoolUnavailable``
+    when it cannot start (out of processes, descriptors or memory).
     """
     preload(modules)
     context = worker_context()
-    if context is _context and _context is not None:
-        _ensure_server()
-    else:
-        _ensure_trackers()
+    try:
+        if context is _context and _context is not None:
+            _ensure_server()
+        else:
+            _ensure_trackers()
+    except Exception as exc:  # out of processes, descriptors or memory: one line that names the limit
+        reason = limit_reason(exc)
+        if reason is None:
+            raise
+        raise PoolUnavailable(f"could not start the workers' server: {reason}") from exc
 
 
 def worker_context() -> BaseContext:
@@ -177,6 +199,7 @@ def worker_context() -> BaseContext:
     when ``FRAMEPIPE_START_METHOD`` names another (``loky``, ``spawn``).
     """
     method = os.environ.get(ENV_VAR, "forkserver")
+    lifecycle.watch()  # loky's own workers start tagged through the pool's env= (lifecycle.helper_env)
     if method == "spawn" and _spawn_context is not None:
         return _spawn_context
     if method != "forkserver" or _context is None:

@@ -28,13 +28,15 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 import os
+import pickle
 import statistics
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -44,9 +46,12 @@ import psutil
 from loky import ProcessPoolExecutor
 from loky.process_executor import TerminatedWorkerError
 
+from . import lifecycle
 from .board import RUNNING, ProgressBoard
-from .errors import PoolFull, PoolShutdown, TaskTimeout, WorkerCrashed
+from .errors import FramepipeError, PoolFull, PoolShutdown, PoolUnavailable, ResourceExhausted, TaskTimeout, \
+    WorkerCrashed
 from .forkserver import SAFE_PATH, forget_safe_path, worker_context
+from .limits import limit_reason, limit_reason_in_text, memory_limit
 
 __all__ = ["Priority", "TaskPoolConfig", "WorkerPool", "PoolMetrics", "CoreBudget", "NICE_INCREMENT"]
 
@@ -250,6 +255,7 @@ _BOARD_ROWS = 1024
 _DURATIONS_KEPT = 2048
 _START_POLL_S = 0.05
 _MAX_UNSTARTED_BREAKS = 3
+_HEALTH_CHECK_S = 1.0  # how often a pool with tasks in flight checks that loky's threads still live
 
 
 class WorkerPool:
@@ -277,17 +283,30 @@ class WorkerPool:
         self._killing = False
         self._closed = False
         self._nice = psutil.Process().nice() + NICE_INCREMENT[self.config.priority]
-        self._board = ProgressBoard.create(_BOARD_ROWS)
-        self._executor = self._new_executor()
         self._retired: list[_Executor] = []
         self._executed = self._failed = self._timeouts = self._retried = 0
         self._busy_s = 0.0
         self._durations: deque[float] = deque(maxlen=_DURATIONS_KEPT)
+        self._board: ProgressBoard | None = None
+        self._executor: _Executor | None = None  # type: ignore[assignment]
+        self._failed_with: FramepipeError | None = None  # set when the dispatcher failed: new tasks fail at once
+        try:
+            self._board = ProgressBoard.create(_BOARD_ROWS)
+            self._executor = self._new_executor()
+            self._dispatcher = threading.Thread(target=self._dispatch_loop, name=f"framepipe-pool-{pool_id}",
+                                                daemon=True)
+            self._dispatcher.start()
+        except Exception as exc:  # out of descriptors, threads or memory: nothing of the pool is left behind
+            if self._executor is not None:
+                _shutdown_loky(self._executor, kill_workers=True)
+            if self._board is not None:
+                self._board.close()
+            reason = limit_reason(exc)
+            if reason is None:
+                raise
+            raise PoolUnavailable(f"could not start the worker pool {pool_id}: {reason}") from exc
         if budget is not None:
             budget.subscribe(self.config.priority, self._wake)
-        self._dispatcher = threading.Thread(target=self._dispatch_loop, name=f"framepipe-pool-{pool_id}",
-                                            daemon=True)
-        self._dispatcher.start()
 
     # Submitting -------------------------------------------------------------------
 
@@ -313,6 +332,10 @@ class WorkerPool:
             while True:
                 if self._shutdown:
                     raise PoolShutdown(f"pool {self.pool_id} is shut down")
+                if self._failed_with is not None:  # its dispatcher failed (see _give_up)
+                    self._failed += 1
+                    task.future.set_exception(self._failed_with)
+                    return task.future
                 if self._has_capacity() and not self._heap and self._take_core(prio):
                     self._dispatch(task)  # fast path: no queue, no thread hop
                     return task.future
@@ -361,28 +384,98 @@ class WorkerPool:
         task.executor = self._executor
         task.deadline = None if task.timeout is None else time.monotonic() + task.timeout
         self._active[task.row] = task
-        lfut = self._executor.loky.submit(_run_in_worker, task.fn, task.args, task.kwargs, self._board.segment.name,
-                                          _BOARD_ROWS, task.row)
+        try:
+            lfut = self._executor.loky.submit(_run_in_worker, task.fn, task.args, task.kwargs,
+                                              self._board.segment.name, _BOARD_ROWS, task.row)
+        except Exception as exc:  # loky could not start its thread or a worker, or found its executor broken
+            self._undispatch(task, exc)
+            return
         lfut.add_done_callback(lambda f, t=task: self._on_done(t, f))
         if task.deadline is not None:
             self._cond.notify_all()  # the dispatcher must watch this deadline
 
+    def _undispatch(self, task: _Task, exc: Exception) -> None:
+        """A task that loky would not take: queued again for a new executor when this one broke, else failed
+        (resources ran out: its error names the limit). The executor is replaced before the next dispatch."""
+        self._active.pop(task.row, None)
+        self._free_rows.append(task.row)
+        task.row = -1
+        if self.budget is not None:
+            self.budget.give(task.priority)
+        assert task.executor is not None
+        task.executor.broken = True  # half started, perhaps: not used again
+        reason = limit_reason(exc) or _broken_for_want_of(exc)
+        if reason is None and isinstance(exc, BrokenProcessPool) and task.unstarted_breaks < _MAX_UNSTARTED_BREAKS:
+            task.unstarted_breaks += 1
+            heapq.heappush(self._heap, (task.sort_key(), task))
+        else:
+            self._failed += 1
+            error = ResourceExhausted(reason) if reason is not None else \
+                WorkerCrashed(f"task {task.name} could not be sent to a worker: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            task.future.set_exception(error)
+        self._cond.notify_all()
+
     def _new_executor(self) -> _Executor:
-        # env: a loky-started worker imports nothing from the current folder (see forkserver.SAFE_PATH)
+        # env: a loky-started worker imports nothing from the current folder (see forkserver.SAFE_PATH) and is
+        # tagged as this process's (lifecycle: it is killed if this process dies)
+        env = {**{k: v for k, v in SAFE_PATH.items() if not os.environ.get(k)}, **lifecycle.helper_env()}
         return _Executor(ProcessPoolExecutor(max_workers=self._max, initializer=_init_worker,
                                              initargs=(self._nice, self.keep_alive), context=worker_context(),
-                                             env={k: v for k, v in SAFE_PATH.items() if not os.environ.get(k)}))
+                                             env=env))
 
     def _wake(self) -> None:
         with self._cond:
             self._cond.notify_all()
 
     def _dispatch_loop(self) -> None:
+        try:
+            self._dispatch_until_shutdown()
+        except BaseException as exc:  # out of memory in here, say: what the pool holds must not wait forever
+            self._give_up(exc)
+
+    def check(self) -> None:
+        """Fail the pool's tasks if its dispatcher thread died before it could run (out of memory as it started):
+        whoever waits on them would wait forever. Cheap: the local executor calls it on every tick."""
+        if not self._dispatcher.is_alive() and self._failed_with is None and not self._closed:
+            with self._cond:
+                if self._shutdown and not self._heap and not self._active:
+                    return  # it ended as it should
+            self._give_up(MemoryError() if memory_limit() else RuntimeError("the pool's dispatcher thread died"))
+
+    def _give_up(self, exc: BaseException) -> None:
+        """The dispatcher failed: every task queued or running fails with why (the limit named, when one was hit),
+        the workers are killed, and the tasks submitted from now on fail at once."""
+        reason = limit_reason(exc)
+        error: FramepipeError = ResourceExhausted(reason) if reason is not None else \
+            WorkerCrashed(f"pool {self.pool_id}: its dispatcher failed: {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        with self._cond:
+            self._failed_with = error
+            doomed = [task for _key, task in self._heap] + list(self._active.values())
+            if self.budget is not None:
+                for task in self._active.values():
+                    self.budget.give(task.priority)  # cores other pools of the run share
+            self._free_rows.extend(self._active)
+            self._heap.clear()
+            self._active.clear()
+            executors = [self._executor, *self._retired]
+            self._failed += len(doomed)
+            for task in doomed:
+                try:
+                    task.future.set_exception(error)
+                except InvalidStateError:
+                    pass
+            self._cond.notify_all()
+        for ex in executors:
+            ex.broken = True
+            _kill_workers(ex)
+
+    def _dispatch_until_shutdown(self) -> None:
         with self._cond:
             while True:
-                if self._executor.broken and not self._killing:  # replace it before dispatching anything else
-                    self._retired.append(self._executor)
-                    self._executor = self._new_executor()
+                if self._executor.broken and not self._killing and self._heap:
+                    self._replace_executor()  # before dispatching anything else (none made: the queued tasks fail)
                 while self._heap and self._has_capacity() and not self._executor.broken:
                     _key, task = self._heap[0]
                     if task.future.cancelled():
@@ -394,13 +487,40 @@ class WorkerPool:
                     self._dispatch(task)
                     self._cond.notify_all()  # a blocked submit may now queue
                 self._kill_overdue()
+                self._fail_stalled()
                 self._reap_retired()
                 if self._shutdown and not self._heap and not self._active:
                     self._cond.notify_all()
                     return
                 deadlines = [t.deadline for t in self._active.values() if t.deadline is not None and not t.timed_out]
+                if self._active:
+                    deadlines.append(time.monotonic() + _HEALTH_CHECK_S)
                 wait = None if not deadlines else max(0.0, min(deadlines) - time.monotonic())
                 self._cond.wait(wait)
+
+    def _replace_executor(self) -> bool:
+        """Retire the broken executor for a new one; False when none can be made (resources ran out): every queued
+        task then fails with the limit named, and the next task tries again."""
+        try:
+            fresh = self._new_executor()
+        except Exception as exc:
+            reason = limit_reason(exc)
+            error: FramepipeError = ResourceExhausted(reason) if reason is not None else \
+                WorkerCrashed(f"pool {self.pool_id}: no new worker executor could be made: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            doomed = [task for _key, task in self._heap]
+            self._heap.clear()
+            self._failed += len(doomed)
+            for task in doomed:
+                try:
+                    task.future.set_exception(error)
+                except InvalidStateError:  # cancelled meanwhile
+                    pass
+            self._cond.notify_all()  # a blocked submit may now queue
+            return False
+        self._retired.append(self._executor)
+        self._executor = fresh
+        return True
 
     def _kill_overdue(self) -> None:
         if not any(t.deadline is not None for t in self._active.values()):
@@ -427,17 +547,42 @@ class WorkerPool:
             except ProcessLookupError:
                 pass
 
+    def _fail_stalled(self) -> None:
+        """Fail the tasks of an executor whose own threads died (one that could not allocate, under a tight memory
+        limit): loky would never settle them, and the caller would wait forever. Its workers are killed."""
+        for ex in {id(t.executor): t.executor for t in self._active.values() if t.executor is not None}.values():
+            what = _dead_internals(ex)
+            if what is None:
+                continue
+            ex.broken = True
+            memory = memory_limit()
+            error: FramepipeError = ResourceExhausted(f"{what} died: out of memory{memory}") if memory else \
+                WorkerCrashed(f"pool {self.pool_id}: {what} died; its tasks cannot finish")
+            for row, task in list(self._active.items()):
+                if task.executor is not ex:
+                    continue
+                del self._active[row]
+                self._free_rows.append(row)
+                if self.budget is not None:
+                    self.budget.give(task.priority)
+                self._failed += 1
+                task.future.set_exception(error)
+            _kill_workers(ex)
+            self._cond.notify_all()
+
     def _reap_retired(self) -> None:
         for ex in list(self._retired):
             if not any(t.executor is ex for t in self._active.values()):
                 self._retired.remove(ex)
-                ex.loky.shutdown(wait=False, kill_workers=ex.broken)
+                _shutdown_loky(ex, wait=False, kill_workers=ex.broken)
 
     # Completion (runs in loky's result thread) ------------------------------------------
 
     def _on_done(self, task: _Task, lfut: Future[Any]) -> None:
         settle: Callable[[], None] | None = None
         with self._cond:
+            if self._active.get(task.row) is not task:  # already settled: its executor's threads had died
+                return
             self._active.pop(task.row, None)
             self._free_rows.append(task.row)
             if self.budget is not None:
@@ -455,6 +600,11 @@ class WorkerPool:
                 settle = self._after_crash(task, exc)
             else:
                 self._failed += 1
+                reason = _unsent_for_want_of(exc)
+                if reason is not None:  # the task could not be pickled to be sent: out of memory here
+                    exhausted = ResourceExhausted(reason)
+                    exhausted.__cause__ = exc
+                    exc = exhausted
                 settle = lambda: task.future.set_exception(exc)  # noqa: E731
             # Wake the dispatcher only when it has work: a wake-up costs the caller the GIL.
             if self._heap or self._shutdown or self._executor.broken or self._retired:
@@ -475,6 +625,12 @@ class WorkerPool:
             self._failed += 1
             error = TaskTimeout(task.name, task.timeout or 0.0)
             return lambda: task.future.set_exception(error)
+        reason = _broken_for_want_of(exc)
+        if reason is not None:  # loky's own thread could not start its queue's thread (or the like): no retry
+            self._failed += 1
+            exhausted = ResourceExhausted(reason)
+            exhausted.__cause__ = exc
+            return lambda: task.future.set_exception(exhausted)
         if started and not task.executor.timeout_kills:
             task.attempts += 1  # a death from outside: we cannot tell the culprit, so all running pay
         elif not started and not task.executor.timeout_kills:
@@ -534,12 +690,32 @@ class WorkerPool:
             self._cond.notify_all()
         # Outside the lock: loky's thread calls _on_done (which takes it) while failing the killed tasks.
         for ex in doomed:
-            ex.loky.shutdown(wait=True, kill_workers=True)
+            _shutdown_loky(ex, kill_workers=True)
+        if doomed:
+            self._settle_killed(doomed)
         if wait:
             self._dispatcher.join()
             self._close()
         else:
             threading.Thread(target=lambda: (self._dispatcher.join(), self._close()), daemon=True).start()
+
+    def _settle_killed(self, doomed: list[_Executor]) -> None:
+        """Fail the tasks of killed executors that loky did not settle (its threads had died): the dispatcher waits
+        for every running task before it ends."""
+        with self._cond:
+            for row, task in list(self._active.items()):
+                if any(task.executor is ex for ex in doomed):
+                    del self._active[row]
+                    self._free_rows.append(row)
+                    if self.budget is not None:
+                        self.budget.give(task.priority)
+                    self._failed += 1
+                    try:
+                        task.future.set_exception(PoolShutdown(f"task {task.name} was stopped: pool {self.pool_id} "
+                                                               "was killed"))
+                    except InvalidStateError:
+                        pass
+            self._cond.notify_all()
 
     def _close(self) -> None:
         with self._cond:
@@ -548,7 +724,7 @@ class WorkerPool:
             self._closed = True
             executors = [self._executor, *self._retired]
         for ex in executors:
-            ex.loky.shutdown(wait=True)
+            _shutdown_loky(ex)
         if self.budget is not None:
             self.budget.unsubscribe(self._wake)
         self._board.close()
@@ -597,6 +773,64 @@ class WorkerPool:
 
     def __repr__(self) -> str:
         return f"<WorkerPool {self.pool_id} {self.config.priority.name} max={self._max}>"
+
+
+def _shutdown_loky(ex: _Executor, wait: bool = True, kill_workers: bool = False) -> None:
+    """Shut a loky executor down; one whose threads could not all start (resources ran out) is let go as it is."""
+    try:
+        ex.loky.shutdown(wait=wait, kill_workers=kill_workers)
+    except RuntimeError:  # "cannot join thread before it is started": its manager thread never ran
+        pass
+
+
+def _kill_workers(ex: _Executor) -> None:
+    """SIGKILL the workers of a loky executor that cannot do it itself (its threads died)."""
+    for pid in list(getattr(ex.loky, "_processes", {})):
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+
+
+def _dead_internals(ex: _Executor) -> str | None:
+    """Which of a loky executor's threads died while it had tasks (None: both live, or were never started)."""
+    manager = getattr(ex.loky, "_executor_manager_thread", None)
+    if manager is not None and manager.ident is not None and not manager.is_alive():
+        return "the pool's manager thread"
+    feeder = getattr(getattr(ex.loky, "_call_queue", None), "_thread", None)
+    if feeder is not None and feeder.ident is not None and not feeder.is_alive():
+        return "the thread that sends tasks to the pool's workers"
+    return None
+
+
+def _unsent_for_want_of(exc: BaseException) -> str | None:
+    """The limit named when loky could not pickle a task to send it for want of memory (its ``PicklingError``
+    carries the cause as text)."""
+    if not isinstance(exc, pickle.PicklingError) or exc.__cause__ is None:
+        return None
+    return limit_reason(exc.__cause__) or limit_reason_in_text(str(exc.__cause__))
+
+
+def _broken_for_want_of(exc: BaseException) -> str | None:
+    """The limit named when ``exc`` says loky's executor broke for want of a thread, memory or descriptors."""
+    if not isinstance(exc, BrokenProcessPool) or isinstance(exc, TerminatedWorkerError):
+        return None
+    cause = exc.__cause__
+    if cause is None:
+        return None
+    return limit_reason(cause) or limit_reason_in_text(str(cause))
+
+
+class _QuietManagerCrash(logging.Filter):
+    """Drop loky's log of its crashed manager thread (a traceback on stderr): the error reaches the tasks'
+    futures as the cause of ``BrokenProcessPool``, and ``WorkerPool`` reports it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Exception in executor manager thread")
+
+
+if not any(isinstance(f, _QuietManagerCrash) for f in logging.getLogger("concurrent.futures").filters):
+    logging.getLogger("concurrent.futures").addFilter(_QuietManagerCrash())
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:

@@ -50,8 +50,9 @@ from ..forkserver import start_server
 from ..frame_pools import SlotAllocator
 from ..graph import Pipeline
 from ..interrupts import InterruptFlag, capture_interrupts
+from ..limits import limit_reason
 from ..metrics import StageStats
-from ..errors import FileTimeout, TaskTimeout, WorkerCrashed
+from ..errors import FileTimeout, FramepipeError, PoolUnavailable, ResourceExhausted, TaskTimeout, WorkerCrashed
 from ..results import FAILED, FileResult
 from ..runtime import CoreBudget, Priority, TaskPoolConfig, WorkerPool
 from ..snapshots import SNAPSHOT_EVERY_S, MetricsSnapshot, actors_snapshot, cache_snapshots, memory_snapshot, \
@@ -63,6 +64,7 @@ from .worker import ActorReply, MapOutcome, actor_abort, actor_finish, actor_sta
 __all__ = ["LocalExecutor"]
 
 _TICK_S = 0.1
+_LOST_CHECK_S = 0.5  # how often, and how long after it is done, a call's completion counts as lost
 _SKIP = object()
 log = logging.getLogger("framepipe.executor")
 
@@ -119,6 +121,8 @@ class _File:
     actor: WorkerPool | None = None
     busy: bool = False
     started: bool = False
+    answered: bool = False  # its actor has answered a call (so its worker could be started)
+    announced: bool = False  # file_started was told
     exhausted: bool = False
     finishing: bool = False
     need_nbytes: int = 0
@@ -208,6 +212,11 @@ class LocalExecutor:
         try:
             with capture_interrupts() as interrupt:
                 return run.loop(interrupt)
+        except Exception as exc:  # the scheduler itself ran out (a slot's segment, a descriptor): one line
+            reason = None if isinstance(exc, FramepipeError) else limit_reason(exc)
+            if reason is None:
+                raise
+            raise ResourceExhausted(f"the run stopped: {reason}") from exc
         finally:
             try:
                 self._snapshot = run.take_snapshot(running=False)
@@ -240,33 +249,49 @@ class _Run:
         self.subtree = {m: self._map_subtree(m) for m in self.maps}
         self.ordered_maps = {m for m in self.maps if any(c not in self.maps for c in self.children[m])}
         self.queue: queue.SimpleQueue[tuple[str, Any, Future[Any]]] = queue.SimpleQueue()
+        self.sent: dict[Future[Any], tuple[str, Any, Any]] = {}  # calls whose completion is not taken yet
+        self.done_seen: dict[Future[Any], float] = {}  # when a call of those was first seen done
+        self.next_lost_check = 0.0
         self.slots = SlotAllocator(ex.buffer_bytes)
         self.budget = CoreBudget(ex.workers)
         start_server(stage_modules(pipeline))  # if prepare() has not started it already
         self.pools: dict[str, WorkerPool] = {}
-        for m in sorted(self.maps):
-            pool_name = self.stages[m].pool
-            if pool_name not in self.pools:
-                config = pipeline.pools.get(pool_name) or TaskPoolConfig(
-                    ex.map_workers or ex.workers, priority=Priority(max(self.stages[s].priority for s in self.maps
-                                                      if self.stages[s].pool == pool_name)))
-                # keep_alive: a worker's RSS grows with the slots it maps (shared, not leaked); loky's leak
-                # guard would otherwise restart map workers in the middle of a run.
-                self.pools[pool_name] = WorkerPool(f"{pipeline.name}.{pool_name}", config, budget=self.budget,
-                                                   keep_alive=True)
-        n_actors = ex.files_in_flight or min(len(tasks), ex.workers if not self.maps else max(1, ex.workers // 2))
-        self.actors = [WorkerPool(f"{pipeline.name}.file{i}", TaskPoolConfig(1, priority=Priority.HIGH, retries=0),
-                                  keep_alive=True)
-                       for i in range(max(1, min(n_actors, len(tasks))))]
-        self.free_actors = list(self.actors)
-        # Start the map workers now, beside the first actor, instead of after its first frames.
-        for pool in self.pools.values():
-            for _ in range(pool.max_concurrent_tasks):
-                pool.submit(_warm_up)
-        map_workers = sum(p.max_concurrent_tasks for p in self.pools.values())
-        self.credits_per_file = ex.credits_per_file or max(4, 2 * map_workers + 2)
-        self.cpu_budget = max(1, (os.cpu_count() or 1) // len(self.actors)) if not self.maps else 1
-        self.board = ProgressBoard.create(len(tasks))
+        self.actors: list[WorkerPool] = []
+        try:
+            for m in sorted(self.maps):
+                pool_name = self.stages[m].pool
+                if pool_name not in self.pools:
+                    priority = Priority(max(self.stages[s].priority for s in self.maps
+                                            if self.stages[s].pool == pool_name))
+                    config = pipeline.pools.get(pool_name) or TaskPoolConfig(ex.map_workers or ex.workers,
+                                                                             priority=priority)
+                    # keep_alive: a worker's RSS grows with the slots it maps (shared, not leaked); loky's leak
+                    # guard would otherwise restart map workers in the middle of a run.
+                    self.pools[pool_name] = WorkerPool(f"{pipeline.name}.{pool_name}", config, budget=self.budget,
+                                                       keep_alive=True)
+            n_actors = ex.files_in_flight or min(len(tasks),
+                                                 ex.workers if not self.maps else max(1, ex.workers // 2))
+            for i in range(max(1, min(n_actors, len(tasks)))):
+                self.actors.append(WorkerPool(f"{pipeline.name}.file{i}",
+                                              TaskPoolConfig(1, priority=Priority.HIGH, retries=0), keep_alive=True))
+            self.free_actors = list(self.actors)
+            self.unstartable: set[int] = set()  # ids of actors that could not start (resources ran out)
+            # Start the map workers now, beside the first actor, instead of after its first frames.
+            for pool in self.pools.values():
+                for _ in range(pool.max_concurrent_tasks):
+                    pool.submit(_warm_up)
+            map_workers = sum(p.max_concurrent_tasks for p in self.pools.values())
+            self.credits_per_file = ex.credits_per_file or max(4, 2 * map_workers + 2)
+            self.cpu_budget = max(1, (os.cpu_count() or 1) // len(self.actors)) if not self.maps else 1
+            self.board = ProgressBoard.create(len(tasks))
+        except BaseException as exc:  # a pool could not start (out of descriptors, threads, memory): none is left
+            for pool in [*self.pools.values(), *self.actors]:
+                pool.shutdown(wait=True, kill=True)
+            self.slots.close()
+            reason = None if isinstance(exc, FramepipeError) or not isinstance(exc, Exception) else limit_reason(exc)
+            if reason is None:
+                raise
+            raise PoolUnavailable(f"could not start the run's workers: {reason}") from exc
         self.stage_numbers = {n: i for i, n in enumerate(self.order)}
         self.files = [_File(t, i) for i, t in enumerate(tasks)]
         self.waiting = deque(self.files)
@@ -312,8 +337,13 @@ class _Run:
             self._dispatch_maps()
             try:
                 kind, ctx, fut = self.queue.get(timeout=_TICK_S)
+                self.done_seen.pop(getattr(fut, "fut", fut), None)
+                if self.sent.pop(getattr(fut, "fut", fut), None) is None:
+                    kind = ""  # taken already, as lost (below)
             except queue.Empty:
                 kind = ""
+            if not kind:
+                kind, ctx, fut = self._lost_completion()
             self._account_time()
             if self.optimizer is not None and not self.stopping:
                 self.optimizer.tick(self)  # decides at most every 0.5 s: buffer budget, map pool sizes, caches
@@ -325,6 +355,8 @@ class _Run:
                 self._on_actor(ctx, fut)
             elif kind == "map":
                 self._on_map(*ctx, fut)
+            for pool in [*self.pools.values(), *self.actors]:
+                pool.check()  # a pool whose thread died (out of memory) fails its calls instead of hanging
             self._forward_progress()
             if self.trace is not None:
                 self._sample()
@@ -332,6 +364,22 @@ class _Run:
                 self.ex._snapshot = self.take_snapshot()
                 self.next_snapshot = time.monotonic() + SNAPSHOT_EVERY_S
         return [self.results[i] for i in range(len(self.files))]
+
+    def _lost_completion(self) -> tuple[str, Any, Any]:
+        """A call done for a while whose completion never reached the queue (its callback failed: out of memory),
+        taken here instead of waited for forever; ("", None, None) when there is none. Looked for twice a second."""
+        now = time.monotonic()
+        if now < self.next_lost_check:
+            return "", None, None
+        self.next_lost_check = now + _LOST_CHECK_S
+        for fut, (kind, ctx, wrap) in list(self.sent.items()):
+            if fut.done():
+                if now - self.done_seen.setdefault(fut, now) >= _LOST_CHECK_S:
+                    del self.sent[fut]
+                    self.done_seen.pop(fut, None)
+                    log.warning("a call's completion was lost (its callback failed); taking it now")
+                    return kind, ctx, wrap(fut)
+        return "", None, None
 
     def _submit(self, pool: WorkerPool, kind: str, ctx: Any, fn: Any, *args: Any,
                 label: tuple[str, str, dict[str, Any]] | None = None, timeout: float | None = None) -> None:
@@ -342,12 +390,14 @@ class _Run:
         if kind == "actor":
             ctx[0].calls += 1
         if label is None:
+            wrap: Any = lambda f: f  # noqa: E731
             fut = pool.submit_task(fn, args, timeout=timeout)
-            fut.add_done_callback(lambda f: self.queue.put((kind, ctx, f)))
-            return
-        sent = time.perf_counter()
-        fut = pool.submit_task(_timed, (fn, *args), timeout=timeout)
-        fut.add_done_callback(lambda f: self.queue.put((kind, ctx, _TimedFuture(f, label, sent))))
+        else:
+            sent = time.perf_counter()
+            wrap = lambda f: _TimedFuture(f, label, sent)  # noqa: E731
+            fut = pool.submit_task(_timed, (fn, *args), timeout=timeout)
+        self.sent[fut] = (kind, ctx, wrap)
+        fut.add_done_callback(lambda f: self.queue.put((kind, ctx, wrap(f))))
 
     def _actor_label(self, fs: _File, name: str, **args: Any) -> tuple[str, str, dict[str, Any]] | None:
         if self.trace is None:
@@ -360,7 +410,9 @@ class _Run:
             fs = self.waiting.popleft()
             fs.actor = self.free_actors.pop()
             self.active.append(fs)
-            self.events.file_started(fs.task)
+            if not fs.announced:
+                fs.announced = True
+                self.events.file_started(fs.task)
 
     # Actors --------------------------------------------------------------------------------------
 
@@ -447,6 +499,9 @@ class _Run:
                 self.free_actors.append(fs.actor)
             return
         if reply is None:
+            if isinstance(failure, ResourceExhausted) and not fs.answered:
+                self._unable_to_start(fs, failure)
+                return
             if isinstance(failure, TaskTimeout) and fs.deadline is not None:
                 self._time_out(fs, abort_actor=False)  # its worker was killed, and the session with it
                 return
@@ -458,9 +513,11 @@ class _Run:
                 return
             self._fail(fs, FileResult(fs.task.file, FAILED, error=f"worker process died while running this file "
                                       f"({fs.attempts} attempts): {failure}" if isinstance(failure, WorkerCrashed)
+                                      else f"[file worker] {failure.reason}" if isinstance(failure, ResourceExhausted)
                                       else f"[file worker] {type(failure).__name__}: {failure}",
                                       error_type=type(failure).__name__, attempts=fs.attempts))
             return
+        fs.answered = True
         if reply.result is not None:
             if reply.result.ok:
                 self._complete(fs, reply.result)
@@ -487,6 +544,20 @@ class _Run:
                 self._enqueue(fs, target, seq, out.item, lease.retain() if lease is not None else None)
             if lease is not None:
                 lease.release()
+
+    def _unable_to_start(self, fs: _File, failure: ResourceExhausted) -> None:
+        """The file's actor could not start its thread or worker (resources ran out) before doing anything: the
+        actor is let go and the file waits for another; with none left the run stops, with the limit named."""
+        actor = fs.actor
+        fs.actor, fs.started, fs.deadline = None, False, None
+        self._release_credits(fs)
+        if fs in self.active:
+            self.active.remove(fs)
+        self.waiting.appendleft(fs)
+        log.warning("a file worker could not start: %s", failure.reason, extra={"file": fs.task.file.relpath})
+        self.unstartable.add(id(actor))
+        if len(self.unstartable) == len(self.actors):
+            raise PoolUnavailable(f"could not start a file worker: {failure.reason}") from failure
 
     # Map stages ------------------------------------------------------------------------------------
 
@@ -546,6 +617,8 @@ class _Run:
         except TaskTimeout as exc:  # a map task past the file timeout: its worker was killed
             error = f"[{m}] timed out: a map task ran past {exc.timeout:g} s, the file timeout; its worker was killed"
             outcomes = [MapOutcome(h[0].row, h[1], error=error) for h in held]
+        except ResourceExhausted as exc:  # its pool could not start a thread or a worker: the limit is named
+            outcomes = [MapOutcome(h[0].row, h[1], error=f"[{m}] {exc.reason}") for h in held]
         except Exception as exc:  # the task could not run (pool killed, worker crashed past its retries)
             outcomes = [MapOutcome(h[0].row, h[1], error=f"[{m}] {type(exc).__name__}: {exc}") for h in held]
         stats = self.map_stats[m]
@@ -778,6 +851,8 @@ class _Run:
                 kind, ctx, fut = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
+            if self.sent.pop(getattr(fut, "fut", fut), None) is None:
+                continue  # taken already, as lost
             if kind == "actor":
                 ctx[0].busy = False
             elif kind == "map":

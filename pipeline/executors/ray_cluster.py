@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import lifecycle
 from ..errors import FileTimeout, MissingExtra
 
 try:
@@ -315,7 +316,8 @@ def start_local_ray(num_cpus: int | None = None) -> str:
     before = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     try:
-        return _init(address="local", num_cpus=num_cpus, include_dashboard=False)
+        with lifecycle.tagged():  # its processes end with this one, even killed (lifecycle's watchdog)
+            return _init(address="local", num_cpus=num_cpus, include_dashboard=False)
     finally:
         if before is None:
             del os.environ["PYTHONPATH"]

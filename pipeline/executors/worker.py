@@ -15,8 +15,10 @@ from typing import Any
 
 from ..board import ProgressBoard
 from ..buffers import FrameRef
+from ..errors import FramepipeError, StageError
 from ..graph import Pipeline
 from ..items import FileItem
+from ..limits import limit_reason
 from ..memo import StageMemo
 from ..results import FileResult
 from ..stage import FileRun, Stage
@@ -30,6 +32,7 @@ _PIPELINES: dict[str, Pipeline] = {}
 _SESSIONS: dict[int, FileSession] = {}
 _BOARDS: dict[str, ProgressBoard] = {}
 _MAP_STAGES: dict[tuple[str, str], Stage] = {}
+_WHERE = "worker limit"  # a limit as a worker names it: the one it inherited
 
 
 @dataclass(slots=True)
@@ -78,7 +81,7 @@ def actor_start(token: str, pipeline: Pipeline, task: FileTask, remote: frozense
         return ActorReply(step=session.step(), busy_s=time.perf_counter() - t0)
     except Exception as exc:
         del _SESSIONS[row]
-        return ActorReply(result=session.fail(exc), busy_s=time.perf_counter() - t0)
+        return ActorReply(result=_fail(session, exc), busy_s=time.perf_counter() - t0)
 
 
 def actor_step(row: int, credits: list[FrameRef], inbox: list[tuple[str, list[Any]]]) -> ActorReply:
@@ -91,7 +94,7 @@ def actor_step(row: int, credits: list[FrameRef], inbox: list[tuple[str, list[An
         return ActorReply(step=session.step(credits), busy_s=time.perf_counter() - t0)
     except Exception as exc:
         del _SESSIONS[row]
-        return ActorReply(result=session.fail(exc), busy_s=time.perf_counter() - t0)
+        return ActorReply(result=_fail(session, exc), busy_s=time.perf_counter() - t0)
 
 
 def actor_finish(row: int) -> ActorReply:
@@ -101,8 +104,19 @@ def actor_finish(row: int) -> ActorReply:
     try:
         result = session.finish()
     except Exception as exc:
-        result = session.fail(exc)
+        result = _fail(session, exc)
     return ActorReply(result=result, busy_s=time.perf_counter() - t0)
+
+
+def _fail(session: FileSession, exc: Exception) -> FileResult:
+    """The file's failure; one that ran into a limit (out of memory, of open files...) says which, in one line:
+    ``[proxy] out of memory (worker limit: 488 MiB of address space, ulimit -v 500000)``."""
+    reason = None if isinstance(exc, FramepipeError) else limit_reason(exc, _WHERE)
+    if reason is not None:
+        limited = StageError(getattr(session, "_active", None) or "?", session.run.file.relpath, reason)
+        limited.__cause__ = exc
+        exc = limited
+    return session.fail(exc)
 
 
 def actor_abort(row: int, reason: str) -> ActorReply:
@@ -202,8 +216,9 @@ def run_map(token: str, stage: Stage, batch: list[tuple[int, int, Any, FrameRef 
             outcomes.append(MapOutcome(row, seq, produced, used, time.perf_counter() - t0,
                                        records=ctx.records, warnings=ctx.warnings))
         except Exception as exc:
+            reason = None if isinstance(exc, FramepipeError) else limit_reason(exc, _WHERE)
             outcomes.append(MapOutcome(row, seq, None, False, time.perf_counter() - t0,
-                                       error=f"[{stage.name}] {type(exc).__name__}: {exc}",
+                                       error=f"[{stage.name}] {reason or f'{type(exc).__name__}: {exc}'}",
                                        traceback="".join(traceback.format_exception(exc))))
     return outcomes
 
