@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -32,7 +33,10 @@ def run_readme_block(containing: str, folder: Path) -> subprocess.CompletedProce
     readme = (REPO / "README.md").read_text()
     code = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if containing in b)
     (folder / "example.py").write_text(code)
-    return subprocess.run([sys.executable, "example.py"], cwd=folder, capture_output=True, text=True, timeout=600)
+    # TMPDIR: the cache example keeps its cache in a tempfile.mkdtemp() folder that it leaves, as a user's would
+    # be left; under the test's folder it goes with it (each run left one in /tmp).
+    return subprocess.run([sys.executable, "example.py"], cwd=folder, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TMPDIR": str(folder)})
 
 
 def test_the_shared_memory_example_runs_as_printed(tmp_path: Path) -> None:

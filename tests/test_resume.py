@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -98,10 +101,10 @@ def test_an_interrupted_run_resumes_doing_only_what_is_missing(clips: Path, unin
 # Two runs into one folder ----------------------------------------------------------------------------------
 
 
-def started(args: list[str]) -> subprocess.Popen[str]:
+def started(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """``framepipe *args`` started, returned once it has started a file (a line of its stderr starts with
     ``start``): an event, not a time. By then it holds its output folder."""
-    proc = subprocess.Popen([*FRAMEPIPE, *args], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*FRAMEPIPE, *args], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stderr is not None
     for line in proc.stderr:
         if line.startswith("start"):
@@ -154,9 +157,20 @@ def kill_tree(pid: int) -> None:
         proc.kill()
 
 
-def test_the_lock_of_a_run_killed_with_sigkill_does_not_block_the_next(clips: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def scratch_tmpdir() -> Iterator[str]:
+    """A TMPDIR for a framepipe that is to be SIGKILLed: it cannot remove its multiprocessing folder (pymp-*, with
+    the forkserver's socket), which stayed in /tmp after every run of the suite. Short, as a socket's path must
+    be; removed after the test."""
+    folder = tempfile.mkdtemp(prefix="fp-")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_lock_of_a_run_killed_with_sigkill_does_not_block_the_next(clips: Path, tmp_path: Path,
+                                                                        scratch_tmpdir: str) -> None:
     out = tmp_path / "out"
-    first = started(command(clips, out))
+    first = started(command(clips, out), env={**os.environ, "TMPDIR": scratch_tmpdir})
     kill_tree(first.pid)  # nothing of it runs again; its lock file stays
     first.communicate(timeout=60)  # its pipes close when the last of its processes is gone
     assert first.returncode == -signal.SIGKILL
