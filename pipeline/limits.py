@@ -33,7 +33,8 @@ def limit_reason(exc: BaseException, where: str = "limit") -> str | None:
 
 def limit_reason_in_text(text: str, where: str = "limit") -> str | None:
     """``limit_reason`` for an error known only as text (a traceback from another thread or process)."""
-    last = text.strip().splitlines()[-1] if text.strip() else ""
+    lines = [line for line in text.replace('"""', "\n").splitlines() if line.strip()]  # loky quotes it
+    last = lines[-1].strip() if lines else ""
     if last.startswith("MemoryError"):
         return f"out of memory{_memory(where)}"
     if _THREAD in last:

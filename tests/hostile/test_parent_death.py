@@ -1,0 +1,185 @@
+"""A run's processes never outlive it: a ``framepipe run`` killed with SIGKILL in the middle of a batch leaves no
+process of its session (forkserver, resource trackers, workers, a local Ray's daemons and actors) 5 s later, and
+running it again completes only what is missing, with the outputs of an uninterrupted run. A run that ends
+normally has left nothing behind by the time the command returns.
+
+Each run starts in a session of its own (``start_new_session``): its session id is its pid, and every process it
+starts, and every process they start, is in that session unless it leaves it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import av
+import psutil
+import pytest
+
+from conftest import FRAMEPIPE, framepipe
+from pipeline.forkserver import ENV_VAR
+from pipeline.ledger import LEDGER_NAME
+from pipeline.lifecycle import ROOT_ENV
+from stages import ClipSpec, make_clip
+
+N_CLIPS = 6
+FRAMES = 60
+BOOKKEEPING = {"report.parquet", "report.json", "stages.parquet", LEDGER_NAME}
+DEADLINE_S = 5.0  # the issue's bound: every process of a killed run is gone within 5 s
+START_METHODS = ["forkserver", "loky", "spawn"]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("death-in")
+    for i in range(N_CLIPS):
+        make_clip(root / f"clip{i}.mp4", ClipSpec("c", 320, 180, FRAMES / 30, audio=True), seed=i)
+    return root
+
+
+def command(clips: Path, out: Path, *extra: str) -> list[str]:
+    return ["run", str(clips), "-o", str(out), "-q", "-j", "2", "--no-cache", *extra]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(clips: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("death-whole")
+    proc = framepipe(*command(clips, out))
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def left_of(root: int) -> list[psutil.Process]:
+    """The live processes (zombies have ended) of the session ``root`` leads, or tagged as started for it."""
+    mark = f"{ROOT_ENV}={root}-".encode()
+    found = []
+    for p in psutil.process_iter(["status"]):
+        if p.pid == root or p.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            ours = os.getsid(p.pid) == root
+            if not ours:
+                with open(f"/proc/{p.pid}/environ", "rb") as f:
+                    ours = any(v.startswith(mark) for v in f.read().split(b"\0"))
+        except OSError:  # gone, or not ours to read
+            continue
+        if ours:
+            found.append(p)
+    return found
+
+
+def described(procs: list[psutil.Process]) -> list[str]:
+    out = []
+    for p in procs:
+        try:
+            out.append(f"{p.pid} {' '.join(p.cmdline())[:100]}")
+        except psutil.Error:
+            pass
+    return out
+
+
+def started(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """``framepipe *args`` in a session of its own, returned once a file has finished (a line of its stderr
+    starts with ``ok``): the batch is under way, its workers up."""
+    proc = subprocess.Popen([*FRAMEPIPE, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)
+    assert proc.stderr is not None
+    said = []
+    for line in proc.stderr:
+        said.append(line)
+        if line.startswith("ok "):
+            return proc
+    proc.wait()
+    raise AssertionError(f"framepipe {args} finished no file (exit status {proc.returncode}): {''.join(said)}")
+
+
+def killed_leaves_nothing(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL ``proc`` alone (its workers are up) and check that every process of its run is gone within 5 s."""
+    helpers = left_of(proc.pid)
+    assert len(helpers) >= 2, f"no workers to orphan: {described(helpers)}"  # the server or trackers, workers
+    proc.kill()
+    deadline = time.monotonic() + DEADLINE_S
+    proc.wait()
+    left = left_of(proc.pid)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = left_of(proc.pid)
+    assert proc.stderr is not None
+    proc.stderr.close()
+    try:
+        assert not left, f"left running {DEADLINE_S:g} s after the parent's SIGKILL: {described(left)}"
+    finally:
+        for p in left:
+            p.kill()
+
+
+def outputs(out: Path) -> dict[str, Path]:
+    return {p.relative_to(out).as_posix(): p for p in sorted(out.rglob("*"))
+            if p.is_file() and p.name not in BOOKKEEPING}
+
+
+def frame_count(path: Path) -> int:
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(c.streams.video[0]))
+
+
+def ledger_done(out: Path) -> set[str]:
+    lines = (out / LEDGER_NAME).read_text().splitlines() if (out / LEDGER_NAME).exists() else []
+    return {e["file"] for e in map(json.loads, lines) if e["status"] == "ok"}
+
+
+def resumed_equals_whole(clips: Path, out: Path, whole: Path, killed: int, *extra: str) -> None:
+    """Run again into ``out``: only the files not done yet run, and the outputs are an uninterrupted run's."""
+    done = ledger_done(out)
+    assert 1 <= len(done) < N_CLIPS
+    again = framepipe(*command(clips, out, *extra))
+    assert again.returncode == 0, again.stderr
+    assert f"{N_CLIPS} of {N_CLIPS} files done ({len(done)} skipped, done by an earlier run), 0 failed" in \
+        again.stdout
+    mine, reference = outputs(out), outputs(whole)
+    assert set(mine) == set(reference)
+    for rel, path in mine.items():
+        if rel.endswith(".mp4"):
+            assert frame_count(path) == frame_count(reference[rel]) == FRAMES, rel
+        else:
+            assert path.read_bytes() == reference[rel].read_bytes(), rel
+    assert [p for p in out.rglob("*") if p.name.startswith(".")] == []  # no part file under any name
+    shm = Path("/dev/shm")  # removed by the watchdog, else by the next run's sweep
+    assert not [p.name for p in shm.glob(f"framepipe_{killed}_*")] + [p.name for p in shm.glob(f"sem.loky-{killed}-*")]
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_a_run_killed_with_sigkill_leaves_no_process_and_resumes(clips: Path, uninterrupted: Path, tmp_path: Path,
+                                                                method: str) -> None:
+    out = tmp_path / "out"
+    proc = started(command(clips, out), {**os.environ, ENV_VAR: method})
+    killed_leaves_nothing(proc)
+    resumed_equals_whole(clips, out, uninterrupted, proc.pid)
+
+
+def test_a_run_on_a_local_ray_killed_with_sigkill_leaves_no_process_and_resumes(
+        clips: Path, uninterrupted: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    out = tmp_path / "out"
+    proc = started(command(clips, out, "--executor", "ray"), dict(os.environ))
+    killed_leaves_nothing(proc)  # the Ray instance started for the run: daemons, agents, actors
+    resumed_equals_whole(clips, out, uninterrupted, proc.pid, "--executor", "ray")
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_a_normal_exit_leaves_no_process_behind(clips: Path, tmp_path: Path, method: str) -> None:
+    # Its output goes to files, not pipes: waiting for a pipe's end would wait for whoever still holds it.
+    with open(tmp_path / "stderr", "w") as err:
+        proc = subprocess.Popen([*FRAMEPIPE, *command(clips, tmp_path / "out")], stdout=subprocess.DEVNULL,
+                                stderr=err, env={**os.environ, ENV_VAR: method}, start_new_session=True)
+        returncode = proc.wait(timeout=600)
+    left = left_of(proc.pid)  # at once: the command has returned
+    for p in left:
+        p.kill()
+    assert returncode == 0, (tmp_path / "stderr").read_text()
+    assert not left, f"still running when the command returned: {described(left)}"
+    assert "leaked" not in (tmp_path / "stderr").read_text()  # the trackers found nothing left to clean up
