@@ -42,6 +42,12 @@ if _MADE_HERE:
 _CACHE_DIR = os.environ[_SUITE_CACHE]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "timing(reason): passes only if work finishes within a wall-clock limit (a file timeout the "
+        "other files must beat); slow, and the first to fail on an overloaded machine: -m 'not timing' leaves it out")
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _MADE_HERE:
         shutil.rmtree(_CACHE_DIR, ignore_errors=True)

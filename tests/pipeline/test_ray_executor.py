@@ -181,6 +181,7 @@ def test_a_killed_ray_worker_is_retried_and_its_outputs_equal_a_clean_run(tmp_pa
         assert (tmp_path / "out" / "lines" / name).read_bytes() == (tmp_path / "clean" / "lines" / name).read_bytes()
 
 
+@pytest.mark.timing(reason="fine.txt must finish within the 5 s file timeout that ends stuck.txt")
 def test_a_file_past_its_timeout_fails_alone_and_its_worker_is_killed(tmp_path: Path) -> None:
     rendezvous = tmp_path / "hang.sock"
     inputs = _texts(tmp_path / "in", {"stuck.txt": f"hang {rendezvous}", "fine.txt": "fine"})

@@ -41,6 +41,7 @@ def hidden_files(root: Path) -> list[Path]:
 # Hangs ------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.timing(reason="a.txt and z.txt must finish within the 8 s file timeout that ends stuck.txt")
 def test_a_file_hung_in_native_code_holding_the_gil_is_killed_at_its_timeout_and_the_batch_goes_on(
         tmp_path: Path) -> None:
     inp = tmp_path / "in"
@@ -89,6 +90,7 @@ def build():
 '''
 
 
+@pytest.mark.timing(reason="fine.mp4 must finish within the 8 s timeout (--timeout 8) that ends stuck.mp4")
 def test_framepipe_run_timeout_kills_a_map_task_hung_in_native_code_and_fails_only_its_file(
         clip_dir: Path, tmp_path: Path) -> None:
     inp = tmp_path / "in"
