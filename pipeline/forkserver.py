@@ -32,7 +32,7 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from multiprocessing import popen_forkserver, spawn
+from multiprocessing import popen_forkserver, spawn, util
 from multiprocessing.context import BaseContext
 
 from loky.backend import get_context as loky_context
@@ -107,6 +107,7 @@ def _safe_path() -> Iterator[None]:
 def _ensure_server() -> None:
     with _safe_path():
         multiprocessing.forkserver.ensure_running()  # starts the resource tracker too
+    lifecycle.remove_at_death(util.get_temp_dir())  # the server's socket is there: gone with a killed run too
 
 
 def _ensure_trackers() -> None:

@@ -10,10 +10,12 @@
      └── a local Ray's daemons ── Ray's workers and actors (they inherit the daemons' environment)
 
 When the root dies, by any signal, SIGKILL included, the watchdog wakes at once: it freezes (SIGSTOP) every
-process whose environment carries the root's token, scanning again until a scan finds none new (a frozen
-process starts no other), kills them (SIGKILL), waits a moment for the resource trackers, which end by
-themselves once no process holds their pipe (unlinking what was registered with them), and unlinks the shared
-segments and loky semaphores that the dead processes named after themselves. Then it exits.
+process whose environment carries the root's token, their children, and what it last saw under them (it looks
+every second: a Ray agent overwrites its environment's memory with its process title, and its parent, a Ray
+daemon, dies with the root), scanning again until a scan finds none new (a frozen process starts no other),
+kills them (SIGKILL), waits a moment for the resource trackers, which end by themselves once no process holds
+their pipe (unlinking what was registered with them), and unlinks the shared segments and loky semaphores that
+the dead processes named after themselves, and multiprocessing's temporary folder. Then it exits.
 
 Why a process of its own: ``PR_SET_PDEATHSIG`` fires when the *thread* that started a child ends, and loky
 starts workers from whichever thread submits; a watcher thread in each worker cannot run while a task hangs in
@@ -43,20 +45,23 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["ROOT_ENV", "root_token", "helper_env", "tagged", "watch", "bind_to_server", "stop_helpers",
-           "tagged_processes"]
+__all__ = ["ROOT_ENV", "root_token", "helper_env", "tagged", "watch", "remove_at_death", "bind_to_server",
+           "stop_helpers", "tagged_processes"]
 
 ROOT_ENV = "FRAMEPIPE_ROOT"
 """The environment variable that marks a process as started for a run of one root process: ``<root pid>-<hex>``."""
 
 _SHM_DIR = "/dev/shm"
 _TRACKER_GRACE_S = 2.0  # how long the watchdog lets trackers clean up after the rest is dead
+_FAMILY_EVERY_MS = 1000  # how often the watchdog notes what the root's helpers have started (see _family)
 _PR_SET_PDEATHSIG = 1
-_LEAVE = b"leave"  # what the root writes to its watchdog before closing its stdin on a normal exit
+_LEAVE = b"leave\n"  # what the root writes to its watchdog before closing its stdin on a normal exit
+_REMOVE = b"remove "  # + a folder + newline: the root's temporary folder, removed if the root dies
+_TEMP_PREFIX = "pymp-"  # the only folders the watchdog removes: multiprocessing's, holding the forkserver's socket
 
 _lock = threading.RLock()
 _token: tuple[int, str] | None = None  # (pid that made it, token): a forked child makes its own
@@ -64,6 +69,7 @@ _watchdog: Any = None  # subprocess.Popen of this process's watchdog
 _watchdog_pid_of: int = 0  # the pid that started it (a fork of the root must start its own)
 _watchdog_starts = 0
 _MAX_WATCHDOG_STARTS = 3  # a watchdog that keeps dying (out of memory) is not started forever
+_removed_at_death: set[str] = set()  # folders the watchdog was told of
 
 
 def root_token() -> str:
@@ -109,6 +115,7 @@ def watch() -> None:
     with _lock:
         if _watchdog_pid_of != os.getpid():  # a fork of the root: the watchdog it sees is its parent's
             _watchdog, _watchdog_pid_of, _watchdog_starts = None, os.getpid(), 0
+            _removed_at_death.clear()
         if (_watchdog is not None and _watchdog.poll() is None) or _watchdog_starts >= _MAX_WATCHDOG_STARTS:
             return
         _watchdog_starts += 1
@@ -118,12 +125,27 @@ def watch() -> None:
             _watchdog = subprocess.Popen([sys.executable, "-I", "-S", os.path.abspath(__file__), str(os.getpid()),
                                           root_token()], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                          env=env, close_fds=True)
+            _removed_at_death.clear()  # a new watchdog knows of none
         except Exception as exc:  # out of processes, memory or descriptors: the run goes on without it
             _watchdog = None
             if _watchdog_starts == 1:
                 import logging
                 logging.getLogger("framepipe.lifecycle").warning(
                     "could not start the watchdog that ends this run's processes if it is killed: %s", exc)
+
+
+def remove_at_death(folder: str) -> None:
+    """Have the watchdog remove ``folder`` (multiprocessing's temporary folder, ``pymp-...``, which holds the
+    forkserver's socket) if this process dies: it removes it itself only at a normal exit."""
+    with _lock:
+        if _watchdog is None or _watchdog_pid_of != os.getpid() or folder in _removed_at_death:
+            return
+        try:
+            _watchdog.stdin.write(_REMOVE + os.fsencode(folder) + b"\n")
+            _watchdog.stdin.flush()
+            _removed_at_death.add(folder)
+        except (OSError, ValueError):
+            pass
 
 
 def _stop_watchdog(deadline: float) -> None:
@@ -136,7 +158,7 @@ def _stop_watchdog(deadline: float) -> None:
         try:
             dog.stdin.write(_LEAVE)  # then EOF: it leaves, killing nothing
             dog.stdin.close()
-        except OSError:
+        except (OSError, ValueError):
             pass
         try:
             dog.wait(max(0.0, deadline - time.monotonic()))
@@ -217,8 +239,9 @@ def stop_helpers(timeout: float = 10.0) -> None:
     while left and time.monotonic() < deadline:
         time.sleep(0.02)
         left = tagged_processes(token)
+    mark = f"{ROOT_ENV}={token}".encode()
     for pid in left:
-        _signal(pid, signal.SIGKILL, token)
+        _signal(pid, signal.SIGKILL, lambda p=pid: _is_tagged(p, mark))
     _stop_watchdog(deadline)
 
 
@@ -309,27 +332,84 @@ def _is_tagged(pid: int, mark: bytes) -> bool:
         return False
 
 
-def _parent(pid: int) -> int:
-    """``pid``'s parent (0 when it is gone)."""
+def _stat(pid: int) -> list[bytes]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first); [] when it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
+            return f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
 
 
-def _signal(pid: int, signum: int, token: str, parents: frozenset[int] = frozenset(), keep: bool = False
-            ) -> int | None:
-    """Send ``signum`` to ``pid`` if it is (still) a process tagged with ``token``, or a child of one of
-    ``parents``; through a pidfd, so that a pid reused by another process after the check is never hit.
+def _parent(pid: int) -> int:
+    """``pid``'s parent (0 when it is gone)."""
+    fields = _stat(pid)
+    return int(fields[1]) if len(fields) > 1 else 0
+
+
+def _started(pid: int) -> int:
+    """When ``pid`` started (clock ticks since boot): with the pid, names one process for good; 0 when gone."""
+    fields = _stat(pid)
+    return int(fields[19]) if len(fields) > 19 else 0
+
+
+def _alive(pid: int) -> bool:
+    fields = _stat(pid)
+    return bool(fields) and fields[0] not in (b"Z", b"X")
+
+
+def _children(pid: int) -> list[int]:
+    """``pid``'s children (every thread's), from ``/proc/<pid>/task/*/children``."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as f:
+                found += [int(c) for c in f.read().split()]
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _children_of(parents: set[int]) -> set[int]:
+    """The processes whose parent is one of ``parents``."""
+    found = set()
+    for name in os.listdir("/proc"):
+        if name.isdigit() and _parent(int(name)) in parents:
+            found.add(int(name))
+    return found
+
+
+def _family(root: int, token: str) -> dict[int, int]:
+    """The root's tagged children and all they started, as they are now: pid -> start time.
+
+    Taken every second while the root lives: a process that rewrites its environment's memory (a Ray worker
+    or agent setting its process title) and whose parent dies with the root (a Ray daemon shares the fate of
+    the process that started it) would be found neither by its tag nor by its parent after the root's death.
+    """
+    mark = f"{ROOT_ENV}={token}".encode()
+    todo = [pid for pid in _children(root) if pid != os.getpid() and _is_tagged(pid, mark)]
+    family: dict[int, int] = {}
+    while todo:
+        pid = todo.pop()
+        if pid in family:
+            continue
+        started = _started(pid)
+        if started:
+            family[pid] = started
+            todo += _children(pid)
+    return family
+
+
+def _signal(pid: int, signum: int, ours: Callable[[], bool], keep: bool = False) -> int | None:
+    """Send ``signum`` to ``pid`` if ``ours()`` says it is (still) one of the run's, through a pidfd opened before
+    the check, so that a pid reused by another process after it is never hit.
 
     Returns None when nothing was sent; else the pidfd, left open with ``keep`` (-1 where there are none).
     """
-    mark = f"{ROOT_ENV}={token}".encode()
-
-    def ours() -> bool:
-        return _is_tagged(pid, mark) or _parent(pid) in parents
-
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
@@ -371,53 +451,49 @@ def _kill(pid: int, fd: int) -> None:
             os.close(fd)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except (OSError, IndexError):
-        return False
-
-
-def _children_of(parents: set[int]) -> set[int]:
-    """The processes whose parent is one of ``parents``."""
-    found = set()
-    for name in os.listdir("/proc"):
-        if name.isdigit() and _parent(int(name)) in parents:
-            found.add(int(name))
-    return found
-
-
-def _sweep(root: int, token: str) -> None:
-    """The root is dead: end every process tagged with its token, and what they started (a Ray daemon's agents
-    take an environment of their own), then remove the shared memory they named after themselves (the trackers
-    remove what was registered with them)."""
+def _sweep(root: int, token: str, folders: Sequence[bytes] = (), family: dict[int, int] | None = None) -> None:
+    """The root is dead: end every process tagged with its token, what they started (their children, and the
+    ``family`` last seen under them, ``_family``), then remove the shared memory they named after themselves (the
+    trackers remove what was registered with them) and the root's ``folders`` (``remove_at_death``)."""
+    mark = f"{ROOT_ENV}={token}".encode()
+    family = family or {}
     frozen: dict[int, int] = {}  # pid -> its pidfd (-1: none)
     trackers: set[int] = set()
+    me = os.getpid()
     for _ in range(100):  # until a scan finds no new process: a frozen one starts no other
-        seen = set(frozen) | trackers
+        seen = set(frozen) | trackers | {me}
         tagged = {pid: cmd for pid, cmd in tagged_processes(token).items() if pid not in seen}
         # A frozen parent cannot reap its children: their pids cannot be reused while we look at them.
-        children = _children_of(set(frozen)) - seen - set(tagged) - {os.getpid()}
-        if not tagged and not children:
+        parents = frozenset(frozen)
+        children = _children_of(set(frozen)) - seen - set(tagged)
+        known = {pid for pid in family if pid not in seen and pid not in tagged and pid not in children}
+        if not tagged and not children and not known:
             break
         for pid, cmd in tagged.items():
             if b"resource_tracker" in cmd:
                 trackers.add(pid)  # left to end by itself: at EOF it unlinks what was registered with it
-            elif (fd := _signal(pid, signal.SIGSTOP, token, keep=True)) is not None:
+            elif (fd := _signal(pid, signal.SIGSTOP, lambda p=pid: _is_tagged(p, mark), keep=True)) is not None:
                 frozen[pid] = fd
-        parents = frozenset(frozen)
         for pid in children:
-            if (fd := _signal(pid, signal.SIGSTOP, token, parents, keep=True)) is not None:
+            if (fd := _signal(pid, signal.SIGSTOP, lambda p=pid: _parent(p) in parents, keep=True)) is not None:
                 frozen[pid] = fd
+        for pid in known:
+            if (fd := _signal(pid, signal.SIGSTOP, lambda p=pid: _started(p) == family[p], keep=True)) is not None:
+                frozen[pid] = fd
+        family = {pid: t for pid, t in family.items() if pid not in known}  # each looked at once
     for pid, fd in frozen.items():
         _kill(pid, fd)
     deadline = time.monotonic() + _TRACKER_GRACE_S
     while any(_alive(pid) for pid in trackers) and time.monotonic() < deadline:
         time.sleep(0.02)
     for pid in trackers:
-        _signal(pid, signal.SIGKILL, token)
+        _signal(pid, signal.SIGKILL, lambda p=pid: _is_tagged(p, mark))
     _unlink_named_after({root} | set(frozen) | trackers)
+    import shutil
+    for folder in folders:
+        path = os.fsdecode(folder)
+        if os.path.basename(path).startswith(_TEMP_PREFIX) and os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _unlink_named_after(pids: set[int]) -> None:
@@ -455,28 +531,42 @@ def _watchdog_main(root: int, token: str) -> None:
         pidfd = None
     except (AttributeError, OSError):
         pidfd = -1  # no pidfds: EOF on stdin, and the parent pid looked at every second
+    said = b""  # what the root wrote: lines, _LEAVE or _REMOVE + a folder
     if pidfd is None or os.getppid() != root:  # the root (our parent) died before we could watch it
-        _sweep(root, token)
+        _sweep(root, token, _folders(said))
         return
     poller = select.poll()
     poller.register(0, select.POLLIN)
     if pidfd >= 0:
         poller.register(pidfd, select.POLLIN)
-    said = b""
+    family: dict[int, int] = {}
     while True:
-        events = poller.poll(None if pidfd >= 0 else 1000)
-        if not events and os.getppid() != root:
-            break
+        events = poller.poll(_FAMILY_EVERY_MS)
+        if not events:
+            if os.getppid() != root:  # without a pidfd, how the root's death shows
+                break
+            family = _family(root, token)
+            continue
         if any(fd == pidfd for fd, _ in events):
             break
-        if events:
-            data = os.read(0, 64)
-            if not data:
-                if said == _LEAVE:
-                    return
-                break
-            said = (said + data)[-len(_LEAVE):]
-    _sweep(root, token)
+        data = os.read(0, 4096)
+        if not data:
+            if said.endswith(_LEAVE):
+                return
+            break
+        said += data
+    _sweep(root, token, _folders(said), family)
+
+
+def _folders(said: bytes) -> list[bytes]:
+    """The folders the root asked to be removed: in what it wrote, and what is left unread on stdin."""
+    os.set_blocking(0, False)
+    try:
+        while data := os.read(0, 4096):
+            said += data
+    except OSError:  # nothing more for now (a fork of the root may hold the pipe open)
+        pass
+    return [line[len(_REMOVE):] for line in said.split(b"\n") if line.startswith(_REMOVE)]
 
 
 if __name__ == "__main__":

@@ -97,8 +97,9 @@ def started(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     raise AssertionError(f"framepipe {args} finished no file (exit status {proc.returncode}): {''.join(said)}")
 
 
-def killed_leaves_nothing(proc: subprocess.Popen[str]) -> None:
-    """SIGKILL ``proc`` alone (its workers are up) and check that every process of its run is gone within 5 s."""
+def killed_leaves_nothing(proc: subprocess.Popen[str], tmp: Path | None = None) -> None:
+    """SIGKILL ``proc`` alone (its workers are up) and check that every process of its run is gone within 5 s,
+    and the temporary folder multiprocessing made in ``tmp`` (its TMPDIR: the forkserver's socket) with them."""
     helpers = left_of(proc.pid)
     assert len(helpers) >= 2, f"no workers to orphan: {described(helpers)}"  # the server or trackers, workers
     proc.kill()
@@ -115,6 +116,13 @@ def killed_leaves_nothing(proc: subprocess.Popen[str]) -> None:
     finally:
         for p in left:
             p.kill()
+    if tmp is None:
+        return
+    folders = list(tmp.glob("pymp-*"))
+    while folders and time.monotonic() < deadline:
+        time.sleep(0.05)
+        folders = list(tmp.glob("pymp-*"))
+    assert not folders
 
 
 def outputs(out: Path) -> dict[str, Path]:
@@ -155,9 +163,10 @@ def resumed_equals_whole(clips: Path, out: Path, whole: Path, killed: int, *extr
 @pytest.mark.parametrize("method", START_METHODS)
 def test_a_run_killed_with_sigkill_leaves_no_process_and_resumes(clips: Path, uninterrupted: Path, tmp_path: Path,
                                                                 method: str) -> None:
-    out = tmp_path / "out"
-    proc = started(command(clips, out), {**os.environ, ENV_VAR: method})
-    killed_leaves_nothing(proc)
+    out, tmp = tmp_path / "out", tmp_path / "tmp"
+    tmp.mkdir()
+    proc = started(command(clips, out), {**os.environ, ENV_VAR: method, "TMPDIR": str(tmp)})
+    killed_leaves_nothing(proc, tmp)
     resumed_equals_whole(clips, out, uninterrupted, proc.pid)
 
 
@@ -165,7 +174,7 @@ def test_a_run_on_a_local_ray_killed_with_sigkill_leaves_no_process_and_resumes(
         clips: Path, uninterrupted: Path, tmp_path: Path) -> None:
     pytest.importorskip("ray")
     out = tmp_path / "out"
-    proc = started(command(clips, out, "--executor", "ray"), dict(os.environ))
+    proc = started(command(clips, out, "--executor", "ray"), dict(os.environ))  # Ray's sockets: a short TMPDIR
     killed_leaves_nothing(proc)  # the Ray instance started for the run: daemons, agents, actors
     resumed_equals_whole(clips, out, uninterrupted, proc.pid, "--executor", "ray")
 
