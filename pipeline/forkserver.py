@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib.util
 import multiprocessing
+import sys
 import multiprocessing.context
 import multiprocessing.forkserver
 import os
@@ -170,6 +171,41 @@ if hasattr(multiprocessing.context, "ForkServerContext"):
     _spawn_context: BaseContext | None = _SafeSpawnContext()
 else:  # Windows
     _context = _spawn_context = None
+
+
+def _forgive_cut_requests() -> None:
+    """In the server: a request its client gave up in the middle (out of descriptors as it sent them) is dropped,
+    instead of ending the server with a traceback (the standard library's server ignores only ECONNABORTED).
+
+    The client has failed already and reports why; the server goes on serving the next one.
+    """
+    import errno
+    from multiprocessing import reduction
+    receive, server = reduction.recvfds, os.getpid()
+
+    def recvfds(sock: object, size: int) -> list[int]:
+        try:
+            return receive(sock, size)
+        except (EOFError, RuntimeError) as exc:
+            if os.getpid() != server:  # a worker: as it always was
+                raise
+            raise ConnectionAbortedError(errno.ECONNABORTED, f"fork request cut short: {exc}") from exc
+
+    reduction.recvfds = recvfds
+
+
+def _in_the_server() -> bool:
+    """Whether the forkserver's ``main`` is importing this module (one of its preloads)."""
+    frame = sys._getframe()
+    while frame is not None:
+        if frame.f_code is multiprocessing.forkserver.main.__code__:
+            return True
+        frame = frame.f_back
+    return False
+
+
+if _context is not None and _in_the_server():
+    _forgive_cut_requests()
 
 
 def start_server(modules: Iterable[str] = ()) -> None:

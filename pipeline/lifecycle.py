@@ -310,7 +310,7 @@ def tagged_processes(token: str) -> dict[int, bytes]:
     mark = f"{ROOT_ENV}={token}".encode()
     found: dict[int, bytes] = {}
     me = os.getpid()
-    for name in os.listdir("/proc"):
+    for name in _pids():
         if not name.isdigit() or int(name) == me:
             continue
         try:
@@ -322,6 +322,14 @@ def tagged_processes(token: str) -> dict[int, bytes]:
         except OSError:  # gone, or not ours to read (another user's): not tagged by us
             continue
     return found
+
+
+def _pids() -> list[str]:
+    """The names in ``/proc`` (none where it is not mounted)."""
+    try:
+        return os.listdir("/proc")
+    except OSError:
+        return []
 
 
 def _is_tagged(pid: int, mark: bytes) -> bool:
@@ -377,7 +385,7 @@ def _children(pid: int) -> list[int]:
 def _children_of(parents: set[int]) -> set[int]:
     """The processes whose parent is one of ``parents``."""
     found = set()
-    for name in os.listdir("/proc"):
+    for name in _pids():
         if name.isdigit() and _parent(int(name)) in parents:
             found.add(int(name))
     return found
