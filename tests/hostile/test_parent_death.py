@@ -192,3 +192,35 @@ def test_a_normal_exit_leaves_no_process_behind(clips: Path, tmp_path: Path, met
     assert returncode == 0, (tmp_path / "stderr").read_text()
     assert not left, f"still running when the command returned: {described(left)}"
     assert "leaked" not in (tmp_path / "stderr").read_text()  # the trackers found nothing left to clean up
+
+
+@pytest.mark.parametrize("method", ["forkserver", "loky"])
+def test_library_run_returns_after_its_workers_have_exited(clips: Path, tmp_path: Path, method: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """``run()`` in this process keeps the forkserver, the trackers and the watchdog for its next run (they go
+    with the process), but no worker of its pools is left when it returns."""
+    import multiprocessing.forkserver
+    from multiprocessing import resource_tracker
+
+    from loky.backend import resource_tracker as loky_tracker
+
+    from pipeline import lifecycle, run
+    from stages import presets
+
+    monkeypatch.setenv(ENV_VAR, method)
+    result = run(presets.default(), clips, tmp_path / "out", workers=2, cache=False)
+    kept = {multiprocessing.forkserver._forkserver._forkserver_pid, resource_tracker._resource_tracker._pid,
+            loky_tracker._resource_tracker._pid, getattr(lifecycle._watchdog, "pid", None)}
+    mark = f"{ROOT_ENV}={lifecycle.root_token()}".encode()
+    left = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.pid in kept or p.status() == psutil.STATUS_ZOMBIE:
+                continue
+            with open(f"/proc/{p.pid}/environ", "rb") as f:
+                if mark in f.read().split(b"\0"):
+                    left.append(p)
+        except (OSError, psutil.Error):
+            continue
+    assert len(result.succeeded) == N_CLIPS
+    assert not left, f"workers still running when run() returned: {described(left)}"
