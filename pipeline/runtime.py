@@ -243,12 +243,13 @@ class _Task:
 class _Executor:
     """A loky executor and what we know of its fate."""
 
-    __slots__ = ("loky", "broken", "timeout_kills")
+    __slots__ = ("loky", "broken", "timeout_kills", "down_since")
 
     def __init__(self, loky: ProcessPoolExecutor) -> None:
         self.loky = loky
         self.broken = False
         self.timeout_kills = 0
+        self.down_since: dict[str, float] = {}  # its threads seen not (yet) running, and since when
 
 
 _BOARD_ROWS = 1024
@@ -256,6 +257,7 @@ _DURATIONS_KEPT = 2048
 _START_POLL_S = 0.05
 _MAX_UNSTARTED_BREAKS = 3
 _HEALTH_CHECK_S = 1.0  # how often a pool with tasks in flight checks that loky's threads still live
+_START_GRACE_S = 5.0  # a loky thread made but not running after this long never will (see _dead_internals)
 
 
 class WorkerPool:
@@ -435,13 +437,18 @@ class WorkerPool:
             self._give_up(exc)
 
     def check(self) -> None:
-        """Fail the pool's tasks if its dispatcher thread died before it could run (out of memory as it started):
-        whoever waits on them would wait forever. Cheap: the local executor calls it on every tick."""
+        """Fail the pool's tasks if its dispatcher thread died (out of memory as it started), or loky's threads
+        did (``_fail_stalled``): whoever waits on them would wait forever. Cheap: the local executor calls it on
+        every tick."""
         if not self._dispatcher.is_alive() and self._failed_with is None and not self._closed:
             with self._cond:
                 if self._shutdown and not self._heap and not self._active:
                     return  # it ended as it should
             self._give_up(MemoryError() if memory_limit() else RuntimeError("the pool's dispatcher thread died"))
+            return
+        if self._active:  # the dispatcher looks too, but sleeps while it has nothing to dispatch
+            with self._cond:
+                self._fail_stalled()
 
     def _give_up(self, exc: BaseException) -> None:
         """The dispatcher failed: every task queued or running fails with why (the limit named, when one was hit),
@@ -492,11 +499,11 @@ class WorkerPool:
                 if self._shutdown and not self._heap and not self._active:
                     self._cond.notify_all()
                     return
+                # Wakes at least every _HEALTH_CHECK_S, even with nothing to dispatch: tasks sent on the fast path
+                # (submit_task) do not wake it, and _fail_stalled must look at them.
                 deadlines = [t.deadline for t in self._active.values() if t.deadline is not None and not t.timed_out]
-                if self._active:
-                    deadlines.append(time.monotonic() + _HEALTH_CHECK_S)
-                wait = None if not deadlines else max(0.0, min(deadlines) - time.monotonic())
-                self._cond.wait(wait)
+                deadlines.append(time.monotonic() + _HEALTH_CHECK_S)
+                self._cond.wait(max(0.0, min(deadlines) - time.monotonic()))
 
     def _replace_executor(self) -> bool:
         """Retire the broken executor for a new one; False when none can be made (resources ran out): every queued
@@ -793,14 +800,37 @@ def _kill_workers(ex: _Executor) -> None:
 
 
 def _dead_internals(ex: _Executor) -> str | None:
-    """Which of a loky executor's threads died while it had tasks (None: both live, or were never started)."""
-    manager = getattr(ex.loky, "_executor_manager_thread", None)
-    if manager is not None and manager.ident is not None and not manager.is_alive():
-        return "the pool's manager thread"
-    feeder = getattr(getattr(ex.loky, "_call_queue", None), "_thread", None)
-    if feeder is not None and feeder.ident is not None and not feeder.is_alive():
-        return "the thread that sends tasks to the pool's workers"
+    """Which of a loky executor's threads is dead while it has tasks (None: both live, or not made yet).
+
+    A thread that ran and ended is dead; so is one that has not come up 5 s after it was made: a thread
+    that fails as it starts (out of memory before it could say it had started) never comes up, and CPython's
+    ``Thread.start()`` then waits forever in whoever started it (loky's manager thread, for its queue's thread).
+    That wait is released (``_release_start``) so that the executor can still be shut down.
+    """
+    now = time.monotonic()
+    threads = (("the pool's manager thread", getattr(ex.loky, "_executor_manager_thread", None)),
+               ("the thread that sends tasks to the pool's workers",
+                getattr(getattr(ex.loky, "_call_queue", None), "_thread", None)))
+    for what, thread in threads:
+        if thread is None or thread.is_alive():
+            ex.down_since.pop(what, None)
+            continue
+        started = getattr(thread, "_started", None)
+        if started is None or started.is_set():
+            return what  # it ran, and ended
+        if now - ex.down_since.setdefault(what, now) >= _START_GRACE_S:
+            _release_start(thread)
+            return what
     return None
+
+
+def _release_start(thread: threading.Thread) -> None:
+    """Let whoever waits in ``thread.start()`` go on, and a later ``join()`` return: the thread died before it
+    could say it had started (CPython's private fields; left alone where they differ)."""
+    started = getattr(thread, "_started", None)
+    if started is not None and hasattr(thread, "_is_stopped") and not started.is_set():
+        thread._is_stopped = True  # type: ignore[attr-defined]
+        started.set()
 
 
 def _unsent_for_want_of(exc: BaseException) -> str | None:

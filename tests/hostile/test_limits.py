@@ -22,7 +22,7 @@ import pytest
 
 from conftest import FRAMEPIPE
 from pipeline import limits
-from pipeline.errors import ResourceExhausted
+from pipeline.errors import ResourceExhausted, WorkerCrashed
 from pipeline.runtime import TaskPoolConfig, WorkerPool
 
 HANG_S = 300  # far past what any of these runs takes: only a hang reaches it
@@ -197,6 +197,26 @@ def test_a_manager_thread_that_cannot_start_its_queue_thread_fails_its_task(monk
         assert pool.metrics().retried == 0
         assert pool.execute(square, 6) == 36
     assert "Exception in executor manager thread" not in capfd.readouterr().err
+
+
+def test_a_queue_thread_that_never_comes_up_fails_its_task_instead_of_hanging(monkeypatch: pytest.MonkeyPatch
+                                                                             ) -> None:
+    """A thread that dies as it starts, before it could say so (out of memory), leaves CPython's
+    ``Thread.start()`` waiting forever: here loky's manager thread, starting its queue's thread. The pool fails the
+    task, releases the wait, and takes the next task on a new executor."""
+    import loky.backend.queues
+
+    def never_comes_up(self: loky.backend.queues.Queue) -> None:
+        self._buffer.clear()
+        self._thread = threading.Thread(target=lambda: None, name="QueueFeederThread", daemon=True)
+        self._thread._started.wait()  # what start() does after such a death: wait for a thread that is gone
+
+    with WorkerPool("no-feeder", TaskPoolConfig(1)) as pool:
+        monkeypatch.setattr(loky.backend.queues.Queue, "_start_thread", never_comes_up)
+        with pytest.raises(WorkerCrashed, match="the thread that sends tasks to the pool's workers died"):
+            pool.submit(square, 3).result(timeout=HANG_S)
+        monkeypatch.undo()
+        assert pool.execute(square, 4) == 16
 
 
 def test_a_broken_executor_found_at_submission_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
