@@ -236,7 +236,13 @@ class StageMemo:
 
     def remember_failure(self, stage: Stage, file: FileItem, lineage: str, output_key: str, exc: InputError) -> None:
         """Keep that ``stage`` found ``file`` unusable (an input error depends on the content alone), if the file
-        did not change while it ran: a file cut short by a copy in progress is not corrupt once the copy ends."""
+        did not change while it ran: a file cut short by a copy in progress is not corrupt once the copy ends.
+
+        A file that could not be read (``UnreadableFile``: permissions, too many open files, an I/O error) is
+        never remembered: that depends on the machine, not on the content, and costs little to find again.
+        """
+        if isinstance(exc, errors.UnreadableFile):
+            return
         if file.fingerprint and self.unchanged(file):
             record = {"__input_error__": {"type": type(exc).__name__, "reason": exc.reason}}
             self._put(stage, memo_key(stage, file, lineage, output_key), Replay(record, {}))

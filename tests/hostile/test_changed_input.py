@@ -187,3 +187,40 @@ def test_a_file_is_checked_once_however_many_of_its_stages_are_kept(clip_dir: Pa
     assert calls == [str(path)]  # ...after one look at the file
     warm = run(pipe, path.parent, tmp_path / "b", cache=tmp_path / "cache", executor="inline")
     assert stage(warm, "thumbnails").cache_hits == 1
+
+
+class Unreadable(Stage):
+    """Fails its file as unreadable while ``blocked`` exists (a permission or descriptor problem, since fixed)."""
+
+    accepts = (FILE,)
+    cacheable = True
+
+    def __init__(self, blocked: Path) -> None:
+        super().__init__("unreadable")
+        self.blocked = str(blocked)
+
+    def cache_params(self) -> dict[str, object]:
+        return {}
+
+    def process(self, item: FileItem, ctx: StageContext) -> None:
+        from pipeline import UnreadableFile
+        if os.path.exists(self.blocked):
+            raise UnreadableFile(item.path, "too many open files")
+        ctx.record(readable=True)
+
+
+def test_a_file_that_could_not_be_read_is_not_remembered_as_failed(tmp_path: Path) -> None:
+    """Whether a file can be opened depends on the machine (permissions, limits), not on its content."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a")
+    blocked = tmp_path / "blocked"
+    blocked.write_text("")
+    p = Pipeline("unreadable", extensions=[".txt"])
+    p.add(Unreadable(blocked))
+    cache = tmp_path / "cache"
+    first = run(p, folder, tmp_path / "out1", executor="inline", cache=cache)
+    assert first.files[0].error == f"[unreadable] too many open files"
+    blocked.unlink()
+    again = run(p, folder, tmp_path / "out2", executor="inline", cache=cache)
+    assert again.files[0].ok and again.files[0].record == {"readable": True}
