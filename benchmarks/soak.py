@@ -110,12 +110,12 @@ def ledger(out: Path) -> dict[str, str]:
 
 
 def workers_of(pid: int) -> list[psutil.Process]:
-    """The run's worker processes: forked by its worker server, so grandchildren of the run (leaves of its tree)."""
+    """The run's worker processes: the children of its worker server (forks of it, so its command line too)."""
     try:
-        tree = psutil.Process(pid).children(recursive=True)
+        servers = [p for p in psutil.Process(pid).children() if "forkserver" in " ".join(p.cmdline())]
+        return [w for server in servers for w in server.children()]
     except psutil.Error:
         return []
-    return [p for p in tree if p.ppid() != pid and "forkserver" not in " ".join(p.cmdline())]
 
 
 def session_processes(sid: int) -> list[psutil.Process]:
