@@ -74,11 +74,12 @@ class RunLedger:
     def _load(self) -> None:
         """Read every whole line; rewrite the file when it held torn, unreadable or superseded lines."""
         try:
-            data = self.path.read_bytes()
+            with open(self.path, "rb", opener=lambda p, f: no_follow(p, f | os.O_NONBLOCK)) as ledger_file:
+                data = ledger_file.read()  # never through a link planted at its name, never blocking on a FIFO
         except FileNotFoundError:
             return
         except OSError as exc:  # an unreadable ledger costs the run its resume, never the run
-            log.warning("run ledger %s not read (%s); every file runs", self.path, exc.strerror)
+            log.warning("run ledger %s not read (%s); every file runs", self.path, exc.strerror or exc)
             return
         lines = data.splitlines()
         for line in lines:

@@ -152,3 +152,15 @@ def test_the_ledger_names_each_output_with_the_digest_of_its_bytes(tmp_path: Pat
     (entry,) = entries(out).values()
     assert entry["outputs"] == {rel: [(out / rel).stat().st_size, output_digest(out / rel)]
                                 for rel in result.files[0].outputs}
+
+
+def test_a_link_planted_at_the_ledger_is_not_read_through(tmp_path: Path) -> None:
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    (inp / "a.txt").write_text("alpha\n")
+    run(lines(), inp, out, executor="inline")
+    real = tmp_path / "elsewhere.jsonl"
+    (out / LEDGER_NAME).rename(real)  # its lines, valid, now only reachable through a link
+    (out / LEDGER_NAME).symlink_to(real)
+    again = run(lines(), inp, out, executor="inline")
+    assert not again.files[0].resumed and again.files[0].ok
