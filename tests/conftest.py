@@ -108,6 +108,33 @@ def framepipe(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*FRAMEPIPE, *map(str, args)], capture_output=True, text=True, timeout=600)
 
 
+BOOKKEEPING = {"report.parquet", "report.json", "stages.parquet", "ledger.jsonl"}
+"""What a run writes about itself in OUT, beside the outputs of its files."""
+
+
+def output_files(out: Path) -> dict[str, Path]:
+    """Every output of a run in ``out`` by its path relative to ``out`` (bookkeeping files left out)."""
+    return {p.relative_to(out).as_posix(): p for p in sorted(out.rglob("*"))
+            if p.is_file() and p.name not in BOOKKEEPING}
+
+
+def frame_count(path: Path) -> int:
+    import av
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(c.streams.video[0]))
+
+
+def assert_same_outputs(out: Path, reference: Path, frames: int) -> None:
+    """``out`` holds the outputs ``reference`` does: images byte for byte, videos with ``frames`` frames each."""
+    mine, whole = output_files(out), output_files(reference)
+    assert set(mine) == set(whole)
+    for rel, path in mine.items():
+        if rel.endswith(".mp4"):
+            assert frame_count(path) == frame_count(whole[rel]) == frames, rel
+        else:
+            assert path.read_bytes() == whole[rel].read_bytes(), rel
+
+
 def framepipe_interrupted(args: list[str], signum: int, when: str) -> tuple[int, int, str]:
     """Start ``framepipe *args``, send ``signum`` once a line of its stderr starts with ``when`` (an event, not a
     time) and wait for it to end: (its pid, its exit status, the rest of its stderr)."""

@@ -12,19 +12,17 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import av
 import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import FRAMEPIPE, framepipe, framepipe_interrupted
+from conftest import FRAMEPIPE, assert_same_outputs, framepipe, framepipe_interrupted, output_files
 from pipeline.ledger import LEDGER_NAME
 from pipeline.run import LOCK_NAME
 from stages import ClipSpec, make_clip
 
 N_CLIPS = 8
 FRAMES = 60
-BOOKKEEPING = {"report.parquet", "report.json", "stages.parquet", LEDGER_NAME}
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +45,6 @@ def uninterrupted(clips: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return out
 
 
-def outputs(out: Path) -> dict[str, Path]:
-    return {p.relative_to(out).as_posix(): p for p in sorted(out.rglob("*"))
-            if p.is_file() and p.name not in BOOKKEEPING}
-
-
-def frame_count(path: Path) -> int:
-    with av.open(str(path)) as c:
-        return sum(1 for _ in c.decode(c.streams.video[0]))
-
-
 def ledger_done(out: Path) -> dict[str, list[str]]:
     """Finished files in the ledger and their outputs."""
     entries = [json.loads(line) for line in (out / LEDGER_NAME).read_text().splitlines()]
@@ -74,7 +62,7 @@ def test_an_interrupted_run_resumes_doing_only_what_is_missing(clips: Path, unin
     done = ledger_done(out)
     assert 1 <= len(done) < N_CLIPS, err
     # Files in flight left nothing under a final name: every output in OUT is one a ledger line names.
-    assert set(outputs(out)) == {rel for outs in done.values() for rel in outs}
+    assert set(output_files(out)) == {rel for outs in done.values() for rel in outs}
     stamps = {rel: ((out / rel).stat().st_ino, (out / rel).stat().st_mtime_ns) for outs in done.values()
               for rel in outs}
 
@@ -85,13 +73,7 @@ def test_an_interrupted_run_resumes_doing_only_what_is_missing(clips: Path, unin
         assert f"ok     {rel}  (done by an earlier run" in again.stderr
     assert {rel: ((out / rel).stat().st_ino, (out / rel).stat().st_mtime_ns) for rel in stamps} == stamps
 
-    mine, whole = outputs(out), outputs(uninterrupted)
-    assert set(mine) == set(whole)
-    for rel, path in mine.items():
-        if rel.endswith(".mp4"):
-            assert frame_count(path) == frame_count(whole[rel]) == FRAMES
-        else:
-            assert path.read_bytes() == whole[rel].read_bytes(), rel
+    assert_same_outputs(out, uninterrupted, FRAMES)
     rows = pq.read_table(out / "report.parquet").to_pylist()
     expected = pq.read_table(uninterrupted / "report.parquet").to_pylist()
     assert [{k: v for k, v in r.items() if k != "wall_s"} for r in rows] == \
@@ -136,7 +118,7 @@ def test_a_second_run_into_the_same_folder_is_refused_at_once_and_the_first_comp
     assert "start" not in second.stderr and second.stdout == ""
     assert first.returncode == 0, stderr
     assert f"{N_CLIPS} of {N_CLIPS} files done, 0 failed" in stdout
-    assert set(outputs(out)) == set(outputs(uninterrupted))
+    assert set(output_files(out)) == set(output_files(uninterrupted))
     files = [json.loads(line)["file"] for line in (out / LEDGER_NAME).read_text().splitlines()]
     assert sorted(files) == [f"clip{i}.mp4" for i in range(N_CLIPS)]  # every line kept, none twice
     rows = pq.read_table(out / "report.parquet").to_pylist()

@@ -16,11 +16,10 @@ import subprocess
 import time
 from pathlib import Path
 
-import av
 import psutil
 import pytest
 
-from conftest import FRAMEPIPE, framepipe
+from conftest import FRAMEPIPE, assert_same_outputs, framepipe
 from pipeline.forkserver import ENV_VAR
 from pipeline.ledger import LEDGER_NAME
 from pipeline.lifecycle import ROOT_ENV
@@ -28,7 +27,6 @@ from stages import ClipSpec, make_clip
 
 N_CLIPS = 6
 FRAMES = 60
-BOOKKEEPING = {"report.parquet", "report.json", "stages.parquet", LEDGER_NAME}
 DEADLINE_S = 5.0  # the bound: every process of a killed run is gone within 5 s
 START_METHODS = ["forkserver", "loky", "spawn"]
 
@@ -125,16 +123,6 @@ def killed_leaves_nothing(proc: subprocess.Popen[str], tmp: Path | None = None) 
     assert not folders
 
 
-def outputs(out: Path) -> dict[str, Path]:
-    return {p.relative_to(out).as_posix(): p for p in sorted(out.rglob("*"))
-            if p.is_file() and p.name not in BOOKKEEPING}
-
-
-def frame_count(path: Path) -> int:
-    with av.open(str(path)) as c:
-        return sum(1 for _ in c.decode(c.streams.video[0]))
-
-
 def ledger_done(out: Path) -> set[str]:
     lines = (out / LEDGER_NAME).read_text().splitlines() if (out / LEDGER_NAME).exists() else []
     return {e["file"] for e in map(json.loads, lines) if e["status"] == "ok"}
@@ -148,13 +136,7 @@ def resumed_equals_whole(clips: Path, out: Path, whole: Path, killed: int, *extr
     assert again.returncode == 0, again.stderr
     assert f"{N_CLIPS} of {N_CLIPS} files done ({len(done)} skipped, done by an earlier run), 0 failed" in \
         again.stdout
-    mine, reference = outputs(out), outputs(whole)
-    assert set(mine) == set(reference)
-    for rel, path in mine.items():
-        if rel.endswith(".mp4"):
-            assert frame_count(path) == frame_count(reference[rel]) == FRAMES, rel
-        else:
-            assert path.read_bytes() == reference[rel].read_bytes(), rel
+    assert_same_outputs(out, whole, FRAMES)
     assert [p for p in out.rglob("*") if p.name.startswith(".")] == []  # no part file under any name
     shm = Path("/dev/shm")  # removed by the watchdog, else by the next run's sweep
     assert not [p.name for p in shm.glob(f"framepipe_{killed}_*")] + [p.name for p in shm.glob(f"sem.loky-{killed}-*")]
