@@ -27,8 +27,18 @@ def limit_reason(exc: BaseException, where: str = "limit") -> str | None:
     if isinstance(exc, RuntimeError) and _THREAD in str(exc):
         return f"could not start a thread: {_threads(where)}"
     if isinstance(exc, OSError):
+        if exc.errno == errno.ENOSPC and not _names_shared_memory(exc.filename):
+            return None  # a full disk: the writer's own error names the output (outputs.as_output_error)
         return _os_error(exc.errno, where)
     return None
+
+
+def _names_shared_memory(filename: object) -> bool:
+    """Whether an error's file is a shared-memory segment (``/dev/shm/...`` or a ``shm_open`` name, ``/name``)."""
+    if not isinstance(filename, (str, bytes)):
+        return False
+    name = filename.decode(errors="replace") if isinstance(filename, bytes) else filename
+    return name.startswith("/dev/shm/") or (name.startswith("/") and "/" not in name[1:])
 
 
 def limit_reason_in_text(text: str, where: str = "limit") -> str | None:

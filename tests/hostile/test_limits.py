@@ -263,3 +263,17 @@ def test_each_limit_is_named_as_ulimit_sets_it(rlimits: dict[int, int]) -> None:
         "out of memory (limit: 488 MiB of address space, ulimit -v 500000)"
     assert limits.limit_reason(ValueError("not a limit")) is None
     assert limits.limit_reason(OSError(errno.ENOENT, "No such file")) is None
+
+
+def test_a_full_disk_is_not_taken_for_full_shared_memory() -> None:
+    """An encoder's ENOSPC names the output it could not write (outputs.as_output_error); only a segment's is
+    shared memory. Seen once in six full-suite runs: '[proxy] no space left for shared memory (/dev/shm is full)'
+    for a proxy that filled a 2 MB tmpfs."""
+    import errno
+
+    from pipeline.limits import limit_reason
+    full_disk = OSError(errno.ENOSPC, "No space left on device", "/mnt/out/proxies/.a.42.fp-part.mp4")
+    assert limit_reason(full_disk) is None
+    assert limit_reason(OSError(errno.ENOSPC, "No space left on device")) is None
+    full_shm = OSError(errno.ENOSPC, "No space left on device", "/framepipe_42_seg_0123456789abcdef")
+    assert limit_reason(full_shm) == "no space left for shared memory (/dev/shm is full)"
