@@ -142,10 +142,6 @@ class OutputStaging:
         shutil.rmtree(self.folder, ignore_errors=True)
         return published
 
-    def discard(self) -> None:
-        """Drop whatever the file left in staging."""
-        shutil.rmtree(self.folder, ignore_errors=True)
-
 
 def remove_stale(out_dir: str | os.PathLike[str], earlier: Iterable[str], now: Iterable[str]) -> list[str]:
     """Remove the outputs in ``earlier`` (relative to ``out_dir``) that are not in ``now``; returns those removed.
