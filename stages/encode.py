@@ -268,8 +268,12 @@ def _fit_inside(width: int, height: int, box_width: int, box_height: int) -> tup
 
 
 class _Padder:
-    """Pads pictures of one size and pixel format to the output size, centred on black (FFmpeg's pad filter,
-    which keeps the chroma planes aligned and knows each format's black)."""
+    """Pads pictures of one size and pixel format to the output size, centred on black.
+
+    FFmpeg's pad filter, not ``transforms.pad_pixels``: an encoder's pixel
+    format may be any (10-bit 4:2:2 for ProRes, the source's for FFV1), and
+    the filter keeps each one's chroma planes aligned and knows its black.
+    """
 
     def __init__(self, key: tuple[tuple[int, int], str], width: int, height: int) -> None:
         (w, h), fmt = key
