@@ -25,13 +25,13 @@ from pipeline.cache.manager import CacheManager
 from pipeline.cache.memory import Cache
 
 from .decode import decode_file
-from .media import open_media
+from .media import choose_streams, open_media
 from .metadata import MediaInfo, probe
 from .thumbnails import encode_image, frame_to_image
 
 __all__ = ["FrameCache", "ThumbnailCache", "MetadataCache", "extract_frame", "caches", "default_caches"]
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: streams chosen by FFmpeg's rules, not the first of each kind
 
 
 def _fingerprint(path: str | os.PathLike[str]) -> str:
@@ -151,7 +151,8 @@ def _decode_frame(path: str, index: int | None, time: float | None, pixel_format
         if index < 0:
             raise ValueError(f"frame index {index} is negative")
         with open_media(path) as c:
-            rate = c.streams.video[0].average_rate if c.streams.video else None
+            video = choose_streams(path, c, with_audio=False).video  # the stream decode_file decodes
+            rate = video.average_rate if video is not None else None
         if not rate:  # no frame rate to turn the number into a time: count from the start
             for produced in decode_file(path, audio=False):
                 if produced.index == index:

@@ -5,27 +5,32 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import av
+import pyarrow as pa
 
-from pipeline import (AUDIO, FILE, FRAME, EmptyStream, FileItem, FileRun, PipelineDefinitionError, Stage,
-                      StageContext, UnsupportedMedia)
+from pipeline import (AUDIO, FILE, FRAME, EmptyStream, FileItem, FileRun, InputError, PipelineDefinitionError,
+                      Stage, StageContext, UnsupportedMedia)
 from pipeline.buffers import BufferPool
 from pipeline.presets import Option
 
 from .frames import AudioFrameItem, StreamInfo, VideoFrameItem, wrap_pixels
 from .damage import VideoDamage, read_packets
-from .media import check_picture_size, check_readable, decodable, open_decoder, open_media, rotation_turns
+from .media import (StreamChoice, check_picture_size, check_readable, choose_streams, open_decoder, open_media,
+                    rotation_turns)
 from .transforms import rotate_frame
 from .y4m import Y4MFile
 
 _RAW_SLOTS = 3
 
-__all__ = ["Decode", "BestEffortTimestamps", "decode_file", "frame_rate"]
+__all__ = ["Decode", "BestEffortTimestamps", "PictureChanges", "decode_file", "frame_rate", "STREAM_NUMBER"]
+
+STREAM_NUMBER = Option(int, min=0, max=1023)
+"""What ``video_stream`` / ``audio_stream`` take: a stream's number among the file's streams of its kind."""
 
 
 class BestEffortTimestamps:
@@ -65,7 +70,20 @@ def frame_rate(stream: Any, duration_s: float | None) -> Fraction | None:
 
 
 class Decode(Stage):
-    """Decode the first video stream (and the first audio stream, when ``audio``) of each file.
+    """Decode the best video stream (and the best audio stream, when ``audio``) of each file.
+
+    The streams are those FFmpeg would choose (``choose_streams``): never
+    cover art; the one with data, the default one, the largest. When the
+    chosen video stream gives no frame at all, the next candidate is decoded.
+    ``video_stream`` / ``audio_stream`` ask for one by its number among the
+    file's video / audio streams (ffmpeg's ``0:v:N``); a file without it fails.
+    The report says which were used (``video_stream``, ``audio_stream``) and how
+    many there were (``video_streams``, ``audio_streams``).
+
+    A stream whose picture size or pixel format changes is decoded through
+    its changes: each frame comes at its own size (consumers scale), and
+    the sizes seen are given in one warning at the end (report column
+    ``size_changes``; ``pix_fmt_changes`` for pixel formats).
 
     A packet that fails to decode is skipped and counted, as players do; the
     file fails only when no frame decodes at all. FFmpeg's decoder threads
@@ -102,14 +120,21 @@ class Decode(Stage):
     accepts = (FILE,)
     emits = (FRAME, AUDIO)
     cacheable = True  # its report columns (frame count, decode errors); it runs while a consumer needs frames
+    cache_version = "2"  # streams chosen by FFmpeg's rules; size changes told; the report names the streams
+
+    report_fields = (pa.field("video_stream", pa.int32()), pa.field("video_streams", pa.int32()),
+                     pa.field("audio_stream", pa.int32()), pa.field("audio_streams", pa.int32()),
+                     pa.field("size_changes", pa.int32()), pa.field("pix_fmt_changes", pa.int32()))
 
     def __init__(self, *, audio: bool = True, pixel_format: str | None = None, start: float | None = None,
                  end: float | None = None, fps: float | None = None, every_nth: int = 1,
                  keyframes_only: bool = False, upright: bool = False, audio_rate: int | None = None,
                  audio_layout: str | None = None, audio_block_s: float | None = None,
+                 video_stream: int | None = None, audio_stream: int | None = None,
                  name: str | None = None) -> None:
         super().__init__(name)
         checks = {"every_nth": (every_nth, Option(int, min=1)), "fps": (fps, Option(float, above=0)),
+                  "video_stream": (video_stream, STREAM_NUMBER), "audio_stream": (audio_stream, STREAM_NUMBER),
                   "start": (start, Option(float, min=0)), "end": (end, Option(float, above=0)),
                   "audio_rate": (audio_rate, Option(int, min=1000, max=768_000)),
                   "audio_block_s": (audio_block_s, Option(float, above=0, max=60))}
@@ -118,6 +143,10 @@ class Decode(Stage):
                 spec.validate(key, value, type(self).__name__)
         if start is not None and end is not None and end <= start:
             raise PipelineDefinitionError(f"end ({end}) must come after start ({start})")
+        if audio_stream is not None and not audio:
+            raise PipelineDefinitionError(f"audio_stream={audio_stream} asks for sound, but audio=False decodes none")
+        self.video_stream = video_stream
+        self.audio_stream = audio_stream
         self.audio = audio
         self.pixel_format = pixel_format
         self.range_start = start
@@ -193,7 +222,8 @@ class Decode(Stage):
             ctx.progress(raw.frame_count, raw.frame_count)
             if raw.damage is not None:  # every whole frame before it is given
                 raise raw.damage
-            ctx.record(frame_count=raw.frame_count, frame_count_exact=True, decode_errors=0)
+            ctx.record(frame_count=raw.frame_count, frame_count_exact=True, decode_errors=0, video_stream=0,
+                       video_streams=1, audio_stream=None, audio_streams=0, size_changes=0, pix_fmt_changes=0)
 
     def _slot_pool(self, frame_size: int) -> BufferPool:
         """This process's pool of slots for raw frames, made (or remade larger) on demand; ``teardown`` closes it."""
@@ -203,8 +233,35 @@ class Decode(Stage):
         return self._pool
 
     def _decode(self, item: FileItem, ctx: StageContext) -> Iterator[Any]:
+        """Decode the chosen streams; if the chosen video stream gives no frame at all, the next candidate.
+
+        Probing cannot always tell an empty stream (a Matroska track whose
+        header states a size, and no packet after it): the decoder finds out.
+        A retry reads the file again; the audio already given is not given again.
+        """
+        result = _Pass()
+        yield from self._decode_streams(item, ctx, result)
+        assert result.choice is not None
+        for number in result.choice.video_fallbacks:
+            if result.decoded or result.damage is None:
+                break
+            again = _Pass(skip_audio=result.audio_items)
+            yield from self._decode_streams(item, ctx, again, video=number)
+            if again.decoded:
+                ctx.warn(f"video stream 0:v:{result.choice.video_number} gave no frame "
+                         f"({_why_no_frame(result.damage)}); decoded video stream 0:v:{number} instead")
+                result = again
+        self._report(ctx, result)
+
+    def _decode_streams(self, item: FileItem, ctx: StageContext, result: "_Pass",
+                        video: int | None = None) -> Iterator[Any]:
+        """One pass over the file's chosen streams (video stream ``video``, else the best), giving their frames.
+
+        What it used and saw goes into ``result``.
+        """
         with open_media(item.path, probe=False) as container:
-            vstream, astream = self._streams(item.path, container, ctx)
+            choice = result.choice = self._streams(item.path, container, ctx, video)
+            vstream, astream = choice.video, choice.audio
             damage = VideoDamage(item.path, container, vstream) if vstream is not None else None
             if vstream is not None:
                 check_picture_size(item.path, vstream.codec_context.width, vstream.codec_context.height)
@@ -213,7 +270,7 @@ class Decode(Stage):
                 if self.keyframes_only:
                     vstream.codec_context.skip_frame = "NONKEY"
                 open_decoder(item.path, vstream.codec_context)
-            info = _stream_info(container, vstream, astream)
+            info = _stream_info(container, vstream, astream, choice)
             origin = _start_seconds(container, vstream or astream)
             if self.range_start:
                 _seek(container, vstream or astream, origin + self.range_start)
@@ -254,6 +311,7 @@ class Decode(Stage):
                         index = pick(t, decoded - 1)
                         if index is None:
                             continue
+                        result.pictures.see(frame)
                         if info.pix_fmt is None:  # opened without probing: the first frame tells
                             info = dataclasses.replace(info, pix_fmt=frame.format.name)
                         yield self._video_item(frame, index, t, info)
@@ -268,40 +326,55 @@ class Decode(Stage):
                                 done = True
                                 break
                             continue
-                        if blocks is None:
-                            yield AudioFrameItem(frame, t, info)
-                        else:
-                            yield from blocks.feed(frame, t)
+                        yield from result.new_audio([AudioFrameItem(frame, t, info)] if blocks is None
+                                                    else blocks.feed(frame, t))
                 if done:
                     break
             if blocks is not None:
-                yield from blocks.feed(None)
+                yield from result.new_audio(blocks.feed(None))
+        result.damage, result.decoded, result.done = damage, decoded, done
+        result.audio_errors, result.emitted = audio_errors, pick.emitted
+
+    def _report(self, ctx: StageContext, result: "_Pass") -> None:
+        """Record what the decode used and saw; warn of what a user should know; fail a file with no frame."""
+        assert result.choice is not None
+        ctx.record(**result.choice.report())
+        audio_errors, damage = result.audio_errors, result.damage
         if audio_errors:
             ctx.warn(f"{audio_errors} audio packet(s) failed to decode")
         if damage is None:
             ctx.record(frame_count=0, frame_count_exact=True, decode_errors=audio_errors)
             return
         ctx.record(decode_errors=damage.errors + audio_errors)
-        warning = damage.verdict(decoded, to_the_end=not done)  # raises for a truncated file, every frame given
+        warning = damage.verdict(result.decoded, to_the_end=not result.done)  # raises for a truncated file
         if warning:
             ctx.warn(warning)
-        ctx.progress(pick.emitted, pick.emitted)
+        pictures = result.pictures
+        ctx.record(size_changes=pictures.size_changes, pix_fmt_changes=pictures.format_changes)
+        for change in pictures.warnings():
+            ctx.warn(change)
+        ctx.progress(result.emitted, result.emitted)
         if not self._drops_frames:  # else not every frame was seen: leave the count to the metadata
-            ctx.record(frame_count=decoded, frame_count_exact=True)
+            ctx.record(frame_count=result.decoded, frame_count_exact=True)
 
-    def _streams(self, path: str, container: Any, ctx: StageContext) -> tuple[Any, Any]:
-        """The video and audio streams to decode: the first of each kind FFmpeg has a decoder for."""
-        vstream = decodable(container.streams.video)
-        astream = decodable(container.streams.audio) if self.audio else None
-        if vstream is None and container.streams.video:
+    def _streams(self, path: str, container: Any, ctx: StageContext, video: int | None) -> StreamChoice:
+        """The video and audio streams to decode (``choose_streams``); fails when there is nothing to decode.
+
+        ``video`` (a number among the video streams) overrides the option: a fallback's retry.
+        """
+        choice = choose_streams(path, container, video=self.video_stream if video is None else video,
+                                audio=self.audio_stream, with_audio=self.audio)
+        videos = container.streams.video
+        if choice.video is None and any(s.codec_context is None for s in videos):
             raise UnsupportedMedia(path, "no decoder for the video stream's codec")
-        if vstream is None and astream is None:
+        what = "no video stream but cover art" if videos else "no video stream"
+        if choice.video is None and choice.audio is None:
             if container.streams.audio and not self.audio:
-                raise UnsupportedMedia(path, "no video stream (audio only), and this pipeline decodes no audio")
-            raise UnsupportedMedia(path, "no video stream")
-        if vstream is None:
-            ctx.warn("no video stream (audio only): no pictures")
-        return vstream, astream
+                raise UnsupportedMedia(path, f"{what} (audio only), and this pipeline decodes no audio")
+            raise UnsupportedMedia(path, what)
+        if choice.video is None:
+            ctx.warn(f"{what} (audio only): no pictures")
+        return choice
 
     def _video_item(self, frame: av.VideoFrame, index: int, t: float, info: StreamInfo) -> VideoFrameItem:
         if self.pixel_format and frame.format.name != self.pixel_format:
@@ -311,6 +384,87 @@ class Decode(Stage):
             frame = rotate_frame(frame, rotation_turns(rotation))
             rotation = 0
         return VideoFrameItem(frame, index, t, rotation, info)
+
+
+class PictureChanges:
+    """The picture sizes and pixel formats a video stream goes through, and how often it changes them.
+
+    A stream may change size mid-way (VP8/VP9 and H.264 allow it at a
+    keyframe; an adaptive-bitrate recording switches rungs): each frame is
+    given at its own size, and the changes are told once, at the end.
+    """
+
+    __slots__ = ("sizes", "formats", "size_changes", "format_changes", "_last")
+
+    _LISTED = 12  # sizes named in a warning; past that the middle ones are elided
+
+    def __init__(self) -> None:
+        self.sizes: list[tuple[int, int]] = []  # distinct sizes, in the order first seen
+        self.formats: list[str] = []
+        self.size_changes = 0
+        self.format_changes = 0
+        self._last: tuple[int, int, str] | None = None
+
+    def see(self, frame: av.VideoFrame) -> None:
+        """Note one decoded frame's size and pixel format."""
+        now = (frame.width, frame.height, frame.format.name)
+        if now == self._last:
+            return
+        if self._last is not None:
+            self.size_changes += now[:2] != self._last[:2]
+            self.format_changes += now[2] != self._last[2]
+        if now[:2] not in self.sizes:
+            self.sizes.append(now[:2])
+        if now[2] not in self.formats:
+            self.formats.append(now[2])
+        self._last = now
+
+    def warnings(self) -> list[str]:
+        """One line for size changes and one for pixel-format changes (none when the stream kept both)."""
+        out = []
+        if self.size_changes:
+            named = [f"{w}x{h}" for w, h in self.sizes]
+            if len(named) > self._LISTED:
+                named = named[:self._LISTED // 2] + ["..."] + named[-self._LISTED // 2:]
+            out.append(f"video size changes {_times(self.size_changes)}: {', '.join(named)}")
+        if self.format_changes:
+            out.append(f"video pixel format changes {_times(self.format_changes)}: {', '.join(self.formats)}")
+        return out
+
+
+def _why_no_frame(damage: VideoDamage) -> str:
+    """Why a stream gave no frame, in the words its failure would have had."""
+    try:
+        damage.verdict(0, to_the_end=True)
+    except InputError as exc:
+        return exc.reason
+    return "no frame decoded"
+
+
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
+
+
+@dataclasses.dataclass
+class _Pass:
+    """What one pass over a file's chosen streams used and saw (a retry on another video stream is a new pass)."""
+
+    skip_audio: int = 0  # audio items an earlier pass gave already
+    audio_items: int = 0
+    choice: StreamChoice | None = None
+    damage: VideoDamage | None = None
+    decoded: int = 0
+    done: bool = False  # stopped at the end of a time range
+    audio_errors: int = 0
+    emitted: int = 0
+    pictures: PictureChanges = dataclasses.field(default_factory=PictureChanges)
+
+    def new_audio(self, items: Iterable[AudioFrameItem]) -> Iterator[AudioFrameItem]:
+        """``items`` less those an earlier pass gave (decoding the same sound again gives the same items)."""
+        for audio in items:
+            self.audio_items += 1
+            if self.audio_items > self.skip_audio:
+                yield audio
 
 
 class _FramePicker:
@@ -402,12 +556,13 @@ def _start_seconds(container: Any, vstream: Any) -> float:
     return 0.0
 
 
-def _stream_info(container: Any, vstream: Any, astream: Any) -> StreamInfo:
+def _stream_info(container: Any, vstream: Any, astream: Any, choice: StreamChoice) -> StreamInfo:
     duration = container.duration / av.time_base if container.duration else None
     if vstream is None:  # audio only
         return StreamInfo(width=0, height=0, fps=None, time_base=astream.time_base, frame_count=0,
                           audio_rate=astream.rate, audio_channels=astream.channels, duration_s=duration,
-                          container=container.format.name, audio_codec=astream.codec_context.name)
+                          container=container.format.name, audio_codec=astream.codec_context.name,
+                          audio_stream=choice.audio_number)
     cc = vstream.codec_context
     fps = frame_rate(vstream, duration)
     count = vstream.frames or (round(duration * float(fps)) if duration and fps else None)
@@ -418,4 +573,5 @@ def _stream_info(container: Any, vstream: Any, astream: Any) -> StreamInfo:
         audio_channels=astream.channels if astream is not None else None,
         duration_s=duration, codec=cc.name, pix_fmt=cc.pix_fmt, container=container.format.name,
         audio_codec=astream.codec_context.name if astream is not None else None,
+        video_stream=choice.video_number, audio_stream=choice.audio_number,
     )

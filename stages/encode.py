@@ -4,9 +4,13 @@
 optional copy-through for sources that already are one. One code path
 encodes for both::
 
-    VideoFrameItem ─ scale, turn upright ─ video encoder ─┐
-    AudioFrameItem ─ audio encoder (when not remuxed) ────┼─ muxer ─ hidden part file ─ commit
-    source file ─ demux first audio stream (remux) ───────┘      (OUT/<category>/<file><extension>)
+    VideoFrameItem ─ scale (pad), turn upright ─ video encoder ─┐
+    AudioFrameItem ─ audio encoder (when not remuxed) ──────────┼─ muxer ─ hidden part file
+    source file ─ demux the decoded audio stream (remux) ───────┘   ─ commit (OUT/<category>/<file><ext>)
+
+The output's size is fixed at the first picture. A stream that changes size
+later has each picture scaled to it, its aspect kept: one of another shape is
+fitted inside and padded with black (letterbox or pillarbox), never stretched.
 """
 
 from __future__ import annotations
@@ -22,14 +26,14 @@ import av
 import numpy as np
 import pyarrow as pa
 
-from pipeline import AUDIO, FRAME, PartialOutput, PipelineDefinitionError, Stage, StageContext
+from pipeline import AUDIO, FRAME, InputError, PartialOutput, PipelineDefinitionError, Stage, StageContext
 from pipeline.errors import InvalidOption
 from pipeline.outputs import fit_name
 from pipeline.presets import Option
 from pipeline.zerocopy import transfer
 
 from .frames import AudioFrameItem, VideoFrameItem
-from .media import display_size, fit_within, rotation_turns
+from .media import choose_streams, display_size, fit_within, rotation_turns
 from .transforms import rotate_frame
 
 __all__ = ["Encode", "Proxy", "VideoCodec", "VIDEO_CODECS", "CONTAINERS", "AudioMode", "ENCODER_PRESETS",
@@ -161,7 +165,7 @@ def _default_audio_codec(video_codec: str, container: str) -> str:
 
 
 class _AudioRemux:
-    """The source file's first audio stream, copied packet by packet into the output (no re-encoding).
+    """The source file's audio stream (the one ``Decode`` chose), copied packet by packet into the output.
 
     Timestamps move by the same origin the decoder takes off the pictures, so
     sound and picture keep their sync; packets are muxed as the pictures
@@ -213,26 +217,79 @@ class _AudioRemux:
         self.source.close()
 
 
-def _open_source_audio(path: str) -> tuple[Any, Any] | None:
-    """The source file opened again and its first audio stream, or None (no audio, or unreadable)."""
+def _open_source_audio(path: str, number: int | None) -> tuple[Any, Any] | None:
+    """The source file opened again and its audio stream ``number`` (the one ``Decode`` decoded), or None.
+
+    ``number`` None (a decode without audio) takes the stream ``Decode`` would
+    have chosen (``choose_streams``). None when there is no audio, or the file
+    cannot be read again.
+    """
     try:
         source = av.open(path, metadata_errors="replace")
     except av.FFmpegError:
         return None
-    if not source.streams.audio:
+    try:
+        stream = choose_streams(path, source, audio=number).audio
+    except InputError:  # the stream is gone (the file changed since it was decoded)
+        stream = None
+    if stream is None:
         source.close()
         return None
-    return source, source.streams.audio[0]
+    return source, stream
 
 
-def _origin_seconds(container: Any) -> float:
-    """The time the decoder counts pictures from (as ``Decode`` does): the container's start time."""
+def _origin_seconds(container: Any, video_number: int | None) -> float:
+    """The time the decoder counts pictures from (as ``Decode`` does): the container's start time, else
+    that of the video stream it decoded."""
     if container.start_time is not None:
         return container.start_time / av.time_base
-    video = container.streams.video[0] if container.streams.video else None
+    videos = container.streams.video
+    video = videos[video_number] if video_number is not None and video_number < len(videos) else None
     if video is not None and video.start_time is not None and video.time_base:
         return float(video.start_time * video.time_base)
     return 0.0
+
+
+# Fitting pictures of another shape -----------------------------------------------------
+
+# A picture whose shape is within this many pixels of the output's is scaled to fill it: padding
+# a line or two that rounding left over would only draw a black hairline at the edge.
+_PAD_SLACK = 2
+
+
+def _fit_inside(width: int, height: int, box_width: int, box_height: int) -> tuple[int, int]:
+    """The size, even, at which a ``width`` x ``height`` picture fits the box with its aspect kept (the box
+    itself when the shapes agree to within rounding)."""
+    scale = min(box_width / width, box_height / height)
+    w, h = round(width * scale), round(height * scale)
+    if abs(w - box_width) <= _PAD_SLACK and abs(h - box_height) <= _PAD_SLACK:
+        return box_width, box_height
+    return max(2, w - w % 2), max(2, h - h % 2)
+
+
+class _Padder:
+    """Pads pictures of one size and pixel format to the output size, centred on black.
+
+    FFmpeg's pad filter, not ``transforms.pad_pixels``: an encoder's pixel
+    format may be any (10-bit 4:2:2 for ProRes, the source's for FFV1), and
+    the filter keeps each one's chroma planes aligned and knows its black.
+    """
+
+    def __init__(self, key: tuple[tuple[int, int], str], width: int, height: int) -> None:
+        (w, h), fmt = key
+        self.key = key
+        self.graph = av.filter.Graph()
+        source = self.graph.add_buffer(width=w, height=h, format=fmt, time_base=Fraction(1, 1))
+        pad = self.graph.add("pad", f"{width}:{height}:(ow-iw)/2:(oh-ih)/2:black")
+        sink = self.graph.add("buffersink")
+        source.link_to(pad)
+        pad.link_to(sink)
+        self.graph.configure()
+
+    def pad(self, picture: av.VideoFrame) -> av.VideoFrame:
+        """``picture`` centred in the output size."""
+        self.graph.push(picture)
+        return self.graph.pull()
 
 
 # The stage ---------------------------------------------------------------------------
@@ -247,9 +304,10 @@ class Encode(Stage):
     quality) or ``bitrate`` (bits/s); ``preset`` is the encoder's speed preset
     (x264/x265/SVT-AV1 ``preset``, VP9 ``cpu-used``, ProRes profile).
 
-    Audio (``audio``): ``"auto"`` copies the source's first audio stream
-    unchanged when the container takes its codec (AAC into MP4/MOV/MKV, Opus
-    or Vorbis into WebM/MKV...), else encodes the decoded audio with
+    Audio (``audio``): ``"auto"`` copies the source's audio stream (the one
+    ``Decode`` decoded, else the one it would choose) unchanged when the
+    container takes its codec (AAC into MP4/MOV/MKV, Opus or Vorbis into
+    WebM/MKV...), else encodes the decoded audio with
     ``audio_codec`` (default: AAC; Opus for WebM; PCM s16le beside ProRes;
     FLAC beside FFV1 in MKV). ``"encode"`` always encodes; ``False`` drops it.
     Encoding needs ``Decode(audio=True)`` upstream; remuxing reads the file
@@ -341,7 +399,7 @@ class Encode(Stage):
 
     def begin(self, ctx: StageContext) -> None:
         ctx.state.update(out=None, container=None, video=None, audio=None, remux=None, pending_audio=[],
-                         size=None, turns=0, pix_fmt=None, frames=0, last_pts=None)
+                         size=None, turns=0, pix_fmt=None, frames=0, last_pts=None, padder=None)
 
     def process(self, item: VideoFrameItem | AudioFrameItem, ctx: StageContext) -> None:
         st = ctx.state
@@ -476,7 +534,7 @@ class Encode(Stage):
         return {}
 
     def _try_remux(self, container: Any, item: VideoFrameItem, ctx: StageContext) -> None:
-        found = _open_source_audio(ctx.file.path)
+        found = _open_source_audio(ctx.file.path, item.stream.audio_stream)
         if found is None:
             return
         source, stream = found
@@ -484,7 +542,8 @@ class Encode(Stage):
             source.close()
             return
         target = container.add_stream_from_template(stream)
-        ctx.state["remux"] = _AudioRemux(source, stream, target, _origin_seconds(source), item.time)
+        ctx.state["remux"] = _AudioRemux(source, stream, target, _origin_seconds(source, item.stream.video_stream),
+                                         item.time)
 
     def _add_audio(self, container: Any, rate: int | None, channels: int | None) -> Any:
         rate = rate or 48000
@@ -498,7 +557,7 @@ class Encode(Stage):
     # Writing --------------------------------------------------------------------------
 
     def _encode_video(self, item: VideoFrameItem, st: dict[str, Any]) -> None:
-        frame = self._upright(item.frame, st)
+        frame = self._fitted(item, st)
         tb = st["video"].codec_context.time_base
         pts = round(item.time / tb)
         if st["last_pts"] is not None and pts <= st["last_pts"]:  # stamps must rise for the muxer
@@ -510,10 +569,25 @@ class Encode(Stage):
             st["container"].mux(packet)
         st["frames"] += 1
 
+    def _fitted(self, item: VideoFrameItem, st: dict[str, Any]) -> av.VideoFrame:
+        """The picture upright at the output size: scaled to it, or, when its shape differs (a stream that
+        changed size), scaled to fit inside and padded with black."""
+        w, h = st["size"]
+        frame = item.frame
+        shown = display_size(frame.width, frame.height, item.rotation, item.stream.sample_aspect)
+        inner = _fit_inside(*shown, w, h)
+        picture = self._upright(frame, inner, st["turns"], st["pix_fmt"])
+        if inner == (w, h):
+            return picture
+        key = (inner, st["pix_fmt"])
+        if st["padder"] is None or st["padder"].key != key:
+            st["padder"] = _Padder(key, w, h)
+        return st["padder"].pad(picture)
+
     @staticmethod
-    def _upright(source: av.VideoFrame, st: dict[str, Any]) -> av.VideoFrame:
-        """The picture at the output size and pixel format, turned upright."""
-        (w, h), turns, fmt = st["size"], st["turns"], st["pix_fmt"]
+    def _upright(source: av.VideoFrame, size: tuple[int, int], turns: int, fmt: str) -> av.VideoFrame:
+        """The picture at ``size`` (width x height as shown) and pixel format ``fmt``, turned upright."""
+        w, h = size
         if not turns:
             return source.reformat(width=w, height=h, format=fmt)
         sw, sh = (h, w) if turns % 2 else (w, h)

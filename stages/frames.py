@@ -56,6 +56,8 @@ class StreamInfo:
     pix_fmt: str | None = None
     container: str | None = None
     audio_codec: str | None = None
+    video_stream: int | None = None  # the decoded streams' numbers among the file's video / audio streams
+    audio_stream: int | None = None
 
     @property
     def has_video(self) -> bool:

@@ -6,16 +6,19 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 import av
 import av.logging
+from av.stream import Disposition
 
-from pipeline import CorruptMedia, UndecodableStream, UnreadableFile
+from pipeline import CorruptMedia, UndecodableStream, UnreadableFile, UnsupportedMedia
 
-__all__ = ["VIDEO_EXTENSIONS", "open_media", "check_readable", "open_decoder", "decodable", "check_picture_size",
-           "ffmpeg_reason", "display_size", "rotation_turns", "fit_within"]
+__all__ = ["VIDEO_EXTENSIONS", "open_media", "check_readable", "open_decoder", "StreamChoice", "choose_streams",
+           "video_candidates", "audio_candidates", "check_picture_size", "ffmpeg_reason", "display_size",
+           "rotation_turns", "fit_within"]
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mxf", ".mts", ".m2ts", ".ts", ".mpg", ".mpeg",
@@ -100,9 +103,141 @@ def open_media(path: str, *, probe: bool = True) -> Iterator[av.container.InputC
         container.close()
 
 
-def decodable(streams: Any) -> Any:
-    """The first of ``streams`` FFmpeg has a decoder for (PyAV gives the others no codec context), else None."""
-    return next((s for s in streams if s.codec_context is not None), None)
+# Choosing streams ---------------------------------------------------------------------
+#
+# The rules are FFmpeg's. The ffmpeg command line (map_auto_video / map_auto_audio in
+# fftools/ffmpeg_mux_init.c) scores each stream: 100000000 if packets of it were seen while
+# probing, + 5000000 for the default disposition, + its pixels (video) or channels (audio); an
+# attached picture scores 1. av_find_best_stream (what ffplay uses) skips streams with no
+# decoder, and audio whose channels or sample rate are unknown, and prefers streams not meant
+# for hearing- or visually-impaired audiences. PyAV shows neither "packets seen" nor the
+# probe's frame count, so "has data" is read from what the probe leaves behind: a known size
+# (video) or rate and channels (audio), and, where the header indexes every frame (MP4/MOV),
+# at least one frame in the index. What that cannot tell (an empty Matroska track, whose size
+# its header states) the decoder finds out: ``Decode`` then falls back to the next candidate.
+
+_PACKETS_SEEN = 100_000_000
+_DEFAULT_DISPOSITION = 5_000_000
+_NOT_PICTURES = Disposition.attached_pic | Disposition.timed_thumbnails  # cover art, chapter thumbnails
+_IMPAIRED = Disposition.hearing_impaired | Disposition.visual_impaired
+_INDEXED_FORMATS = frozenset({"mov", "mp4"})  # demuxers whose stream frame count is an index of every frame
+
+
+def _has_data(container: Any, stream: Any, known: bool) -> bool:
+    """Whether ``stream`` shows signs of holding data: its parameters are ``known``, and an index lists frames."""
+    if not known:
+        return False
+    if _INDEXED_FORMATS & set(container.format.name.split(",")):
+        return bool(stream.frames)
+    return True
+
+
+def _video_score(container: Any, stream: Any) -> int:
+    """The ffmpeg command line's score of a video stream (higher is better)."""
+    cc = stream.codec_context
+    pixels = max(0, cc.width) * max(0, cc.height)
+    return (pixels + _PACKETS_SEEN * _has_data(container, stream, pixels > 0)
+            + _DEFAULT_DISPOSITION * bool(stream.disposition & Disposition.default))
+
+
+def _audio_rank(container: Any, stream: Any) -> tuple[bool, bool, bool, int]:
+    """An audio stream's rank (higher is better): data seen, default, not for impaired audiences, channels."""
+    return (_has_data(container, stream, True), bool(stream.disposition & Disposition.default),
+            not stream.disposition & _IMPAIRED, stream.channels or 0)
+
+
+def video_candidates(container: Any) -> list[Any]:
+    """The video streams worth decoding, best first: with a decoder, not cover art nor timed thumbnails.
+
+    Ordered by the ffmpeg command line's score (packets seen, then the
+    default disposition, then the most pixels, roughly); ties go to the first.
+    """
+    streams = [s for s in container.streams.video
+               if s.codec_context is not None and not s.disposition & _NOT_PICTURES]
+    return sorted(streams, key=lambda s: -_video_score(container, s))
+
+
+def audio_candidates(container: Any) -> list[Any]:
+    """The audio streams worth decoding, best first: with a decoder, channels and sample rate known.
+
+    Ordered by data seen, the default disposition, not meant for hearing- or
+    visually-impaired audiences, then the most channels; ties go to the first.
+    """
+    streams = [s for s in container.streams.audio
+               if s.codec_context is not None and (s.channels or 0) > 0 and (s.rate or 0) > 0]
+    return sorted(streams, key=lambda s: _audio_rank(container, s), reverse=True)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChoice:
+    """The video and audio streams chosen in one open file, each with its number among its kind.
+
+    A number is what ffmpeg's stream specifiers call ``0:v:N`` / ``0:a:N``:
+    the stream's position among the file's video (audio) streams.
+    ``video_fallbacks`` are the numbers of the other video candidates, best
+    first (none when a number was asked for): what to decode when the chosen
+    stream turns out to give no frame at all.
+    """
+
+    video: Any | None
+    audio: Any | None
+    video_number: int | None
+    audio_number: int | None
+    video_streams: int
+    audio_streams: int
+    video_fallbacks: tuple[int, ...] = ()
+
+    def report(self) -> dict[str, int | None]:
+        """The report columns that say which streams were used and how many there were."""
+        return dict(video_stream=self.video_number, video_streams=self.video_streams,
+                    audio_stream=self.audio_number, audio_streams=self.audio_streams)
+
+
+def _number(streams: Any, stream: Any) -> int | None:
+    return None if stream is None else next(i for i, s in enumerate(streams) if s.index == stream.index)
+
+
+def _asked_stream(path: str, streams: Any, kind: str, number: int) -> Any:
+    """Stream ``number`` of ``kind`` (``video``/``audio``), or ``UnsupportedMedia`` saying how many there are."""
+    if number >= len(streams):
+        have = {0: f"no {kind} stream", 1: f"1 {kind} stream (0:{kind[0]}:0)"}.get(
+            len(streams), f"{len(streams)} {kind} streams (0:{kind[0]}:0 to 0:{kind[0]}:{len(streams) - 1})")
+        raise UnsupportedMedia(path, f"no {kind} stream 0:{kind[0]}:{number} to decode: the file has {have}")
+    stream = streams[number]
+    if stream.codec_context is None:
+        raise UnsupportedMedia(path, f"no decoder for {kind} stream 0:{kind[0]}:{number}'s codec")
+    if stream.disposition & _NOT_PICTURES:
+        what = "cover art" if stream.disposition & Disposition.attached_pic else "timed thumbnails"
+        raise UnsupportedMedia(path, f"video stream 0:v:{number} is {what}, not video")
+    return stream
+
+
+def choose_streams(path: str, container: Any, *, video: int | None = None, audio: int | None = None,
+                   with_audio: bool = True) -> StreamChoice:
+    """The video and audio streams to read from ``container``: those asked for by number, else the best.
+
+    ``video``/``audio`` are numbers among the file's video/audio streams
+    (``0:v:N``); one the file lacks, whose codec has no decoder, or that is
+    cover art, is an ``UnsupportedMedia`` naming the file and how many it has. Unasked, the
+    best candidate by FFmpeg's rules (``video_candidates``/``audio_candidates``),
+    or None when there is none; no audio is chosen without ``with_audio``.
+    """
+    vs, aus = container.streams.video, container.streams.audio
+    fallbacks: tuple[int, ...] = ()
+    if video is not None:
+        vstream = _asked_stream(path, vs, "video", video)
+    else:
+        ranked = video_candidates(container)
+        vstream = ranked[0] if ranked else None
+        fallbacks = tuple(_number(vs, s) for s in ranked[1:])  # type: ignore[misc]
+    astream = None
+    if with_audio:
+        if audio is not None:
+            astream = _asked_stream(path, aus, "audio", audio)
+        else:
+            ranked = audio_candidates(container)
+            astream = ranked[0] if ranked else None
+    return StreamChoice(vstream, astream, _number(vs, vstream), _number(aus, astream), len(vs), len(aus), fallbacks)
 
 
 def open_decoder(path: str, codec_context: Any) -> None:

@@ -24,6 +24,12 @@ Rules worth knowing when reading a report row:
   before rotation.
 * **Colour.** Primaries, transfer, matrix and range carry FFmpeg's own names
   (``ffprobe`` prints the same); "unspecified" is None.
+* **Streams.** ``video_stream`` / ``audio_stream`` are the numbers (among the
+  file's video / audio streams, as ffmpeg's ``0:v:N``) of the streams described,
+  those FFmpeg would choose (``choose_streams``: never cover art; the one with
+  data, the default one, the largest), or those asked for; ``video_streams`` /
+  ``audio_streams`` how many the file has. A chosen video stream that gives no
+  frame yields to the next candidate, as in ``Decode``.
 * **Tags.** The container's metadata tags (title, creation_time, encoder...)
   as one JSON object in a string column, since a Parquet column has one type.
 """
@@ -43,7 +49,8 @@ import pyarrow as pa
 from pipeline import FILE, FileItem, Stage, StageContext
 
 from .decode import frame_rate
-from .media import decodable, display_size, open_media
+from .decode import STREAM_NUMBER
+from .media import choose_streams, display_size, open_media
 
 __all__ = ["MediaInfo", "probe", "Metadata", "METADATA_FIELDS", "COLOR_PRIMARIES", "COLOR_TRANSFERS",
            "COLOR_SPACES", "COLOR_RANGES"]
@@ -58,6 +65,10 @@ class MediaInfo:
     duration_s: float | None
     bit_rate: int | None
     stream_count: int
+    video_stream: int | None = None
+    video_streams: int = 0
+    audio_stream: int | None = None
+    audio_streams: int = 0
     size_bytes: int | None = None
     tags: str | None = None
     video_codec: str | None = None
@@ -94,7 +105,9 @@ class MediaInfo:
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "container": pa.string(), "container_long": pa.string(), "duration_s": pa.float64(),
-    "bit_rate": pa.int64(), "stream_count": pa.int32(), "size_bytes": pa.int64(), "tags": pa.string(),
+    "bit_rate": pa.int64(), "stream_count": pa.int32(),
+    "video_stream": pa.int32(), "video_streams": pa.int32(), "audio_stream": pa.int32(), "audio_streams": pa.int32(),
+    "size_bytes": pa.int64(), "tags": pa.string(),
     "video_codec": pa.string(), "video_profile": pa.string(), "video_bit_rate": pa.int64(),
     "width": pa.int32(), "height": pa.int32(), "display_width": pa.int32(), "display_height": pa.int32(),
     "sar": pa.string(), "sar_value": pa.float64(), "dar": pa.string(), "dar_value": pa.float64(),
@@ -131,25 +144,45 @@ _INDEXED_FORMATS = frozenset({"mov", "mp4"})
 _VFR_TOLERANCE = 0.005
 
 
-def probe(path: str) -> MediaInfo:
-    """Read ``path``'s facts from its headers; decodes one frame to learn its rotation, pixel format and colour."""
+def probe(path: str, *, video_stream: int | None = None, audio_stream: int | None = None) -> MediaInfo:
+    """Read ``path``'s facts from its headers; decodes one frame to learn its rotation, pixel format and colour.
+
+    The streams described are FFmpeg's choice, or the numbers asked for
+    (``video_stream`` / ``audio_stream``, as ffmpeg's ``0:v:N`` / ``0:a:N``).
+    """
+    info, framed, fallbacks = _probe(path, video_stream, audio_stream)
+    for number in fallbacks:  # as Decode does: a chosen stream that gives no frame yields to the next candidate
+        if framed:
+            break
+        retry, framed, _ = _probe(path, number, audio_stream)
+        if framed:
+            info = retry
+    return info
+
+
+def _probe(path: str, video_stream: int | None, audio_stream: int | None) -> tuple[MediaInfo, bool, tuple[int, ...]]:
+    """The facts of the streams chosen, whether the video stream gave a frame, and the other video candidates."""
     with open_media(path, probe=False) as c:
         duration = c.duration / av.time_base if c.duration else None
+        choice = choose_streams(path, c, video=video_stream, audio=audio_stream)
         info: dict[str, Any] = dict(
             container=c.format.name, container_long=c.format.long_name, duration_s=duration,
-            bit_rate=c.bit_rate or None, stream_count=len(c.streams), size_bytes=os.path.getsize(path),
-            tags=_tags_json(c.metadata))
-        video, a = decodable(c.streams.video), decodable(c.streams.audio)  # streams with no decoder say little
+            bit_rate=c.bit_rate or None, stream_count=len(c.streams), **choice.report(),
+            size_bytes=os.path.getsize(path), tags=_tags_json(c.metadata))
+        video, a = choice.video, choice.audio
+        framed = False
         if video is not None:
-            info.update(_video_facts(c, video, duration))
+            facts, framed = _video_facts(c, video, duration)
+            info.update(facts)
         if a is not None:
             info.update(has_audio=True, audio_codec=a.codec_context.name, audio_sample_rate=a.rate or None,
                         audio_channels=a.channels or None, audio_layout=_layout_name(a),
                         audio_bit_rate=a.codec_context.bit_rate or None)
-        return MediaInfo(**info)
+        return MediaInfo(**info), framed, choice.video_fallbacks
 
 
-def _video_facts(c: Any, v: Any, duration: float | None) -> dict[str, Any]:
+def _video_facts(c: Any, v: Any, duration: float | None) -> tuple[dict[str, Any], bool]:
+    """The video stream's facts, and whether it gave a frame (what its rotation, format and colour come from)."""
     cc = v.codec_context
     stream_duration = float(v.duration * v.time_base) if v.duration and v.time_base else None
     if duration is None:
@@ -158,7 +191,8 @@ def _video_facts(c: Any, v: Any, duration: float | None) -> dict[str, Any]:
     fps = float(rate) if rate else None
     base, vfr = _base_rate(v, rate)
     count, exact = _frame_count(c, v, stream_duration or duration, fps)
-    rotation = _first_frame_rotation(c, v)  # before reading cc.pix_fmt and colour: the decoded frame sets them
+    first = _first_frame(c, v)  # before reading cc.pix_fmt and colour: the decoded frame sets them
+    rotation = int(first.rotation or 0) if first is not None else 0
     sar = _positive(v.sample_aspect_ratio)
     dw, dh = display_size(cc.width, cc.height, rotation, sar)
     dar = Fraction(cc.width, cc.height) * (sar or 1) if cc.width and cc.height else None
@@ -175,7 +209,7 @@ def _video_facts(c: Any, v: Any, duration: float | None) -> dict[str, Any]:
         base_fps=float(base) if base else None, variable_frame_rate=vfr, frame_count=count,
         frame_count_exact=exact, pix_fmt=cc.pix_fmt, bit_depth=depth, color_primaries=primaries,
         color_transfer=transfer, color_space=COLOR_SPACES.get(int(cc.colorspace)),
-        color_range=COLOR_RANGES.get(int(cc.color_range)), hdr=hdr, rotation=rotation)
+        color_range=COLOR_RANGES.get(int(cc.color_range)), hdr=hdr, rotation=rotation), first is not None
 
 
 def _base_rate(v: Any, average: Fraction | None) -> tuple[Fraction | None, bool | None]:
@@ -233,28 +267,41 @@ def _tags_json(metadata: Any) -> str | None:
     return json.dumps(tags, ensure_ascii=False, sort_keys=True) if tags else None
 
 
-def _first_frame_rotation(container: Any, stream: Any) -> int:
+def _first_frame(container: Any, stream: Any) -> av.VideoFrame | None:
+    """The stream's first frame, or None when it gives none (empty, or nothing decodes)."""
     try:
         for frame in container.decode(stream):
-            return int(frame.rotation or 0)
+            return frame
     except av.FFmpegError:
         pass
-    return 0
+    return None
 
 
 class Metadata(Stage):
     """Record each file's :class:`MediaInfo` in its report row.
 
     The frame count here is the header's (or duration x fps) unless a decoder
-    in the same pipeline already counted every frame.
+    in the same pipeline already counted every frame. ``video_stream`` /
+    ``audio_stream`` describe those streams (give the ``Decode`` of the same
+    pipeline the same numbers).
     """
 
     accepts = (FILE,)
     cacheable = True
+    cache_version = "2"  # the streams described are chosen by FFmpeg's rules, and the report names them
     report_fields = METADATA_FIELDS + (pa.field("decode_errors", pa.int32()),)
 
+    def __init__(self, name: str | None = None, *, video_stream: int | None = None,
+                 audio_stream: int | None = None, **options: Any) -> None:
+        super().__init__(name, **options)
+        for key, value in (("video_stream", video_stream), ("audio_stream", audio_stream)):
+            if value is not None:
+                STREAM_NUMBER.validate(key, value, type(self).__name__)
+        self.video_stream = video_stream
+        self.audio_stream = audio_stream
+
     def process(self, item: FileItem, ctx: StageContext) -> None:
-        info = dataclasses.asdict(probe(item.path))
+        info = dataclasses.asdict(probe(item.path, video_stream=self.video_stream, audio_stream=self.audio_stream))
         if ctx.run.record.get("frame_count_exact"):  # a decoder counted them already (Metadata ran after it)
             info.pop("frame_count")
             info.pop("frame_count_exact")

@@ -73,13 +73,26 @@ def parse_vtt(text: str) -> list[SpriteCue]:
     return cues
 
 
+def _letterboxed(tile: Image.Image, width: int, height: int) -> Image.Image:
+    """``tile`` (a frame of a stream that changed shape) fitted in the sheet's tile size, centred on black."""
+    scale = min(width / tile.width, height / tile.height)
+    w, h = max(1, round(tile.width * scale)), max(1, round(tile.height * scale))
+    if abs(w - width) <= 1 and abs(h - height) <= 1:  # the same shape, but for rounding
+        return tile.resize((width, height))
+    fitted = tile.resize((w, h))
+    box = Image.new("RGB", (width, height))
+    box.paste(fitted, ((width - fitted.width) // 2, (height - fitted.height) // 2))
+    return box
+
+
 class SpriteSheet(Stage):
     """Tiles every ``every`` seconds (or ``count`` evenly spaced) in ``columns`` x ``rows`` grids, plus WebVTT.
 
     Writes ``OUT/sprites/<file>/sheet_000.jpg`` (more sheets when the tiles
     outgrow one) and ``OUT/sprites/<file>/sprites.vtt``. A tile shows the first
     frame at or after its cue's start (within half a frame), upright, ``tile_width``
-    wide with the shown aspect kept. A cue ends where the next begins; the last
+    wide with the shown aspect kept (every tile has the first one's size: a later
+    frame of another shape is fitted inside it on black). A cue ends where the next begins; the last
     at the end of the video.
     """
 
@@ -131,7 +144,7 @@ class SpriteSheet(Stage):
             st["tile_size"] = tile.size
         tw, th = st["tile_size"]
         if tile.size != (tw, th):
-            tile = tile.resize((tw, th))
+            tile = _letterboxed(tile, tw, th)
         per_sheet = self.columns * self.rows
         slot = st["tiles"] % per_sheet
         if slot == 0:
