@@ -14,6 +14,13 @@ Rules worth knowing when reading a report row:
   or when FFmpeg found no such rate below the time base (``base_fps`` is then
   None); a base rate of exactly twice the average is an interlaced stream's
   field rate, not VFR. None when the average rate is unknown.
+* **Interlacing.** ``field_order`` is the stream's field order as ffprobe
+  names it: ``progressive``, ``tt`` (top field first), ``bb`` (bottom field
+  first), ``tb`` or ``bt`` (coded in one order, shown in the other); None
+  when the file does not say. ``interlaced`` is True when that order is an
+  interlaced one or the first decoded frame is flagged interlaced. Both come
+  from flags: footage whose flags were lost reads progressive or None here,
+  though ``Decode`` (``deinterlace="auto"``) detects and deinterlaces it.
 * **HDR.** ``hdr`` is True when the transfer is PQ (``smpte2084``) or HLG
   (``arib-std-b67``), or when the primaries are BT.2020 at 10 bits or more
   with no transfer tagged (an HDR master whose transfer tag was lost); an
@@ -43,6 +50,7 @@ import pyarrow as pa
 from pipeline import FILE, FileItem, Stage, StageContext
 
 from .decode import frame_rate
+from .deinterlace import INTERLACED_ORDERS, field_order_name
 from .media import decodable, display_size, open_media
 
 __all__ = ["MediaInfo", "probe", "Metadata", "METADATA_FIELDS", "COLOR_PRIMARIES", "COLOR_TRANSFERS",
@@ -74,6 +82,8 @@ class MediaInfo:
     fps: float | None = None
     base_fps: float | None = None
     variable_frame_rate: bool | None = None
+    field_order: str | None = None
+    interlaced: bool | None = None
     frame_count: int | None = None
     frame_count_exact: bool = False
     pix_fmt: str | None = None
@@ -99,6 +109,7 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "width": pa.int32(), "height": pa.int32(), "display_width": pa.int32(), "display_height": pa.int32(),
     "sar": pa.string(), "sar_value": pa.float64(), "dar": pa.string(), "dar_value": pa.float64(),
     "fps": pa.float64(), "base_fps": pa.float64(), "variable_frame_rate": pa.bool_(),
+    "field_order": pa.string(), "interlaced": pa.bool_(),
     "frame_count": pa.int64(), "frame_count_exact": pa.bool_(), "pix_fmt": pa.string(),
     "bit_depth": pa.int32(), "color_primaries": pa.string(), "color_transfer": pa.string(),
     "color_space": pa.string(), "color_range": pa.string(), "hdr": pa.bool_(),
@@ -158,7 +169,8 @@ def _video_facts(c: Any, v: Any, duration: float | None) -> dict[str, Any]:
     fps = float(rate) if rate else None
     base, vfr = _base_rate(v, rate)
     count, exact = _frame_count(c, v, stream_duration or duration, fps)
-    rotation = _first_frame_rotation(c, v)  # before reading cc.pix_fmt and colour: the decoded frame sets them
+    rotation, woven = _first_frame_facts(c, v)  # before reading cc.pix_fmt, colour and field order: it sets them
+    field_order = field_order_name(cc.field_order)
     sar = _positive(v.sample_aspect_ratio)
     dw, dh = display_size(cc.width, cc.height, rotation, sar)
     dar = Fraction(cc.width, cc.height) * (sar or 1) if cc.width and cc.height else None
@@ -172,7 +184,8 @@ def _video_facts(c: Any, v: Any, duration: float | None) -> dict[str, Any]:
         video_bit_rate=cc.bit_rate or None, width=cc.width, height=cc.height,
         display_width=dw, display_height=dh, sar=_ratio(sar), sar_value=float(sar) if sar else None,
         dar=_ratio(dar), dar_value=float(dar) if dar else None, fps=fps,
-        base_fps=float(base) if base else None, variable_frame_rate=vfr, frame_count=count,
+        base_fps=float(base) if base else None, variable_frame_rate=vfr, field_order=field_order,
+        interlaced=field_order in INTERLACED_ORDERS or woven, frame_count=count,
         frame_count_exact=exact, pix_fmt=cc.pix_fmt, bit_depth=depth, color_primaries=primaries,
         color_transfer=transfer, color_space=COLOR_SPACES.get(int(cc.colorspace)),
         color_range=COLOR_RANGES.get(int(cc.color_range)), hdr=hdr, rotation=rotation)
@@ -233,13 +246,14 @@ def _tags_json(metadata: Any) -> str | None:
     return json.dumps(tags, ensure_ascii=False, sort_keys=True) if tags else None
 
 
-def _first_frame_rotation(container: Any, stream: Any) -> int:
+def _first_frame_facts(container: Any, stream: Any) -> tuple[int, bool]:
+    """The first decoded frame's rotation and whether it is flagged interlaced (0 and False when none decodes)."""
     try:
         for frame in container.decode(stream):
-            return int(frame.rotation or 0)
+            return int(frame.rotation or 0), frame.interlaced_frame
     except av.FFmpegError:
         pass
-    return 0
+    return 0, False
 
 
 class Metadata(Stage):
