@@ -326,8 +326,9 @@ class Decode(Stage):
 
     def _field_policy(self, vstream: Any, ctx: StageContext) -> FieldPolicy:
         """How this stream's frames are deinterlaced (``stages.deinterlace``), from the options and its field order."""
-        return FieldPolicy(self.deinterlace, self.rate, stream_order=field_order_name(vstream.codec_context.field_order),
-                           time_base=vstream.time_base, sample_aspect=vstream.sample_aspect_ratio,
+        order = field_order_name(vstream.codec_context.field_order)
+        return FieldPolicy(self.deinterlace, self.rate, stream_order=order, time_base=vstream.time_base,
+                           sample_aspect=vstream.sample_aspect_ratio,
                            flags_only=self.keyframes_only, threads=ctx.cpu_budget)
 
     def _streams(self, path: str, container: Any, ctx: StageContext) -> tuple[Any, Any]:

@@ -16,9 +16,9 @@ Where the fields come from is said in three places, none always right:
 :class:`Deinterlacer` (a filter graph: buffer → bwdif/yadif → buffersink) or
 untouched::
 
-    decoded frames ─┬─ flagged interlaced, or the stream says tt/bb/tb/bt ─► bwdif
-                    └─ otherwise: hold the first few, run idet over them ──┬─ clear majority tff/bff ─► bwdif
-                                                                           └─ progressive / unsure ───► as decoded
+    decoded ─┬─ flagged interlaced, or the stream says tt/bb/tb/bt ─► bwdif
+    frames   └─ else: hold the first few, run idet over them ─┬─ clear majority tff/bff ─► bwdif
+                                                               └─ progressive / unsure ───► as decoded
 """
 
 from __future__ import annotations
