@@ -265,6 +265,7 @@ class Metadata(Stage):
 
     accepts = (FILE,)
     cacheable = True
+    cache_version = "2"  # 2: field_order and interlaced (a row cached before has neither)
     report_fields = METADATA_FIELDS + (pa.field("decode_errors", pa.int32()),)
 
     def process(self, item: FileItem, ctx: StageContext) -> None:
