@@ -2,6 +2,7 @@
 
 from .audio import AudioLevels
 from .decode import Decode
+from .deinterlace import Deinterlacer, combing
 from .encode import Encode, Proxy
 from .frames import AudioFrameItem, StreamInfo, VideoFrameItem
 from .media import VIDEO_EXTENSIONS, display_size, fit_within, open_media
@@ -13,8 +14,8 @@ from .thumbnails import Thumbnails, frame_to_image
 from .transforms import Convert, Crop, PixelFunction, Resize, numpy_stage
 
 __all__ = [
-    "AudioFrameItem", "AudioLevels", "ClipSpec", "Convert", "Crop", "Decode", "Encode", "METADATA_FIELDS", "MediaInfo",
-    "Metadata", "PixelFunction", "Proxy", "Resize", "SAMPLE_SET", "SpriteSheet", "StreamInfo", "Thumbnails",
-    "VIDEO_EXTENSIONS", "VideoFrameItem", "display_size", "fit_within", "frame_to_image", "generate_samples",
+    "AudioFrameItem", "AudioLevels", "ClipSpec", "Convert", "Crop", "Decode", "Deinterlacer", "Encode",
+    "METADATA_FIELDS", "MediaInfo", "Metadata", "PixelFunction", "Proxy", "Resize", "SAMPLE_SET", "SpriteSheet", "StreamInfo", "Thumbnails",
+    "VIDEO_EXTENSIONS", "VideoFrameItem", "combing", "display_size", "fit_within", "frame_to_image", "generate_samples",
     "make_clip", "numpy_stage", "open_media", "presets", "probe", "read_frame_marker",
 ]

@@ -20,6 +20,7 @@ from pipeline.presets import Option
 
 from .frames import AudioFrameItem, StreamInfo, VideoFrameItem, wrap_pixels
 from .damage import VideoDamage, read_packets
+from .deinterlace import DEINTERLACE, FIELD_RATE, FieldPolicy, field_order_name
 from .media import (StreamChoice, check_picture_size, check_readable, choose_streams, open_decoder, open_media,
                     rotation_turns)
 from .transforms import rotate_frame
@@ -104,6 +105,16 @@ class Decode(Stage):
     * ``every_nth``: one decoded frame in N.
     * ``keyframes_only``: the decoder skips every other frame (fast thumbnails).
     * ``upright``: apply the file's rotation to the pixels (frames then carry rotation 0).
+    * ``deinterlace`` (default ``"auto"``): interlaced video is deinterlaced
+      with FFmpeg's bwdif when its frames or stream say so, or when idet finds
+      the first frames woven though nothing says so (``stages.deinterlace``);
+      progressive video is left as decoded. ``"bwdif"``/``"yadif"``: every
+      frame, with that filter; ``"off"``: never. A ``keyframes_only`` decode
+      trusts the flags alone and filters each frame on its own (estdif).
+      The report's ``deinterlaced`` column names the filter used (None: none).
+    * ``rate``: ``"frame"`` (default) gives one picture a frame; ``"field"``
+      one a field of deinterlaced video, at twice the frame rate (the frames'
+      ``stream.fps`` and ``time_base`` say so).
     * ``audio_rate`` / ``audio_layout`` / ``audio_block_s``: resample audio to
       packed float32 at this rate and layout, in blocks of this many seconds
       (any of them set turns resampling on; blocks default to 1 s).
@@ -120,18 +131,19 @@ class Decode(Stage):
     accepts = (FILE,)
     emits = (FRAME, AUDIO)
     cacheable = True  # its report columns (frame count, decode errors); it runs while a consumer needs frames
-    cache_version = "2"  # streams chosen by FFmpeg's rules; size changes told; the report names the streams
+    cache_version = "3"  # 2: streams chosen by FFmpeg's rules, size changes told; 3: deinterlacing
 
     report_fields = (pa.field("video_stream", pa.int32()), pa.field("video_streams", pa.int32()),
                      pa.field("audio_stream", pa.int32()), pa.field("audio_streams", pa.int32()),
-                     pa.field("size_changes", pa.int32()), pa.field("pix_fmt_changes", pa.int32()))
+                     pa.field("size_changes", pa.int32()), pa.field("pix_fmt_changes", pa.int32()),
+                     pa.field("deinterlaced", pa.string()))
 
     def __init__(self, *, audio: bool = True, pixel_format: str | None = None, start: float | None = None,
                  end: float | None = None, fps: float | None = None, every_nth: int = 1,
                  keyframes_only: bool = False, upright: bool = False, audio_rate: int | None = None,
                  audio_layout: str | None = None, audio_block_s: float | None = None,
                  video_stream: int | None = None, audio_stream: int | None = None,
-                 name: str | None = None) -> None:
+                 deinterlace: str = "auto", rate: str = "frame", name: str | None = None) -> None:
         super().__init__(name)
         checks = {"every_nth": (every_nth, Option(int, min=1)), "fps": (fps, Option(float, above=0)),
                   "video_stream": (video_stream, STREAM_NUMBER), "audio_stream": (audio_stream, STREAM_NUMBER),
@@ -147,6 +159,10 @@ class Decode(Stage):
             raise PipelineDefinitionError(f"audio_stream={audio_stream} asks for sound, but audio=False decodes none")
         self.video_stream = video_stream
         self.audio_stream = audio_stream
+        self.deinterlace = DEINTERLACE.validate("deinterlace", deinterlace, type(self).__name__)
+        self.rate = FIELD_RATE.validate("rate", rate, type(self).__name__)
+        if self.rate == "field" and self.deinterlace == "off":
+            raise PipelineDefinitionError("rate='field' gives a picture a field: it needs deinterlace on")
         self.audio = audio
         self.pixel_format = pixel_format
         self.range_start = start
@@ -223,7 +239,8 @@ class Decode(Stage):
             if raw.damage is not None:  # every whole frame before it is given
                 raise raw.damage
             ctx.record(frame_count=raw.frame_count, frame_count_exact=True, decode_errors=0, video_stream=0,
-                       video_streams=1, audio_stream=None, audio_streams=0, size_changes=0, pix_fmt_changes=0)
+                       video_streams=1, audio_stream=None, audio_streams=0, size_changes=0, pix_fmt_changes=0,
+                       deinterlaced=None)
 
     def _slot_pool(self, frame_size: int) -> BufferPool:
         """This process's pool of slots for raw frames, made (or remade larger) on demand; ``teardown`` closes it."""
@@ -283,9 +300,32 @@ class Decode(Stage):
                                       rate, info)
             streams = [s for s in (vstream, astream) if s is not None]
             vtb = vstream.time_base if vstream is not None else None
+            fields = self._field_policy(vstream, ctx) if vstream is not None else None
             timestamps = BestEffortTimestamps()
-            decoded = audio_errors = 0
-            done = False
+            decoded = given = audio_errors = 0
+            done = per_field = False
+
+            def give(pictures: list[tuple[av.VideoFrame, float]]) -> Iterator[VideoFrameItem]:
+                """The items for pictures out of the deinterlacer (or as decoded), up to the range's end."""
+                nonlocal info, pick, given, done, per_field
+                for picture, t in pictures:
+                    if not per_field and fields is not None and fields.doubles_rate:
+                        per_field, info = True, _per_field(info)  # one picture a field from now on
+                        pick = _FramePicker(self, info) if not given else pick
+                    if self.range_end is not None and t >= self.range_end - pick.half_frame:
+                        done = True
+                        return
+                    index = pick(t, given)
+                    given += 1
+                    if index is None:
+                        continue
+                    if info.pix_fmt is None:  # opened without probing: the first frame tells
+                        info = dataclasses.replace(info, pix_fmt=picture.format.name)
+                    yield self._video_item(picture, index, t, info)
+                    if pick.emitted % 16 == 0:
+                        ctx.progress(pick.emitted, info.frame_count)
+
+            frame_fps = info.fps
             for packet in read_packets(container, streams, damage):
                 if damage is not None and packet.stream is vstream:
                     damage.packet(packet)
@@ -303,20 +343,13 @@ class Decode(Stage):
                     if packet.stream is vstream:
                         ts = timestamps(frame.pts, frame.dts)
                         t = float(ts * vtb) - origin if ts is not None else (
-                            decoded / float(info.fps) if info.fps else 0.0)
+                            decoded / float(frame_fps) if frame_fps else 0.0)
                         decoded += 1
-                        if self.range_end is not None and t >= self.range_end - pick.half_frame:
-                            done = True
-                            break
-                        index = pick(t, decoded - 1)
-                        if index is None:
-                            continue
                         result.pictures.see(frame)
-                        if info.pix_fmt is None:  # opened without probing: the first frame tells
-                            info = dataclasses.replace(info, pix_fmt=frame.format.name)
-                        yield self._video_item(frame, index, t, info)
-                        if pick.emitted % 16 == 0:
-                            ctx.progress(pick.emitted, info.frame_count)
+                        assert fields is not None
+                        yield from give(fields.feed(frame, t))
+                        if done:
+                            break
                     else:
                         t = float(frame.pts * frame.time_base) - origin if frame.pts is not None else 0.0
                         if self.range_start is not None and t < self.range_start - 0.001:
@@ -330,10 +363,13 @@ class Decode(Stage):
                                                     else blocks.feed(frame, t))
                 if done:
                     break
+            if fields is not None and not done:  # the frames the deinterlacer (or its detection) still holds
+                yield from give(fields.flush())
             if blocks is not None:
                 yield from result.new_audio(blocks.feed(None))
         result.damage, result.decoded, result.done = damage, decoded, done
         result.audio_errors, result.emitted = audio_errors, pick.emitted
+        result.deinterlaced = fields.applied if fields is not None else None
 
     def _report(self, ctx: StageContext, result: "_Pass") -> None:
         """Record what the decode used and saw; warn of what a user should know; fail a file with no frame."""
@@ -343,9 +379,9 @@ class Decode(Stage):
         if audio_errors:
             ctx.warn(f"{audio_errors} audio packet(s) failed to decode")
         if damage is None:
-            ctx.record(frame_count=0, frame_count_exact=True, decode_errors=audio_errors)
+            ctx.record(frame_count=0, frame_count_exact=True, decode_errors=audio_errors, deinterlaced=None)
             return
-        ctx.record(decode_errors=damage.errors + audio_errors)
+        ctx.record(decode_errors=damage.errors + audio_errors, deinterlaced=result.deinterlaced)
         warning = damage.verdict(result.decoded, to_the_end=not result.done)  # raises for a truncated file
         if warning:
             ctx.warn(warning)
@@ -356,6 +392,13 @@ class Decode(Stage):
         ctx.progress(result.emitted, result.emitted)
         if not self._drops_frames:  # else not every frame was seen: leave the count to the metadata
             ctx.record(frame_count=result.decoded, frame_count_exact=True)
+
+    def _field_policy(self, vstream: Any, ctx: StageContext) -> FieldPolicy:
+        """How this stream's frames are deinterlaced (``stages.deinterlace``), from the options and its field order."""
+        order = field_order_name(vstream.codec_context.field_order)
+        return FieldPolicy(self.deinterlace, self.rate, stream_order=order, time_base=vstream.time_base,
+                           sample_aspect=vstream.sample_aspect_ratio,
+                           flags_only=self.keyframes_only, threads=ctx.cpu_budget)
 
     def _streams(self, path: str, container: Any, ctx: StageContext, video: int | None) -> StreamChoice:
         """The video and audio streams to decode (``choose_streams``); fails when there is nothing to decode.
@@ -458,6 +501,7 @@ class _Pass:
     audio_errors: int = 0
     emitted: int = 0
     pictures: PictureChanges = dataclasses.field(default_factory=PictureChanges)
+    deinterlaced: str | None = None  # the filter that deinterlaced the pictures, if one did
 
     def new_audio(self, items: Iterable[AudioFrameItem]) -> Iterator[AudioFrameItem]:
         """``items`` less those an earlier pass gave (decoding the same sound again gives the same items)."""
@@ -497,6 +541,12 @@ class _FramePicker:
         if self.numbered_by_time and self.fps:
             return round(t * self.fps)
         return decoded_index
+
+
+def _per_field(info: StreamInfo) -> StreamInfo:
+    """``info`` for pictures a field apart: twice the rate and the count, half the time base."""
+    return dataclasses.replace(info, fps=info.fps * 2 if info.fps else None, time_base=info.time_base / 2,
+                               frame_count=info.frame_count * 2 if info.frame_count else None)
 
 
 def _seek(container: Any, stream: Any, seconds: float) -> None:

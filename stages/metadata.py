@@ -14,6 +14,13 @@ Rules worth knowing when reading a report row:
   or when FFmpeg found no such rate below the time base (``base_fps`` is then
   None); a base rate of exactly twice the average is an interlaced stream's
   field rate, not VFR. None when the average rate is unknown.
+* **Interlacing.** ``field_order`` is the stream's field order as ffprobe
+  names it: ``progressive``, ``tt`` (top field first), ``bb`` (bottom field
+  first), ``tb`` or ``bt`` (coded in one order, shown in the other); None
+  when the file does not say. ``interlaced`` is True when that order is an
+  interlaced one or the first decoded frame is flagged interlaced. Both come
+  from flags: footage whose flags were lost reads progressive or None here,
+  though ``Decode`` (``deinterlace="auto"``) detects and deinterlaces it.
 * **HDR.** ``hdr`` is True when the transfer is PQ (``smpte2084``) or HLG
   (``arib-std-b67``), or when the primaries are BT.2020 at 10 bits or more
   with no transfer tagged (an HDR master whose transfer tag was lost); an
@@ -50,6 +57,7 @@ from pipeline import FILE, FileItem, Stage, StageContext
 
 from .decode import frame_rate
 from .decode import STREAM_NUMBER
+from .deinterlace import INTERLACED_ORDERS, field_order_name
 from .media import choose_streams, display_size, open_media
 
 __all__ = ["MediaInfo", "probe", "Metadata", "METADATA_FIELDS", "COLOR_PRIMARIES", "COLOR_TRANSFERS",
@@ -85,6 +93,8 @@ class MediaInfo:
     fps: float | None = None
     base_fps: float | None = None
     variable_frame_rate: bool | None = None
+    field_order: str | None = None
+    interlaced: bool | None = None
     frame_count: int | None = None
     frame_count_exact: bool = False
     pix_fmt: str | None = None
@@ -112,6 +122,7 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "width": pa.int32(), "height": pa.int32(), "display_width": pa.int32(), "display_height": pa.int32(),
     "sar": pa.string(), "sar_value": pa.float64(), "dar": pa.string(), "dar_value": pa.float64(),
     "fps": pa.float64(), "base_fps": pa.float64(), "variable_frame_rate": pa.bool_(),
+    "field_order": pa.string(), "interlaced": pa.bool_(),
     "frame_count": pa.int64(), "frame_count_exact": pa.bool_(), "pix_fmt": pa.string(),
     "bit_depth": pa.int32(), "color_primaries": pa.string(), "color_transfer": pa.string(),
     "color_space": pa.string(), "color_range": pa.string(), "hdr": pa.bool_(),
@@ -191,8 +202,10 @@ def _video_facts(c: Any, v: Any, duration: float | None) -> tuple[dict[str, Any]
     fps = float(rate) if rate else None
     base, vfr = _base_rate(v, rate)
     count, exact = _frame_count(c, v, stream_duration or duration, fps)
-    first = _first_frame(c, v)  # before reading cc.pix_fmt and colour: the decoded frame sets them
+    first = _first_frame(c, v)  # before reading cc.pix_fmt, colour and field order: the decoded frame sets them
     rotation = int(first.rotation or 0) if first is not None else 0
+    woven = bool(first.interlaced_frame) if first is not None else False
+    field_order = field_order_name(cc.field_order)
     sar = _positive(v.sample_aspect_ratio)
     dw, dh = display_size(cc.width, cc.height, rotation, sar)
     dar = Fraction(cc.width, cc.height) * (sar or 1) if cc.width and cc.height else None
@@ -206,7 +219,8 @@ def _video_facts(c: Any, v: Any, duration: float | None) -> tuple[dict[str, Any]
         video_bit_rate=cc.bit_rate or None, width=cc.width, height=cc.height,
         display_width=dw, display_height=dh, sar=_ratio(sar), sar_value=float(sar) if sar else None,
         dar=_ratio(dar), dar_value=float(dar) if dar else None, fps=fps,
-        base_fps=float(base) if base else None, variable_frame_rate=vfr, frame_count=count,
+        base_fps=float(base) if base else None, variable_frame_rate=vfr, field_order=field_order,
+        interlaced=field_order in INTERLACED_ORDERS or woven, frame_count=count,
         frame_count_exact=exact, pix_fmt=cc.pix_fmt, bit_depth=depth, color_primaries=primaries,
         color_transfer=transfer, color_space=COLOR_SPACES.get(int(cc.colorspace)),
         color_range=COLOR_RANGES.get(int(cc.color_range)), hdr=hdr, rotation=rotation), first is not None
@@ -288,7 +302,7 @@ class Metadata(Stage):
 
     accepts = (FILE,)
     cacheable = True
-    cache_version = "2"  # the streams described are chosen by FFmpeg's rules, and the report names them
+    cache_version = "3"  # 2: streams chosen by FFmpeg's rules and named; 3: field_order and interlaced
     report_fields = METADATA_FIELDS + (pa.field("decode_errors", pa.int32()),)
 
     def __init__(self, name: str | None = None, *, video_stream: int | None = None,
