@@ -17,6 +17,7 @@ from pipeline import (AUDIO, FILE, FRAME, EmptyStream, FileItem, FileRun, Pipeli
 from pipeline.buffers import BufferPool
 from pipeline.presets import Option
 
+from .colour import Colour
 from .frames import AudioFrameItem, StreamInfo, VideoFrameItem, wrap_pixels
 from .damage import VideoDamage, read_packets
 from .media import check_picture_size, check_readable, decodable, open_decoder, open_media, rotation_turns
@@ -256,6 +257,8 @@ class Decode(Stage):
                             continue
                         if info.pix_fmt is None:  # opened without probing: the first frame tells
                             info = dataclasses.replace(info, pix_fmt=frame.format.name)
+                        if info.colour is None:  # tags and side data do not cross processes: the stream carries them
+                            info = dataclasses.replace(info, colour=Colour.from_frame(frame))
                         yield self._video_item(frame, index, t, info)
                         if pick.emitted % 16 == 0:
                             ctx.progress(pick.emitted, info.frame_count)

@@ -23,7 +23,11 @@ Rules worth knowing when reading a report row:
   stored picture, width x SAR / height (square pixels when SAR is unknown),
   before rotation.
 * **Colour.** Primaries, transfer, matrix and range carry FFmpeg's own names
-  (``ffprobe`` prints the same); "unspecified" is None.
+  (``ffprobe`` prints the same); "unspecified" is None. ``mastering_max_nits``
+  / ``mastering_min_nits`` (the SMPTE ST 2086 mastering display) and
+  ``max_cll`` / ``max_fall`` (content light levels, nits) come from the first
+  decoded frame's side data; None when absent. Dolby Vision's profile is not
+  reported: PyAV 18 does not expose the stream's configuration record.
 * **Tags.** The container's metadata tags (title, creation_time, encoder...)
   as one JSON object in a string column, since a Parquet column has one type.
 """
@@ -42,6 +46,7 @@ import pyarrow as pa
 
 from pipeline import FILE, FileItem, Stage, StageContext
 
+from .colour import COLOR_PRIMARIES, COLOR_RANGES, COLOR_SPACES, COLOR_TRANSFERS, HDR_TRANSFERS, Colour
 from .decode import frame_rate
 from .media import decodable, display_size, open_media
 
@@ -83,6 +88,10 @@ class MediaInfo:
     color_space: str | None = None
     color_range: str | None = None
     hdr: bool | None = None
+    mastering_max_nits: float | None = None
+    mastering_min_nits: float | None = None
+    max_cll: int | None = None
+    max_fall: int | None = None
     rotation: int = 0
     has_audio: bool = False
     audio_codec: str | None = None
@@ -102,6 +111,8 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "frame_count": pa.int64(), "frame_count_exact": pa.bool_(), "pix_fmt": pa.string(),
     "bit_depth": pa.int32(), "color_primaries": pa.string(), "color_transfer": pa.string(),
     "color_space": pa.string(), "color_range": pa.string(), "hdr": pa.bool_(),
+    "mastering_max_nits": pa.float64(), "mastering_min_nits": pa.float64(), "max_cll": pa.int32(),
+    "max_fall": pa.int32(),
     "rotation": pa.int32(), "has_audio": pa.bool_(), "audio_codec": pa.string(),
     "audio_sample_rate": pa.int32(), "audio_channels": pa.int32(), "audio_layout": pa.string(),
     "audio_bit_rate": pa.int64(),
@@ -110,21 +121,6 @@ METADATA_FIELDS: tuple[pa.Field, ...] = tuple(
     pa.field(f.name, _ARROW_TYPES[f.name]) for f in dataclasses.fields(MediaInfo))
 """The Arrow fields of a :class:`MediaInfo`, in order."""
 
-# FFmpeg's names (libavutil's av_color_*_name, what ffprobe prints) for the codes PyAV
-# hands back as plain ints; "reserved" and "unknown" (unspecified) are left out: None.
-COLOR_PRIMARIES: dict[int, str] = {
-    1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film", 9: "bt2020",
-    10: "smpte428", 11: "smpte431", 12: "smpte432", 22: "ebu3213"}
-COLOR_TRANSFERS: dict[int, str] = {
-    1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "linear", 9: "log100",
-    10: "log316", 11: "iec61966-2-4", 12: "bt1361e", 13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12",
-    16: "smpte2084", 17: "smpte428", 18: "arib-std-b67"}
-COLOR_SPACES: dict[int, str] = {
-    0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "ycgco",
-    9: "bt2020nc", 10: "bt2020c", 11: "smpte2085", 12: "chroma-derived-nc", 13: "chroma-derived-c",
-    14: "ictcp", 15: "ipt-c2", 16: "ycgco-re", 17: "ycgco-ro"}
-COLOR_RANGES: dict[int, str] = {1: "tv", 2: "pc"}
-_HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})  # PQ (HDR10, Dolby Vision) and HLG
 
 # Demuxers whose nb_frames is their index of every frame (MP4/MOV's sample table).
 _INDEXED_FORMATS = frozenset({"mov", "mp4"})
@@ -158,14 +154,15 @@ def _video_facts(c: Any, v: Any, duration: float | None) -> dict[str, Any]:
     fps = float(rate) if rate else None
     base, vfr = _base_rate(v, rate)
     count, exact = _frame_count(c, v, stream_duration or duration, fps)
-    rotation = _first_frame_rotation(c, v)  # before reading cc.pix_fmt and colour: the decoded frame sets them
+    rotation, colour = _first_frame(c, v)  # before reading cc.pix_fmt and colour: the decoded frame sets them
+    mastering = colour.mastering if colour is not None else None
     sar = _positive(v.sample_aspect_ratio)
     dw, dh = display_size(cc.width, cc.height, rotation, sar)
     dar = Fraction(cc.width, cc.height) * (sar or 1) if cc.width and cc.height else None
     depth = _bit_depth(cc.pix_fmt)
     primaries = COLOR_PRIMARIES.get(int(cc.color_primaries))
     transfer = COLOR_TRANSFERS.get(int(cc.color_trc))
-    hdr = transfer in _HDR_TRANSFERS or (
+    hdr = transfer in HDR_TRANSFERS or (
         transfer is None and primaries == "bt2020" and depth is not None and depth >= 10)
     return dict(
         duration_s=duration, video_codec=cc.name, video_profile=cc.profile,
@@ -175,7 +172,11 @@ def _video_facts(c: Any, v: Any, duration: float | None) -> dict[str, Any]:
         base_fps=float(base) if base else None, variable_frame_rate=vfr, frame_count=count,
         frame_count_exact=exact, pix_fmt=cc.pix_fmt, bit_depth=depth, color_primaries=primaries,
         color_transfer=transfer, color_space=COLOR_SPACES.get(int(cc.colorspace)),
-        color_range=COLOR_RANGES.get(int(cc.color_range)), hdr=hdr, rotation=rotation)
+        color_range=COLOR_RANGES.get(int(cc.color_range)), hdr=hdr,
+        mastering_max_nits=mastering.max_nits if mastering is not None else None,
+        mastering_min_nits=mastering.min_nits if mastering is not None else None,
+        max_cll=colour.max_cll if colour is not None else None,
+        max_fall=colour.max_fall if colour is not None else None, rotation=rotation)
 
 
 def _base_rate(v: Any, average: Fraction | None) -> tuple[Fraction | None, bool | None]:
@@ -233,13 +234,14 @@ def _tags_json(metadata: Any) -> str | None:
     return json.dumps(tags, ensure_ascii=False, sort_keys=True) if tags else None
 
 
-def _first_frame_rotation(container: Any, stream: Any) -> int:
+def _first_frame(container: Any, stream: Any) -> tuple[int, Colour | None]:
+    """The first decoded frame's rotation and colour (its HDR side data: mastering display, light levels)."""
     try:
         for frame in container.decode(stream):
-            return int(frame.rotation or 0)
+            return int(frame.rotation or 0), Colour.from_frame(frame)
     except av.FFmpegError:
         pass
-    return 0
+    return 0, None
 
 
 class Metadata(Stage):
@@ -251,6 +253,7 @@ class Metadata(Stage):
 
     accepts = (FILE,)
     cacheable = True
+    cache_version = "2"  # HDR light-level columns
     report_fields = METADATA_FIELDS + (pa.field("decode_errors", pa.int32()),)
 
     def process(self, item: FileItem, ctx: StageContext) -> None:
