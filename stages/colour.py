@@ -31,7 +31,10 @@ tonemap=hable:desat=0,zscale=t=bt709``:
    ``hable(x) = (x(0.15x + 0.05) + 0.004) / (x(0.15x + 0.5) + 0.06) - 0.02/0.3``.
    ``peak`` as FFmpeg's ``ff_determine_signal_peak``: MaxCLL / 100, else the
    mastering display's maximum luminance / 100, else 100 for PQ, 10 for HLG.
-5. The BT.709 OETF (values above 1 clipped), then 8-bit.
+5. Encoded for a BT.709 (BT.1886, gamma 2.4) display: ``V = L ** (1/2.4)``,
+   values above 1 clipped, then 8-bit. This is what zscale's ``t=bt709``
+   does to display-referred light; the camera OETF (``1.099 L^0.45 - 0.099``)
+   would make the darks several times darker than FFmpeg's tone-map.
 
 Steps 2-5 are one function of (R', G', B'), baked into a 65 x 65 x 65 3D LUT
 (per transfer and peak, written once as a ``.cube`` file in the temporary
@@ -58,6 +61,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import struct
 import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -75,7 +79,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Colour", "MasteringDisplay", "SDR_BT709", "COLOR_PRIMARIES", "COLOR_TRANSFERS", "COLOR_SPACES",
            "COLOR_RANGES", "HDR_TRANSFERS", "picture_colour", "signal_peak", "to_rgb24", "to_sdr_frame", "sws_matrix",
-           "sws_range", "source_args", "tag_encoder", "x265_hdr_params", "srgb_icc_profile", "unconverted_transfer",
+           "sws_range", "source_args", "tag_encoder", "tag_frame", "x265_hdr_params", "srgb_icc_profile", "unconverted_transfer",
            "tone_map_formula"]
 
 # FFmpeg's names (libavutil's av_color_*_name, what ffprobe prints) for the codes PyAV
@@ -281,7 +285,6 @@ _PQ_C1, _PQ_C2, _PQ_C3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
 _HLG_A = 0.17883277
 _HLG_B = 1 - 4 * _HLG_A
 _HLG_C = 0.5 - _HLG_A * np.log(4 * _HLG_A)
-_BT709_ALPHA, _BT709_BETA = 1.09929682680944, 0.018053968510807
 _WHITE_D65 = (0.3127, 0.3290)
 _PRIMARIES_XY = {"bt709": ((0.64, 0.33), (0.30, 0.60), (0.15, 0.06)),
                  "bt2020": ((0.708, 0.292), (0.170, 0.797), (0.131, 0.046))}
@@ -318,9 +321,14 @@ def _hable(x: np.ndarray | float) -> np.ndarray | float:
     return (x * (x * a + b * c) + d * e) / (x * (x * a + b) + d * f) - e / f
 
 
-def _bt709_oetf(linear: np.ndarray) -> np.ndarray:
-    v = np.clip(linear, 0.0, 1.0)
-    return np.where(v < _BT709_BETA, 4.5 * v, _BT709_ALPHA * np.power(v, 0.45) - (_BT709_ALPHA - 1))
+def _bt1886_inverse_eotf(linear: np.ndarray) -> np.ndarray:
+    """Display light (1.0 = SDR white) to a BT.709 signal for a BT.1886 display: ``L ** (1 / 2.4)``.
+
+    What zscale's ``t=bt709`` does to display-referred light (zimg's default); the camera OETF
+    (``1.099 L^0.45 - 0.099``) would make the darks of a tone-mapped picture several times darker
+    than FFmpeg's (a 1-nit grey: 4 instead of 25).
+    """
+    return np.power(np.clip(linear, 0.0, 1.0), 1 / 2.4)
 
 
 def tone_map_formula(rgb: np.ndarray, transfer: str, peak: float) -> np.ndarray:
@@ -329,13 +337,13 @@ def tone_map_formula(rgb: np.ndarray, transfer: str, peak: float) -> np.ndarray:
     linear = np.maximum(linear @ BT2020_TO_BT709.T, 0.0)
     sig = np.maximum(linear.max(axis=-1), 1e-6)
     linear = linear * (_hable(sig) / _hable(peak) / sig)[..., None]
-    return _bt709_oetf(linear)
+    return _bt1886_inverse_eotf(linear)
 
 
 # The 3D LUT and its filter graphs ---------------------------------------------------
 
 LUT_SIZE = 65
-_LUT_VERSION = "1"  # bump when the operator changes: the cached .cube files are named by it
+_LUT_VERSION = "2"  # bump when the operator changes: the cached .cube files are named by it
 _GRAPHS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _MAX_GRAPHS = 8
 
@@ -440,6 +448,13 @@ def tag_encoder(codec_context: Any, colour: Colour) -> None:
         setattr(codec_context, attr, code)
 
 
+def tag_frame(frame: av.VideoFrame, colour: Colour) -> av.VideoFrame:
+    """``frame`` tagged with ``colour`` (some encoders, ProRes among them, write each frame's own tags)."""
+    for attr, code in colour.codes().items():
+        setattr(frame, attr, code)
+    return frame
+
+
 def x265_hdr_params(colour: Colour) -> str:
     """x265-params that signal ``colour`` in HEVC's VUI and its HDR10 SEI (mastering display, MaxCLL/MaxFALL).
 
@@ -464,4 +479,8 @@ def x265_hdr_params(colour: Colour) -> str:
 def srgb_icc_profile() -> bytes:
     """An sRGB ICC profile (Pillow's), for every picture written: its pixels are BT.709 R'G'B' for sRGB screens."""
     from PIL import ImageCms
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    # The header's creation date (bytes 24-35) is the time it was made: fix it, so that the same picture
+    # gives the same file in every process and every run (outputs are compared byte for byte).
+    profile[24:36] = struct.pack(">6H", 2000, 1, 1, 0, 0, 0)
+    return bytes(profile)

@@ -28,7 +28,8 @@ from pipeline.outputs import fit_name
 from pipeline.presets import Option
 from pipeline.zerocopy import transfer
 
-from .colour import SDR_BT709, Colour, picture_colour, sws_matrix, sws_range, tag_encoder, to_sdr_frame, x265_hdr_params
+from .colour import (SDR_BT709, Colour, picture_colour, sws_matrix, sws_range, tag_encoder, tag_frame, to_sdr_frame,
+                     x265_hdr_params)
 from .frames import AudioFrameItem, VideoFrameItem
 from .media import display_size, fit_within, rotation_turns
 from .transforms import rotate_frame
@@ -552,7 +553,7 @@ class Encode(Stage):
     # Writing --------------------------------------------------------------------------
 
     def _encode_video(self, item: VideoFrameItem, st: dict[str, Any]) -> None:
-        frame = self._upright(self._in_output_colour(item, st), st)
+        frame = tag_frame(self._upright(self._in_output_colour(item, st), st), st["out_colour"])
         tb = st["video"].codec_context.time_base
         pts = round(item.time / tb)
         if st["last_pts"] is not None and pts <= st["last_pts"]:  # stamps must rise for the muxer
