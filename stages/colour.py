@@ -78,9 +78,9 @@ if TYPE_CHECKING:
     from .frames import VideoFrameItem
 
 __all__ = ["Colour", "MasteringDisplay", "SDR_BT709", "COLOR_PRIMARIES", "COLOR_TRANSFERS", "COLOR_SPACES",
-           "COLOR_RANGES", "HDR_TRANSFERS", "picture_colour", "signal_peak", "to_rgb24", "to_sdr_frame", "sws_matrix",
-           "sws_range", "source_args", "tag_encoder", "tag_frame", "x265_hdr_params", "srgb_icc_profile", "unconverted_transfer",
-           "tone_map_formula"]
+           "COLOR_RANGES", "HDR_TRANSFERS", "picture_colour", "signal_peak", "to_rgb24", "to_sdr_frame",
+           "sws_matrix", "sws_range", "source_args", "tag_encoder", "tag_frame", "x265_hdr_params",
+           "srgb_icc_profile", "unconverted_transfer", "tone_map_formula"]
 
 # FFmpeg's names (libavutil's av_color_*_name, what ffprobe prints) for the codes PyAV
 # hands back as plain ints; "reserved" and "unknown" (unspecified) are left out: None.

@@ -53,7 +53,8 @@ def hlg_encode(display_nits: np.ndarray) -> np.ndarray:
     scene = d / np.power(np.maximum(yd, 1e-12), 0.2 / 1.2)[..., None]
     a = 0.17883277
     b, c = 1 - 4 * a, 0.5 - a * np.log(4 * a)
-    return np.where(scene <= 1 / 12, np.sqrt(3 * np.maximum(scene, 0)), a * np.log(np.maximum(12 * scene - b, 1e-12)) + c)
+    log_part = a * np.log(np.maximum(12 * scene - b, 1e-12)) + c
+    return np.where(scene <= 1 / 12, np.sqrt(3 * np.maximum(scene, 0)), log_part)
 
 
 def ycbcr10(rgb_signal: np.ndarray) -> tuple[int, int, int]:
