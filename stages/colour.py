@@ -40,12 +40,15 @@ Steps 2-5 are one function of (R', G', B'), baked into a 65 x 65 x 65 3D LUT
 (per transfer and peak, written once as a ``.cube`` file in the temporary
 folder) and applied by FFmpeg's ``lut3d`` filter with tetrahedral
 interpolation on 16-bit planar RGB. Measured on a 1280x720 frame (this
-machine, one thread): the LUT route costs 1.5 ms (scale to gbrp16le) + 5.3 ms
-(lut3d) + 0.8 ms (to yuv420p), against ~40 ms for the same formula in numpy
-with 1,024-entry LUTs; its error against the exact formula is at most 1 code
-value on greys, 0.07 on average over random 10-bit colours (up to ~20 at the
-kinks where a component is clipped at 0). SDR sources are converted by
-swscale alone, with their own matrix and range.
+machine, one thread): the LUT route adds ~7.6 ms to a 720p proxy frame
+(scale to gbrp16le 3.0 ms instead of 1.9 ms to yuv420p, lut3d 5.7 ms, or
+2.9 ms on two graph threads, back to yuv420p 0.8 ms), against ~40 ms for
+the same formula in numpy with 1,024-entry LUTs. Its error against the exact
+formula: at most 1 code value on every 10-bit grey, 0.13 on average over
+random 10-bit colours (up to ~35 where a component is clipped at 0 next to
+bright ones). On the HDR10 test clip the poster is within 0.67 code values
+(mean; max 1) of ffmpeg's zscale + tonemap=hable chain. SDR sources are
+converted by swscale alone, with their own matrix and range.
 
 Not converted: other transfers (``linear``, ``log100``, ``smpte428``...) are
 shown as if BT.709 (stages warn once per file); SDR BT.2020 (``bt2020-10``)
