@@ -47,7 +47,10 @@ the same formula in numpy with 1,024-entry LUTs. Its error against the exact
 formula: at most 1 code value on every 10-bit grey, 0.13 on average over
 random 10-bit colours (up to ~35 where a component is clipped at 0 next to
 bright ones). On the HDR10 test clip the poster is within 0.67 code values
-(mean; max 1) of ffmpeg's zscale + tonemap=hable chain. SDR sources are
+(mean; max 1) of ffmpeg's zscale + tonemap=hable chain. On HLG the greys
+agree as well; saturated colours differ by up to ~13 code values because this
+machine's zimg applies HLG's system gamma to each component, where BT.2100's
+OOTF (used here) scales by the luminance. SDR sources are
 converted by swscale alone, with their own matrix and range.
 
 Not converted: other transfers (``linear``, ``log100``, ``smpte428``...) are
