@@ -18,6 +18,7 @@ from pipeline import (AUDIO, FILE, FRAME, EmptyStream, FileItem, FileRun, InputE
 from pipeline.buffers import BufferPool
 from pipeline.presets import Option
 
+from .colour import Colour
 from .frames import AudioFrameItem, StreamInfo, VideoFrameItem, wrap_pixels
 from .damage import VideoDamage, read_packets
 from .deinterlace import DEINTERLACE, FIELD_RATE, FieldPolicy, field_order_name
@@ -346,6 +347,8 @@ class Decode(Stage):
                             decoded / float(frame_fps) if frame_fps else 0.0)
                         decoded += 1
                         result.pictures.see(frame)
+                        if info.colour is None:  # tags and side data do not cross processes: the stream carries them
+                            info = dataclasses.replace(info, colour=Colour.from_frame(frame))
                         assert fields is not None
                         yield from give(fields.feed(frame, t))
                         if done:

@@ -32,11 +32,13 @@ from pipeline.outputs import fit_name
 from pipeline.presets import Option
 from pipeline.zerocopy import transfer
 
+from .colour import (SDR_BT709, Colour, picture_colour, sws_matrix, sws_range, tag_encoder, tag_frame, to_sdr_frame,
+                     x265_hdr_params)
 from .frames import AudioFrameItem, VideoFrameItem
 from .media import choose_streams, display_size, fit_within, rotation_turns
 from .transforms import rotate_frame
 
-__all__ = ["Encode", "Proxy", "VideoCodec", "VIDEO_CODECS", "CONTAINERS", "AudioMode", "ENCODER_PRESETS",
+__all__ = ["Encode", "Proxy", "VideoCodec", "VIDEO_CODECS", "CONTAINERS", "AudioMode", "HdrMode", "ENCODER_PRESETS",
            "ENCODER_CRF", "VIDEO_SIDE", "CATEGORY"]
 
 
@@ -51,6 +53,8 @@ def _output_file(ctx: StageContext, category: str, extension: str) -> Path:
 
 
 AudioMode = Literal["auto", "encode", False]
+HdrMode = Literal["auto", "tonemap", "keep"]
+_HDR_MODES = ("auto", "tonemap", "keep")
 
 
 def _rotate_444(frame: av.VideoFrame, turns: int, deep: bool) -> av.VideoFrame:
@@ -143,6 +147,15 @@ _OPUS_RATES = (48000, 24000, 16000, 12000, 8000)
 # priming packet before 0 s included).
 _TRIM_TOLERANCE_S = 0.25
 _LOSSY_AUDIO = {"aac", "libopus"}
+
+
+def _bit_depth(pix_fmt: str) -> int:
+    """Bits per sample of the pixel format's widest component."""
+    return max((c.bits for c in av.VideoFormat(pix_fmt).components), default=8)
+
+
+def _is_rgb(pix_fmt: str) -> bool:
+    return bool(av.VideoFormat(pix_fmt).is_rgb)
 
 
 def _pixel_formats(codec: str) -> set[str]:
@@ -317,6 +330,14 @@ class Encode(Stage):
     streams forward together. ``faststart`` (MP4/MOV only) puts the index
     before the media data, so a player can start while downloading.
 
+    Colour (``hdr``): every output is tagged with its primaries, transfer,
+    matrix and range. An SDR source keeps its own (guessed where untagged:
+    BT.709 for HD, else BT.601), its matrix unchanged. An HDR source (PQ or
+    HLG) is tone-mapped to SDR BT.709 (``stages.colour``) with ``"tonemap"``,
+    kept as it is (tags, and for x265 its mastering display and light levels)
+    with ``"keep"``; ``"auto"`` keeps it when the output has 10 bits or more
+    (ProRes 422 HQ, FFV1 of a 10-bit source) and tone-maps 8-bit outputs.
+
     Report columns (``column`` prefix, default the stage name): path, width,
     height, codec and whether the audio was remuxed.
     """
@@ -328,7 +349,7 @@ class Encode(Stage):
                  max_width: int | None = None, max_height: int | None = None, extension: str = ".mp4",
                  category: str = "transcodes", faststart: bool = False, audio: AudioMode = "auto",
                  audio_codec: str | None = None, audio_bitrate: int = 128_000,
-                 codec_options: Mapping[str, str] | None = None, column: str | None = None,
+                 codec_options: Mapping[str, str] | None = None, hdr: HdrMode = "auto", column: str | None = None,
                  name: str | None = None) -> None:
         super().__init__(name)
         ext = extension if extension.startswith(".") else f".{extension}"
@@ -341,6 +362,8 @@ class Encode(Stage):
             raise PipelineDefinitionError(f"{codec} does not go into {ext} files")
         if audio not in ("auto", "encode", False):
             raise PipelineDefinitionError(f"audio must be 'auto', 'encode' or False, not {audio!r}")
+        if hdr not in _HDR_MODES:
+            raise PipelineDefinitionError(f"hdr must be one of {', '.join(map(repr, _HDR_MODES))}, not {hdr!r}")
         if pix_fmt is not None and pix_fmt not in _pixel_formats(codec):
             raise PipelineDefinitionError(
                 f"{codec} cannot encode {pix_fmt} (it takes: {', '.join(sorted(_pixel_formats(codec)))})")
@@ -363,6 +386,7 @@ class Encode(Stage):
         self.audio_codec = audio_codec or _default_audio_codec(codec, self.format)
         self.audio_bitrate = audio_bitrate
         self.codec_options = dict(codec_options or {})
+        self.hdr: HdrMode = hdr
         self.column = column or self.name
         c = self.column
         self.report_fields = (pa.field(c, pa.string()), pa.field(f"{c}_width", pa.int32()),
@@ -399,7 +423,8 @@ class Encode(Stage):
 
     def begin(self, ctx: StageContext) -> None:
         ctx.state.update(out=None, container=None, video=None, audio=None, remux=None, pending_audio=[],
-                         size=None, turns=0, pix_fmt=None, frames=0, last_pts=None, padder=None)
+                         size=None, turns=0, pix_fmt=None, frames=0, last_pts=None, padder=None,
+                         codec=self.codec, colour=None, out_colour=None, tonemap=False, threads=1)
 
     def process(self, item: VideoFrameItem | AudioFrameItem, ctx: StageContext) -> None:
         st = ctx.state
@@ -456,7 +481,7 @@ class Encode(Stage):
     def _record(self, ctx: StageContext, path: str, width: int, height: int, remuxed: bool) -> None:
         c = self.column
         ctx.record(**{c: path, f"{c}_width": width, f"{c}_height": height,
-                      f"{c}_codec": av.codec.Codec(self.codec, "w").canonical_name,
+                      f"{c}_codec": av.codec.Codec(ctx.state["codec"], "w").canonical_name,
                       f"{c}_audio_remuxed": remuxed})
 
     # Opening the output ---------------------------------------------------------------
@@ -468,10 +493,14 @@ class Encode(Stage):
         w, h = fit_within(dw, dh, self.max_width or dw, self.max_height or dh)
         st["size"] = (w, h)
         st["turns"] = rotation_turns(item.rotation)
+        st["colour"] = picture_colour(item, ctx)
+        st["codec"], pix_fmt, st["tonemap"] = self._video_plan(item, st["colour"])
+        st["out_colour"] = self._output_colour(st["colour"], st["tonemap"], pix_fmt, w, h)
+        st["threads"] = ctx.cpu_budget
         out = st["out"] = PartialOutput(_output_file(ctx, self.category, self.extension))
         options = {"movflags": "+faststart"} if self.faststart else {}
         container = st["container"] = av.open(str(out.part), "w", format=self.format, options=options)
-        st["video"] = self._add_video(container, item, ctx)
+        st["video"] = self._add_video(container, item, ctx, pix_fmt)
         st["pix_fmt"] = st["video"].pix_fmt
         if self.audio == "auto":
             self._try_remux(container, item, ctx)
@@ -481,12 +510,33 @@ class Encode(Stage):
             for a in pending:
                 self._encode_audio(a, st)
 
-    def _add_video(self, container: Any, item: VideoFrameItem, ctx: StageContext) -> Any:
-        spec, info = VIDEO_CODECS[self.codec], item.stream
+    def _video_plan(self, item: VideoFrameItem, colour: Colour) -> tuple[str, str, bool]:
+        """This file's encoder, its pixel format, and whether the pictures are tone-mapped to SDR."""
+        spec = VIDEO_CODECS[self.codec]
+        pix_fmt = self.pix_fmt or spec.pix_fmt or self._source_pix_fmt(item)
+        tonemap = colour.hdr and (self.hdr == "tonemap" or (self.hdr == "auto" and _bit_depth(pix_fmt) < 10))
+        return self.codec, pix_fmt, tonemap
+
+    @staticmethod
+    def _output_colour(colour: Colour, tonemap: bool, pix_fmt: str, width: int, height: int) -> Colour:
+        """What the output's pictures are: SDR BT.709 when tone-mapped, else the source's colour; an RGB
+        source encoded as Y'CbCr gets the matrix players guess for its size, limited range."""
+        if tonemap:
+            return SDR_BT709
+        if colour.matrix == "gbr" and not _is_rgb(pix_fmt):
+            guess = Colour.guess(width, height, pix_fmt, primaries=colour.primaries, transfer=colour.transfer)
+            return Colour(colour.primaries, colour.transfer, guess.matrix, "tv", colour.mastering, colour.max_cll,
+                          colour.max_fall)
+        return colour
+
+    def _add_video(self, container: Any, item: VideoFrameItem, ctx: StageContext, pix_fmt: str) -> Any:
+        codec, out_colour = ctx.state["codec"], ctx.state["out_colour"]
+        spec, info = VIDEO_CODECS[codec], item.stream
         w, h = ctx.state["size"]
-        video = container.add_stream(self.codec, rate=info.fps if info.fps else Fraction(30))
+        video = container.add_stream(codec, rate=info.fps if info.fps else Fraction(30))
         video.width, video.height = w, h
-        video.pix_fmt = self.pix_fmt or spec.pix_fmt or self._source_pix_fmt(item)
+        video.pix_fmt = pix_fmt
+        tag_encoder(video.codec_context, out_colour)
         video.time_base = info.time_base
         video.codec_context.time_base = info.time_base
         if self.gop:
@@ -500,10 +550,15 @@ class Encode(Stage):
         elif spec.crf and self.crf is not None:
             options[spec.crf] = str(self.crf)
             options.update(spec.crf_options)
-        options.update(self._thread_options(video, ctx.cpu_budget))
-        options.update(self.codec_options)
+        options.update(self._thread_options(codec, video, ctx.cpu_budget))
+        if codec == "libx265":  # x265 writes the VUI and the HDR10 SEI from its own parameters
+            options["x265-params"] += ":" + x265_hdr_params(out_colour)
+        user = dict(self.codec_options)
+        if "x265-params" in user and codec == "libx265":
+            options["x265-params"] += ":" + user.pop("x265-params")
+        options.update(user)
         video.options = options
-        if self.codec == "libx265" and self.format in ("mp4", "mov"):
+        if codec == "libx265" and self.format in ("mp4", "mov"):
             video.codec_tag = "hvc1"  # the tag Apple players require for HEVC
         return video
 
@@ -512,21 +567,21 @@ class Encode(Stage):
         fmt = item.format
         return fmt if fmt in _pixel_formats(self.codec) else "yuv420p"
 
-    def _thread_options(self, video: Any, budget: int) -> dict[str, str]:
+    def _thread_options(self, codec: str, video: Any, budget: int) -> dict[str, str]:
         """Encoder threads within the file's core budget, in the way each encoder uses them best."""
         cc = video.codec_context
-        if self.codec == "libx264":
+        if codec == "libx264":
             # x264's default in PyAV is sliced threads, which barely help; frame threads do.
             cc.thread_type = "FRAME"
             cc.thread_count = budget
-        elif self.codec == "libx265":
+        elif codec == "libx265":
             return {"x265-params": f"log-level=error:pools={budget}"}
-        elif self.codec == "libsvtav1":
+        elif codec == "libsvtav1":
             # SVT-AV1 prints its whole configuration to stderr unless told otherwise, through the
             # environment only; a user's own SVT_LOG wins.
             os.environ.setdefault("SVT_LOG", "1")
             return {"svtav1-params": f"lp={budget}"}
-        elif self.codec == "ffv1":
+        elif codec == "ffv1":
             cc.thread_type = "SLICE"
             cc.thread_count = budget
         else:
@@ -557,7 +612,7 @@ class Encode(Stage):
     # Writing --------------------------------------------------------------------------
 
     def _encode_video(self, item: VideoFrameItem, st: dict[str, Any]) -> None:
-        frame = self._fitted(item, st)
+        frame = tag_frame(self._fitted(item, st), st["out_colour"])
         tb = st["video"].codec_context.time_base
         pts = round(item.time / tb)
         if st["last_pts"] is not None and pts <= st["last_pts"]:  # stamps must rise for the muxer
@@ -576,13 +631,31 @@ class Encode(Stage):
         frame = item.frame
         shown = display_size(frame.width, frame.height, item.rotation, item.stream.sample_aspect)
         inner = _fit_inside(*shown, w, h)
-        picture = self._upright(frame, inner, st["turns"], st["pix_fmt"])
+        picture = self._upright(self._in_output_colour(item, inner, st), inner, st["turns"], st["pix_fmt"])
         if inner == (w, h):
             return picture
         key = (inner, st["pix_fmt"])
         if st["padder"] is None or st["padder"].key != key:
             st["padder"] = _Padder(key, w, h)
         return st["padder"].pad(picture)
+
+    @staticmethod
+    def _in_output_colour(item: VideoFrameItem, size: tuple[int, int], st: dict[str, Any]) -> av.VideoFrame:
+        """The picture in the output's colour at ``size`` (as shown): tone-mapped (scaled first), or converted
+        from RGB with the output's matrix and range, at the size before turning; else the source's frame
+        unchanged (the scaler keeps a Y'CbCr picture's matrix and range)."""
+        frame = item.frame
+        rgb_in, rgb_out = _is_rgb(frame.format.name), _is_rgb(st["pix_fmt"])
+        if not st["tonemap"] and (rgb_out or not rgb_in):
+            return frame
+        (w, h), out = size, st["out_colour"]
+        sw, sh = (h, w) if st["turns"] % 2 else (w, h)
+        if st["tonemap"]:
+            frame = to_sdr_frame(frame, st["colour"], sw, sh, st["threads"])
+        if rgb_out:
+            return frame.reformat(width=sw, height=sh, format=st["pix_fmt"])
+        return frame.reformat(width=sw, height=sh, format=st["pix_fmt"], dst_colorspace=sws_matrix(out),
+                              dst_color_range=sws_range(out))
 
     @staticmethod
     def _upright(source: av.VideoFrame, size: tuple[int, int], turns: int, fmt: str) -> av.VideoFrame:
@@ -612,15 +685,22 @@ class Proxy(Encode):
     to AAC, x264 frame-threaded on the file's core budget, written to
     ``OUT/proxies/<file>.mp4`` atomically. With ``passthrough``, a source that
     already is such a file (H.264 4:2:0 in MP4/MOV, within the box, unrotated,
-    AAC or no audio) is copied in the kernel instead of re-encoded.
+    AAC or no audio, not HDR) is copied in the kernel instead of re-encoded.
+
+    HDR sources (``hdr``): ``"tonemap"`` (the default) gives an SDR BT.709
+    proxy like any other; ``"keep"`` gives a 10-bit HEVC proxy (x265,
+    ``hvc1``) with the source's colour tags, mastering display and light levels.
     """
 
     def __init__(self, *, max_width: int = 1280, max_height: int = 720, codec: str = "libx264",
                  preset: str = "veryfast", crf: int = 23, audio: bool = True, audio_bitrate: int = 128_000,
-                 passthrough: bool = False, name: str | None = None) -> None:
+                 passthrough: bool = False, hdr: Literal["tonemap", "keep"] = "tonemap",
+                 name: str | None = None) -> None:
+        if hdr not in ("tonemap", "keep"):
+            raise PipelineDefinitionError(f"a proxy's hdr must be 'tonemap' or 'keep', not {hdr!r}")
         super().__init__(codec=codec, crf=crf, preset=preset, max_width=max_width, max_height=max_height,
                          extension=".mp4", category="proxies", audio="encode" if audio else False,
-                         audio_codec="aac", audio_bitrate=audio_bitrate, name=name)
+                         audio_codec="aac", audio_bitrate=audio_bitrate, hdr=hdr, name=name)
         self.passthrough = passthrough
         self.report_fields = (pa.field("proxy", pa.string()), pa.field("proxy_width", pa.int32()),
                               pa.field("proxy_height", pa.int32()), pa.field("proxy_passthrough", pa.bool_()))
@@ -652,10 +732,18 @@ class Proxy(Encode):
     def _record(self, ctx: StageContext, path: str, width: int, height: int, remuxed: bool) -> None:
         ctx.record(proxy=path, proxy_width=width, proxy_height=height, proxy_passthrough=False)
 
+    def _video_plan(self, item: VideoFrameItem, colour: Colour) -> tuple[str, str, bool]:
+        """H.264 as configured; for an HDR source kept as HDR, 10-bit HEVC."""
+        if colour.hdr and self.hdr == "keep":
+            return "libx265", "yuv420p10le", False
+        return super()._video_plan(item, colour)
+
     def _can_copy(self, item: VideoFrameItem) -> bool:
         """Whether the source file already is a proxy this stage would make (so a copy will do)."""
         info, frame = item.stream, item.frame
         if not self.passthrough or item.rotation or info.codec != "h264" or info.pix_fmt != "yuv420p":
+            return False
+        if info.colour is not None and info.colour.hdr:  # 8-bit PQ/HLG H.264: tone-mapped or re-encoded as HEVC
             return False
         if not (info.container or "").startswith("mov,mp4") or (info.sample_aspect not in (None, 0, 1)):
             return False

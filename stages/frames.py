@@ -21,6 +21,8 @@ from pipeline import AUDIO, FRAME
 from pipeline.buffers import FrameRef
 from pipeline.frame_pools import frame_layout
 
+from .colour import Colour
+
 __all__ = ["StreamInfo", "VideoFrameItem", "AudioFrameItem", "wrap_pixels"]
 
 # Pixel formats whose slot layout PyAV can wrap as a frame without copying.
@@ -58,6 +60,7 @@ class StreamInfo:
     audio_codec: str | None = None
     video_stream: int | None = None  # the decoded streams' numbers among the file's video / audio streams
     audio_stream: int | None = None
+    colour: Colour | None = None  # the first decoded frame's tags and HDR levels (frames in slots lose theirs)
 
     @property
     def has_video(self) -> bool:

@@ -30,7 +30,11 @@ Rules worth knowing when reading a report row:
   stored picture, width x SAR / height (square pixels when SAR is unknown),
   before rotation.
 * **Colour.** Primaries, transfer, matrix and range carry FFmpeg's own names
-  (``ffprobe`` prints the same); "unspecified" is None.
+  (``ffprobe`` prints the same); "unspecified" is None. ``mastering_max_nits``
+  / ``mastering_min_nits`` (the SMPTE ST 2086 mastering display) and
+  ``max_cll`` / ``max_fall`` (content light levels, nits) come from the first
+  decoded frame's side data; None when absent. Dolby Vision's profile is not
+  reported: PyAV 18 does not expose the stream's configuration record.
 * **Streams.** ``video_stream`` / ``audio_stream`` are the numbers (among the
   file's video / audio streams, as ffmpeg's ``0:v:N``) of the streams described,
   those FFmpeg would choose (``choose_streams``: never cover art; the one with
@@ -55,6 +59,7 @@ import pyarrow as pa
 
 from pipeline import FILE, FileItem, Stage, StageContext
 
+from .colour import COLOR_PRIMARIES, COLOR_RANGES, COLOR_SPACES, COLOR_TRANSFERS, HDR_TRANSFERS, Colour
 from .decode import frame_rate
 from .decode import STREAM_NUMBER
 from .deinterlace import INTERLACED_ORDERS, field_order_name
@@ -104,6 +109,10 @@ class MediaInfo:
     color_space: str | None = None
     color_range: str | None = None
     hdr: bool | None = None
+    mastering_max_nits: float | None = None
+    mastering_min_nits: float | None = None
+    max_cll: int | None = None
+    max_fall: int | None = None
     rotation: int = 0
     has_audio: bool = False
     audio_codec: str | None = None
@@ -126,6 +135,8 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "frame_count": pa.int64(), "frame_count_exact": pa.bool_(), "pix_fmt": pa.string(),
     "bit_depth": pa.int32(), "color_primaries": pa.string(), "color_transfer": pa.string(),
     "color_space": pa.string(), "color_range": pa.string(), "hdr": pa.bool_(),
+    "mastering_max_nits": pa.float64(), "mastering_min_nits": pa.float64(), "max_cll": pa.int32(),
+    "max_fall": pa.int32(),
     "rotation": pa.int32(), "has_audio": pa.bool_(), "audio_codec": pa.string(),
     "audio_sample_rate": pa.int32(), "audio_channels": pa.int32(), "audio_layout": pa.string(),
     "audio_bit_rate": pa.int64(),
@@ -134,21 +145,6 @@ METADATA_FIELDS: tuple[pa.Field, ...] = tuple(
     pa.field(f.name, _ARROW_TYPES[f.name]) for f in dataclasses.fields(MediaInfo))
 """The Arrow fields of a :class:`MediaInfo`, in order."""
 
-# FFmpeg's names (libavutil's av_color_*_name, what ffprobe prints) for the codes PyAV
-# hands back as plain ints; "reserved" and "unknown" (unspecified) are left out: None.
-COLOR_PRIMARIES: dict[int, str] = {
-    1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film", 9: "bt2020",
-    10: "smpte428", 11: "smpte431", 12: "smpte432", 22: "ebu3213"}
-COLOR_TRANSFERS: dict[int, str] = {
-    1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "linear", 9: "log100",
-    10: "log316", 11: "iec61966-2-4", 12: "bt1361e", 13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12",
-    16: "smpte2084", 17: "smpte428", 18: "arib-std-b67"}
-COLOR_SPACES: dict[int, str] = {
-    0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "ycgco",
-    9: "bt2020nc", 10: "bt2020c", 11: "smpte2085", 12: "chroma-derived-nc", 13: "chroma-derived-c",
-    14: "ictcp", 15: "ipt-c2", 16: "ycgco-re", 17: "ycgco-ro"}
-COLOR_RANGES: dict[int, str] = {1: "tv", 2: "pc"}
-_HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})  # PQ (HDR10, Dolby Vision) and HLG
 
 # Demuxers whose nb_frames is their index of every frame (MP4/MOV's sample table).
 _INDEXED_FORMATS = frozenset({"mov", "mp4"})
@@ -206,13 +202,15 @@ def _video_facts(c: Any, v: Any, duration: float | None) -> tuple[dict[str, Any]
     rotation = int(first.rotation or 0) if first is not None else 0
     woven = bool(first.interlaced_frame) if first is not None else False
     field_order = field_order_name(cc.field_order)
+    colour = Colour.from_frame(first) if first is not None else None
+    mastering = colour.mastering if colour is not None else None
     sar = _positive(v.sample_aspect_ratio)
     dw, dh = display_size(cc.width, cc.height, rotation, sar)
     dar = Fraction(cc.width, cc.height) * (sar or 1) if cc.width and cc.height else None
     depth = _bit_depth(cc.pix_fmt)
     primaries = COLOR_PRIMARIES.get(int(cc.color_primaries))
     transfer = COLOR_TRANSFERS.get(int(cc.color_trc))
-    hdr = transfer in _HDR_TRANSFERS or (
+    hdr = transfer in HDR_TRANSFERS or (
         transfer is None and primaries == "bt2020" and depth is not None and depth >= 10)
     return dict(
         duration_s=duration, video_codec=cc.name, video_profile=cc.profile,
@@ -223,7 +221,11 @@ def _video_facts(c: Any, v: Any, duration: float | None) -> tuple[dict[str, Any]
         interlaced=field_order in INTERLACED_ORDERS or woven, frame_count=count,
         frame_count_exact=exact, pix_fmt=cc.pix_fmt, bit_depth=depth, color_primaries=primaries,
         color_transfer=transfer, color_space=COLOR_SPACES.get(int(cc.colorspace)),
-        color_range=COLOR_RANGES.get(int(cc.color_range)), hdr=hdr, rotation=rotation), first is not None
+        color_range=COLOR_RANGES.get(int(cc.color_range)), hdr=hdr,
+        mastering_max_nits=mastering.max_nits if mastering is not None else None,
+        mastering_min_nits=mastering.min_nits if mastering is not None else None,
+        max_cll=colour.max_cll if colour is not None else None,
+        max_fall=colour.max_fall if colour is not None else None, rotation=rotation), first is not None
 
 
 def _base_rate(v: Any, average: Fraction | None) -> tuple[Fraction | None, bool | None]:
@@ -302,7 +304,7 @@ class Metadata(Stage):
 
     accepts = (FILE,)
     cacheable = True
-    cache_version = "3"  # 2: streams chosen by FFmpeg's rules and named; 3: field_order and interlaced
+    cache_version = "4"  # 2: streams chosen and named; 3: field_order and interlaced; 4: HDR light levels
     report_fields = METADATA_FIELDS + (pa.field("decode_errors", pa.int32()),)
 
     def __init__(self, name: str | None = None, *, video_stream: int | None = None,

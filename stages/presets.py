@@ -39,6 +39,8 @@ ProxyHeight = Annotated[int, replace(VIDEO_SIDE, help="the proxy fits this heigh
 ProxyCrf = Annotated[int, Option(min=0, max=51, help="x264 constant quality, lower is better and larger")]
 ProxyPreset = Annotated[str, replace(ENCODER_PRESETS["libx264"], help="x264 speed preset")]
 Passthrough = Annotated[bool, Option(help="copy a source that already is such a proxy instead")]
+ProxyHdr = Annotated[str, Option(choices=("tonemap", "keep"),
+                                 help="HDR sources: tone-mapped to an SDR H.264 proxy, or kept HDR in 10-bit HEVC")]
 Audio = Annotated[bool, Option(help="decode the sound (levels; the proxy's audio)")]
 KeyframesOnly = Annotated[bool, Option(help="pictures from keyframes only (fast; each the next keyframe)")]
 Levels = Annotated[bool, Option(help="also decode the sound for peak/RMS levels")]
@@ -49,8 +51,8 @@ def default(*, thumb_every: ThumbEvery = 2.0, thumb_count: ThumbCount = 0, thumb
             thumb_format: ThumbFormat = "jpg", sprites: Sprites = True, sprite_every: SpriteEvery = 2.0,
             sprite_width: SpriteWidth = 160, sprite_columns: SpriteColumns = 10, proxy: MakeProxy = True,
             proxy_width: ProxyWidth = 1280, proxy_height: ProxyHeight = 720, proxy_crf: ProxyCrf = 23,
-            proxy_preset: ProxyPreset = "veryfast", proxy_passthrough: Passthrough = False, audio: Audio = True,
-            keyframes_only: KeyframesOnly = False) -> Pipeline:
+            proxy_preset: ProxyPreset = "veryfast", proxy_passthrough: Passthrough = False,
+            proxy_hdr: ProxyHdr = "tonemap", audio: Audio = True, keyframes_only: KeyframesOnly = False) -> Pipeline:
     """Metadata, audio levels, a poster and thumbnails, a sprite sheet with WebVTT, a 720p proxy; one decode."""
     p = Pipeline("default", extensions=VIDEO_EXTENSIONS)
     p.add(Metadata())
@@ -62,7 +64,7 @@ def default(*, thumb_every: ThumbEvery = 2.0, thumb_count: ThumbCount = 0, thumb
         p.add(AudioLevels(), after=decode)
     if proxy:
         p.add(Proxy(max_width=proxy_width, max_height=proxy_height, crf=proxy_crf, preset=proxy_preset,
-                    passthrough=proxy_passthrough, audio=audio), after=decode)
+                    passthrough=proxy_passthrough, hdr=proxy_hdr, audio=audio), after=decode)
     return p
 
 
@@ -104,13 +106,13 @@ def metadata(*, audio_levels: Levels = False) -> Pipeline:
 @checked_options
 def proxies(*, proxy_width: ProxyWidth = 1280, proxy_height: ProxyHeight = 720, proxy_crf: ProxyCrf = 23,
             proxy_preset: ProxyPreset = "veryfast", proxy_passthrough: Passthrough = False,
-            audio: Audio = True) -> Pipeline:
+            proxy_hdr: ProxyHdr = "tonemap", audio: Audio = True) -> Pipeline:
     """Metadata and a 720p H.264 + AAC MP4 proxy of each file (no thumbnails)."""
     p = Pipeline("proxies", extensions=VIDEO_EXTENSIONS)
     p.add(Metadata())
     decode = p.add(Decode(audio=audio))
     p.add(Proxy(max_width=proxy_width, max_height=proxy_height, crf=proxy_crf, preset=proxy_preset,
-                passthrough=proxy_passthrough, audio=audio), after=decode)
+                passthrough=proxy_passthrough, hdr=proxy_hdr, audio=audio), after=decode)
     return p
 
 

@@ -15,6 +15,7 @@ from PIL import Image
 from pipeline import FRAME, PipelineDefinitionError, Stage, StageContext, write_atomic
 from pipeline.presets import Option
 
+from .colour import picture_colour
 from .frames import VideoFrameItem
 from .thumbnails import (IMAGE_FORMATS, IMAGE_QUALITY, PICTURE_COUNT, SECONDS_APART, TimeTicks, encode_image,
                          frame_to_image)
@@ -98,6 +99,7 @@ class SpriteSheet(Stage):
 
     accepts = (FRAME,)
     cacheable = True
+    cache_version = "2"  # tiles in SDR BT.709 (HDR tone-mapped), sheets tagged sRGB
     report_fields = (pa.field("sprite_vtt", pa.string()), pa.field("sprite_sheets", pa.int32()),
                      pa.field("sprite_tiles", pa.int32()))
 
@@ -132,6 +134,7 @@ class SpriteSheet(Stage):
         st["last_time"] = item.time
         st["fps"] = float(item.stream.fps) if item.stream.fps else st["fps"]
         st["duration"] = item.stream.duration_s
+        picture_colour(item, ctx)
         tile = None
         for t in st["ticks"].due(item):
             tile = tile or frame_to_image(item, width=self.tile_width)

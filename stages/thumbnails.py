@@ -12,6 +12,7 @@ from PIL import Image
 from pipeline import FRAME, OutputError, PipelineDefinitionError, Stage, StageContext, write_atomic
 from pipeline.presets import Option
 
+from .colour import picture_colour, srgb_icc_profile, to_rgb24
 from .frames import VideoFrameItem
 from .media import display_size, rotation_turns
 
@@ -32,15 +33,26 @@ IMAGE_QUALITY = Option(int, min=1, max=100)
 
 
 def is_blank(item: VideoFrameItem, *, min_std: float = 6.0, min_mean: float = 16.0) -> tuple[bool, float]:
-    """Whether a frame is black or flat (a fade-in, a slate), and its contrast (luma std)."""
-    small = item.frame.reformat(width=64, height=36, format="gray").to_ndarray()
+    """Whether a frame is black or flat (a fade-in, a slate), and its contrast (luma std).
+
+    An HDR frame is judged as it will be shown, tone-mapped (its PQ or HLG code values are not SDR luma).
+    """
+    colour = picture_colour(item)
+    if colour.hdr:
+        small = to_rgb24(item.frame, colour, 64, 36) @ np.array([0.2126, 0.7152, 0.0722])
+    else:
+        small = item.frame.reformat(width=64, height=36, format="gray").to_ndarray()
     std = float(small.std())
     return std < min_std or float(small.mean()) < min_mean, std
 
 
 def frame_to_image(item: VideoFrameItem, width: int | None = None, height: int | None = None,
                    fit: tuple[int, int] | None = None) -> Image.Image:
-    """The frame upright (rotation applied), scaled to ``width``, ``height`` or within ``fit``, aspect kept."""
+    """The frame upright (rotation applied), scaled to ``width``, ``height`` or within ``fit``, aspect kept.
+
+    Always SDR BT.709 R'G'B' (what ``encode_image`` tags as sRGB): converted with the source's own matrix and
+    range, HDR (PQ, HLG) tone-mapped after scaling (``stages.colour``).
+    """
     frame = item.frame
     dw, dh = display_size(frame.width, frame.height, item.rotation, item.stream.sample_aspect)
     if fit:
@@ -54,18 +66,19 @@ def frame_to_image(item: VideoFrameItem, width: int | None = None, height: int |
         tw, th = dw, dh
     turns = rotation_turns(item.rotation)
     sw, sh = (th, tw) if turns % 2 else (tw, th)
-    rgb = frame.reformat(width=sw, height=sh, format="rgb24").to_ndarray()
+    rgb = to_rgb24(frame, picture_colour(item), sw, sh)
     if turns:
         rgb = np.ascontiguousarray(np.rot90(rgb, k=turns))
     return Image.fromarray(rgb)
 
 
 def encode_image(image: Image.Image, fmt: str, quality: int) -> bytes:
-    """``image`` as JPEG, PNG or WebP bytes."""
+    """``image`` as JPEG, PNG or WebP bytes, tagged with an sRGB ICC profile (its pixels are BT.709 R'G'B')."""
     if fmt.lower() not in IMAGE_FORMATS:
         raise ValueError(f"image format {fmt!r} is not one of {', '.join(IMAGE_FORMATS)}")
     buf = io.BytesIO()
     kwargs: dict[str, Any] = {"quality": quality} if fmt.lower() != "png" else {}
+    kwargs["icc_profile"] = srgb_icc_profile()
     image.save(buf, format=IMAGE_FORMATS[fmt.lower()], **kwargs)
     return buf.getvalue()
 
@@ -147,6 +160,7 @@ class Thumbnails(Stage):
 
     accepts = (FRAME,)
     cacheable = True
+    cache_version = "2"  # pictures in SDR BT.709 (HDR tone-mapped), tagged sRGB
     report_fields = (pa.field("poster", pa.string()), pa.field("thumbnail_count", pa.int32()))
 
     def __init__(self, *, every: float = 2.0, count: int = 0, width: int | None = 320, height: int | None = None,
@@ -186,6 +200,7 @@ class Thumbnails(Stage):
 
     def process(self, item: VideoFrameItem, ctx: StageContext) -> None:
         st = ctx.state
+        picture_colour(item, ctx)
         if not st["poster_done"]:
             blank, std = is_blank(item)
             if not blank or item.time > self.poster_search_s:
