@@ -10,7 +10,8 @@ from pipeline.errors import InvalidOption
 from pipeline.presets import Option, checked_options
 
 from .audio import AudioLevels
-from .decode import Decode
+from .decode import STREAM_NUMBER, Decode
+from .deinterlace import DEINTERLACE
 from .encode import CATEGORY, ENCODER_CRF, ENCODER_PRESETS, VIDEO_SIDE, Encode, Proxy
 from .media import VIDEO_EXTENSIONS
 from .metadata import Metadata
@@ -44,6 +45,21 @@ ProxyHdr = Annotated[str, Option(choices=("tonemap", "keep"),
 Audio = Annotated[bool, Option(help="decode the sound (levels; the proxy's audio)")]
 KeyframesOnly = Annotated[bool, Option(help="pictures from keyframes only (fast; each the next keyframe)")]
 Levels = Annotated[bool, Option(help="also decode the sound for peak/RMS levels")]
+Deinterlace = Annotated[str, replace(DEINTERLACE, help="interlaced footage: detected and deinterlaced (auto), "
+                                                       "left woven (off), or always through bwdif or yadif")]
+VideoStream = Annotated[int, replace(STREAM_NUMBER, special={-1: "the best, as FFmpeg chooses"},
+                                     help="which video stream, by its number among the file's (ffmpeg's 0:v:N)")]
+AudioStream = Annotated[int, replace(STREAM_NUMBER, special={-1: "the best, as FFmpeg chooses"},
+                                     help="which audio stream, by its number among the file's (ffmpeg's 0:a:N)")]
+
+
+def _decoded(p: Pipeline, *, audio: bool, keyframes_only: bool = False, deinterlace: str = "auto",
+             video_stream: int = -1, audio_stream: int = -1) -> Any:
+    """Add a preset's Metadata and its one Decode, describing and decoding the same streams; the Decode."""
+    streams = {"video_stream": None if video_stream < 0 else video_stream,
+               "audio_stream": None if audio_stream < 0 or not audio else audio_stream}
+    p.add(Metadata(**streams))
+    return p.add(Decode(audio=audio, keyframes_only=keyframes_only, deinterlace=deinterlace, **streams))
 
 
 @checked_options
@@ -52,11 +68,13 @@ def default(*, thumb_every: ThumbEvery = 2.0, thumb_count: ThumbCount = 0, thumb
             sprite_width: SpriteWidth = 160, sprite_columns: SpriteColumns = 10, proxy: MakeProxy = True,
             proxy_width: ProxyWidth = 1280, proxy_height: ProxyHeight = 720, proxy_crf: ProxyCrf = 23,
             proxy_preset: ProxyPreset = "veryfast", proxy_passthrough: Passthrough = False,
-            proxy_hdr: ProxyHdr = "tonemap", audio: Audio = True, keyframes_only: KeyframesOnly = False) -> Pipeline:
+            proxy_hdr: ProxyHdr = "tonemap", audio: Audio = True, keyframes_only: KeyframesOnly = False,
+            deinterlace: Deinterlace = "auto", video_stream: VideoStream = -1,
+            audio_stream: AudioStream = -1) -> Pipeline:
     """Metadata, audio levels, a poster and thumbnails, a sprite sheet with WebVTT, a 720p proxy; one decode."""
     p = Pipeline("default", extensions=VIDEO_EXTENSIONS)
-    p.add(Metadata())
-    decode = p.add(Decode(audio=audio, keyframes_only=keyframes_only and not proxy))
+    decode = _decoded(p, audio=audio, keyframes_only=keyframes_only and not proxy, deinterlace=deinterlace,
+                      video_stream=video_stream, audio_stream=audio_stream)
     p.add(Thumbnails(every=thumb_every, count=thumb_count, width=thumb_width, fmt=thumb_format), after=decode)
     if sprites:
         p.add(SpriteSheet(every=sprite_every, tile_width=sprite_width, columns=sprite_columns), after=decode)
@@ -70,10 +88,12 @@ def default(*, thumb_every: ThumbEvery = 2.0, thumb_count: ThumbCount = 0, thumb
 
 @checked_options
 def thumbnails(*, thumb_every: ThumbEvery = 2.0, thumb_count: ThumbCount = 0, thumb_width: ThumbWidth = 320,
-               thumb_format: ThumbFormat = "jpg", keyframes_only: KeyframesOnly = False) -> Pipeline:
+               thumb_format: ThumbFormat = "jpg", keyframes_only: KeyframesOnly = False,
+               deinterlace: Deinterlace = "auto", video_stream: VideoStream = -1) -> Pipeline:
     """Metadata, a poster and thumbnails every N s or N evenly spaced (keyframes_only: fast, nearest keyframe)."""
     p = default(thumb_every=thumb_every, thumb_count=thumb_count, thumb_width=thumb_width, thumb_format=thumb_format,
-                sprites=False, proxy=False, audio=False, keyframes_only=keyframes_only)
+                sprites=False, proxy=False, audio=False, keyframes_only=keyframes_only, deinterlace=deinterlace,
+                video_stream=video_stream)
     p.name = "thumbnails"
     return p
 
@@ -81,36 +101,42 @@ def thumbnails(*, thumb_every: ThumbEvery = 2.0, thumb_count: ThumbCount = 0, th
 @checked_options
 def sprites(*, sprite_every: SpriteEveryOr0 = 2.0, sprite_count: SpriteCount = 0, sprite_width: SpriteWidth = 160,
             sprite_columns: SpriteColumns = 10, sprite_rows: SpriteRows = 10,
-            keyframes_only: KeyframesOnly = False) -> Pipeline:
+            keyframes_only: KeyframesOnly = False, deinterlace: Deinterlace = "auto",
+            video_stream: VideoStream = -1) -> Pipeline:
     """Metadata and a sprite sheet with its WebVTT file per video (timeline scrubbing previews)."""
     if not sprite_every and not sprite_count:
         raise InvalidOption("sprite_every", f"{sprite_every:g}", "above 0 when sprite_count is 0")
     p = Pipeline("sprites", extensions=VIDEO_EXTENSIONS)
-    p.add(Metadata())
-    decode = p.add(Decode(audio=False, keyframes_only=keyframes_only))
+    decode = _decoded(p, audio=False, keyframes_only=keyframes_only, deinterlace=deinterlace,
+                      video_stream=video_stream)
     p.add(SpriteSheet(every=sprite_every, count=sprite_count, tile_width=sprite_width, columns=sprite_columns,
                       rows=sprite_rows), after=decode)
     return p
 
 
 @checked_options
-def metadata(*, audio_levels: Levels = False) -> Pipeline:
+def metadata(*, audio_levels: Levels = False, video_stream: VideoStream = -1,
+             audio_stream: AudioStream = -1) -> Pipeline:
     """Metadata only: no decoding beyond one frame per file (audio_levels: also decode the sound for peak/RMS)."""
     p = Pipeline("metadata", extensions=VIDEO_EXTENSIONS)
-    p.add(Metadata())
-    if audio_levels:
-        p.add(AudioLevels(), after=p.add(Decode(audio=True, keyframes_only=True)))
+    streams = {"video_stream": None if video_stream < 0 else video_stream,
+               "audio_stream": None if audio_stream < 0 else audio_stream}
+    if not audio_levels:
+        p.add(Metadata(**streams))
+    else:
+        decode = _decoded(p, audio=True, keyframes_only=True, video_stream=video_stream, audio_stream=audio_stream)
+        p.add(AudioLevels(), after=decode)
     return p
 
 
 @checked_options
 def proxies(*, proxy_width: ProxyWidth = 1280, proxy_height: ProxyHeight = 720, proxy_crf: ProxyCrf = 23,
             proxy_preset: ProxyPreset = "veryfast", proxy_passthrough: Passthrough = False,
-            proxy_hdr: ProxyHdr = "tonemap", audio: Audio = True) -> Pipeline:
+            proxy_hdr: ProxyHdr = "tonemap", audio: Audio = True, deinterlace: Deinterlace = "auto",
+            video_stream: VideoStream = -1, audio_stream: AudioStream = -1) -> Pipeline:
     """Metadata and a 720p H.264 + AAC MP4 proxy of each file (no thumbnails)."""
     p = Pipeline("proxies", extensions=VIDEO_EXTENSIONS)
-    p.add(Metadata())
-    decode = p.add(Decode(audio=audio))
+    decode = _decoded(p, audio=audio, deinterlace=deinterlace, video_stream=video_stream, audio_stream=audio_stream)
     p.add(Proxy(max_width=proxy_width, max_height=proxy_height, crf=proxy_crf, preset=proxy_preset,
                 passthrough=proxy_passthrough, hdr=proxy_hdr, audio=audio), after=decode)
     return p
@@ -141,11 +167,21 @@ Preset = Annotated[str, Option(special={"": "the profile's"}, what="a preset of 
 TranscodeAudio = Annotated[str, Option(choices=("auto", "encode", "off"),
                                        help="sound: copied when the container takes it (auto), encoded, or off")]
 Category = Annotated[str, replace(CATEGORY, special={"": "the profile's"}, help="its folder under the output folder")]
+TranscodeDeinterlace = Annotated[str, replace(DEINTERLACE, special={"": "the profile's: auto for proxy and web, off "
+                                                                         "for edit and archive"},
+                                              help="interlaced footage: detected and deinterlaced, left woven, "
+                                                   "or always through bwdif or yadif")]
+TranscodeHdr = Annotated[str, Option(choices=("auto", "tonemap", "keep"),
+                                     help="HDR sources: kept HDR where the codec is 10-bit (auto), tone-mapped to "
+                                          "SDR BT.709, or kept")]
+_KEEPS_FIELDS = frozenset({"edit", "archive"})  # an editing master or an archive keeps both fields of every frame
 
 
 @checked_options
 def transcode(*, profile: Profile = "web", max_width: MaxSide = 0, max_height: MaxSide = 0, crf: Crf = -1,
-              preset: Preset = "", audio: TranscodeAudio = "auto", category: Category = "") -> Pipeline:
+              preset: Preset = "", audio: TranscodeAudio = "auto", category: Category = "",
+              deinterlace: TranscodeDeinterlace = "", hdr: TranscodeHdr = "auto", video_stream: VideoStream = -1,
+              audio_stream: AudioStream = -1) -> Pipeline:
     """Metadata and one transcode of each file by profile: proxy, edit (ProRes), web (H.264) or archive (FFV1).
 
     ``max_width``/``max_height``/``crf``/``preset``/``category`` override the
@@ -174,7 +210,8 @@ def transcode(*, profile: Profile = "web", max_width: MaxSide = 0, max_height: M
                  "crf": crf if crf >= 0 else None, "preset": preset or None, "category": category or None}
     settings.update({k: v for k, v in overrides.items() if v is not None})
     p = Pipeline(f"transcode-{profile}", extensions=VIDEO_EXTENSIONS)
-    p.add(Metadata())
-    decode = p.add(Decode(audio=audio != "off"))
-    p.add(Encode(**settings, audio=False if audio == "off" else audio, name="transcode"), after=decode)
+    decode = _decoded(p, audio=audio != "off", deinterlace=deinterlace or ("off" if profile in _KEEPS_FIELDS
+                                                                            else "auto"),
+                      video_stream=video_stream, audio_stream=audio_stream)
+    p.add(Encode(**settings, hdr=hdr, audio=False if audio == "off" else audio, name="transcode"), after=decode)
     return p

@@ -57,3 +57,48 @@ def test_presets_run_from_the_command_line(clip_dir: Path, tmp_path: Path, prese
                            "-q", "--exclude", "broken*"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert len([p for p in (tmp_path / outputs).rglob("*") if p.is_file()]) >= len(CLIPS)
+
+
+# The options of issue 16: which streams, deinterlacing, HDR -------------------------------------------------
+
+def test_the_stream_options_reach_both_the_description_and_the_decode(tmp_path: Path) -> None:
+    from stream_clips import two_of_each_mkv
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    two_of_each_mkv(folder / "two_of_each.mkv")
+    result = run(presets.proxies(video_stream=1, audio_stream=0), folder, tmp_path / "out", workers=1)
+    rec = result.files[0].record
+    assert result.files[0].status == "ok", result.files[0].error
+    assert (rec["video_stream"], rec["audio_stream"]) == (1, 0)
+    assert (rec["width"], rec["height"], rec["audio_channels"]) == (320, 180, 2)  # Metadata read the same streams
+    assert (rec["proxy_width"], rec["proxy_height"]) == (320, 180)
+
+
+def test_a_transcode_for_editing_or_archive_keeps_both_fields_and_one_for_the_web_deinterlaces(
+        tmp_path: Path) -> None:
+    from interlaced_clips import InterlacedSpec, make_interlaced_clip
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_interlaced_clip(folder / "broadcast.ts", InterlacedSpec("broadcast.ts", "mpeg2video", "bb", frames=8))
+    applied = {}
+    for profile, options in (("web", {}), ("archive", {}), ("web", {"deinterlace": "off"}),
+                             ("archive", {"deinterlace": "bwdif"})):
+        result = run(presets.transcode(profile=profile, **options), folder, tmp_path / f"out-{len(applied)}",
+                     workers=1)
+        assert result.files[0].status == "ok", result.files[0].error
+        applied[(profile, options.get("deinterlace", ""))] = result.files[0].record["deinterlaced"]
+    assert applied == {("web", ""): "bwdif", ("archive", ""): None, ("web", "off"): None,
+                       ("archive", "bwdif"): "bwdif"}
+
+
+def test_the_new_options_refuse_values_outside_their_bounds() -> None:
+    from pipeline.errors import InvalidOption
+
+    for call, message in ((lambda: presets.default(deinterlace="maybe"), "must be one of auto, off, bwdif, yadif"),
+                          (lambda: presets.proxies(video_stream=-2), "-1 (the best, as FFmpeg chooses) or an "
+                                                                      "integer from 0 to 1023"),
+                          (lambda: presets.transcode(hdr="sdr"), "must be one of auto, tonemap, keep")):
+        with pytest.raises(InvalidOption, match=message.replace("(", r"\(").replace(")", r"\)")):
+            call()
