@@ -8,7 +8,7 @@ table of every target line ("target NAME: X (goal G) MET|MISSED") found in them.
 Usage: python -m benchmarks [--quick] [--only NAME[,NAME...]] [--results PATH]
   --quick   passed to every benchmark (shorter runs)
   --only    run only these (handoff, runtime, pipeline, cache, vs_ffmpeg, scaling, memory, ray,
-            deinterlace)
+            deinterlace, pictures)
   --results where to write the results (default benchmarks/RESULTS.md; "-" for nowhere)
 """
 
@@ -41,6 +41,7 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("memory", "bench_memory", []),
     ("ray", "bench_ray", []),
     ("deinterlace", "bench_deinterlace", []),
+    ("pictures", "bench_pictures", []),
 ]
 
 TARGET = re.compile(r"^\s*target (?P<name>.+?): (?P<value>\S+(?: \S+)?) \(goal (?P<goal>[^)]*)\) (?P<verdict>MET|MISSED)\s*$")

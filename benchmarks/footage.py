@@ -212,8 +212,9 @@ def interlaced_clip(path: Path, *, size: Literal["1080i", "480i"] = "1080i", sec
 
     graph = av.filter.Graph()
     src = graph.add_buffer(width=width, height=height, format="yuv420p", time_base=1 / rate)
-    mark = graph.add("setparams", f"field_mode={'tff' if tff else 'bff'}:color_primaries={matrix if matrix == 'bt709' else 'smpte170m'}"
-                                  f":color_trc={'bt709' if matrix == 'bt709' else 'smpte170m'}:colorspace={matrix}:range=tv")
+    tag = "bt709" if matrix == "bt709" else "smpte170m"
+    mark = graph.add("setparams", f"field_mode={'tff' if tff else 'bff'}:color_primaries={tag}:color_trc={tag}"
+                                  f":colorspace={matrix}:range=tv")
     sink = graph.add("buffersink")
     src.link_to(mark)
     mark.link_to(sink)
