@@ -111,7 +111,7 @@ class Decode(Stage):
       the first frames woven though nothing says so (``stages.deinterlace``);
       progressive video is left as decoded. ``"bwdif"``/``"yadif"``: every
       frame, with that filter; ``"off"``: never. A ``keyframes_only`` decode
-      trusts the flags alone and filters each frame on its own (estdif).
+      trusts the flags alone and makes each frame a picture of its first field (``field``).
       The report's ``deinterlaced`` column names the filter used (None: none).
     * ``rate``: ``"frame"`` (default) gives one picture a frame; ``"field"``
       one a field of deinterlaced video, at twice the frame rate (the frames'

@@ -224,9 +224,10 @@ def test_frame_picking_options_work_on_deinterlaced_frames(clips: Path) -> None:
     assert all(combing(i.frame.to_ndarray(format="gray"), MARGIN) < 2 for i in ranged)
 
 
-def test_keyframes_only_trusts_the_flags_and_filters_each_frame_alone(clips: Path) -> None:
+def test_keyframes_only_trusts_the_flags_and_makes_each_frame_from_its_first_field(clips: Path) -> None:
     items, record = _decoded(clips / "broadcast_bff.ts", keyframes_only=True)
-    assert record["deinterlaced"] == "estdif"
+    assert record["deinterlaced"] == "field"
+    assert {(i.frame.width, i.frame.height) for i in items} == {(720, 480)}
     assert items and all(combing(i.frame.to_ndarray(format="gray"), MARGIN) < 2 for i in items)
     _, record = _decoded(clips / "unflagged_tff.mp4", keyframes_only=True)
     assert record["deinterlaced"] is None  # no flag says so, and idet is not run on frames far apart
