@@ -162,8 +162,9 @@ class Decode(Stage):
         self.audio_stream = audio_stream
         self.deinterlace = DEINTERLACE.validate("deinterlace", deinterlace, type(self).__name__)
         self.rate = FIELD_RATE.validate("rate", rate, type(self).__name__)
-        if self.rate == "field" and self.deinterlace == "off":
-            raise PipelineDefinitionError("rate='field' gives a picture a field: it needs deinterlace on")
+        if self.rate == "field" and self.deinterlace in ("off", "first_field"):
+            raise PipelineDefinitionError(f"rate='field' gives a picture a field: it needs deinterlace='auto', "
+                                          f"'bwdif' or 'yadif', not {self.deinterlace!r}")
         self.audio = audio
         self.pixel_format = pixel_format
         self.range_start = start
@@ -304,15 +305,17 @@ class Decode(Stage):
             fields = self._field_policy(vstream, ctx) if vstream is not None else None
             timestamps = BestEffortTimestamps()
             decoded = given = audio_errors = 0
-            done = per_field = False
+            done = per_field = half_height = False
 
             def give(pictures: list[tuple[av.VideoFrame, float]]) -> Iterator[VideoFrameItem]:
                 """The items for pictures out of the deinterlacer (or as decoded), up to the range's end."""
-                nonlocal info, pick, given, done, per_field
+                nonlocal info, pick, given, done, per_field, half_height
                 for picture, t in pictures:
                     if not per_field and fields is not None and fields.doubles_rate:
                         per_field, info = True, _per_field(info)  # one picture a field from now on
                         pick = _FramePicker(self, info) if not given else pick
+                    if not half_height and fields is not None and fields.halves_height:
+                        half_height, info = True, _half_height(info)  # one field a picture from now on
                     if self.range_end is not None and t >= self.range_end - pick.half_frame:
                         done = True
                         return
@@ -544,6 +547,11 @@ class _FramePicker:
         if self.numbered_by_time and self.fps:
             return round(t * self.fps)
         return decoded_index
+
+
+def _half_height(info: StreamInfo) -> StreamInfo:
+    """``info`` for pictures of one field: half the lines, so samples twice as tall (half the sample aspect)."""
+    return dataclasses.replace(info, sample_aspect=(info.sample_aspect or Fraction(1)) / 2)
 
 
 def _per_field(info: StreamInfo) -> StreamInfo:

@@ -45,7 +45,8 @@ ProxyHdr = Annotated[str, Option(choices=("tonemap", "keep"),
 Audio = Annotated[bool, Option(help="decode the sound (levels; the proxy's audio)")]
 KeyframesOnly = Annotated[bool, Option(help="pictures from keyframes only (fast; each the next keyframe)")]
 Levels = Annotated[bool, Option(help="also decode the sound for peak/RMS levels")]
-Deinterlace = Annotated[str, replace(DEINTERLACE, help="interlaced footage: detected and deinterlaced (auto), "
+Deinterlace = Annotated[str, replace(DEINTERLACE, help="interlaced footage: detected and deinterlaced by bwdif "
+                                                       "(auto) or shown by its first field (first_field: stills only), "
                                                        "left woven (off), or always through bwdif or yadif")]
 VideoStream = Annotated[int, replace(STREAM_NUMBER, special={-1: "the best, as FFmpeg chooses"},
                                      help="which video stream, by its number among the file's (ffmpeg's 0:v:N)")]
@@ -89,7 +90,7 @@ def default(*, thumb_every: ThumbEvery = 2.0, thumb_count: ThumbCount = 0, thumb
 @checked_options
 def thumbnails(*, thumb_every: ThumbEvery = 2.0, thumb_count: ThumbCount = 0, thumb_width: ThumbWidth = 320,
                thumb_format: ThumbFormat = "jpg", keyframes_only: KeyframesOnly = False,
-               deinterlace: Deinterlace = "auto", video_stream: VideoStream = -1) -> Pipeline:
+               deinterlace: Deinterlace = "first_field", video_stream: VideoStream = -1) -> Pipeline:
     """Metadata, a poster and thumbnails every N s or N evenly spaced (keyframes_only: fast, nearest keyframe)."""
     p = default(thumb_every=thumb_every, thumb_count=thumb_count, thumb_width=thumb_width, thumb_format=thumb_format,
                 sprites=False, proxy=False, audio=False, keyframes_only=keyframes_only, deinterlace=deinterlace,
@@ -101,7 +102,7 @@ def thumbnails(*, thumb_every: ThumbEvery = 2.0, thumb_count: ThumbCount = 0, th
 @checked_options
 def sprites(*, sprite_every: SpriteEveryOr0 = 2.0, sprite_count: SpriteCount = 0, sprite_width: SpriteWidth = 160,
             sprite_columns: SpriteColumns = 10, sprite_rows: SpriteRows = 10,
-            keyframes_only: KeyframesOnly = False, deinterlace: Deinterlace = "auto",
+            keyframes_only: KeyframesOnly = False, deinterlace: Deinterlace = "first_field",
             video_stream: VideoStream = -1) -> Pipeline:
     """Metadata and a sprite sheet with its WebVTT file per video (timeline scrubbing previews)."""
     if not sprite_every and not sprite_count:

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from conftest import result_for
-from interlaced_clips import (MARGIN, SPEED, InterlacedSpec, field_pictures, make_interlaced_clip,
+from interlaced_clips import (MARGIN, NTSC_SAR, SPEED, InterlacedSpec, field_pictures, make_interlaced_clip,
                               make_striped_progressive_clip, weave)
 from pipeline import FileItem, FileRun, Pipeline, PipelineDefinitionError, RunResult, run
 from stages import Decode, Metadata, Proxy, SpriteSheet, Thumbnails, presets
@@ -242,10 +242,43 @@ def test_a_named_filter_deinterlaces_every_frame(clips: Path, mode: str) -> None
 
 
 @pytest.mark.parametrize("options", [dict(deinterlace="sometimes"), dict(deinterlace=True), dict(rate="double"),
-                                     dict(rate="field", deinterlace="off")])
+                                     dict(rate="field", deinterlace="off"),
+                                     dict(rate="field", deinterlace="first_field")])
 def test_decode_refuses_options_it_does_not_take(options: dict) -> None:
     with pytest.raises(PipelineDefinitionError):
         Decode(**options)
+
+
+@pytest.mark.parametrize("relpath", ["broadcast_bff.ts", "camcorder_tff.mp4", "unflagged_tff.mp4"])
+def test_first_field_gives_each_frame_its_first_field_with_samples_twice_as_tall(clips: Path, relpath: str) -> None:
+    items, record = _decoded(clips / relpath, deinterlace="first_field")
+    full, _ = _decoded(clips / relpath)
+    assert record["deinterlaced"] == "first_field" and len(items) == len(full) == FRAMES
+    assert {(i.frame.width, i.frame.height) for i in items} == {(720, 240)}
+    assert {i.stream.sample_aspect for i in items} == {NTSC_SAR / 2}  # shown at the same 16:9
+    assert all(combing(i.frame.to_ndarray(format="gray"), MARGIN) < 2 for i in items)
+    # The field is the one shown first: the scene stands where bwdif's frame shows it (within a line's worth).
+    assert _shift(full[5].frame.to_ndarray(format="gray")[::2], items[5].frame.to_ndarray(format="gray")) == 0
+
+
+def test_first_field_leaves_progressive_footage_alone(clips: Path) -> None:
+    items, record = _decoded(clips / STRIPES, deinterlace="first_field")
+    off, _ = _decoded(clips / STRIPES, deinterlace="off")
+    assert record["deinterlaced"] is None
+    assert all(np.array_equal(a.frame.to_ndarray(), b.frame.to_ndarray()) for a, b in zip(items, off))
+
+
+def test_the_stills_presets_take_the_first_field_and_keep_the_shown_shape(clips: Path, tmp_path: Path) -> None:
+    result = run(presets.thumbnails(thumb_every=0.25, thumb_format="png"), clips, tmp_path / "out", workers=2)
+    res = result_for(result, "broadcast_bff.ts")
+    assert res.ok, res.error
+    assert res.record["deinterlaced"] == "first_field"
+    stills = sorted(p for p in res.outputs if p.endswith(".png"))
+    assert len(stills) >= 4
+    for rel in stills:
+        picture = Image.open(result.out_dir / rel)
+        assert picture.size == (320, 180)  # 720x480 at 32:27 is shown 16:9, from a field as from a frame
+        assert _image_combing(result.out_dir / rel) < 2
 
 
 # The parts ----------------------------------------------------------------------------
