@@ -46,16 +46,16 @@ import av
 import numpy as np
 from PIL import Image
 
-from pipeline import Pipeline, run
+from pipeline import Pipeline
 from pipeline.forkserver import stop_server
 from stages import Decode, Metadata, Proxy, presets
 from stages.deinterlace import combing
 from stages.media import VIDEO_EXTENSIONS
 
 from ._table import machine_line, print_table, verdict
+from .bench_vs_ffmpeg import framepipe_seconds
 from .footage import hdr_clip, interlaced_clip
 
-WORKERS = 2
 _REFERENCE_TONEMAP = ("zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=hable:desat=0,"
                       "zscale=t=bt709:m=bt709:r=tv,format=rgb24")
 
@@ -84,16 +84,9 @@ def make_footage(work: Path, seconds: float) -> dict[str, Path]:
 
 
 def seconds_of(pipeline: Pipeline, folder: Path, out: Path) -> float:
-    """Wall seconds of ``run(pipeline)`` over ``folder`` on 2 workers, a fresh worker server, no cache."""
+    """Wall seconds of ``run(pipeline)`` over ``folder`` into a fresh ``out`` (as ``bench_vs_ffmpeg`` times it)."""
     shutil.rmtree(out, ignore_errors=True)
-    stop_server()
-    t0 = time.perf_counter()
-    result = run(pipeline, folder, out, workers=WORKERS, cache=False)
-    seconds = time.perf_counter() - t0
-    bad = [f.summary_line() for f in result.files if not f.ok]
-    if bad:
-        raise RuntimeError("framepipe failed: " + "; ".join(bad))
-    return seconds
+    return framepipe_seconds(pipeline, folder, out)[0]
 
 
 def proxy_pipeline(deinterlace: str = "auto") -> Pipeline:
