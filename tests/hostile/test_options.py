@@ -66,7 +66,8 @@ REFUSED = [
     ("transcode", ["category=../elsewhere"], "option category=../elsewhere: must be \"\" (the profile's) or a folder "
                                              "name inside the output folder (relative, no '..')"),
     # names and form
-    ("metadata", ["levels=true"], "preset 'metadata' has no option 'levels' (options: audio_levels)"),
+    ("metadata", ["levels=true"], "preset 'metadata' has no option 'levels' "
+                                  "(options: audio_levels, video_stream, audio_stream)"),
     ("default", ["thumb_width"], "option 'thumb_width' is not KEY=VALUE"),
 ]
 
