@@ -1,6 +1,7 @@
 """framepipe's video library: stages on PyAV, built on the ``pipeline`` engine's public API."""
 
 from .audio import AudioLevels
+from .colour import Colour
 from .decode import Decode
 from .deinterlace import Deinterlacer, combing
 from .encode import Encode, Proxy
@@ -14,8 +15,9 @@ from .thumbnails import Thumbnails, frame_to_image
 from .transforms import Convert, Crop, PixelFunction, Resize, numpy_stage
 
 __all__ = [
-    "AudioFrameItem", "AudioLevels", "ClipSpec", "Convert", "Crop", "Decode", "Deinterlacer", "Encode",
-    "METADATA_FIELDS", "MediaInfo", "Metadata", "PixelFunction", "Proxy", "Resize", "SAMPLE_SET", "SpriteSheet", "StreamInfo", "Thumbnails",
-    "VIDEO_EXTENSIONS", "VideoFrameItem", "combing", "display_size", "fit_within", "frame_to_image", "generate_samples",
-    "make_clip", "numpy_stage", "open_media", "presets", "probe", "read_frame_marker",
+    "AudioFrameItem", "AudioLevels", "ClipSpec", "Colour", "Convert", "Crop", "Decode", "Deinterlacer", "Encode",
+    "METADATA_FIELDS", "MediaInfo", "Metadata", "PixelFunction", "Proxy", "Resize", "SAMPLE_SET", "SpriteSheet",
+    "StreamInfo", "Thumbnails", "VIDEO_EXTENSIONS", "VideoFrameItem", "combing", "display_size", "fit_within",
+    "frame_to_image", "generate_samples", "make_clip", "numpy_stage", "open_media", "presets", "probe",
+    "read_frame_marker",
 ]
