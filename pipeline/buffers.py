@@ -216,7 +216,8 @@ class SlotLease:
         if n > self.pool.slot_size:
             raise ValueError(f"{shape} {dt} needs {n} bytes; slots of pool {self.pool.name} hold "
                              f"{self.pool.slot_size}")
-        return np.frombuffer(self.buffer(), np.uint8, count=n).view(dt).reshape(shape)
+        array: np.ndarray = np.frombuffer(self.buffer(), np.uint8, count=n).view(dt).reshape(shape)
+        return array
 
     def ref(self, shape: tuple[int, ...], dtype: Any = np.uint8, *, pixel_format: str | None = None,
             pts: int | None = None, time_base: Fraction | tuple[int, int] | None = None, stream: int = 0,

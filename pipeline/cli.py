@@ -198,7 +198,8 @@ def _thread_failed(args: threading.ExceptHookArgs) -> None:
     name = args.thread.name if args.thread is not None else "?"
     reason = limit_reason(args.exc_value) if args.exc_value is not None else None
     log.warning("thread %s failed: %s", name, reason or f"{args.exc_type.__name__}: {args.exc_value}")
-    log.debug("thread %s failed", name, exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+    if args.exc_value is not None:
+        log.debug("thread %s failed", name, exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
 
 
 def _unraisable(hook: object) -> None:

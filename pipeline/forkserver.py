@@ -35,6 +35,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from multiprocessing import popen_forkserver, spawn, util
 from multiprocessing.context import BaseContext
+from types import FrameType
+from typing import Any
 
 from loky.backend import get_context as loky_context
 
@@ -129,11 +131,11 @@ def forget_safe_path() -> None:
 
 
 class _WorkerPopen(popen_forkserver.Popen):
-    def _launch(self, process_obj: object) -> None:
+    def _launch(self, process_obj: Any) -> None:
         _ensure_server()  # here rather than inside the launch: started with a safe import path
         _skip_main.active = True
         try:
-            super()._launch(process_obj)
+            super()._launch(process_obj)  # type: ignore[misc]  # (private to multiprocessing)
         finally:
             _skip_main.active = False
 
@@ -141,31 +143,32 @@ class _WorkerPopen(popen_forkserver.Popen):
 if hasattr(multiprocessing.context, "ForkServerContext"):
     class _WorkerProcess(multiprocessing.context.ForkServerProcess):
         @staticmethod
-        def _Popen(process_obj: object) -> _WorkerPopen:
+        def _Popen(process_obj: Any) -> _WorkerPopen:
             return _WorkerPopen(process_obj)
 
-        def _bootstrap(self, parent_sentinel: int | None = None) -> int:  # type: ignore[override]
+        def _bootstrap(self, parent_sentinel: int | None = None) -> int:
             # The first thing the worker does, right after the server forked it.
             lifecycle.bind_to_server(_IMPORTED_BY if _IMPORTED_BY != os.getpid() else None)
-            return super()._bootstrap(parent_sentinel)  # type: ignore[misc]
+            code: int = super()._bootstrap(parent_sentinel)  # type: ignore[misc]
+            return code
 
     class _WorkerContext(multiprocessing.context.ForkServerContext):
-        Process = _WorkerProcess  # type: ignore[assignment]
+        Process = _WorkerProcess
 
     from multiprocessing import popen_spawn_posix
 
     class _SafeSpawnPopen(popen_spawn_posix.Popen):
-        def _launch(self, process_obj: object) -> None:
+        def _launch(self, process_obj: Any) -> None:
             with _safe_path():  # each spawned worker starts as ``python -c ...``
-                super()._launch(process_obj)
+                super()._launch(process_obj)  # type: ignore[misc]  # (private to multiprocessing)
 
     class _SafeSpawnProcess(multiprocessing.context.SpawnProcess):
         @staticmethod
-        def _Popen(process_obj: object) -> _SafeSpawnPopen:
+        def _Popen(process_obj: Any) -> _SafeSpawnPopen:
             return _SafeSpawnPopen(process_obj)
 
     class _SafeSpawnContext(multiprocessing.context.SpawnContext):
-        Process = _SafeSpawnProcess  # type: ignore[assignment]
+        Process = _SafeSpawnProcess
 
     _context: BaseContext | None = _WorkerContext()
     _spawn_context: BaseContext | None = _SafeSpawnContext()
@@ -183,7 +186,7 @@ def _forgive_cut_requests() -> None:
     from multiprocessing import reduction
     receive, server = reduction.recvfds, os.getpid()
 
-    def recvfds(sock: object, size: int) -> list[int]:
+    def recvfds(sock: Any, size: int) -> list[int]:
         try:
             return receive(sock, size)
         except (EOFError, RuntimeError) as exc:
@@ -196,7 +199,7 @@ def _forgive_cut_requests() -> None:
 
 def _in_the_server() -> bool:
     """Whether the forkserver's ``main`` is importing this module (one of its preloads)."""
-    frame = sys._getframe()
+    frame: FrameType | None = sys._getframe()
     while frame is not None:
         if frame.f_code is multiprocessing.forkserver.main.__code__:
             return True
@@ -240,7 +243,8 @@ def worker_context() -> BaseContext:
     if method == "spawn" and _spawn_context is not None:
         return _spawn_context
     if method != "forkserver" or _context is None:
-        return loky_context(None if method == "forkserver" else method)
+        context: BaseContext = loky_context(None if method == "forkserver" else method)
+        return context
     _context.set_forkserver_preload(list(_preload))
     return _context
 

@@ -8,7 +8,7 @@ class with room to spare.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,7 +164,7 @@ class VideoBufferPool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __iter__(self) -> Iterable[BufferPool]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[BufferPool]:
         return iter(self.pools.values())
 
 

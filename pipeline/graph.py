@@ -12,7 +12,7 @@ from .runtime import TaskPoolConfig
 from .stage import Stage
 
 if TYPE_CHECKING:
-    from .run import RunResult
+    from .results import RunResult
 
 __all__ = ["Pipeline"]
 

@@ -47,6 +47,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 __all__ = ["ROOT_ENV", "root_token", "helper_env", "tagged", "watch", "remove_at_death", "bind_to_server",
@@ -200,7 +201,7 @@ def _die_with_parent() -> bool:
     try:
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        return bool(libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
 
@@ -222,7 +223,7 @@ def stop_helpers(timeout: float = 10.0) -> None:
     import gc
     from multiprocessing import util
     gc.collect()
-    util._run_finalizers(0)
+    util._run_finalizers(0)  # type: ignore[attr-defined]
     _stop_forkserver(deadline)
     from multiprocessing import resource_tracker
     trackers = [resource_tracker._resource_tracker]
@@ -241,7 +242,7 @@ def stop_helpers(timeout: float = 10.0) -> None:
         left = tagged_processes(token)
     mark = f"{ROOT_ENV}={token}".encode()
     for pid in left:
-        _signal(pid, signal.SIGKILL, lambda p=pid: _is_tagged(p, mark))
+        _signal(pid, signal.SIGKILL, partial(_is_tagged, pid, mark))
     _stop_watchdog(deadline)
 
 
@@ -353,6 +354,16 @@ def _parent(pid: int) -> int:
     """``pid``'s parent (0 when it is gone)."""
     fields = _stat(pid)
     return int(fields[1]) if len(fields) > 1 else 0
+
+
+def _child_of(pid: int, parents: frozenset[int] | set[int]) -> bool:
+    """Whether ``pid``'s parent is one of ``parents`` (still)."""
+    return _parent(pid) in parents
+
+
+def _started_at(pid: int, start: int) -> bool:
+    """Whether ``pid`` is still the process that started at ``start`` (not a reused pid)."""
+    return _started(pid) == start
 
 
 def _started(pid: int) -> int:
@@ -480,13 +491,13 @@ def _sweep(root: int, token: str, folders: Sequence[bytes] = (), family: dict[in
         for pid, cmd in tagged.items():
             if b"resource_tracker" in cmd:
                 trackers.add(pid)  # left to end by itself: at EOF it unlinks what was registered with it
-            elif (fd := _signal(pid, signal.SIGSTOP, lambda p=pid: _is_tagged(p, mark), keep=True)) is not None:
+            elif (fd := _signal(pid, signal.SIGSTOP, partial(_is_tagged, pid, mark), keep=True)) is not None:
                 frozen[pid] = fd
         for pid in children:
-            if (fd := _signal(pid, signal.SIGSTOP, lambda p=pid: _parent(p) in parents, keep=True)) is not None:
+            if (fd := _signal(pid, signal.SIGSTOP, partial(_child_of, pid, parents), keep=True)) is not None:
                 frozen[pid] = fd
         for pid in known:
-            if (fd := _signal(pid, signal.SIGSTOP, lambda p=pid: _started(p) == family[p], keep=True)) is not None:
+            if (fd := _signal(pid, signal.SIGSTOP, partial(_started_at, pid, family[pid]), keep=True)) is not None:
                 frozen[pid] = fd
         family = {pid: t for pid, t in family.items() if pid not in known}  # each looked at once
     for pid, fd in frozen.items():
@@ -495,7 +506,7 @@ def _sweep(root: int, token: str, folders: Sequence[bytes] = (), family: dict[in
     while any(_alive(pid) for pid in trackers) and time.monotonic() < deadline:
         time.sleep(0.02)
     for pid in trackers:
-        _signal(pid, signal.SIGKILL, lambda p=pid: _is_tagged(p, mark))
+        _signal(pid, signal.SIGKILL, partial(_is_tagged, pid, mark))
     _unlink_named_after({root} | set(frozen) | trackers)
     import shutil
     for folder in folders:

@@ -126,7 +126,7 @@ def as_output_error(exc: BaseException) -> OutputError | None:
     part = _PART_NAME.match(os.path.basename(name)) if name else None
     if exc.errno not in _NO_ROOM and not (exc.errno in _NOT_OURS and part):
         return None
-    final = _shortened.get(name) if name else None  # a cut part name cannot say its final name: we noted it
+    final: str | Path | None = _shortened.get(name) if name else None  # a cut part name cannot say it: noted
     if final is None and name and part:
         final = os.path.join(os.path.dirname(name), part["stem"] + part["suffix"])
     return output_error("write", final or name or "an output", exc)
@@ -255,7 +255,7 @@ def write_atomic(final: str | os.PathLike[str], data: bytes) -> Path:
     return Path(final)
 
 
-def new_digest() -> "hashlib._Hash":
+def new_digest() -> "hashlib.blake2b":
     """The hash that names an output's bytes in the run ledger (BLAKE2b, 128 bits)."""
     return hashlib.blake2b(digest_size=16)
 

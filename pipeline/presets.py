@@ -114,7 +114,7 @@ class Option:
         if kind in (int, float):
             if isinstance(value, bool) or not isinstance(value, numbers.Real if kind is float else numbers.Integral):
                 raise ValueError(value)
-            value = kind(value)
+            value = kind(value)  # type: ignore[call-overload]
             if not math.isfinite(value):
                 raise ValueError(value)
             if (self.min is not None and value < self.min) or (self.max is not None and value > self.max) or \

@@ -101,7 +101,7 @@ def _map(name: str, size: int) -> mmap.mmap:
 
 def sweep_stale_segments(shm_dir: str = "/dev/shm") -> list[str]:
     """Unlink segments whose creating process is gone (a run killed with SIGKILL); return their names."""
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(shm_dir)
     except OSError:  # no /dev/shm on this system: nothing to sweep

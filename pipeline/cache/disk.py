@@ -385,7 +385,7 @@ class DiskCache:
         """Delete ``key``; return whether it was there."""
         with self._lock:
             try:
-                return self._write(lambda txn: txn.delete("WHERE key = ?", (key,))) > 0
+                return bool(self._write(lambda txn: txn.delete("WHERE key = ?", (key,))) > 0)
             except _Rebuilt:
                 return False  # the rebuilt index is empty: the key is gone anyway
 
@@ -600,13 +600,13 @@ class DiskCache:
 
     # --- internals: writes ------------------------------------------------------------------
 
-    def _prepare(self, mapping: Mapping[str, Any], ttl: float | None) -> tuple[list[tuple[str, tuple | None]], list[str]]:
+    def _prepare(self, mapping: Mapping[str, Any], ttl: float | None) -> tuple[list[tuple[str, tuple[Any, ...] | None]], list[str]]:
         """Serialise values and write the large ones to files (outside any transaction)."""
         now = self._clock()
         life = self.config.ttl if ttl is None else ttl
         expires = math.inf if life is None else now + life
         limit = self.config.max_size_bytes
-        rows: list[tuple[str, tuple | None]] = []
+        rows: list[tuple[str, tuple[Any, ...] | None]] = []
         written: list[str] = []
         try:
             for key, value in mapping.items():
@@ -663,7 +663,7 @@ class DiskCache:
             raise output_error("write a cache value under", self._blobs, exc) from exc
         return rel
 
-    def _insert(self, txn: _Txn, rows: list[tuple[str, tuple | None]]) -> None:
+    def _insert(self, txn: _Txn, rows: list[tuple[str, tuple[Any, ...] | None]]) -> None:
         for key, row in rows:
             txn.delete("WHERE key = ?", (key,))
             if row is not None:

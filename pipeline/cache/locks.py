@@ -111,7 +111,7 @@ class FileLock:
                 pass
         if _WINDOWS:  # pragma: no cover
             os.lseek(fd, 0, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined,unused-ignore]
         os.close(fd)  # closing the last descriptor releases a flock
 
     def __enter__(self) -> FileLock:
@@ -155,7 +155,7 @@ def _try_flock(fd: int, mode: int) -> bool:
 def _try_msvcrt(fd: int) -> bool:  # pragma: no cover - Windows only
     try:
         os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined,unused-ignore]
     except OSError:
         return False
     return True

@@ -40,7 +40,8 @@ class CacheManager:
         """Register anything that has a ``name`` and a ``clear()``, under that name."""
         if not isinstance(cache, ClearableCache):
             raise TypeError(f"{cache!r} has no name and clear(): not a ClearableCache")
-        return self.add_cache(cache.name, cache)
+        self.add_cache(cache.name, cache)
+        return cache
 
     def get(self, name: str) -> Any:
         """The cache registered under ``name``."""

@@ -87,7 +87,7 @@ class CacheMetrics:
 #    value size in bytes]
 # The tick orders entries by recency for change_eviction_policy; the value size lets a rewrite
 # measure only the new value.
-_Entry = list  # type: ignore[misc]
+_Entry = list[Any]
 _VALUE, _SIZE, _EXPIRES, _TICK, _VSIZE = 0, 1, 2, 3, 4
 # Types whose instances the garbage collector does not track: for them obj.__sizeof__() equals
 # sys.getsizeof(obj), and costs ~9 ns against ~60 ns.
@@ -212,7 +212,7 @@ class Cache:
     def __contains__(self, key: object) -> bool:
         """Whether ``key`` is stored and not expired; neither a hit nor a use."""
         with self._lock:
-            return self._live_entry(key) is not None  # type: ignore[arg-type]
+            return self._live_entry(key) is not None  # type: ignore[arg-type,unused-ignore]
 
     def _get(self, key: Hashable, default: Any) -> Any:
         if self._expiry:

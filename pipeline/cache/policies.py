@@ -18,7 +18,7 @@ import random
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from .config import EvictionPolicy, HybridPolicy
 from .sketch import CountMinSketch
@@ -97,7 +97,7 @@ class _AlwaysAdmit:
     __slots__ = ()
 
     def evict(self) -> Hashable:
-        key = self.victim()  # type: ignore[attr-defined]
+        key: Hashable = self.victim()  # type: ignore[attr-defined]
         self.on_remove(key)  # type: ignore[attr-defined]
         return key
 
@@ -108,9 +108,10 @@ class _AlwaysAdmit:
         return None
 
 
-def _first(order: OrderedDict[Hashable, None]) -> Hashable:
+def _first(order: OrderedDict[Hashable, Any]) -> Hashable:
     try:
-        return next(iter(order))
+        key: Hashable = next(iter(order))
+        return key
     except StopIteration:
         raise NothingToEvict("no key to evict") from None
 
