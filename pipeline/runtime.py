@@ -289,20 +289,20 @@ class WorkerPool:
         self._executed = self._failed = self._timeouts = self._retried = 0
         self._busy_s = 0.0
         self._durations: deque[float] = deque(maxlen=_DURATIONS_KEPT)
-        self._board: ProgressBoard | None = None
-        self._executor: _Executor | None = None  # type: ignore[assignment]
         self._failed_with: FramepipeError | None = None  # set when the dispatcher failed: new tasks fail at once
+        board: ProgressBoard | None = None
+        executor: _Executor | None = None
         try:
-            self._board = ProgressBoard.create(_BOARD_ROWS)
-            self._executor = self._new_executor()
+            self._board = board = ProgressBoard.create(_BOARD_ROWS)
+            self._executor = executor = self._new_executor()
             self._dispatcher = threading.Thread(target=self._dispatch_loop, name=f"framepipe-pool-{pool_id}",
                                                 daemon=True)
             self._dispatcher.start()
         except Exception as exc:  # out of descriptors, threads or memory: nothing of the pool is left behind
-            if self._executor is not None:
-                _shutdown_loky(self._executor, kill_workers=True)
-            if self._board is not None:
-                self._board.close()
+            if executor is not None:
+                _shutdown_loky(executor, kill_workers=True)
+            if board is not None:
+                board.close()
             reason = limit_reason(exc)
             if reason is None:
                 raise
@@ -653,9 +653,9 @@ class WorkerPool:
             heapq.heappush(self._heap, (task.sort_key(), task))  # keeps its place: same priority and seq
             return None
         self._failed += 1
-        error = WorkerCrashed(f"task {task.name}: worker process died ({task.attempts} attempts): {exc}")
-        error.__cause__ = exc
-        return lambda: task.future.set_exception(error)
+        crashed = WorkerCrashed(f"task {task.name}: worker process died ({task.attempts} attempts): {exc}")
+        crashed.__cause__ = exc
+        return lambda: task.future.set_exception(crashed)
 
     # Size and life cycle --------------------------------------------------------------------
 
@@ -704,7 +704,7 @@ class WorkerPool:
             self._dispatcher.join()
             self._close()
         else:
-            threading.Thread(target=lambda: (self._dispatcher.join(), self._close()), daemon=True).start()
+            threading.Thread(target=self._join_and_close, daemon=True).start()
 
     def _settle_killed(self, doomed: list[_Executor]) -> None:
         """Fail the tasks of killed executors that loky did not settle (its threads had died): the dispatcher waits
@@ -723,6 +723,11 @@ class WorkerPool:
                     except InvalidStateError:
                         pass
             self._cond.notify_all()
+
+    def _join_and_close(self) -> None:
+        """Wait for the dispatcher to end, then release the pool's resources (``shutdown(wait=False)``)."""
+        self._dispatcher.join()
+        self._close()
 
     def _close(self) -> None:
         with self._cond:
@@ -829,7 +834,7 @@ def _release_start(thread: threading.Thread) -> None:
     could say it had started (CPython's private fields; left alone where they differ)."""
     started = getattr(thread, "_started", None)
     if started is not None and hasattr(thread, "_is_stopped") and not started.is_set():
-        thread._is_stopped = True  # type: ignore[attr-defined]
+        thread._is_stopped = True  # type: ignore[attr-defined,unused-ignore]
         started.set()
 
 
