@@ -44,7 +44,8 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("pictures", "bench_pictures", []),
 ]
 
-TARGET = re.compile(r"^\s*target (?P<name>.+?): (?P<value>\S+(?: \S+)?) \(goal (?P<goal>[^)]*)\) (?P<verdict>MET|MISSED)\s*$")
+TARGET = re.compile(r"^\s*target (?P<name>.+?): (?P<value>\S+(?: \S+)?) "
+                    r"\(goal (?P<goal>[^)]*)\) (?P<verdict>MET|MISSED)\s*$")
 
 
 class _Tee(io.TextIOBase):

@@ -167,7 +167,8 @@ def bench_hit_rates(quick: bool = False) -> tuple[Rows, Checks]:
         aged = rate["reshuffled", "LFU, aging (halve every 10x cap)"][i]
         plain = rate["reshuffled", "LFU, plain (no aging)"][i]
         moved_lru = rate["reshuffled", "LRU"][i]
-        rows.append(("reshuffled", f"  LFU - LRU at {pct}: plain {plain - moved_lru:+.1f}, aging {aged - moved_lru:+.1f}",
+        rows.append(("reshuffled",
+                     f"  LFU - LRU at {pct}: plain {plain - moved_lru:+.1f}, aging {aged - moved_lru:+.1f}",
                      "", "", ""))
         checks.append((f"aged LFU - LRU, reshuffled, {pct} (points)", aged - moved_lru, 0.0, False))
     return rows, checks

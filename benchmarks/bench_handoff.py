@@ -67,14 +67,16 @@ def bench_frames(quick: bool) -> list[bool]:
         empty_us = median_call_us(lambda: ex.submit(noop).result(), 300 if quick else 1000)
         for label, shape in SIZES.items():
             frame = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-            pickled_us = median_call_us(lambda: ex.submit(process_array, frame).result(), 8 if quick else 30)
+            pickled_us = median_call_us(lambda frame=frame: ex.submit(process_array, frame).result(),
+                                        8 if quick else 30)
             with BufferPool(frame.nbytes, 2, name=f"bench_{label}") as pool:
                 src_lease, dst_lease = pool.acquire(), pool.acquire()
                 src_lease.array(shape)[...] = frame
                 src = src_lease.ref(shape, np.uint8, pixel_format="rgb24")
                 dst = dst_lease.ref(shape, np.uint8, pixel_format="rgb24")
-                ref_us = median_call_us(lambda: ex.submit(process_ref, src, dst).result(), 300 if quick else 1000)
-                read_us = median_call_us(lambda: ex.submit(read_ref, src).result(), 300 if quick else 1000)
+                ref_us = median_call_us(lambda src=src, dst=dst: ex.submit(process_ref, src, dst).result(),
+                                        300 if quick else 1000)
+                read_us = median_call_us(lambda src=src: ex.submit(read_ref, src).result(), 300 if quick else 1000)
                 bytes_ref = len(pickle.dumps((src, dst))) + len(pickle.dumps(dst))
             bytes_arr = 2 * len(pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL))
             rows += [

@@ -162,11 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fail a file still running after SECONDS: its worker is killed, the batch goes on")
     p_run.add_argument("-q", "--quiet", action="store_true", help="plain lines, no live progress")
     p_run.add_argument("--fresh", action="store_true",
-                       help="run every file again, even those an earlier run into OUT finished (resets OUT/ledger.jsonl)")
+                       help="run every file again, even those an earlier run into OUT finished "
+                            "(resets OUT/ledger.jsonl)")
     p_run.set_defaults(func=_cmd_run)
 
     p_run.add_argument("--no-cache", action="store_true", help="neither use nor keep remembered stage results")
-    p_run.add_argument("--cache-dir", metavar="DIR", help="cache folder (default: $FRAMEPIPE_CACHE_DIR, ~/.cache/framepipe)")
+    p_run.add_argument("--cache-dir", metavar="DIR",
+                       help="cache folder (default: $FRAMEPIPE_CACHE_DIR, ~/.cache/framepipe)")
     p_run.add_argument("--trace", metavar="FILE.json",
                        help="write a timeline of every worker's calls (Chrome trace; open in ui.perfetto.dev)")
     p_run.add_argument("--chart", metavar="FILE.png", help="write a chart of per-stage throughput and utilization")

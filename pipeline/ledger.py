@@ -205,8 +205,9 @@ def _line(entry: dict[str, Any]) -> bytes:
     return (json.dumps(entry) + "\n").encode()
 
 
-_FIELDS: dict[str, type | tuple[type, ...]] = {"file": str, "status": str, "fingerprint": str, "pipeline": str, "key": str, "outputs": dict,
-           "record": dict, "warnings": list, "wall_s": (int, float), "attempts": int}
+_FIELDS: dict[str, type | tuple[type, ...]] = {"file": str, "status": str, "fingerprint": str, "pipeline": str,
+                                               "key": str, "outputs": dict, "record": dict, "warnings": list,
+                                               "wall_s": (int, float), "attempts": int}
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:

@@ -52,9 +52,9 @@ _NOT_OURS = frozenset({errno.EACCES, errno.EPERM, errno.ENAMETOOLONG})  # a writ
 _SUFFIX_MAX = 16  # bytes of a suffix that shortening keeps (".mp4"); a longer "suffix" is cut with the rest
 _HASH_BYTES = 4  # a cut name ends in "~" and this hash of the whole name as 8 hex digits
 _SHORTENED_KEPT = 256  # this process's latest cut part names, far more than it has open at once
-_shortened: OrderedDict[str, Path] = OrderedDict()
+_shortened: OrderedDict[str, Path] = OrderedDict()  # part path -> final path, for part names cut to fit
 _SEALED_KEPT = 4096  # this process's latest write_atomic digests, far more than one file's outputs
-_sealed: OrderedDict[tuple[int, int, int, int], str] = OrderedDict()  # (dev, inode, size, mtime) -> digest  # part path -> final path, for part names cut to fit
+_sealed: OrderedDict[tuple[int, int, int, int], str] = OrderedDict()  # (dev, inode, size, mtime) -> digest
 
 
 def _injected_fault(final: Path) -> OSError | None:

@@ -79,7 +79,8 @@ def _format(report: dict[str, Any]) -> str:
     for r in report["stages"]:
         rows.append((r["stage"], r["where"], str(r["frames"]), f"{r['frames_per_s']:.1f}", f"{r['mb_per_s']:.1f}",
                      f"{r['busy_pct']:.0f}", f"{r['starved_pct']:.0f}", f"{r['blocked_pct']:.0f}",
-                     "-" if r["p95_ms"] is None else f"{r['p95_ms']:.1f}", "-" if r["cache_hit_pct"] is None else f"{r['cache_hit_pct']:.0f}"))
+                     "-" if r["p95_ms"] is None else f"{r['p95_ms']:.1f}",
+                     "-" if r["cache_hit_pct"] is None else f"{r['cache_hit_pct']:.0f}"))
     lines = text_table(rows, left=2).split("\n")
     pools = ", ".join(f"{k} {v:.0f}%" for k, v in report["pool_utilization_pct"].items())
     lines.append(f"pool utilization: {pools}")

@@ -45,6 +45,7 @@ each file and its folder before the rename and sets ``synchronous=FULL``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -372,7 +373,7 @@ class DiskCache:
             rows, written = self._prepare(mapping, ttl)
             try:
                 with self._lock:
-                    self._write(lambda txn: self._insert(txn, rows))
+                    self._write(functools.partial(self._insert, rows=rows))
                 return
             except _Rebuilt:
                 if attempt == 2:
@@ -600,7 +601,8 @@ class DiskCache:
 
     # --- internals: writes ------------------------------------------------------------------
 
-    def _prepare(self, mapping: Mapping[str, Any], ttl: float | None) -> tuple[list[tuple[str, tuple[Any, ...] | None]], list[str]]:
+    def _prepare(self, mapping: Mapping[str, Any],
+                 ttl: float | None) -> tuple[list[tuple[str, tuple[Any, ...] | None]], list[str]]:
         """Serialise values and write the large ones to files (outside any transaction)."""
         now = self._clock()
         life = self.config.ttl if ttl is None else ttl

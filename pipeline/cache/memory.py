@@ -122,7 +122,8 @@ class Cache:
     __slots__ = ("_config", "_clock", "_sizeof", "_plain_sizes", "_tuning", "_lock", "_entries", "_max_entries",
                  "_max_bytes", "_default_ttl", "_interval", "_bytes", "_hits", "_misses", "_evictions",
                  "_expirations", "_rejected", "_expiry", "_seq", "_ops", "_timed_ns", "_timed", "_next_sweep",
-                 "_kind", "_policy", "_simple", "_on_access", "_on_insert", "_on_update", "_on_rewrite", "_on_remove", "_evict",
+                 "_kind", "_policy", "_simple", "_on_access", "_on_insert", "_on_update", "_on_rewrite", "_on_remove",
+                 "_evict",
                  "__weakref__")
 
     def __init__(self, config: CacheConfig = CacheConfig(), *, clock: Callable[[], float] = time.monotonic,
