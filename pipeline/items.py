@@ -13,7 +13,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeGuard, runtime_checkable
 
 from .errors import UnreadableFile
 from .zerocopy import MappedFile, special_file_kind
@@ -21,7 +21,7 @@ from .zerocopy import MappedFile, special_file_kind
 if TYPE_CHECKING:
     from .buffers import FrameRef
 
-__all__ = ["FILE", "FRAME", "AUDIO", "FileItem", "SharedItem", "fingerprint", "readable"]
+__all__ = ["FILE", "FRAME", "AUDIO", "FileItem", "SharedItem", "is_shareable", "fingerprint", "readable"]
 
 FILE: Final = "file"
 """Kind of a :class:`FileItem`: one input file."""
@@ -40,7 +40,8 @@ class SharedItem(Protocol):
     The engine asks ``shared_nbytes()`` how big a slot the item needs (0: its pixels are in a slot already, it
     may cross as it is), grants one at least that big, and sends on what ``to_shared(slot)`` returns: the same
     item with its pixels copied into the slot and nothing of its own process left in it. Checked with
-    ``isinstance(item, SharedItem)``; an item that is not one crosses pickled, as it is.
+    ``isinstance(item, SharedItem)`` (``is_shareable`` on the hot path); an item that is not one crosses pickled,
+    as it is.
     """
 
     def shared_nbytes(self) -> int:
@@ -50,6 +51,22 @@ class SharedItem(Protocol):
     def to_shared(self, slot: FrameRef) -> SharedItem:
         """The item with its pixels in ``slot``, ready to cross."""
         ...
+
+
+_SHAREABLE_TYPES: dict[type, bool] = {}
+
+
+def is_shareable(item: Any) -> TypeGuard[SharedItem]:
+    """``isinstance(item, SharedItem)``, answered once per type of item.
+
+    The engine asks it of every frame bound for a map stage; a runtime protocol check costs 10-16 µs on
+    Python 3.11 (it looks each method up), a dict lookup well under one.
+    """
+    kind = type(item)
+    found = _SHAREABLE_TYPES.get(kind)
+    if found is None:
+        found = _SHAREABLE_TYPES[kind] = isinstance(item, SharedItem)
+    return found
 
 
 def readable(text: str) -> str:

@@ -29,7 +29,7 @@ from ..buffers import FrameRef
 from ..errors import InputError, OutputError, StageError
 from ..outputs import as_output_error
 from ..graph import Pipeline
-from ..items import FILE, FRAME, SharedItem
+from ..items import FILE, FRAME, is_shareable
 from ..memo import lineages
 from ..metrics import StageStats
 from ..results import FAILED, OK, FileResult
@@ -37,11 +37,6 @@ from ..stage import FileRun, Stage, StageContext
 from ..staging import final_names, seal_outputs
 
 __all__ = ["FileSession", "FileRunner", "StepResult", "Outgoing", "is_shareable", "replay_whole_file"]
-
-
-def is_shareable(item: Any) -> bool:
-    """Whether ``item`` carries pixels that cross processes in a slot: ``isinstance(item, SharedItem)``."""
-    return isinstance(item, SharedItem)
 
 
 @dataclass(slots=True)
@@ -227,7 +222,7 @@ class FileSession:
         while self._pending:
             waiting = self._pending[0]
             item = waiting.item
-            if isinstance(item, SharedItem) and item.shared_nbytes() > 0:
+            if is_shareable(item) and item.shared_nbytes() > 0:
                 fit = next((i for i, c in enumerate(credits) if c.nbytes >= item.shared_nbytes()), None)
                 if fit is None:
                     return
