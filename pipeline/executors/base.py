@@ -98,8 +98,8 @@ class Executor(ABC):
     ``run``) and implement ``run``; ``prepare``, ``close`` and ``snapshot`` have defaults that do nothing.
 
     ``run`` must: tell ``events`` of each file as it starts and ends; return one result per task, in task order,
-    a failed file's included (never raise for a bad file); record into ``trace`` when one is given; and leave
-    nothing running behind it. ``prepare`` may be called once before ``run`` (or not at all); ``close`` is
+    a failed file's included (never raise for a bad file); leave nothing running behind it; and record its
+    calls into ``trace`` when one is given and it can (inline and local do; Ray's run on other machines). ``prepare`` may be called once before ``run`` (or not at all); ``close`` is
     called after it, whatever happened, even without ``run``.
 
     A complete executor, one file after another in this process::
