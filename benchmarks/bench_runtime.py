@@ -21,6 +21,7 @@ from collections.abc import Callable
 from loky import ProcessPoolExecutor
 
 from pipeline.coordinator import RuntimeCoordinator
+from pipeline.metrics import percentile
 from pipeline.runtime import Priority, TaskPoolConfig, WorkerPool
 
 from ._table import machine_line, median_call_us, print_table, verdict
@@ -78,8 +79,7 @@ def _p95_latency_ms(pool: WorkerPool, n_iter: int, samples: int) -> float:
         t0 = time.perf_counter()
         pool.execute(burn, n_iter)
         lat.append(time.perf_counter() - t0)
-    lat.sort()
-    return lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))] * 1e3
+    return percentile(sorted(lat), 0.95) * 1e3
 
 
 def bench_priority(quick: bool, workers: int) -> tuple[list[tuple[object, ...]], list[tuple[str, float, float, bool]]]:

@@ -35,7 +35,7 @@ from .buffers import BufferPool, FrameRef, SlotLease
 from .coordinator import RuntimeCoordinator
 from .frame_pools import BufferConfig, VideoBufferPool
 from .graph import Pipeline
-from .items import AUDIO, FILE, FRAME, FileItem, fingerprint
+from .items import AUDIO, FILE, FRAME, FileItem, SharedItem, fingerprint
 from .metrics import StageStats
 from .outputs import PartialOutput, atomic_output, safe_join, write_atomic
 from .performance import PerformanceConfig
@@ -52,7 +52,7 @@ __all__ = [
     "TaskPoolConfig", "VideoBufferPool", "WorkerPool",
     "BufferPoolExhausted", "PoolFull", "StaleFrameRef", "TaskTimeout",
     "CorruptMedia", "EmptyStream", "TruncatedMedia", "UndecodableStream",
-    "FileItem", "FileResult", "FileRun", "FramepipeError", "InputError", "OutputError",
+    "FileItem", "FileResult", "FileRun", "SharedItem", "FramepipeError", "InputError", "OutputError",
     "DiskFull", "FileTimeout", "InvalidOption", "OutputFolderInUse", "OutputIsLink", "OutputNotWritable",
     "PoolUnavailable", "ResourceExhausted",
     "PartialOutput", "PerformanceConfig", "Pipeline", "PipelineDefinitionError", "PresetNotFound", "RunResult", "Stage", "StageContext",

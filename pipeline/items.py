@@ -2,7 +2,9 @@
 
 An item is any object with a ``kind`` string; an edge of the graph carries
 the kinds that its upstream stage emits and its downstream stage accepts.
-Items stay small: pixels travel as handles, never inside an item.
+Items stay small: pixels travel as handles, never inside an item. An item
+that holds pixels in its own process (a decoded frame) is a ``SharedItem``:
+the engine moves its pixels into a slot before it crosses to another one.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeGuard, runtime_checkable
 
 from .errors import UnreadableFile
 from .zerocopy import MappedFile, special_file_kind
 
-__all__ = ["FILE", "FRAME", "AUDIO", "FileItem", "fingerprint", "readable"]
+if TYPE_CHECKING:
+    from .buffers import FrameRef
+
+__all__ = ["FILE", "FRAME", "AUDIO", "FileItem", "SharedItem", "is_shareable", "fingerprint", "readable"]
 
 FILE: Final = "file"
 """Kind of a :class:`FileItem`: one input file."""
@@ -26,6 +31,42 @@ AUDIO: Final = "audio"
 """Kind of a block of decoded audio samples."""
 
 _FINGERPRINT_CHUNK = 1 << 20
+
+
+@runtime_checkable
+class SharedItem(Protocol):
+    """An item whose pixels cross processes in a shared-memory slot, never pickled (``stages``' frames).
+
+    The engine asks ``shared_nbytes()`` how big a slot the item needs (0: its pixels are in a slot already, it
+    may cross as it is), grants one at least that big, and sends on what ``to_shared(slot)`` returns: the same
+    item with its pixels copied into the slot and nothing of its own process left in it. Checked with
+    ``isinstance(item, SharedItem)`` (``is_shareable`` on the hot path); an item that is not one crosses pickled,
+    as it is.
+    """
+
+    def shared_nbytes(self) -> int:
+        """Bytes of slot the item needs to cross (0: none, it is in a slot already)."""
+        ...
+
+    def to_shared(self, slot: FrameRef) -> SharedItem:
+        """The item with its pixels in ``slot``, ready to cross."""
+        ...
+
+
+_SHAREABLE_TYPES: dict[type, bool] = {}
+
+
+def is_shareable(item: Any) -> TypeGuard[SharedItem]:
+    """``isinstance(item, SharedItem)``, answered once per type of item.
+
+    The engine asks it of every frame bound for a map stage; a runtime protocol check costs 10-16 µs on
+    Python 3.11 (it looks each method up), a dict lookup well under one.
+    """
+    kind = type(item)
+    found = _SHAREABLE_TYPES.get(kind)
+    if found is None:
+        found = _SHAREABLE_TYPES[kind] = isinstance(item, SharedItem)
+    return found
 
 
 def readable(text: str) -> str:

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 
 import pyarrow as pa
 
-__all__ = ["StageStats", "Bottleneck", "merge_stats", "find_bottleneck", "format_stage_table", "stats_table"]
+__all__ = ["StageStats", "Bottleneck", "merge_stats", "find_bottleneck", "format_stage_table", "stats_table",
+           "percentile"]
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``sorted_values`` (ascending), nearest rank; 0.0 when there are none.
+
+    Nearest rank rather than interpolation: the figure is one that was measured. Every p95 framepipe reports
+    (stage latencies, pool task durations, the benchmarks') comes from here.
+    """
+    if not sorted_values:
+        return 0.0
+    return sorted_values[min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))]
 
 
 @dataclass(slots=True)
@@ -58,6 +71,13 @@ class StageStats:
         self.cache_misses += other.cache_misses
         self.p50_s = max(self.p50_s, other.p50_s)
         self.p95_s = max(self.p95_s, other.p95_s)
+
+    def record_latencies(self, samples: Iterable[float]) -> None:
+        """Set ``p50_s`` and ``p95_s`` from the latencies of its tasks (left as they are when there are none)."""
+        ordered = sorted(samples)
+        if ordered:
+            self.p50_s = statistics.median(ordered)
+            self.p95_s = percentile(ordered, 0.95)
 
     def utilization(self, wall_s: float) -> float:
         """Busy share of the time its workers had during the run."""

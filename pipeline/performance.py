@@ -18,8 +18,8 @@ Profiles (``cores``: CPU count, ``avail``: memory available when the run starts)
 =================  =========================================================================
 video_processing   workers = cores; files in flight = max(1, cores // 2); map pools of
                    ``cores`` workers; frame buffer = min(1.5 GiB, 25% avail), the optimizer
-                   may take it up to min(4 GiB, 50% avail); credits per file: the executor's
-                   rule (2 per map worker + 2); memory caches min(512 MiB, 5% avail).
+                   may take it up to min(4 GiB, 50% avail); credits per file: the executors'
+                   rule (``credits_per_file``: 2 per map worker + 2); memory caches min(512 MiB, 5% avail).
 low_memory         workers = cores; files in flight = max(1, cores // 2); map pools of
                    max(1, cores // 2); frame buffer = min(256 MiB, 10% avail) and no more;
                    4 credits per file; memory caches min(64 MiB, 2% avail).
@@ -38,6 +38,8 @@ from typing import Any
 
 import psutil
 
+from .executors.base import Executor, credits_per_file
+from .executors.local import LocalExecutor
 from .tuning import log
 
 __all__ = ["PerformanceConfig", "PROFILES", "size_profile", "RunDecision", "PoolFigures", "CacheFigures",
@@ -98,9 +100,9 @@ class PerformanceConfig:
         """A copy with ``changes`` (e.g. ``PerformanceConfig.auto().replace(map_workers=1)``)."""
         return dataclasses.replace(self, **changes)
 
-    def apply(self, executor: Any) -> None:
+    def apply(self, executor: Executor) -> None:
         """Set these figures on a ``LocalExecutor`` (other executors have nothing to size: left alone)."""
-        if getattr(executor, "name", None) != "local":
+        if not isinstance(executor, LocalExecutor):
             return
         if self.workers is not None:
             executor.workers = self.workers
@@ -380,8 +382,8 @@ class RunOptimizer:
         elif d.what.startswith("map pool "):
             run.pools[d.what.removeprefix("map pool ")].resize(d.new)
             self._last_pool_change = time.monotonic()
-            if not run.ex.credits_per_file:  # the executor's rule: enough slots per file to feed every worker
-                run.credits_per_file = max(4, 2 * sum(p.max_concurrent_tasks for p in run.pools.values()) + 2)
+            if not run.ex.credits_per_file:  # the executors' rule: enough slots per file to feed every worker
+                run.credits_per_file = credits_per_file(sum(p.max_concurrent_tasks for p in run.pools.values()))
             for m in run.maps:
                 if run.stages[m].pool == d.what.removeprefix("map pool "):
                     run.map_stats[m].workers = d.new

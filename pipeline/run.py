@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from .errors import OutputFolderInUse, OutputIsLink
-from .executors import FileTask, RunEvents, get_executor
+from .executors import Executor, FileTask, RunEvents, get_executor
 from .executors.file_runner import replay_whole_file
 from .graph import Pipeline
 from .items import FileItem
@@ -170,7 +170,7 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     if performance is not None:
         config = PerformanceConfig.named(performance)
         config.apply(ex)
-        if workers is not None and hasattr(ex, "workers"):
+        if workers is not None:
             ex.workers = workers
         log.info("performance profile %s: %s", config.name, config, extra={"profile": config.name})
     cache_dir = memo_dir(cache)
@@ -183,9 +183,8 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     check_writable(out_dir)  # a read-only folder is one clear error now, not one per file
     lock = _claim_output_folder(out_dir)  # before anything is started, swept or read there
     try:
-        prepare = getattr(ex, "prepare", None)  # optional: lets an executor warm up while inputs are found
-        if prepare is not None and not replayable:
-            prepare(pipeline)
+        if not replayable:  # the executor warms up while the inputs are found
+            ex.prepare(pipeline)
         items = collect_inputs(inputs, extensions if extensions is not None else pipeline.extensions,
                                select=select, out=out_dir)
         sweep_partial_outputs(out_dir)
@@ -207,37 +206,32 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         events = LedgerEvents(events, ledger, tasks)  # each file is in the ledger before anyone hears it finished
         start = time.perf_counter()
         recorder = RunTrace(origin=start) if trace is not None or chart is not None else None
-        if recorder is not None and hasattr(ex, "trace"):
-            ex.trace = recorder
         replayed = _replay_remembered_files(pipeline, tasks, events, recorder) if replayable else []
         if replayable:
             log.info("%d of %d file(s) replayed from the cache", len(replayed), len(tasks),
                      extra={"replayed": len(replayed), "files": len(tasks)})
         done = {r.file.index for r in replayed}
         pending = [t for t in tasks if t.file.index not in done]
-        if pending and replayable and prepare is not None:
-            prepare(pipeline)
+        if pending and replayable:  # only now is it known that workers are needed
+            ex.prepare(pipeline)
         server = _metrics_server(ex, metrics_port)
         try:
-            results = ex.run(pipeline, pending, events) if pending else []
+            report = ex.run(pipeline, pending, events, trace=recorder)
         finally:  # its workers are gone: half files left are a killed worker's or an interrupted run's
-            close = getattr(ex, "close", None)  # optional: what prepare() started (a Ray instance), stopped
-            if close is not None:
-                close()
+            ex.close()  # what prepare() started (a Ray instance), stopped
             sweep_partial_outputs(out_dir)
             sweep_staging(out_dir)  # the outputs of files that did not finish
             if server is not None:
                 server.stop()
-        results = sorted(earlier + replayed + list(results), key=lambda r: r.file.index)
+        results = sorted(earlier + replayed + list(report.results), key=lambda r: r.file.index)
         wall = time.perf_counter() - start
         stats = merge_stats((r.stats for r in results), pipeline.order())
-        map_stats = getattr(ex, "map_stats", {})
-        stats = [map_stats.get(s.name, s) for s in stats]
+        stats = [report.stage_stats.get(s.name, s) for s in stats]
         for s in stats:
             if s.where == "file":
-                s.workers = getattr(ex, "actor_count", 0) or n_parallel
+                s.workers = report.actor_count or n_parallel
         result = RunResult(pipeline.name, out_dir, results, stats, wall, n_parallel, ex.name,
-                           peak_slots=getattr(ex, "peak_slots", 0), decisions=list(getattr(ex, "decisions", [])))
+                           peak_slots=report.peak_slots, decisions=list(report.decisions))
         log.info("run %s ended: %d ok, %d failed in %.2f s", pipeline.name, len(results) - len(result.failed),
                  len(result.failed), wall, extra={"pipeline": pipeline.name, "files": len(results),
                                                   "failed": len(result.failed), "wall_s": round(wall, 3)})
@@ -289,13 +283,12 @@ def _holder(lock_file: Path) -> int | None:
         return None
 
 
-def _metrics_server(ex: Any, port: int | None) -> Any:
+def _metrics_server(ex: Executor, port: int | None) -> Any:
     """The Prometheus endpoint over the executor's snapshots, started (None when no port is asked for)."""
     if port is None:
         return None
     from .prometheus import MetricsServer  # http.server is loaded only for runs that serve metrics
-    source = getattr(ex, "snapshot", None)
-    return MetricsServer(port, source if callable(source) else (lambda: None)).start()
+    return MetricsServer(port, ex.snapshot).start()
 
 
 def _write_timeline(recorder: RunTrace, stats: Sequence[StageStats], trace: str | os.PathLike[str] | None,

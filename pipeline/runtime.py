@@ -52,6 +52,7 @@ from .errors import FramepipeError, PoolFull, PoolShutdown, PoolUnavailable, Res
     WorkerCrashed
 from .forkserver import SAFE_PATH, forget_safe_path, worker_context
 from .limits import limit_reason, limit_reason_in_text, memory_limit
+from .metrics import percentile
 
 __all__ = ["Priority", "TaskPoolConfig", "WorkerPool", "PoolMetrics", "CoreBudget", "NICE_INCREMENT"]
 
@@ -758,7 +759,7 @@ class WorkerPool:
                 self.pool_id, self.config.priority, self._max, active, queued, self._executed, self._failed,
                 self._timeouts, self._retried,
                 statistics.fmean(durations) if durations else 0.0,
-                _percentile(durations, 0.50), _percentile(durations, 0.95), self._busy_s,
+                percentile(durations, 0.50), percentile(durations, 0.95), self._busy_s,
                 self._load(active, queued))
 
     def _load(self, active: int, queued: int) -> float:
@@ -866,10 +867,3 @@ class _QuietManagerCrash(logging.Filter):
 
 if not any(isinstance(f, _QuietManagerCrash) for f in logging.getLogger("concurrent.futures").filters):
     logging.getLogger("concurrent.futures").addFilter(_QuietManagerCrash())
-
-
-def _percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
-    return sorted_values[index]

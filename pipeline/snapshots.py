@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from .frame_pools import SlotAllocator
 from .runtime import PoolMetrics
@@ -156,13 +156,22 @@ def memory_snapshot(slots: SlotAllocator) -> MemorySnapshot:
                           sum(s.slot_size * s.leased_slots for s in stats), buffers)
 
 
+@runtime_checkable
+class CacheCounts(Protocol):
+    """What a cache's figures have for a snapshot: ``CacheMetrics`` (memory) and ``DiskCacheStats`` (disk) both."""
+
+    hits: int
+    misses: int
+    entries: int
+
+
 def _cache_snapshot(name: str, figures: Any) -> CacheSnapshot | None:
-    """A ``CacheMetrics`` or ``DiskCacheStats`` (anything with hits and misses) as a ``CacheSnapshot``."""
-    if figures is None or not hasattr(figures, "hits"):
+    """A cache's figures (a ``CacheCounts``: ``CacheMetrics``, ``DiskCacheStats``) as a ``CacheSnapshot``; None for
+    a cache that reports none."""
+    if not isinstance(figures, CacheCounts):
         return None
-    size = getattr(figures, "bytes", getattr(figures, "size_bytes", None))
-    return CacheSnapshot(name, int(figures.hits), int(getattr(figures, "misses", 0)),
-                         getattr(figures, "entries", None), size)
+    size = getattr(figures, "bytes", getattr(figures, "size_bytes", None))  # the memory tier's name, the disk's
+    return CacheSnapshot(name, int(figures.hits), int(figures.misses), figures.entries, size)
 
 
 def cache_snapshots(memo: tuple[int, int] | None = None, caches: Any = None) -> tuple[CacheSnapshot, ...]:

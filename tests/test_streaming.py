@@ -102,7 +102,7 @@ def test_peak_slot_use_stays_bounded_on_a_clip_ten_times_longer_than_the_cap(tmp
     from pipeline.items import FileItem
     from pipeline.progress import SilentProgress
     task = FileTask(FileItem.from_path(tmp_path / "long.mp4", tmp_path), tmp_path / "out", "long")
-    [result] = ex.run(p, [task], SilentProgress())
+    [result] = ex.run(p, [task], SilentProgress()).results
     assert result.ok, result.error
     assert len(result.record["inv_record_seen"]) == 120
     assert ex.peak_slots <= 8 + 2  # the file's cap, plus one output slot per running map task

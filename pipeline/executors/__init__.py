@@ -3,11 +3,11 @@
 from typing import Any
 
 from ..errors import UnsupportedRunOption
-from .base import Executor, FileTask, RunEvents
+from .base import ExecutionReport, Executor, FileTask, RunEvents
 from .inline import InlineExecutor
 from .local import LocalExecutor
 
-__all__ = ["Executor", "FileTask", "RunEvents", "InlineExecutor", "LocalExecutor", "get_executor"]
+__all__ = ["Executor", "ExecutionReport", "FileTask", "RunEvents", "InlineExecutor", "LocalExecutor", "get_executor"]
 
 EXECUTORS = ("local", "inline", "ray")
 

@@ -1,18 +1,41 @@
-"""The executor contract: run file tasks, report events, return results in input order."""
+"""The executor contract: what an executor is given, what it must do, and what it hands back.
+
+    run()  (pipeline/run.py)                        an Executor (inline, local, ray)
+    ------------------------                        --------------------------------
+    ex.prepare(pipeline)      while inputs are found   start workers, connect to a cluster (optional)
+    ex.run(pipeline, tasks, events, trace=...)  ────►  every FileTask through the pipeline; a bad file
+        events.file_started / file_progress / ◄──────  fails alone; results in task order
+        file_done as files go
+    ExecutionReport           ◄──────────────────────  results + the run's own figures (slots, actors, ...)
+    ex.snapshot()             from any thread, during  the run's latest MetricsSnapshot (Prometheus)
+    ex.close()                always, at the end       stop what prepare() started
+
+The caller reads everything it needs from the ``ExecutionReport`` and the methods of ``Executor``: it never asks an
+executor whether it has an attribute. An executor without actors, slots or an optimizer leaves those figures at
+the report's defaults.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from types import MappingProxyType
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from ..graph import Pipeline
 from ..items import FileItem
+from ..metrics import StageStats
 from ..results import FileResult
 from ..staging import OutputStaging
+from ..trace import RunTrace
 
-__all__ = ["FileTask", "RunEvents", "Executor"]
+if TYPE_CHECKING:
+    from ..performance import RunDecision
+    from ..snapshots import MetricsSnapshot
+
+__all__ = ["FileTask", "RunEvents", "ExecutionReport", "Executor", "credits_per_file"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,14 +69,82 @@ class RunEvents(Protocol):
     def file_done(self, result: FileResult) -> None: ...
 
 
-class Executor(Protocol):
-    """Runs every task through the pipeline; a bad file fails alone.
+@dataclass(frozen=True, slots=True)
+class ExecutionReport:
+    """What one ``Executor.run`` did: every file's result in task order, and the run's own figures.
 
-    An executor may also define ``prepare(pipeline)``, called before the inputs
-    are collected, to start its workers early.
+    ``stage_stats``: the executor's own record of a stage where the per-file ones do not add up to it (the local
+    executor's map stages, which serve every file from one pool); the caller uses it instead of the sum.
+    ``actor_count``: processes (actors) that ran files, one file at a time each (0: the files ran in the
+    caller's process, or none ran). ``peak_slots``: most shared-memory frame slots leased at once.
+    ``decisions``: the optimizer's ``RunDecision`` s. ``trace``: the ``RunTrace`` the run recorded into (the one
+    it was given). ``snapshot``: the run's last ``MetricsSnapshot``. ``workers``: the core budget it ran with.
     """
 
-    name: str
-    workers: int
+    results: tuple[FileResult, ...] = ()
+    workers: int = 1
+    stage_stats: Mapping[str, StageStats] = field(default_factory=lambda: MappingProxyType({}))
+    actor_count: int = 0
+    peak_slots: int = 0
+    decisions: tuple[RunDecision, ...] = ()
+    trace: RunTrace | None = None
+    snapshot: MetricsSnapshot | None = None
 
-    def run(self, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents) -> list[FileResult]: ...
+
+class Executor(ABC):
+    """Runs every task through the pipeline, where it sees fit; a bad file fails alone.
+
+    Subclasses name themselves (``name``), keep their core budget in ``workers`` (the caller may set it before
+    ``run``) and implement ``run``; ``prepare``, ``close`` and ``snapshot`` have defaults that do nothing.
+
+    ``run`` must: tell ``events`` of each file as it starts and ends; return one result per task, in task order,
+    a failed file's included (never raise for a bad file); leave nothing running behind it; and record its
+    calls into ``trace`` when one is given and it can (inline and local do; Ray's run on other machines). ``prepare`` may be called once before ``run`` (or not at all); ``close`` is
+    called after it, whatever happened, even without ``run``.
+
+    A complete executor, one file after another in this process::
+
+        class Sequential(Executor):
+            name = "sequential"
+
+            def run(self, pipeline, tasks, events, *, trace=None):
+                runner = FileRunner(pipeline)
+                results = []
+                try:
+                    for task in tasks:
+                        events.file_started(task)
+                        result = runner.run(FileRun(task.file, task.begin_attempt(), task.output_key))
+                        events.file_done(result)
+                        results.append(result)
+                finally:
+                    runner.teardown()
+                return ExecutionReport(tuple(results), self.workers, trace=trace)
+    """
+
+    name: ClassVar[str]
+    workers: int = 1
+
+    def prepare(self, pipeline: Pipeline) -> None:
+        """Start what ``run`` will need (workers, a cluster connection) while the caller looks for its inputs."""
+
+    @abstractmethod
+    def run(self, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents, *,
+            trace: RunTrace | None = None) -> ExecutionReport:
+        """Run every task; return what happened (with no tasks: an empty report, at once)."""
+
+    def close(self) -> None:
+        """Stop what ``prepare`` or ``run`` left started (a Ray instance); safe to call more than once."""
+
+    def snapshot(self) -> MetricsSnapshot | None:
+        """The latest figures of the run going on, or of the last one (None: none taken); safe from any thread."""
+        return None
+
+
+def credits_per_file(map_workers: int) -> int:
+    """How many frames one file may have in flight to map stages: enough to keep every map worker fed.
+
+    Two per map worker (one running, one waiting) plus two for the file's own decoder, and never under four.
+    The local executor's slot credits and the Ray executor's map tasks in flight per file both follow it; the
+    optimizer re-applies it when it resizes a map pool.
+    """
+    return max(4, 2 * map_workers + 2)

@@ -29,7 +29,7 @@ from ..buffers import FrameRef
 from ..errors import InputError, OutputError, StageError
 from ..outputs import as_output_error
 from ..graph import Pipeline
-from ..items import FILE, FRAME
+from ..items import FILE, FRAME, is_shareable
 from ..memo import lineages
 from ..metrics import StageStats
 from ..results import FAILED, OK, FileResult
@@ -37,11 +37,6 @@ from ..stage import FileRun, Stage, StageContext
 from ..staging import final_names, seal_outputs
 
 __all__ = ["FileSession", "FileRunner", "StepResult", "Outgoing", "is_shareable", "replay_whole_file"]
-
-
-def is_shareable(item: Any) -> bool:
-    """Whether ``item`` carries pixels that cross processes in a slot (``shared_nbytes`` / ``to_shared``)."""
-    return hasattr(item, "shared_nbytes") and hasattr(item, "to_shared")
 
 
 @dataclass(slots=True)

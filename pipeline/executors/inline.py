@@ -1,7 +1,7 @@
 """The inline executor: every file in this process, one after another.
 
 The reference the parallel executors are checked against, and the one to use
-under a debugger. With ``trace`` set, each file is one span (its per-stage
+under a debugger. With a ``trace``, each file is one span (its per-stage
 frames and busy seconds in the span's args) on this process's track.
 """
 
@@ -16,22 +16,25 @@ from ..memo import StageMemo
 from ..results import FileResult
 from ..stage import FileRun
 from ..trace import RunTrace
-from .base import FileTask, RunEvents
+from .base import ExecutionReport, Executor, FileTask, RunEvents
 from .file_runner import FileRunner
 
 __all__ = ["InlineExecutor"]
 
 
-class InlineExecutor:
-    """Runs files sequentially in the calling process."""
+class InlineExecutor(Executor):
+    """Runs files sequentially in the calling process (no workers to prepare, no actors, no slots)."""
 
     name = "inline"
 
     def __init__(self) -> None:
         self.workers = 1
-        self.trace: RunTrace | None = None  # set by run(trace=...): a span per file
 
-    def run(self, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents) -> list[FileResult]:
+    def run(self, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents, *,
+            trace: RunTrace | None = None) -> ExecutionReport:
+        """Run every task here, one after another; with ``trace``, a span per file."""
+        if not tasks:
+            return ExecutionReport(workers=self.workers, trace=trace)
         runner = FileRunner(pipeline)
         results = []
         try:
@@ -43,13 +46,13 @@ class InlineExecutor:
                               memo=StageMemo.open(task.cache_dir) if task.cache_dir else None)
                 t0 = time.perf_counter()
                 result = runner.run(run)
-                if self.trace is not None:
-                    self._record(self.trace, task, result, t0, time.perf_counter())
+                if trace is not None:
+                    self._record(trace, task, result, t0, time.perf_counter())
                 events.file_done(result)
                 results.append(result)
         finally:
             runner.teardown()
-        return results
+        return ExecutionReport(tuple(results), self.workers, trace=trace)
 
     @staticmethod
     def _record(trace: RunTrace, task: FileTask, result: FileResult, t0: float, t1: float) -> None:

@@ -24,7 +24,7 @@ call carries the time left as its pool timeout, so the pool SIGKILLs a call hung
 the GIL; a file idle past its deadline (waiting on map stages) is failed by the loop; a map task gets the
 whole timeout. The file fails with ``FileTimeout``; the other files go on.
 
-Tracing (``executor.trace`` set to a ``RunTrace``): each call is sent wrapped in ``_timed``, which returns the
+Tracing (``run(..., trace=RunTrace)``): each call is sent wrapped in ``_timed``, which returns the
 worker's pid and its own start and end with the result; the parent records a span per actor call and map task on
 the track of that worker, and a counter sample per scheduler tick. Without a trace nothing of this runs.
 """
@@ -35,13 +35,13 @@ import dataclasses
 import logging
 import os
 import queue
-import statistics
 import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from ..board import ProgressBoard
@@ -52,13 +52,14 @@ from ..graph import Pipeline
 from ..interrupts import InterruptFlag, capture_interrupts
 from ..limits import limit_reason
 from ..metrics import StageStats
-from ..errors import FileTimeout, FramepipeError, PoolUnavailable, ResourceExhausted, TaskTimeout, WorkerCrashed
+from ..errors import FramepipeError, PoolUnavailable, ResourceExhausted, TaskTimeout, WorkerCrashed
 from ..results import FAILED, FileResult
 from ..runtime import CoreBudget, Priority, TaskPoolConfig, WorkerPool
 from ..snapshots import SNAPSHOT_EVERY_S, MetricsSnapshot, actors_snapshot, cache_snapshots, memory_snapshot, \
     pool_snapshot
 from ..trace import RunTrace, Span
-from .base import FileTask, RunEvents
+from .base import ExecutionReport, Executor, FileTask, RunEvents, credits_per_file
+from .failures import map_task_failed, map_task_timed_out, timed_out, worker_died, worker_failed
 from .worker import ActorReply, MapOutcome, actor_abort, actor_finish, actor_start, actor_step, run_map
 
 __all__ = ["LocalExecutor"]
@@ -155,7 +156,7 @@ class _File:
         self.spans.clear()
 
 
-class LocalExecutor:
+class LocalExecutor(Executor):
     """Runs files on this machine: ``workers`` processes for map stages, ``files_in_flight`` actors.
 
     ``buffer_bytes`` bounds the shared memory of frames in flight; ``fail_fast``
@@ -167,6 +168,9 @@ class LocalExecutor:
     ``file_timeout``: seconds each attempt at a file may take; past it the worker running the file's call (or
     a map task) is killed with SIGKILL, a hang in native code holding the GIL included, the file fails with
     ``FileTimeout`` and the batch goes on.
+
+    The figures of the last run are in its ``ExecutionReport``, and also here: ``peak_slots``, ``actor_count``,
+    ``map_stats``, ``decisions``.
     """
 
     name = "local"
@@ -181,23 +185,39 @@ class LocalExecutor:
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.map_workers = map_workers
         self.performance = performance
-        self.decisions: list[Any] = []  # RunDecision s of the optimizer in the last run
         self.retries = retries
         self.files_in_flight = files_in_flight
         self.credits_per_file = credits_per_file
         self.buffer_bytes = buffer_bytes
         self.fail_fast = fail_fast
         self.grace_s = grace_s
-        self.peak_slots = 0
-        self.actor_count = 0
-        self.map_stats: dict[str, StageStats] = {}
-        self.trace: RunTrace | None = None  # set by run(trace=...): spans of every call, counters per tick
         self.caches = caches
         self._snapshot: MetricsSnapshot | None = None
+        self._last = ExecutionReport(workers=self.workers)  # of the last run
 
     def snapshot(self) -> MetricsSnapshot | None:
         """The latest figures of the run going on, or of the last one (None before any); safe from any thread."""
         return self._snapshot
+
+    @property
+    def peak_slots(self) -> int:
+        """Most frame slots leased at once in the last run."""
+        return self._last.peak_slots
+
+    @property
+    def actor_count(self) -> int:
+        """File actors of the last run."""
+        return self._last.actor_count
+
+    @property
+    def map_stats(self) -> dict[str, StageStats]:
+        """The map stages' records of the last run."""
+        return dict(self._last.stage_stats)
+
+    @property
+    def decisions(self) -> list[Any]:
+        """The optimizer's ``RunDecision`` s in the last run."""
+        return list(self._last.decisions)
 
     # ------------------------------------------------------------------------------------------
 
@@ -205,13 +225,16 @@ class LocalExecutor:
         """Start the workers' server (importing the stages' modules) while the caller looks for its inputs."""
         start_server(stage_modules(pipeline))
 
-    def run(self, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents) -> list[FileResult]:
+    def run(self, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents, *,
+            trace: RunTrace | None = None) -> ExecutionReport:
+        """Run every task on this machine's worker processes (see the module's diagram)."""
         if not tasks:
-            return []
-        run = _Run(self, pipeline, tasks, events)
+            return ExecutionReport(workers=self.workers, trace=trace)
+        run = _Run(self, pipeline, tasks, events, trace)
+        results: list[FileResult] = []
         try:
             with capture_interrupts() as interrupt:
-                return run.loop(interrupt)
+                results = run.loop(interrupt)
         except Exception as exc:  # the scheduler itself ran out (a slot's segment, a descriptor): one line
             reason = None if isinstance(exc, FramepipeError) else limit_reason(exc)
             if reason is None:
@@ -223,16 +246,18 @@ class LocalExecutor:
             except Exception:  # figures must never hide the run's own outcome
                 log.debug("could not take the last snapshot", exc_info=True)
             run.close()
-            self.peak_slots = run.slots.peak_leased
-            self.actor_count = len(run.actors)
-            self.map_stats = run.map_stats
-            self.decisions = list(run.optimizer.decisions) if run.optimizer is not None else []
+            self._last = ExecutionReport(
+                tuple(results), self.workers, MappingProxyType(dict(run.map_stats)), len(run.actors),
+                run.slots.peak_leased, tuple(run.optimizer.decisions) if run.optimizer is not None else (), trace,
+                self._snapshot)
+        return self._last
 
 
 class _Run:
     """One batch on the local executor (the scheduler's state; the loop is ``loop``)."""
 
-    def __init__(self, ex: LocalExecutor, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents) -> None:
+    def __init__(self, ex: LocalExecutor, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents,
+                 trace: RunTrace | None) -> None:
         self.ex = ex
         self.pipeline = pipeline
         self.tasks = tasks
@@ -281,7 +306,7 @@ class _Run:
                 for _ in range(pool.max_concurrent_tasks):
                     pool.submit(_warm_up)
             map_workers = sum(p.max_concurrent_tasks for p in self.pools.values())
-            self.credits_per_file = ex.credits_per_file or max(4, 2 * map_workers + 2)
+            self.credits_per_file = ex.credits_per_file or credits_per_file(map_workers)
             self.cpu_budget = max(1, (os.cpu_count() or 1) // len(self.actors)) if not self.maps else 1
             self.board = ProgressBoard.create(len(tasks))
         except BaseException as exc:  # a pool could not start (out of descriptors, threads, memory): none is left
@@ -305,7 +330,7 @@ class _Run:
         self.seen_progress: dict[int, tuple[int, int]] = {}
         self.last_tick = time.monotonic()
         self.stopping = False
-        self.trace = ex.trace
+        self.trace = trace
         self.actor_numbers = {id(a): i for i, a in enumerate(self.actors)}
         self.last_sample: tuple[int, int, int] | None = None
         self.started = time.monotonic()
@@ -474,11 +499,7 @@ class _Run:
 
     def _time_out(self, fs: _File, abort_actor: bool) -> None:
         """Fail the file for its timeout; ``abort_actor``: its session still lives in the actor (not killed)."""
-        timeout = self.ex.file_timeout or 0.0
-        error = FileTimeout(fs.task.file.relpath, timeout)
-        log.warning("%s", error, extra={"file": fs.task.file.relpath, "timeout_s": timeout})
-        self._fail(fs, FileResult(fs.task.file, FAILED, error=error.reason, error_type=type(error).__name__,
-                                  attempts=fs.attempts), abort_actor=abort_actor)
+        self._fail(fs, timed_out(fs.task, self.ex.file_timeout or 0.0, fs.attempts), abort_actor=abort_actor)
 
     def _on_actor(self, ctx: Any, fut: Future[ActorReply]) -> None:
         fs, held = ctx
@@ -511,11 +532,12 @@ class _Run:
                             extra={"file": fs.task.file.relpath, "attempt": fs.attempts + 1})
                 self._restart(fs)
                 return
-            self._fail(fs, FileResult(fs.task.file, FAILED, error=f"worker process died while running this file "
-                                      f"({fs.attempts} attempts): {failure}" if isinstance(failure, WorkerCrashed)
-                                      else f"[file worker] {failure.reason}" if isinstance(failure, ResourceExhausted)
-                                      else f"[file worker] {type(failure).__name__}: {failure}",
-                                      error_type=type(failure).__name__, attempts=fs.attempts))
+            if isinstance(failure, WorkerCrashed):
+                self._fail(fs, worker_died(fs.task, fs.attempts, failure))
+            else:
+                reason = failure.reason if isinstance(failure, ResourceExhausted) \
+                    else f"{type(failure).__name__}: {failure}"
+                self._fail(fs, worker_failed(fs.task, reason, type(failure).__name__, fs.attempts))
             return
         fs.answered = True
         if reply.result is not None:
@@ -615,12 +637,12 @@ class _Run:
         try:
             outcomes = fut.result()
         except TaskTimeout as exc:  # a map task past the file timeout: its worker was killed
-            error = f"[{m}] timed out: a map task ran past {exc.timeout:g} s, the file timeout; its worker was killed"
+            error = map_task_timed_out(m, exc.timeout)
             outcomes = [MapOutcome(h[0].row, h[1], error=error) for h in held]
         except ResourceExhausted as exc:  # its pool could not start a thread or a worker: the limit is named
             outcomes = [MapOutcome(h[0].row, h[1], error=f"[{m}] {exc.reason}") for h in held]
         except Exception as exc:  # the task could not run (pool killed, worker crashed past its retries)
-            outcomes = [MapOutcome(h[0].row, h[1], error=f"[{m}] {type(exc).__name__}: {exc}") for h in held]
+            outcomes = [MapOutcome(h[0].row, h[1], error=map_task_failed(m, exc)) for h in held]
         stats = self.map_stats[m]
         for (fs, seq, in_lease, out_lease, epoch), outcome in zip(held, outcomes):
             stats.busy_s += outcome.busy_s
@@ -865,10 +887,6 @@ class _Run:
         for pool in [*self.pools.values(), *self.actors]:
             pool.shutdown(wait=True, cancel_pending=True)
         for lat_stage, samples in self.latencies.items():
-            if samples:
-                samples.sort()
-                st = self.map_stats[lat_stage]
-                st.p50_s = statistics.median(samples)
-                st.p95_s = samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))]
+            self.map_stats[lat_stage].record_latencies(samples)
         self.board.close()
         self.slots.close()

@@ -26,7 +26,6 @@ import os
 import pickle
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
 import threading
@@ -41,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from .. import lifecycle
-from ..errors import FileTimeout, MissingExtra
+from ..errors import MissingExtra
 
 try:
     import ray
@@ -56,9 +55,11 @@ from ..graph import Pipeline
 from ..interrupts import InterruptFlag, capture_interrupts
 from ..memo import StageMemo
 from ..metrics import StageStats
-from ..results import FAILED, FileResult
+from ..results import FileResult
 from ..stage import FileRun
-from .base import FileTask, RunEvents
+from ..trace import RunTrace
+from .base import ExecutionReport, Executor, FileTask, RunEvents, credits_per_file
+from .failures import map_task_failed, timed_out, worker_died, worker_failed
 from .file_runner import FileRunner, FileSession
 from .worker import MapOutcome, run_map
 
@@ -244,10 +245,7 @@ class _MapFeeder:
         result.record.update(self.records)
         result.warnings += self.warnings
         for m, st in self.stats.items():
-            samples = sorted(self.latencies[m])
-            if samples:
-                st.p50_s = statistics.median(samples)
-                st.p95_s = samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))]
+            st.record_latencies(self.latencies[m])
             result.stats[m] = st
         return result
 
@@ -278,7 +276,7 @@ class _MapFeeder:
         try:
             outcome: MapOutcome = ray.get(entry.ref)
         except Exception as exc:  # the task could not run (its worker died past its retries)
-            raise _MapFailed(m, f"[{m}] {type(exc).__name__}: {exc}", None) from exc
+            raise _MapFailed(m, map_task_failed(m, exc), None) from exc
         self.latencies[m].append(time.perf_counter() - entry.sent)
         st = self.stats[m]
         st.busy_s += outcome.busy_s
@@ -359,7 +357,7 @@ class _File:
     timed_out: bool = False
 
 
-class RayExecutor:
+class RayExecutor(Executor):
     """Runs files on a Ray cluster: ``address`` (``ray://head:10001``, ``head:6379``, ``auto``; default
     ``$RAY_ADDRESS``), or a local Ray instance started for the run (``workers`` CPUs, default all), stopped after it.
 
@@ -369,7 +367,7 @@ class RayExecutor:
     run as Ray tasks of one CPU each, or what ``map_options[pool]`` asks for (``{"gpu": {"num_gpus": 1}}``), at
     most ``max_in_flight`` per file (a stage's ``concurrency`` bounds its own share). A file whose worker died is
     run again ``retries`` times; ``file_timeout`` kills a file's actor past it. ``runtime_env`` is Ray's, for a
-    cluster (``{"working_dir": ...}``).
+    cluster (``{"working_dir": ...}``). It records no trace (the files' stages run on other machines).
     """
 
     name = "ray"
@@ -428,13 +426,16 @@ class RayExecutor:
 
     # Running ----------------------------------------------------------------------------------
 
-    def run(self, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents) -> list[FileResult]:
+    def run(self, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents, *,
+            trace: RunTrace | None = None) -> ExecutionReport:
+        """Run every task on the cluster, then disconnect (``close``); ``trace`` is left empty."""
         try:
             if not tasks:
-                return []
+                return ExecutionReport(workers=self.workers, trace=trace)
             self._connect()
             with capture_interrupts() as interrupt:
-                return self._run(pipeline, tasks, events, interrupt)
+                results = self._run(pipeline, tasks, events, interrupt)
+            return ExecutionReport(tuple(results), self.workers, actor_count=self.actor_count, trace=trace)
         finally:
             self.close()
 
@@ -445,7 +446,7 @@ class RayExecutor:
         box = [ray.put(blob)]  # for map tasks: fetched once per worker process
         n_actors = min(len(tasks), self._files_in_flight(pipeline))
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        max_in_flight = self.max_in_flight or max(4, 2 * cpus + 2)
+        max_in_flight = self.max_in_flight or credits_per_file(cpus)  # every CPU of the cluster fed
         # Without map stages a file's actor does all its work: it holds its CPUs. With them, the map tasks do the
         # heavy part while the actor waits for them, and an actor never gives its CPUs back while it waits: it
         # takes Ray's default instead (a CPU free to be placed, none held after), and decodes beside the tasks.
@@ -514,8 +515,7 @@ class RayExecutor:
         while files:
             fs = files.popleft()
             events.file_started(fs.task)
-            results[fs.row] = FileResult(fs.task.file, FAILED, error=f"[file worker] could not start: {why}",
-                                         error_type=type(cause).__name__)
+            results[fs.row] = worker_failed(fs.task, f"could not start: {why}", type(cause).__name__)
             events.file_done(results[fs.row])
 
     def _portable(self, task: FileTask) -> FileTask:
@@ -554,19 +554,15 @@ class RayExecutor:
             return ray.get(call), False
         except RayActorError as exc:  # the actor's process died (killed, out of memory, a crash)
             if fs.timed_out:
-                error = FileTimeout(fs.task.file.relpath, self.file_timeout or 0.0)
-                log.warning("%s", error, extra={"file": fs.task.file.relpath})
-                return FileResult(fs.task.file, FAILED, error=error.reason, error_type=type(error).__name__), True
+                return timed_out(fs.task, self.file_timeout or 0.0, fs.attempts), True
             if fs.attempts <= self.retries:
                 log.warning("worker died running %s: starting the file again (attempt %d)", fs.task.file.relpath,
                             fs.attempts + 1, extra={"file": fs.task.file.relpath, "attempt": fs.attempts + 1})
                 fs.attempts += 1
                 return None, True
-            return FileResult(fs.task.file, FAILED, error=f"worker process died while running this file "
-                              f"({fs.attempts} attempts): {type(exc).__name__}", error_type="WorkerCrashed"), True
+            return worker_died(fs.task, fs.attempts, type(exc).__name__), True
         except Exception as exc:  # the call itself failed (it could not be sent, or framepipe's own bug)
-            return FileResult(fs.task.file, FAILED, error=f"[file worker] {type(exc).__name__}: {exc}",
-                              error_type=type(exc).__name__), False
+            return worker_failed(fs.task, f"{type(exc).__name__}: {exc}", type(exc).__name__, fs.attempts), False
 
     @staticmethod
     def _stop(actors: list[Any], graceful: bool) -> None:

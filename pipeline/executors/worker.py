@@ -17,13 +17,13 @@ from ..board import ProgressBoard
 from ..buffers import FrameRef
 from ..errors import FramepipeError, StageError
 from ..graph import Pipeline
-from ..items import FileItem
+from ..items import FileItem, is_shareable
 from ..limits import limit_reason
 from ..memo import StageMemo
 from ..results import FileResult
 from ..stage import FileRun, Stage
 from .base import FileTask
-from .file_runner import FileSession, StepResult, is_shareable
+from .file_runner import FileSession, StepResult
 
 __all__ = ["ActorReply", "MapOutcome", "MapContext", "actor_start", "actor_step", "actor_finish", "actor_abort",
            "run_map"]
@@ -207,7 +207,7 @@ def run_map(token: str, stage: Stage, batch: list[tuple[int, int, Any, FrameRef 
                                  "(at most one; declare it stateful=True to emit more)")
             produced = outs[0] if outs else None
             used = False
-            if produced is not None and is_shareable(produced) and produced.shared_nbytes() > 0:
+            if is_shareable(produced) and produced.shared_nbytes() > 0:
                 if slot is None or produced.shared_nbytes() > slot.nbytes:
                     raise ValueError(f"map stage {stage.name!r} made a frame of {produced.shared_nbytes()} bytes, "
                                      f"larger than its input's slot ({slot.nbytes if slot else 0} bytes)")

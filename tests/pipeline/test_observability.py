@@ -149,7 +149,7 @@ def test_a_snapshot_after_a_local_run_adds_up(clips: Path, tmp_path: Path) -> No
     tasks = [FileTask(i, tmp_path, k) for i, k in zip(items, output_keys(items))]
     ex = LocalExecutor(2)
     assert ex.snapshot() is None
-    results = ex.run(video_pipeline(), tasks, SilentProgress())
+    results = ex.run(video_pipeline(), tasks, SilentProgress()).results
     assert all(r.ok for r in results)
     snap = ex.snapshot()
     assert isinstance(snap, MetricsSnapshot) and not snap.running
