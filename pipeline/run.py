@@ -83,8 +83,7 @@ def collect_inputs(inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[
         return file_items(paths, given[0])
     resolved = [Path(os.path.realpath(p)) for p in paths]  # realpath: a link loop is a file that fails, not an error
     common = Path(os.path.commonpath(anchors)) if anchors else None
-    seen: set[Path] = set()
-    unique = [p for p in resolved if not (p in seen or seen.add(p))]  # a file listed twice runs once
+    unique = list(dict.fromkeys(resolved))  # a file listed twice runs once (the first place it is listed)
     return file_items(unique, common)
 
 

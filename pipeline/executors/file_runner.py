@@ -208,7 +208,8 @@ class FileSession:
         kind = getattr(produced, "kind", None)
         if kind == FRAME:
             self._frames_out[stage] += 1
-        local, remote = [], []
+        local: list[str] = []
+        remote: list[str] = []
         for child, accepts in self.children[stage]:
             if kind in accepts:
                 (remote if child in self.remote and not self._inline_all else local).append(child)

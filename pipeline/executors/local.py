@@ -50,6 +50,7 @@ from ..forkserver import start_server
 from ..frame_pools import SlotAllocator
 from ..graph import Pipeline
 from ..interrupts import InterruptFlag, capture_interrupts
+from ..items import FileItem
 from ..limits import limit_reason
 from ..metrics import StageStats
 from ..errors import FramepipeError, PoolUnavailable, ResourceExhausted, TaskTimeout, WorkerCrashed
@@ -379,7 +380,8 @@ class _Run:
             if kind == "actor":
                 self._on_actor(ctx, fut)
             elif kind == "map":
-                self._on_map(*ctx, fut)
+                m, held, sent_at = ctx
+                self._on_map(m, held, sent_at, fut)
             for pool in [*self.pools.values(), *self.actors]:
                 pool.check()  # a pool whose thread died (out of memory) fails its calls instead of hanging
             self._forward_progress()
@@ -555,8 +557,8 @@ class _Run:
         fs.need_nbytes = step.need_nbytes
         fs.exhausted = step.exhausted
         for out in step.outbox:
-            ref = getattr(out.item, "ref", None)
-            lease = fs.credits.pop(_key(ref), None) if ref is not None else None
+            out_ref = getattr(out.item, "ref", None)
+            lease = fs.credits.pop(_key(out_ref), None) if out_ref is not None else None
             seq = fs.seq
             fs.seq += 1
             for target in out.targets:
@@ -600,7 +602,8 @@ class _Run:
             pool = self.pools[stage.pool]
             limit = stage.concurrency or pool.max_concurrent_tasks
             while self.ready[m] and self.running[m] < limit:
-                batch, held = [], []
+                batch: list[tuple[int, int, Any, FrameRef | None, FileItem]] = []
+                held: list[tuple[_File, int, SlotLease | None, SlotLease | None, int]] = []
                 while self.ready[m] and len(batch) < stage.batch_size:
                     fs, seq, item, lease = self.ready[m][0]
                     if fs.error is not None or fs.row in self.results:  # its file ended meanwhile: drop it
@@ -727,7 +730,7 @@ class _Run:
         """The file's actor died with its session: drop what is in flight for it and start it over."""
         self._release_credits(fs)
         for m, ready in self.ready.items():
-            keep = deque()
+            keep: deque[tuple[_File, int, Any, SlotLease | None]] = deque()
             for entry in ready:
                 if entry[0] is fs:
                     if entry[3] is not None:
@@ -867,7 +870,10 @@ class _Run:
         """Stop dispatching, give running calls ``grace_s`` to finish, then kill them and raise."""
         self.stopping = True
         deadline = time.monotonic() + self.ex.grace_s
-        busy = lambda: any(fs.busy for fs in self.active) or any(self.running.values())  # noqa: E731
+
+        def busy() -> bool:
+            return any(fs.busy for fs in self.active) or any(self.running.values())
+
         while busy() and time.monotonic() < deadline:
             try:
                 kind, ctx, fut = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))

@@ -97,8 +97,12 @@ class ArrayRef:
         """A credit: room for a frame of up to ``nbytes`` bytes (memory is touched only when written)."""
         return cls(np.empty(nbytes, np.uint8), (nbytes,))
 
-    nbytes = FrameRef.nbytes  # bytes of the frame (of the room, for a credit): FrameRef's, over the same fields
-    time = FrameRef.time
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the frame (of the room, for a credit), counted as ``FrameRef.nbytes`` counts them."""
+        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+    time = FrameRef.time  # ``pts`` in seconds, from the same fields
 
     def array(self) -> np.ndarray:
         """The frame as numpy, a view of the buffer (read-only once it came out of the object store)."""
@@ -137,7 +141,7 @@ def map_frame(token: str, box: list[Any], stage_name: str, item: Any, file: Any)
     stage = _load_pipeline(token, box).stages[stage_name]
     ref = getattr(item, "ref", None)
     slot = ArrayRef.empty(ref.nbytes) if ref is not None else None
-    return run_map(token, stage, [(0, 0, item, slot, file)])[0]
+    return run_map(token, stage, [(0, 0, item, slot, file)])[0]  # type: ignore[list-item]  # (duck-typed FrameRef)
 
 
 @cache
@@ -225,7 +229,8 @@ class _MapFeeder:
             need = 0
             while True:
                 room = self.actor.max_in_flight - len(self.flight)
-                step = session.step([ArrayRef.empty(need) for _ in range(room)] if need else [])
+                credits = [ArrayRef.empty(need) for _ in range(room)] if need else []
+                step = session.step(credits)  # type: ignore[arg-type]  # ArrayRef: the Ray executor's FrameRef
                 for out in step.outbox:
                     self._send(out.item, out.targets)
                 need = step.need_nbytes
