@@ -12,9 +12,9 @@ import av
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import BROKEN, CLIPS
+from support.clips import BROKEN, CLIPS
 from stages import ClipSpec, make_clip
-from conftest import framepipe, framepipe_interrupted
+from support.cli import framepipe, framepipe_interrupted
 
 
 

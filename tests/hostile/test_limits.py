@@ -20,7 +20,7 @@ from pathlib import Path
 import loky.process_executor
 import pytest
 
-from conftest import FRAMEPIPE
+from support.cli import FRAMEPIPE
 from pipeline import limits
 from pipeline.errors import ResourceExhausted, WorkerCrashed
 from pipeline.runtime import TaskPoolConfig, WorkerPool

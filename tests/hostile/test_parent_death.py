@@ -19,7 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import FRAMEPIPE, assert_same_outputs, framepipe
+from support.cli import FRAMEPIPE, framepipe
+from support.clips import assert_same_outputs
 from pipeline.forkserver import ENV_VAR
 from pipeline.ledger import LEDGER_NAME
 from pipeline.lifecycle import ROOT_ENV

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CLIPS, result_for
+from support.clips import CLIPS
+from support.runs import result_for
 from pipeline import run
 from pipeline.cache.disk import DiskCache
 from pipeline.ledger import LEDGER_NAME

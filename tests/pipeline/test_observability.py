@@ -24,8 +24,9 @@ from pipeline.run import collect_inputs
 from pipeline.executors import FileTask
 from pipeline.run import output_keys
 from pipeline.snapshots import MetricsSnapshot
-import runtime_tasks as rt
-from conftest import framepipe, video_pipeline
+from support import runtime_tasks as rt
+from support.cli import framepipe
+from support.video import video_pipeline
 from stages import ClipSpec, make_clip
 
 SAMPLE = re.compile(r'^(framepipe_[a-z_]+)(?:\{((?:[a-z_]+="[^"]*",?)*)\})? (-?[0-9.e+-]+|NaN|[+-]Inf)$')

@@ -27,9 +27,10 @@ from pipeline import RunResult, run  # noqa: E402
 from pipeline.executors.ray_cluster import start_local_ray  # noqa: E402
 from stages import presets  # noqa: E402
 
-from conftest import BROKEN, CLIPS, video_pipeline  # noqa: E402
-from ray_stages import text_pipeline, where_pixels_are  # noqa: E402
-from test_security import PLANTED  # noqa: E402
+from support.clips import BROKEN, CLIPS  # noqa: E402
+from support.video import video_pipeline  # noqa: E402
+from support.ray_stages import text_pipeline, where_pixels_are  # noqa: E402
+from support.cli import PLANTED  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)

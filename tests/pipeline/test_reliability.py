@@ -23,15 +23,15 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from conftest import FRAMEPIPE, framepipe
+from support.cli import FRAMEPIPE, framepipe
 from pipeline import FRAME, Pipeline, Stage, run
 from pipeline.cache import DiskCache
 from pipeline.cache.disk import INLINE_MAX
 from pipeline.errors import DiskFull, UnsupportedRunOption
 from pipeline.outputs import WRITE_FAULT_ENV
-from runtime_tasks import wait_for
+from support.runtime_tasks import wait_for
 from stages import presets
-from test_run import text_pipeline
+from support.text import text_pipeline
 
 
 def hidden_files(root: Path) -> list[Path]:

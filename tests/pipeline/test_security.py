@@ -29,6 +29,7 @@ from pipeline.frame_pools import SlotAllocator
 from pipeline.memo import Replay, StageMemo, lineages, memo_key
 from pipeline.outputs import safe_join
 from pipeline.shm import SEGMENT_PREFIX
+from support.cli import PLANTED
 from stages import Thumbnails, presets
 
 SHM = Path("/dev/shm")
@@ -272,7 +273,7 @@ class SegmentModes(Stage):
 
 
 def test_the_segments_of_a_running_batch_are_0600(clip_dir: Path, tmp_path: Path) -> None:
-    from conftest import video_pipeline
+    from support.video import video_pipeline
     p = video_pipeline()
     p.add(SegmentModes(os.getpid()), after="invert")  # frames that crossed processes in slots
     result = run(p, clip_dir / "web_vp9.webm", tmp_path / "out", cache=False, workers=2)
@@ -281,10 +282,6 @@ def test_the_segments_of_a_running_batch_are_0600(clip_dir: Path, tmp_path: Path
 
 
 # Python files -----------------------------------------------------------------------------------------------
-
-
-PLANTED = ["pipeline", "stages", "numpy", "av", "loky", "multiprocessing", "build", "framepipe_user_pipeline",
-           "sitecustomize", "usercustomize", "conftest", "__init__", "my_pipeline"]
 
 
 @pytest.mark.parametrize("start_method", ["forkserver", "loky", "spawn"])

@@ -19,7 +19,7 @@ from pipeline import FILE, Pipeline, Stage, StageContext, run
 from pipeline import chart as chart_module
 from pipeline.chart import throughput_series, utilization_series, write_chart
 from pipeline.trace import RunTrace
-from conftest import video_pipeline
+from support.video import video_pipeline
 from stages import ClipSpec, make_clip
 
 COUNTERS = {"slots in use", "files in flight", "map tasks running"}

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import decode_tasks
+from support import decode_tasks
 from pipeline.errors import TaskTimeout, WorkerCrashed
 from pipeline.runtime import TaskPoolConfig, WorkerPool
 from stages import ClipSpec, make_clip
