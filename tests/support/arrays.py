@@ -2,7 +2,7 @@
 
 An input is a ``.npy`` file holding an (n, height, width, 3) uint8 array: n frames, each painted with its
 number (``frame_pixels``), so a test can tell from an output which frame it shows. ``ReadFrames`` emits
-them in the file's actor as ``FRAME`` items; ``invert`` is a map stage (stateless: it runs frame-parallel,
+them in the file's actor as ``FRAME`` items; ``Invert`` is a map stage (stateless: it runs frame-parallel,
 and its frames cross processes in shared-memory slots through the engine's shared-item protocol,
 ``shared_nbytes`` / ``to_shared``); ``SaveFrames`` writes every ``keep_every``-th frame it gets to
 OUT/frames/<file>/f<number>.npy. ``array_pipeline`` is the engine-only twin of a decode -> numpy stage ->
@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pipeline import FILE, FRAME, Pipeline, Stage, StageContext, stage, write_atomic
+from pipeline import FILE, FRAME, InputError, Pipeline, Stage, StageContext, write_atomic
 
 
 class ArrayFrame:
@@ -85,28 +85,46 @@ def write_frames(path: Path, frames: int, height: int = 48, width: int = 64, see
 
 
 class ReadFrames(Stage):
-    """Emits the frames of a ``.npy`` input, in order (in the file's actor, as a decoder does)."""
+    """Emits the frames of a ``.npy`` input, in order (in the file's actor, as a decoder does).
+
+    Cacheable, as a decoder is: its record (and its error, for a file that is no array) is remembered; it runs
+    again only while a stage after it that is not replayed needs its frames.
+    """
 
     accepts = (FILE,)
     emits = (FRAME,)
+    cacheable = True
 
     def process(self, item: Any, ctx: StageContext) -> Any:
-        frames = np.load(item.path, mmap_mode="r")
+        try:
+            frames = np.load(item.path, mmap_mode="r")
+        except ValueError as exc:  # an input error, as a corrupt clip's: remembered by the cache
+            raise InputError(item.path, "not a numpy array file") from exc
         for i in range(len(frames)):
             yield ArrayFrame(i, np.array(frames[i]))
         ctx.record(frames_read=len(frames))
 
 
-@stage(accepts=FRAME, emits=FRAME, stateful=False)
-def invert(item: ArrayFrame, ctx: Any) -> Any:
-    """A map stage (frame-parallel): the negative of the frame."""
-    return [item.with_pixels(255 - item.array())]
+class Invert(Stage):
+    """A map stage (frame-parallel): the negative of each frame. Cacheable: it depends on its frames alone."""
+
+    accepts = (FRAME,)
+    emits = (FRAME,)
+    stateful = False
+    cacheable = True
+
+    def __init__(self, name: str = "invert") -> None:
+        super().__init__(name)
+
+    def process(self, item: ArrayFrame, ctx: StageContext) -> Any:
+        yield item.with_pixels(255 - item.array())
 
 
 class SaveFrames(Stage):
     """Writes every ``keep_every``-th frame it gets to OUT/frames/<file>/f<number>.npy (as thumbnails would)."""
 
     accepts = (FRAME,)
+    cacheable = True  # what it writes depends on its frames and keep_every alone
 
     def __init__(self, keep_every: int = 1, *, name: str | None = None) -> None:
         super().__init__(name)
@@ -126,15 +144,28 @@ class SaveFrames(Stage):
         ctx.record(frames_saved=ctx.state["saved"])
 
 
-def array_pipeline(name: str = "arrays", keep_every: int = 1) -> Pipeline:
-    """read_frames (in each file's actor) -> invert (a map stage, frame-parallel) -> save_frames."""
+def array_pipeline(name: str = "arrays", keep_every: int = 1, *, mapped: bool = True) -> Pipeline:
+    """read_frames (in each file's actor) -> invert (a map stage, frame-parallel) -> save_frames; without
+    ``mapped``, read_frames -> save_frames (every stage cacheable: an unchanged file is replayed whole)."""
     p = Pipeline(name, extensions=[".npy"])
     frames = p.add(ReadFrames())
-    inverted = p.add(invert, after=frames)
-    p.add(SaveFrames(keep_every), after=inverted)
+    p.add(SaveFrames(keep_every), after=p.add(Invert(), after=frames) if mapped else frames)
     return p
 
 
 def saved_frame(path: Path) -> np.ndarray:
     """A frame ``SaveFrames`` wrote."""
     return np.load(path)
+
+
+def write_pipeline_file(path: Path, name: str = "arrays", keep_every: int = 1) -> Path:
+    """A pipeline file for ``framepipe run -P`` that builds ``array_pipeline(name, keep_every)``.
+
+    The file puts ``tests/`` on the import path of the command (and so of its workers) before importing
+    this module: the stages it builds are pickled by reference, as ``support.arrays.<name>``.
+    """
+    tests = Path(__file__).resolve().parents[1]
+    path.write_text(f"import sys\nsys.path.insert(0, {str(tests)!r})\n"
+                    "from support.arrays import array_pipeline\n\n\n"
+                    f"def build():\n    return array_pipeline({name!r}, keep_every={keep_every!r})\n")
+    return path
