@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,33 @@ def footage() -> Path:
     if not FOOTAGE.is_dir():
         pytest.skip("../shared/footage is not present")
     return FOOTAGE
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """A local Ray of 2 CPUs for the module that asks for it, stopped at its end with every process it started."""
+    import psutil
+    import ray
+
+    from pipeline.executors.ray_cluster import start_local_ray
+
+    start_local_ray(num_cpus=2)
+    yield
+    ours = [p for p in psutil.Process().children(recursive=True) if _is_ray(p)]
+    assert ours, "no Ray process found to check"
+    ray.shutdown()
+    _, alive = psutil.wait_procs(ours, timeout=30)  # waits on the processes' exit, not on a clock
+    assert not alive, f"Ray processes left running: {[p.cmdline()[:2] for p in alive]}"
+
+
+def _is_ray(process: "psutil.Process") -> bool:  # noqa: F821 - psutil is imported where Ray runs
+    """A daemon or worker of Ray's (not a loky worker of the local executor's tests)."""
+    import psutil
+    import ray
+
+    try:
+        argv = process.cmdline()[:3]
+    except psutil.Error:
+        return False
+    home = os.path.dirname(ray.__file__)
+    return bool(argv) and (argv[0].startswith("ray::") or any(a.startswith(home) for a in argv))

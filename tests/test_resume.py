@@ -53,6 +53,7 @@ def ledger_done(out: Path) -> dict[str, list[str]]:
     return {e["file"]: list(e["outputs"]) for e in entries if e["status"] == "ok"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_run_resumes_doing_only_what_is_missing(clips: Path, uninterrupted: Path, tmp_path: Path,
                                                                signum: int) -> None:

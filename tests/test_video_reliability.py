@@ -52,6 +52,7 @@ def build():
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.timing(reason="fine.mp4 must finish within the 8 s timeout (--timeout 8) that ends stuck.mp4")
 def test_framepipe_run_timeout_kills_a_map_task_hung_in_native_code_and_fails_only_its_file(
         clip_dir: Path, tmp_path: Path) -> None:
@@ -196,6 +197,7 @@ def same_outputs(a: Path, b: Path) -> None:
             assert path.read_bytes() == second[name].read_bytes(), name
 
 
+@pytest.mark.slow
 def test_a_full_disk_fails_each_file_it_stops_with_one_clear_line_and_leaves_no_torn_file_or_cache(
         clip_dir: Path, tmp_path: Path) -> None:
     with tmpfs(tmp_path / "disk", "size=2m") as disk:
@@ -227,6 +229,7 @@ def test_a_full_disk_fails_each_file_it_stops_with_one_clear_line_and_leaves_no_
         assert_cache_reads_back(cache)
 
 
+@pytest.mark.slow
 def test_an_injected_write_fault_fails_its_file_alone_and_a_rerun_completes_it(clip_dir: Path,
                                                                                  tmp_path: Path) -> None:
     out, cache = tmp_path / "out", tmp_path / "cache"

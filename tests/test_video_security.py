@@ -117,6 +117,7 @@ def test_a_remembered_result_naming_an_output_outside_the_folder_is_a_miss(clip_
     assert [t.exists() for t in targets] == existed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("start_method", ["forkserver", "loky", "spawn"])
 def test_framepipe_run_imports_no_python_file_of_the_input_folder_even_run_from_inside_it(
         clip_dir: Path, tmp_path: Path, start_method: str) -> None:

@@ -153,6 +153,8 @@ def test_a_run_killed_with_sigkill_leaves_no_process_and_resumes(clips: Path, un
     resumed_equals_whole(clips, out, uninterrupted, proc.pid)
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_a_run_on_a_local_ray_killed_with_sigkill_leaves_no_process_and_resumes(
         clips: Path, uninterrupted: Path, tmp_path: Path) -> None:
     pytest.importorskip("ray")
@@ -162,6 +164,7 @@ def test_a_run_on_a_local_ray_killed_with_sigkill_leaves_no_process_and_resumes(
     resumed_equals_whole(clips, out, uninterrupted, proc.pid, "--executor", "ray")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", START_METHODS)
 def test_a_normal_exit_leaves_no_process_behind(clips: Path, tmp_path: Path, method: str) -> None:
     # Its output goes to files, not pipes: waiting for a pipe's end would wait for whoever still holds it.

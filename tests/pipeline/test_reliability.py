@@ -35,6 +35,7 @@ def arrays_in(tmp_path: Path) -> tuple[Path, Path]:
 # Hangs ------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.timing(reason="a.txt and z.txt must finish within the 8 s file timeout that ends stuck.txt")
 def test_a_file_hung_in_native_code_holding_the_gil_is_killed_at_its_timeout_and_the_batch_goes_on(
         tmp_path: Path) -> None:

@@ -81,6 +81,7 @@ def mutate(data: bytes, steps: list[tuple[str, int, object]]) -> bytes:
     return bytes(out)
 
 
+@pytest.mark.slow
 def test_mutated_containers_end_in_a_result_or_a_clear_error(seeds: dict[str, bytes], pool: WorkerPool,
                                                              cases: Path) -> None:
     # One test, the coverage check after the cases: as a second test reading a module-level count it skipped

@@ -272,6 +272,7 @@ def negative(rgb: np.ndarray) -> np.ndarray:
     return 255 - rgb
 
 
+@pytest.mark.slow
 def test_frames_of_every_size_cross_processes_in_shared_memory(clips: Path, tmp_path: Path) -> None:
     p = Pipeline("negatives")
     d = p.add(Decode(audio=False, pixel_format="rgb24"))
