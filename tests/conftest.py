@@ -1,23 +1,22 @@
-"""Shared fixtures: small clips made with PyAV, and one batch run over them that many tests read."""
+"""The suite's fixtures and hooks: small clips made with PyAV, one batch run over them that many tests read,
+the real-world footage, and the settings every test runs under. Helpers tests import live in ``support/``.
+
+The video library (``stages``) is imported inside the fixtures that need it, so an engine test
+(``tests/pipeline``) that asks for none of them runs without it."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-from pipeline import Pipeline, RunResult, run
-from stages import ClipSpec, Decode, Thumbnails, make_clip
-from stages.transforms import numpy_stage
-from stages import presets
-from stages.samples import make_corrupt
+from pipeline import RunResult, run
+from support.paths import FOOTAGE
 
 # Hypothesis: no per-example deadline and no too-slow health check anywhere in the suite. Both are timing
 # thresholds (200 ms per example by default), which a loaded 2-core machine passes now and then: a test that
@@ -28,9 +27,9 @@ settings.load_profile("framepipe")
 
 # The suite's runs keep stage results in a cache folder of its own (never the user's ~/.cache, nor a folder
 # FRAMEPIPE_CACHE_DIR names in the caller's environment: entries from other runs would be replayed), shared
-# by the tests and the processes they start, removed at the end. Worker processes import this module too (a
-# stage defined here, such as invert, is pickled by reference): they keep the suite's folder and make none
-# of their own (each used to leave an empty framepipe-test-cache-* folder in /tmp). Variables of the caller's
+# by the tests and the processes they start, removed at the end. A process of the suite's that imports this
+# module (a test may start one with the suite's environment) keeps the suite's folder and makes none of its
+# own (each used to leave an empty framepipe-test-cache-* folder in /tmp). Variables of the caller's
 # that would turn caching off, inject write faults into every run or send the Ray tests to a cluster are
 # dropped, by the suite's own process only (a test may set one for the processes it starts).
 _SUITE_CACHE = "FRAMEPIPE_TEST_SUITE_CACHE_DIR"
@@ -42,10 +41,11 @@ if _MADE_HERE:
 _CACHE_DIR = os.environ[_SUITE_CACHE]
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "timing(reason): passes only if work finishes within a wall-clock limit (a file timeout the "
-        "other files must beat); slow, and the first to fail on an overloaded machine: -m 'not timing' leaves it out")
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that read ../shared/footage (through the ``footage`` fixture) carry the ``footage`` marker."""
+    for item in items:
+        if "footage" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.footage)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -53,23 +53,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(_CACHE_DIR, ignore_errors=True)
 
 
-REPO = Path(__file__).resolve().parents[1]
-FOOTAGE = REPO.parent / "shared" / "footage"
-
-# Small versions of the sample set: what each clip was made with is what the tests expect back.
-CLIPS: dict[str, ClipSpec] = {
-    "landscape_audio.mp4": ClipSpec("landscape_audio.mp4", 320, 180, 3.0, fps=30, audio=True),
-    "portrait_rot90.mp4": ClipSpec("portrait_rot90.mp4", 256, 144, 2.0, fps=25, audio=True, rotation=-90,
-                                   black_frames=5),
-    "web_vp9.webm": ClipSpec("web_vp9.webm", 256, 144, 2.0, fps=24, codec="libvpx-vp9"),
-    "sub/odd_854x480.mp4": ClipSpec("odd_854x480.mp4", 854, 480, 1.0, fps=30),
-}
-BROKEN = "broken.mp4"
-
-
 @pytest.fixture(scope="session")
 def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of small generated clips (one in a sub-folder) and one truncated MP4."""
+    from stages import make_clip
+    from stages.samples import make_corrupt
+    from support.clips import BROKEN, CLIPS
+
     root = tmp_path_factory.mktemp("clips")
     for i, (rel, spec) in enumerate(CLIPS.items()):
         make_clip(root / rel, spec, seed=i)
@@ -80,6 +70,8 @@ def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def batch(clip_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
     """The default preset run over ``clip_dir`` on the local (loky) executor."""
+    from stages import presets
+
     out = tmp_path_factory.mktemp("out")
     return run(presets.default(thumb_every=1.0, thumb_width=160), clip_dir, out, workers=2)
 
@@ -92,72 +84,31 @@ def footage() -> Path:
     return FOOTAGE
 
 
-def result_for(batch: RunResult, relpath: str):  # noqa: ANN201 - test helper
-    """The FileResult of ``relpath`` in ``batch``."""
-    for r in batch.files:
-        if r.file.relpath == relpath:
-            return r
-    raise AssertionError(f"{relpath} not in batch: {[r.file.relpath for r in batch.files]}")
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """A local Ray of 2 CPUs for the module that asks for it, stopped at its end with every process it started."""
+    import psutil
+    import ray
+
+    from pipeline.executors.ray_cluster import start_local_ray
+
+    start_local_ray(num_cpus=2)
+    yield
+    ours = [p for p in psutil.Process().children(recursive=True) if _is_ray(p)]
+    assert ours, "no Ray process found to check"
+    ray.shutdown()
+    _, alive = psutil.wait_procs(ours, timeout=30)  # waits on the processes' exit, not on a clock
+    assert not alive, f"Ray processes left running: {[p.cmdline()[:2] for p in alive]}"
 
 
-FRAMEPIPE = [sys.executable, "-m", "pipeline"]
+def _is_ray(process: "psutil.Process") -> bool:  # noqa: F821 - psutil is imported where Ray runs
+    """A daemon or worker of Ray's (not a loky worker of the local executor's tests)."""
+    import psutil
+    import ray
 
-
-def framepipe(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """Run the ``framepipe`` command (as ``python -m pipeline``) and capture what it says."""
-    return subprocess.run([*FRAMEPIPE, *map(str, args)], capture_output=True, text=True, timeout=600)
-
-
-BOOKKEEPING = {"report.parquet", "report.json", "stages.parquet", "ledger.jsonl"}
-"""What a run writes about itself in OUT, beside the outputs of its files."""
-
-
-def output_files(out: Path) -> dict[str, Path]:
-    """Every output of a run in ``out`` by its path relative to ``out`` (bookkeeping files left out)."""
-    return {p.relative_to(out).as_posix(): p for p in sorted(out.rglob("*"))
-            if p.is_file() and p.name not in BOOKKEEPING}
-
-
-def frame_count(path: Path) -> int:
-    import av
-    with av.open(str(path)) as c:
-        return sum(1 for _ in c.decode(c.streams.video[0]))
-
-
-def assert_same_outputs(out: Path, reference: Path, frames: int) -> None:
-    """``out`` holds the outputs ``reference`` does: images byte for byte, videos with ``frames`` frames each."""
-    mine, whole = output_files(out), output_files(reference)
-    assert set(mine) == set(whole)
-    for rel, path in mine.items():
-        if rel.endswith(".mp4"):
-            assert frame_count(path) == frame_count(whole[rel]) == frames, rel
-        else:
-            assert path.read_bytes() == whole[rel].read_bytes(), rel
-
-
-def framepipe_interrupted(args: list[str], signum: int, when: str) -> tuple[int, int, str]:
-    """Start ``framepipe *args``, send ``signum`` once a line of its stderr starts with ``when`` (an event, not a
-    time) and wait for it to end: (its pid, its exit status, the rest of its stderr)."""
-    proc = subprocess.Popen([*FRAMEPIPE, *args], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if line.startswith(when):
-            break
-    proc.send_signal(signum)
-    _, err = proc.communicate(timeout=120)
-    return proc.pid, proc.returncode, err
-
-
-@numpy_stage
-def invert(rgb: np.ndarray) -> np.ndarray:
-    """A map stage for tests: the negative of an RGB frame."""
-    return 255 - rgb
-
-
-def video_pipeline(name: str = "video") -> Pipeline:
-    """Decode (in each file's actor) -> invert (a map stage, frame-parallel) -> thumbnails every 0.5 s (PNG)."""
-    p = Pipeline(name)
-    d = p.add(Decode(audio=False, pixel_format="rgb24"))
-    n = p.add(invert, after=d)
-    p.add(Thumbnails(every=0.5, width=None, fmt="png", poster=False), after=n)
-    return p
+    try:
+        argv = process.cmdline()[:3]
+    except psutil.Error:
+        return False
+    home = os.path.dirname(ray.__file__)
+    return bool(argv) and (argv[0].startswith("ray::") or any(a.startswith(home) for a in argv))

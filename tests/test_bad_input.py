@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from conftest import FRAMEPIPE, framepipe
+from support.cli import FRAMEPIPE, framepipe
 from stages import ClipSpec, make_clip
 from stages.samples import read_frame_marker
 

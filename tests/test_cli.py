@@ -12,9 +12,9 @@ import av
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import BROKEN, CLIPS
+from support.clips import BROKEN, CLIPS
 from stages import ClipSpec, make_clip
-from conftest import framepipe, framepipe_interrupted
+from support.cli import framepipe, framepipe_interrupted
 
 
 
@@ -149,6 +149,7 @@ def test_inputs_from_a_list_and_globs_narrow_a_folder(clip_dir: Path, tmp_path: 
     assert framepipe("run", "-o", tmp_path / "none").returncode == 2
 
 
+@pytest.mark.slow
 def test_a_second_run_replays_from_the_cache_and_the_cache_command_manages_it(clip_dir: Path,
                                                                               tmp_path: Path) -> None:
     cache = tmp_path / "cache"

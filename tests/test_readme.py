@@ -11,7 +11,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import BROKEN, CLIPS, REPO
+from support.clips import BROKEN, CLIPS
+from support.paths import REPO
 
 
 def test_the_python_example_runs_and_records_its_custom_column(clip_dir: Path, tmp_path: Path) -> None:

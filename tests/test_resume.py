@@ -16,7 +16,9 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import FRAMEPIPE, assert_same_outputs, framepipe, framepipe_interrupted, output_files
+from support.cli import FRAMEPIPE, framepipe, framepipe_interrupted
+from support.clips import assert_same_outputs
+from support.runs import output_files
 from pipeline.ledger import LEDGER_NAME
 from pipeline.run import LOCK_NAME
 from stages import ClipSpec, make_clip
@@ -51,6 +53,7 @@ def ledger_done(out: Path) -> dict[str, list[str]]:
     return {e["file"]: list(e["outputs"]) for e in entries if e["status"] == "ok"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_run_resumes_doing_only_what_is_missing(clips: Path, uninterrupted: Path, tmp_path: Path,
                                                                signum: int) -> None:

@@ -16,7 +16,8 @@ import av
 import pytest
 
 import pipeline.memo as memo_module
-from conftest import BROKEN, result_for
+from support.clips import BROKEN
+from support.runs import result_for
 from pipeline import FILE, CorruptMedia, FileItem, Pipeline, Stage, StageContext, run
 from pipeline.cache.disk import DiskCache
 from pipeline.memo import Replay, lineages, memo_key

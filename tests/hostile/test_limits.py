@@ -20,7 +20,7 @@ from pathlib import Path
 import loky.process_executor
 import pytest
 
-from conftest import FRAMEPIPE
+from support.cli import FRAMEPIPE
 from pipeline import limits
 from pipeline.errors import ResourceExhausted, WorkerCrashed
 from pipeline.runtime import TaskPoolConfig, WorkerPool
@@ -199,6 +199,7 @@ def test_a_manager_thread_that_cannot_start_its_queue_thread_fails_its_task(monk
     assert "Exception in executor manager thread" not in capfd.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_queue_thread_that_never_comes_up_fails_its_task_instead_of_hanging(monkeypatch: pytest.MonkeyPatch
                                                                              ) -> None:
     """A thread that dies as it starts, before it could say so (out of memory), leaves CPython's

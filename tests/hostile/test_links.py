@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FRAMEPIPE
+from support.cli import FRAMEPIPE
 from pipeline import run
 from pipeline.cache.locks import FileLock
 from pipeline.errors import OutputIsLink

@@ -19,7 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import FRAMEPIPE, assert_same_outputs, framepipe
+from support.cli import FRAMEPIPE, framepipe
+from support.clips import assert_same_outputs
 from pipeline.forkserver import ENV_VAR
 from pipeline.ledger import LEDGER_NAME
 from pipeline.lifecycle import ROOT_ENV
@@ -152,6 +153,8 @@ def test_a_run_killed_with_sigkill_leaves_no_process_and_resumes(clips: Path, un
     resumed_equals_whole(clips, out, uninterrupted, proc.pid)
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_a_run_on_a_local_ray_killed_with_sigkill_leaves_no_process_and_resumes(
         clips: Path, uninterrupted: Path, tmp_path: Path) -> None:
     pytest.importorskip("ray")
@@ -161,6 +164,7 @@ def test_a_run_on_a_local_ray_killed_with_sigkill_leaves_no_process_and_resumes(
     resumed_equals_whole(clips, out, uninterrupted, proc.pid, "--executor", "ray")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", START_METHODS)
 def test_a_normal_exit_leaves_no_process_behind(clips: Path, tmp_path: Path, method: str) -> None:
     # Its output goes to files, not pipes: waiting for a pipe's end would wait for whoever still holds it.

@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import FRAMEPIPE
+from support.cli import FRAMEPIPE
 from pipeline import FileItem, UnreadableFile, fingerprint
 from pipeline.run import collect_inputs
 from pipeline.sources import SkippedInput, find_files
@@ -81,6 +81,7 @@ def test_a_folder_walk_lists_each_special_file_as_skipped_and_runs_the_rest(medi
     assert_good_done(media.parent / "out")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SPECIALS))
 def test_a_special_file_given_by_name_is_skipped_the_same_way(media: Path, name: str) -> None:
     proc = framepipe_in(media.parent, "run", "media/good.mp4", f"media/{name}", "-o", "out", "-q")

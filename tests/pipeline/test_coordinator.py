@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import runtime_tasks as rt
+from support import runtime_tasks as rt
 from pipeline.coordinator import RuntimeCoordinator
 from pipeline.runtime import Priority, TaskPoolConfig
 from pipeline.tuning import PoolLoad, plan_moves

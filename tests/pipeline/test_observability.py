@@ -24,9 +24,9 @@ from pipeline.run import collect_inputs
 from pipeline.executors import FileTask
 from pipeline.run import output_keys
 from pipeline.snapshots import MetricsSnapshot
-import runtime_tasks as rt
-from conftest import framepipe, video_pipeline
-from stages import ClipSpec, make_clip
+from support import runtime_tasks as rt
+from support.arrays import array_pipeline, write_frames, write_pipeline_file
+from support.cli import framepipe
 
 SAMPLE = re.compile(r'^(framepipe_[a-z_]+)(?:\{((?:[a-z_]+="[^"]*",?)*)\})? (-?[0-9.e+-]+|NaN|[+-]Inf)$')
 
@@ -75,42 +75,51 @@ class WaitAtGate(Stage):
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two inputs of 30 numpy frames each (engine-only stand-ins for clips)."""
     root = tmp_path_factory.mktemp("observed_clips")
     for i in range(2):
-        make_clip(root / f"c{i}.mp4", ClipSpec(f"c{i}.mp4", 160, 90, 1.0), seed=i)
+        write_frames(root / f"c{i}.npy", 30, seed=i)
     return root
+
+
+@pytest.fixture(scope="module")
+def pipeline_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``framepipe run -P`` this: the array pipeline, named ``arrays``."""
+    return write_pipeline_file(tmp_path_factory.mktemp("pipeline_file") / "arrays.py")
 
 
 # Logging --------------------------------------------------------------------------------------------------
 
 
-def test_verbose_shows_info_records_and_the_default_does_not(clips: Path, tmp_path: Path) -> None:
-    args = ("run", clips, "-o", tmp_path / "out", "-q", "-p", "metadata", "--executor", "inline", "--no-cache",
+def test_verbose_shows_info_records_and_the_default_does_not(clips: Path, pipeline_file: Path,
+                                                            tmp_path: Path) -> None:
+    args = ("run", clips, "-o", tmp_path / "out", "-q", "-P", pipeline_file, "--executor", "inline", "--no-cache",
             "--fresh")  # the same OUT three times: each run does every file again
     quiet = framepipe(*args)
     assert quiet.returncode == 0, quiet.stderr
     assert "framepipe info" not in quiet.stderr
     loud = framepipe("-v", *args)
     assert loud.returncode == 0, loud.stderr
-    assert "framepipe info [run] run metadata: 2 file(s) on the inline executor" in loud.stderr
-    assert "framepipe info [run] run metadata ended: 2 ok, 0 failed" in loud.stderr
+    assert "framepipe info [run] run arrays: 2 file(s) on the inline executor" in loud.stderr
+    assert "framepipe info [run] run arrays ended: 2 ok, 0 failed" in loud.stderr
     assert "framepipe debug" not in loud.stderr
-    assert "framepipe debug [run] file started: c0.mp4" in framepipe("-vv", *args).stderr
+    assert "framepipe debug [run] file started: c0.npy" in framepipe("-vv", *args).stderr
 
 
-def test_log_json_lines_parse_and_carry_level_logger_message_and_fields(clips: Path, tmp_path: Path) -> None:
+def test_log_json_lines_parse_and_carry_level_logger_message_and_fields(clips: Path, pipeline_file: Path,
+                                                                        tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "c0.mp4").write_bytes((clips / "c0.mp4").read_bytes())
-    (tmp_path / "in" / "broken.mp4").write_bytes(b"not a video at all")
-    proc = framepipe("--log-json", "-v", "run", tmp_path / "in", "-o", tmp_path / "out", "-p", "metadata",
+    (tmp_path / "in" / "c0.npy").write_bytes((clips / "c0.npy").read_bytes())
+    (tmp_path / "in" / "broken.npy").write_bytes(b"not an array at all")
+    proc = framepipe("--log-json", "-v", "run", tmp_path / "in", "-o", tmp_path / "out", "-P", pipeline_file,
                      "--executor", "inline", "--no-cache")
     assert proc.returncode == 1
     lines = [json.loads(line) for line in proc.stderr.splitlines() if line.strip()]  # every line is JSON
     assert lines and all({"time", "level", "logger", "message"} <= set(doc) for doc in lines)
-    started = [d for d in lines if d["logger"] == "framepipe.run" and d["message"].startswith("run metadata:")]
+    started = [d for d in lines if d["logger"] == "framepipe.run" and d["message"].startswith("run arrays:")]
     assert started and started[0]["level"] == "INFO" and started[0]["files"] == 2
     failed = [d for d in lines if d["level"] == "WARNING"]
-    assert [(d["logger"], d["file"]) for d in failed] == [("framepipe.run", "broken.mp4")]
+    assert [(d["logger"], d["file"]) for d in failed] == [("framepipe.run", "broken.npy")]
     assert "Traceback" not in proc.stderr
 
 
@@ -149,7 +158,7 @@ def test_a_snapshot_after_a_local_run_adds_up(clips: Path, tmp_path: Path) -> No
     tasks = [FileTask(i, tmp_path, k) for i, k in zip(items, output_keys(items))]
     ex = LocalExecutor(2)
     assert ex.snapshot() is None
-    results = ex.run(video_pipeline(), tasks, SilentProgress()).results
+    results = ex.run(array_pipeline(), tasks, SilentProgress()).results
     assert all(r.ok for r in results)
     snap = ex.snapshot()
     assert isinstance(snap, MetricsSnapshot) and not snap.running

@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from pipeline import Pipeline, run
+from pipeline import run
 from pipeline.cli import build_parser
 from pipeline.performance import (CacheFigures, Observation, OptimizerLimits, PerformanceConfig, PoolFigures,
                                   RunDecision, plan_run_moves, size_profile)
-from stages import ClipSpec, Decode, make_clip
-from stages.transforms import numpy_stage
+from support.arrays import array_pipeline, write_frames
 
 MiB, GiB = 1 << 20, 1 << 30
 
@@ -157,28 +155,14 @@ def test_decisions_stay_within_bounds_and_are_deterministic(budget: int, leased_
 # A real run -----------------------------------------------------------------------------------------------------
 
 
-@numpy_stage
-def brighten(rgb: np.ndarray) -> np.ndarray:
-    return np.minimum(rgb.astype(np.uint16) + 40, 255).astype(np.uint8)
-
-
-def small_pipeline() -> Pipeline:
-    from stages import Thumbnails
-    p = Pipeline("tuned", extensions=[".mp4"])
-    d = p.add(Decode(audio=False, pixel_format="rgb24"))
-    b = p.add(brighten, after=d)
-    p.add(Thumbnails(every=0.25, width=None, fmt="png", poster=False), after=b)
-    return p
-
-
 def test_a_run_with_the_auto_profile_matches_the_inline_executor_and_lists_its_decisions(tmp_path: Path) -> None:
     clips = tmp_path / "in"
     clips.mkdir()
     for i in range(3):
-        make_clip(clips / f"c{i}.mp4", ClipSpec(f"c{i}.mp4", 160, 90, 1.0), seed=i)
+        write_frames(clips / f"c{i}.npy", 30, height=90, width=160, seed=i)
     # No cache: with the suite's, the second run replayed the first's thumbnails, and compared them with themselves.
-    inline = run(small_pipeline(), clips, tmp_path / "inline", executor="inline", cache=False)
-    auto = run(small_pipeline(), clips, tmp_path / "auto", performance="auto", cache=False)
+    inline = run(array_pipeline("tuned", keep_every=8), clips, tmp_path / "inline", executor="inline", cache=False)
+    auto = run(array_pipeline("tuned", keep_every=8), clips, tmp_path / "auto", performance="auto", cache=False)
     assert all(s.frames > 0 for s in auto.stages)  # every stage did its own work: nothing replayed
     assert all(f.ok for f in auto.files), [f.error for f in auto.files]
     for a, b in zip(inline.files, auto.files):

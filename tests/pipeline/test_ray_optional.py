@@ -10,6 +10,7 @@ import pytest
 
 from pipeline.errors import UnsupportedRunOption
 from pipeline.executors import get_executor
+from support.arrays import write_frames, write_pipeline_file
 
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:
@@ -24,11 +25,14 @@ def test_the_engine_the_video_library_and_the_command_do_not_import_ray() -> Non
     assert proc.stdout.strip() == "[]"
 
 
-def test_without_ray_the_ray_executor_is_one_line_naming_the_extra(clip_dir: Path, tmp_path: Path) -> None:
+def test_without_ray_the_ray_executor_is_one_line_naming_the_extra(tmp_path: Path) -> None:
+    inputs = write_frames(tmp_path / "in" / "c0.npy", 4).parent
+    pipeline_file = write_pipeline_file(tmp_path / "arrays.py")
     # sys.modules["ray"] = None makes `import ray` fail as if it were not installed.
     proc = _python("import sys; sys.modules['ray'] = None\n"
                    "from pipeline.cli import main\n"
-                   f"sys.exit(main(['run', {str(clip_dir)!r}, '-o', {str(tmp_path / 'out')!r}, '--executor', 'ray']))")
+                   f"sys.exit(main(['run', {str(inputs)!r}, '-P', {str(pipeline_file)!r}, "
+                   f"'-o', {str(tmp_path / 'out')!r}, '--executor', 'ray']))")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == \
         "framepipe: the ray executor needs `pip install framepipe[ray]`"

@@ -7,71 +7,16 @@ These tests use plain text files and small stages, so they exercise the engine
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import FILE, Pipeline, Stage, StageContext, run, write_atomic
+from pipeline import run
 from pipeline.run import output_keys
 from pipeline.sources import file_items
-from runtime_tasks import hang_holding_the_gil
-
-LINE = "line"
-
-
-@dataclass
-class Line:
-    kind: ClassVar[str] = LINE
-    number: int
-    text: str
-
-
-class SplitLines(Stage):
-    """Emits one item per line of a text file; ``boom`` raises mid-way, ``die`` kills the process, ``hang`` hangs."""
-
-    accepts = (FILE,)
-    emits = (LINE,)
-
-    def process(self, item, ctx: StageContext):  # noqa: ANN001, ANN201
-        text = Path(item.path).read_text()
-        for n, line in enumerate(text.splitlines()):
-            if line == "boom":
-                raise ValueError(f"line {n} says boom")
-            if line == "die":
-                os._exit(3)  # the worker process dies, as on a segfault
-            if line == "hang":
-                hang_holding_the_gil()  # a stuck decoder: only a file timeout ends it
-            yield Line(n, line)
-
-
-class Shout(Stage):
-    """Upper-cases lines and writes them to OUT/shout/<file>.txt when the file ends."""
-
-    accepts = (LINE,)
-    report_fields = (pa.field("line_count", pa.int64()),)
-
-    def begin(self, ctx: StageContext) -> None:
-        ctx.state["lines"] = []
-
-    def process(self, item: Line, ctx: StageContext) -> None:
-        ctx.state["lines"].append(item.text.upper())
-
-    def end(self, ctx: StageContext) -> None:
-        path = write_atomic(ctx.output_path("shout").with_suffix(".txt"), "\n".join(ctx.state["lines"]).encode())
-        ctx.add_output(path)
-        ctx.record(line_count=len(ctx.state["lines"]))
-
-
-def text_pipeline() -> Pipeline:
-    p = Pipeline("shout", extensions=[".txt"])
-    split = p.add(SplitLines())
-    p.add(Shout(), after=split)
-    return p
+from support.text import text_pipeline
 
 
 @pytest.fixture()

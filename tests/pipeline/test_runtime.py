@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import runtime_tasks as rt
+from support import runtime_tasks as rt
 from pipeline.errors import PoolFull, PoolShutdown, TaskTimeout, WorkerCrashed
 from pipeline.runtime import NICE_INCREMENT, Priority, TaskPoolConfig, WorkerPool
 

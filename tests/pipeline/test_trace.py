@@ -19,48 +19,28 @@ from pipeline import FILE, Pipeline, Stage, StageContext, run
 from pipeline import chart as chart_module
 from pipeline.chart import throughput_series, utilization_series, write_chart
 from pipeline.trace import RunTrace
-from conftest import video_pipeline
-from stages import ClipSpec, make_clip
+from support.arrays import array_pipeline, write_frames, write_pipeline_file
+from support.traces import check_events, spans, track_names
 
 COUNTERS = {"slots in use", "files in flight", "map tasks running"}
 
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two inputs of 30 numpy frames each (engine-only stand-ins for clips)."""
     root = tmp_path_factory.mktemp("trace_clips")
     for i in range(2):
-        make_clip(root / f"c{i}.mp4", ClipSpec(f"c{i}.mp4", 160, 90, 1.0), seed=i)
+        write_frames(root / f"c{i}.npy", 30, seed=i)
     return root
 
 
 @pytest.fixture(scope="module")
 def local_run(clips: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, Any], Path]:
-    """The video pipeline on the local executor with a trace and a chart: (result, trace JSON, chart path)."""
+    """The array pipeline on the local executor with a trace and a chart: (result, trace JSON, chart path)."""
     out = tmp_path_factory.mktemp("trace_out")
-    result = run(video_pipeline(), clips, out / "o", workers=2, cache=False, trace=out / "t.json",
+    result = run(array_pipeline(keep_every=15), clips, out / "o", workers=2, cache=False, trace=out / "t.json",
                  chart=out / "c.png")
     return result, json.loads((out / "t.json").read_text()), out / "c.png"
-
-
-def spans(trace: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e for e in trace["traceEvents"] if e["ph"] == "X"]
-
-
-def track_names(trace: dict[str, Any]) -> dict[tuple[int, int], str]:
-    return {(e["pid"], e["tid"]): e["args"]["name"] for e in trace["traceEvents"]
-            if e["ph"] == "M" and e["name"] == "thread_name"}
-
-
-def check_events(trace: dict[str, Any], wall_s: float) -> None:
-    """Every complete event is well formed, lies within the run, and sits on a named track."""
-    assert trace["displayTimeUnit"] == "ms"
-    names = track_names(trace)
-    assert spans(trace)
-    for e in spans(trace):
-        assert {"ph", "ts", "dur", "pid", "tid", "name"} <= e.keys()
-        assert e["dur"] >= 0 and e["ts"] >= 0
-        assert e["ts"] + e["dur"] <= wall_s * 1e6 + 1  # microseconds, rounded
-        assert (e["pid"], e["tid"]) in names
 
 
 # The recorder -------------------------------------------------------------------------------------
@@ -128,12 +108,12 @@ def test_the_local_executor_records_each_actor_call_and_map_task_on_its_worker_t
     maps = [e for e in spans(trace) if e["name"].startswith("map invert x")]
     assert sum(e["args"]["frames"] for e in maps) == 2 * 30  # every frame of both clips crossed
     assert all(e["args"]["stage"] == "invert" and e["args"]["files"] for e in maps)
-    assert {e["args"]["file"] for e in spans(trace) if e["name"].startswith("start")} == {"c0.mp4", "c1.mp4"}
+    assert {e["args"]["file"] for e in spans(trace) if e["name"].startswith("start")} == {"c0.npy", "c1.npy"}
     actor_frames = Counter()
     for e in spans(trace):
         if "file" in e.get("args", {}):
             actor_frames.update(e["args"].get("frames", {}))
-    assert actor_frames["decode"] == pytest.approx(60, abs=0.1)  # each file's frames shared over its calls
+    assert actor_frames["read_frames"] == pytest.approx(60, abs=0.1)  # each file's frames shared over its calls
 
 
 def test_the_scheduler_samples_its_counters(local_run) -> None:  # noqa: ANN001
@@ -237,23 +217,12 @@ def test_an_empty_trace_still_makes_a_chart(tmp_path: Path) -> None:
 
 
 def test_framepipe_run_writes_the_trace_and_the_chart(clips: Path, tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "run", str(clips / "c0.mp4"), "-o", str(tmp_path / "o"),
-                           "-q", "-j", "2", "--no-cache", "--trace", str(tmp_path / "t.json"),
+    pipeline_file = write_pipeline_file(tmp_path / "arrays.py", keep_every=15)
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "run", str(clips / "c0.npy"), "-o", str(tmp_path / "o"),
+                           "-P", str(pipeline_file), "-q", "-j", "2", "--no-cache", "--trace", str(tmp_path / "t.json"),
                            "--chart", str(tmp_path / "c.png")], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     trace = json.loads((tmp_path / "t.json").read_text())
-    assert any(e["name"] == "start c0.mp4" for e in spans(trace))
+    assert any(e["name"] == "start c0.npy" for e in spans(trace))
     with Image.open(tmp_path / "c.png") as img:
         assert img.format == "PNG"
-
-
-def test_files_replayed_from_the_cache_are_spans_on_the_parent_track(clip_dir: Path, tmp_path: Path) -> None:
-    from stages import presets
-    first = run(presets.metadata(), clip_dir, tmp_path / "a", workers=2, cache=tmp_path / "cache")
-    again = run(presets.metadata(), clip_dir, tmp_path / "b", workers=2, cache=tmp_path / "cache",
-                trace=tmp_path / "t.json")
-    trace = json.loads((tmp_path / "t.json").read_text())
-    check_events(trace, again.wall_s)
-    replayed = sorted(e["args"]["file"] for e in spans(trace) if e["name"].startswith("replay "))
-    assert replayed == sorted(f.file.relpath for f in first.files)  # the broken file's error is remembered too
-    assert f"cache replay (pid {os.getpid()})" in track_names(trace).values()

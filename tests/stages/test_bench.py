@@ -38,6 +38,7 @@ def test_bench_prints_every_figure_and_writes_json_parquet_trace_and_chart(clip_
     assert Image.open(files["chart"]).format == "PNG"
 
 
+@pytest.mark.slow
 def test_bench_runs_a_pipeline_file_with_a_map_stage(clip_dir: Path, tmp_path: Path) -> None:
     script = tmp_path / "mine.py"
     script.write_text(textwrap.dedent("""

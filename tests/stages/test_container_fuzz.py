@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import decode_tasks
+from support import decode_tasks
 from pipeline.errors import TaskTimeout, WorkerCrashed
 from pipeline.runtime import TaskPoolConfig, WorkerPool
 from stages import ClipSpec, make_clip
@@ -81,6 +81,7 @@ def mutate(data: bytes, steps: list[tuple[str, int, object]]) -> bytes:
     return bytes(out)
 
 
+@pytest.mark.slow
 def test_mutated_containers_end_in_a_result_or_a_clear_error(seeds: dict[str, bytes], pool: WorkerPool,
                                                              cases: Path) -> None:
     # One test, the coverage check after the cases: as a second test reading a module-level count it skipped

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import result_for
-from interlaced_clips import (MARGIN, NTSC_SAR, SPEED, InterlacedSpec, field_pictures, make_interlaced_clip,
+from support.runs import result_for
+from support.interlaced_clips import (MARGIN, NTSC_SAR, SPEED, InterlacedSpec, field_pictures, make_interlaced_clip,
                               make_striped_progressive_clip, weave)
 from pipeline import FileItem, FileRun, Pipeline, PipelineDefinitionError, RunResult, run
 from stages import Decode, Metadata, Proxy, SpriteSheet, Thumbnails, presets

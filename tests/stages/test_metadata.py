@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import BROKEN, CLIPS, result_for
+from support.clips import BROKEN, CLIPS
+from support.runs import result_for
 from pipeline import CorruptMedia, RunResult, UnreadableFile, run
 from stages import METADATA_FIELDS, ClipSpec, MediaInfo, make_clip, presets, probe, read_frame_marker
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import CLIPS, result_for
+from support.clips import CLIPS
+from support.runs import result_for
 from pipeline import RunResult, run
 from pipeline.presets import available_presets
 from stages import presets
@@ -62,7 +63,7 @@ def test_presets_run_from_the_command_line(clip_dir: Path, tmp_path: Path, prese
 # The options of issue 16: which streams, deinterlacing, HDR -------------------------------------------------
 
 def test_the_stream_options_reach_both_the_description_and_the_decode(tmp_path: Path) -> None:
-    from stream_clips import two_of_each_mkv
+    from support.stream_clips import two_of_each_mkv
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -77,7 +78,7 @@ def test_the_stream_options_reach_both_the_description_and_the_decode(tmp_path: 
 
 def test_a_transcode_for_editing_or_archive_keeps_both_fields_and_one_for_the_web_deinterlaces(
         tmp_path: Path) -> None:
-    from interlaced_clips import InterlacedSpec, make_interlaced_clip
+    from support.interlaced_clips import InterlacedSpec, make_interlaced_clip
 
     folder = tmp_path / "in"
     folder.mkdir()

@@ -6,7 +6,8 @@ import av
 import numpy as np
 import pytest
 
-from conftest import CLIPS, result_for
+from support.clips import CLIPS
+from support.runs import result_for
 from pipeline import RunResult
 from stages import read_frame_marker
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import result_for
+from support.runs import result_for
 from pipeline import (EmptyStream, FileItem, FileRun, InvalidOption, Pipeline, PipelineDefinitionError, RunResult,
                       UndecodableStream, UnsupportedMedia, run)
 from stages import Decode, Encode, Metadata, SpriteSheet, Thumbnails, presets, probe
@@ -17,7 +17,7 @@ from stages.decode import decode_file
 from stages.frames import AudioFrameItem, VideoFrameItem
 from stages.media import choose_streams, open_media
 from stages.transforms import numpy_stage
-from stream_clips import (COVER_SIZE, TS_FRAMES, TS_SIZE, cover_art_first_mp4, empty_track_first_mkv,
+from support.stream_clips import (COVER_SIZE, TS_FRAMES, TS_SIZE, cover_art_first_mp4, empty_track_first_mkv,
                           size_changing_webm, tone_frequency, two_of_each_mkv, two_programme_ts)
 
 SIZES = [(160, 90), (320, 180), (480, 270), (640, 360), (800, 450), (960, 540), (1280, 720), (1600, 900),
@@ -272,6 +272,7 @@ def negative(rgb: np.ndarray) -> np.ndarray:
     return 255 - rgb
 
 
+@pytest.mark.slow
 def test_frames_of_every_size_cross_processes_in_shared_memory(clips: Path, tmp_path: Path) -> None:
     p = Pipeline("negatives")
     d = p.add(Decode(audio=False, pixel_format="rgb24"))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CLIPS, result_for
+from support.clips import CLIPS
+from support.runs import result_for
 from pipeline import RunResult
 from stages import read_frame_marker
 from stages.media import rotation_turns

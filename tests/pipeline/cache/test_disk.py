@@ -408,6 +408,7 @@ def _hammer(root: str, worker: int, barrier: Any, results: Any) -> None:
         results.put(traceback.format_exc())
 
 
+@pytest.mark.slow
 def test_four_processes_compute_each_key_once_and_lose_no_writes(tmp_path: Path) -> None:
     barrier = SPAWN.Barrier(4)
     out = _run_all(_hammer, [(str(tmp_path), w, barrier) for w in range(4)])

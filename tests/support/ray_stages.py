@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import FILE, FRAME, Pipeline, Stage, StageContext, stage, write_atomic
-from test_run import LINE, Line
+from support.text import LINE, Line
 
 
 def hand_over_and_wait(rendezvous: str) -> None:

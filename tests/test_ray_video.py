@@ -1,0 +1,70 @@
+"""The Ray executor on video: the default preset gives the local executor's outputs, and a run from inside a
+folder of planted Python files imports none of them. One local Ray (2 CPUs) serves the module and is stopped at
+its end, leaving no Ray process behind (the engine's Ray cases are in tests/pipeline/test_ray_executor.py)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pytest
+
+ray = pytest.importorskip("ray")
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("local_ray")]  # one Ray for the module
+
+from pipeline import RunResult, run  # noqa: E402
+from stages import presets  # noqa: E402
+from support.cli import PLANTED  # noqa: E402
+from support.clips import BROKEN, CLIPS  # noqa: E402
+
+
+def _frames(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def test_the_default_preset_gives_the_local_executors_outputs(batch: RunResult, clip_dir: Path,
+                                                              tmp_path: Path) -> None:
+    out = tmp_path / "ray"
+    result = run(presets.default(thumb_every=1.0, thumb_width=160), clip_dir, out, executor="ray", cache=False)
+
+    assert result.executor == "ray"
+    local = {r.file.relpath: r for r in batch.files}
+    for r in result.files:
+        assert r.status == local[r.file.relpath].status
+        assert r.record == local[r.file.relpath].record, r.file.relpath  # metadata, levels, counts
+        assert sorted(r.outputs) == sorted(local[r.file.relpath].outputs)
+    broken = next(r for r in result.files if r.file.relpath == BROKEN)  # fails alone, as on the local executor
+    assert broken.error == local[BROKEN].error and broken.failed_stage == "metadata"
+    assert len(result.succeeded) == len(CLIPS)
+    for r in result.succeeded:
+        for rel in r.outputs:
+            if rel.startswith(("thumbnails/", "sprites/")):
+                assert (out / rel).read_bytes() == (batch.out_dir / rel).read_bytes(), rel
+            elif rel.startswith("proxies/"):
+                assert _frames(out / rel) == _frames(batch.out_dir / rel), rel
+    ours = {s.name: s for s in result.stages}  # per-stage statistics in the local executor's schema
+    for s in batch.stages:
+        assert (ours[s.name].where, ours[s.name].files, ours[s.name].frames) == (s.where, s.files, s.frames)
+    assert ours["proxy"].busy_s > 0
+
+
+@pytest.mark.slow
+def test_framepipe_run_on_ray_imports_no_python_file_of_the_input_folder_run_from_inside_it(
+        clip_dir: Path, tmp_path: Path) -> None:
+    inp, markers = tmp_path / "footage", tmp_path / "markers"
+    inp.mkdir()
+    markers.mkdir()
+    shutil.copy(clip_dir / "web_vp9.webm", inp)
+    for module in PLANTED:  # Ray puts the driver's folder first on its workers' import path: not ours
+        (inp / f"{module}.py").write_text(f"open({str(markers / module)!r}, 'w').close()\n")
+    command = Path(sys.executable).parent / "framepipe"
+    proc = subprocess.run([str(command), "run", ".", "-o", str(tmp_path / "out"), "-p", "metadata", "--no-cache",
+                           "-q", "--executor", "ray", "-j", "1"], cwd=inp, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 of 1 files done" in proc.stdout
+    assert sorted(p.name for p in markers.iterdir()) == []
