@@ -31,7 +31,10 @@ demo: $(VENV)/.installed-test $(SAMPLES)/.complete
 	elif [ $$status -ne 0 ]; then exit $$status; fi
 
 # pytest exits 5 when it collects nothing: a broken suite, not a pass.
+# The habits first (ruff on the tree, mypy strict on the engine; pyproject.toml configures both), then the suite.
 test: $(VENV)/.installed-test
+	$(BIN)/ruff check --quiet .
+	$(BIN)/mypy
 	@status=0; $(BIN)/python -m pytest -q $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "test: pytest collected no tests" >&2; exit 1; fi; exit $$status
 

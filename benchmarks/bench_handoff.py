@@ -18,14 +18,12 @@ Usage: python -m benchmarks.bench_handoff [--quick] [--dir DIR]
 from __future__ import annotations
 
 import argparse
-import os
 import pickle
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np

@@ -39,7 +39,6 @@ import time
 from pathlib import Path
 
 import av
-import numpy as np
 import psutil
 from PIL import Image
 
@@ -115,7 +114,7 @@ class MemorySampler:
         n = len(self.totals)
         return max(self.totals[int(n * start): max(int(n * start) + 1, int(n * end))], default=0)
 
-    def __enter__(self) -> "MemorySampler":
+    def __enter__(self) -> MemorySampler:
         self._thread.start()
         return self
 

@@ -21,12 +21,12 @@ Usage: python -m benchmarks.bench_pipeline [--quick] [--workers N] [--only 1080p
 from __future__ import annotations
 
 import argparse
-from fractions import Fraction
 import multiprocessing
 import os
 import sys
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av

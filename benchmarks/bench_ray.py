@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         import ray
+
         from pipeline.executors.ray_cluster import start_local_ray
     except ImportError:
         print("ray is not installed: pip install framepipe[ray]")

@@ -13,10 +13,8 @@ Usage: python -m benchmarks.bench_runtime [--quick] [--workers N]
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
-from collections.abc import Callable
 
 from loky import ProcessPoolExecutor
 

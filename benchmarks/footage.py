@@ -84,7 +84,7 @@ class Scene:
     light: np.ndarray  # H x (W + pan) x 3, float32
 
     @classmethod
-    def make(cls, width: int, height: int, pan: int, seed: int) -> "Scene":
+    def make(cls, width: int, height: int, pan: int, seed: int) -> Scene:
         rng = np.random.default_rng(seed)
         canvas_w = width + pan
         base = np.zeros((height, canvas_w), np.float32)

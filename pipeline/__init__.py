@@ -4,17 +4,14 @@ The engine knows nothing of video; the ``stages`` package builds the video
 library on this public API.
 """
 
+from .buffers import BufferPool, FrameRef, SlotLease
+from .coordinator import RuntimeCoordinator
 from .errors import (
     BufferPoolExhausted,
     CorruptMedia,
     DiskFull,
     EmptyStream,
     FileTimeout,
-    PoolFull,
-    StaleFrameRef,
-    TaskTimeout,
-    TruncatedMedia,
-    UndecodableStream,
     FramepipeError,
     InputError,
     InvalidOption,
@@ -22,17 +19,20 @@ from .errors import (
     OutputFolderInUse,
     OutputIsLink,
     OutputNotWritable,
-    PoolUnavailable,
-    ResourceExhausted,
     PipelineDefinitionError,
+    PoolFull,
+    PoolUnavailable,
     PresetNotFound,
+    ResourceExhausted,
     StageError,
+    StaleFrameRef,
+    TaskTimeout,
+    TruncatedMedia,
+    UndecodableStream,
     UnreadableFile,
     UnsupportedMedia,
     WorkerCrashed,
 )
-from .buffers import BufferPool, FrameRef, SlotLease
-from .coordinator import RuntimeCoordinator
 from .frame_pools import BufferConfig, VideoBufferPool
 from .graph import Pipeline
 from .items import AUDIO, FILE, FRAME, FileItem, SharedItem, fingerprint
@@ -41,8 +41,8 @@ from .outputs import PartialOutput, atomic_output, safe_join, write_atomic
 from .performance import PerformanceConfig
 from .presets import build_preset, load_preset
 from .results import FileResult, RunResult
-from .runtime import CoreBudget, Priority, TaskPoolConfig, WorkerPool
 from .run import run
+from .runtime import CoreBudget, Priority, TaskPoolConfig, WorkerPool
 from .sources import FileSelection, find_files, read_file_list
 from .stage import FileRun, Stage, StageContext, stage
 
@@ -55,8 +55,10 @@ __all__ = [
     "FileItem", "FileResult", "FileRun", "SharedItem", "FramepipeError", "InputError", "OutputError",
     "DiskFull", "FileTimeout", "InvalidOption", "OutputFolderInUse", "OutputIsLink", "OutputNotWritable",
     "PoolUnavailable", "ResourceExhausted",
-    "PartialOutput", "PerformanceConfig", "Pipeline", "PipelineDefinitionError", "PresetNotFound", "RunResult", "Stage", "StageContext",
+    "PartialOutput", "PerformanceConfig", "Pipeline", "PipelineDefinitionError", "PresetNotFound", "RunResult",
+    "Stage", "StageContext",
     "StageError", "StageStats", "UnreadableFile", "UnsupportedMedia", "WorkerCrashed",
-    "FileSelection", "atomic_output", "build_preset", "find_files", "read_file_list", "fingerprint", "load_preset", "run", "safe_join",
+    "FileSelection", "atomic_output", "build_preset", "find_files", "read_file_list", "fingerprint", "load_preset",
+    "run", "safe_join",
     "stage", "write_atomic",
 ]

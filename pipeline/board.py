@@ -34,12 +34,12 @@ class ProgressBoard:
         self.table = np.ndarray((rows, _COLUMNS), dtype=np.int64, buffer=segment.buf)
 
     @classmethod
-    def create(cls, rows: int) -> "ProgressBoard":
+    def create(cls, rows: int) -> ProgressBoard:
         """A new, all-pending board owned by this process."""
         return cls(SharedSegment.create(max(1, rows) * _COLUMNS * 8, tag="progress"), max(1, rows))
 
     @classmethod
-    def attach(cls, name: str, rows: int) -> "ProgressBoard":
+    def attach(cls, name: str, rows: int) -> ProgressBoard:
         """The board ``name``, as a worker sees it."""
         return cls(SharedSegment.attach(name, rows * _COLUMNS * 8), rows)
 

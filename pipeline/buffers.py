@@ -171,7 +171,7 @@ class FrameRef:
         """The frame as a pyarrow tensor over the same memory (no copy)."""
         return pa.Tensor.from_numpy(self.array())
 
-    def replace(self, **changes: Any) -> "FrameRef":
+    def replace(self, **changes: Any) -> FrameRef:
         """A copy with some metadata changed (pts, seq, shape for a smaller frame...)."""
         return dataclasses.replace(self, **changes)
 
@@ -190,7 +190,7 @@ class SlotLease:
 
     __slots__ = ("pool", "slot", "generation", "_released", "__weakref__")
 
-    def __init__(self, pool: "BufferPool", slot: int, generation: int) -> None:
+    def __init__(self, pool: BufferPool, slot: int, generation: int) -> None:
         self.pool = pool
         self.slot = slot
         self.generation = generation
@@ -232,7 +232,7 @@ class SlotLease:
         return FrameRef(self.pool.pool_id, segment, self.slot, index, self.generation, tuple(shape), dt.str,
                         pixel_format, pts, time_base, stream, seq)
 
-    def retain(self) -> "SlotLease":
+    def retain(self) -> SlotLease:
         """Another lease on the same slot (reference count + 1)."""
         self.pool._retain(self.slot, self.generation)
         return SlotLease(self.pool, self.slot, self.generation)
@@ -243,7 +243,7 @@ class SlotLease:
             self._released = True
             self.pool._release(self.slot, self.generation)
 
-    def __enter__(self) -> "SlotLease":
+    def __enter__(self) -> SlotLease:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -278,7 +278,7 @@ class BufferPoolStats:
 
 
 _FREE, _RETIRED = 0, -1
-_LIVE_POOLS: "weakref.WeakSet[BufferPool]" = weakref.WeakSet()
+_LIVE_POOLS: weakref.WeakSet[BufferPool] = weakref.WeakSet()
 
 
 class BufferPool:
@@ -538,7 +538,7 @@ class BufferPool:
     def closed(self) -> bool:
         return self._closed
 
-    def __enter__(self) -> "BufferPool":
+    def __enter__(self) -> BufferPool:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -8,9 +8,9 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from importlib.metadata import entry_points, version
 from pathlib import Path
 from types import FrameType
-from importlib.metadata import entry_points, version
 
 from .errors import FramepipeError
 from .executors import EXECUTORS
@@ -18,9 +18,8 @@ from .interrupts import Interrupted
 from .lifecycle import stop_helpers
 from .limits import limit_reason
 from .logs import configure_logging
-from .presets import (available_presets, build_preset, load_pipeline_file, option_specs, parse_options,
-                      preset_options)
 from .performance import PROFILES
+from .presets import available_presets, build_preset, load_pipeline_file, option_specs, parse_options, preset_options
 from .progress import ConsoleProgress, SilentProgress
 from .run import collect_inputs, run
 from .sources import FileSelection, SkippedInput, read_file_list

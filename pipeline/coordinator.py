@@ -121,7 +121,7 @@ class RuntimeCoordinator:
     # Presets and life cycle --------------------------------------------------------
 
     @classmethod
-    def video_processing(cls, cores: int | None = None) -> "RuntimeCoordinator":
+    def video_processing(cls, cores: int | None = None) -> RuntimeCoordinator:
         """Pools for batch video work: decode and encode HIGH, per-frame work MEDIUM, thumbnails and I/O LOW."""
         rc = cls(cores=cores)
         n = rc.budget.cores
@@ -132,7 +132,7 @@ class RuntimeCoordinator:
         return rc
 
     @classmethod
-    def low_memory(cls, cores: int | None = None) -> "RuntimeCoordinator":
+    def low_memory(cls, cores: int | None = None) -> RuntimeCoordinator:
         """One worker per pool, short queues, and a quarter of the available memory for tuning."""
         rc = cls(cores=cores, memory_budget=psutil.virtual_memory().available // 4)
         for name, prio in (("decode", Priority.HIGH), ("process", Priority.MEDIUM), ("encode", Priority.HIGH),
@@ -145,7 +145,7 @@ class RuntimeCoordinator:
         for pool in self._pools.values():
             pool.shutdown(wait=wait, cancel_pending=cancel_pending)
 
-    def __enter__(self) -> "RuntimeCoordinator":
+    def __enter__(self) -> RuntimeCoordinator:
         return self
 
     def __exit__(self, *exc: object) -> None:

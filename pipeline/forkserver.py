@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import importlib.util
 import multiprocessing
-import sys
 import multiprocessing.context
 import multiprocessing.forkserver
 import os
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager

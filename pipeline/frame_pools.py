@@ -8,7 +8,7 @@ class with room to spare.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,14 +80,14 @@ class BufferConfig:
     page_aligned: bool = False
 
     @classmethod
-    def video_processing(cls, frames_1080p: int = 16, frames_4k: int = 4, audio_seconds: int = 8) -> "BufferConfig":
+    def video_processing(cls, frames_1080p: int = 16, frames_4k: int = 4, audio_seconds: int = 8) -> BufferConfig:
         """For batch work on HD and UHD footage: about 100 MB of 1080p slots and 100 MB of 4K slots."""
         return cls((SizeClass("audio_1s", AUDIO_SECOND_BYTES, audio_seconds),
                     SizeClass("rgb24_1080p", frame_nbytes(1920, 1080, "rgb24"), frames_1080p),
                     SizeClass("rgb24_4k", frame_nbytes(3840, 2160, "rgb24"), frames_4k)))
 
     @classmethod
-    def low_memory(cls) -> "BufferConfig":
+    def low_memory(cls) -> BufferConfig:
         """For small machines: a few slots per class (about 40 MB in all)."""
         return cls.video_processing(frames_1080p=3, frames_4k=1, audio_seconds=2)
 
@@ -158,7 +158,7 @@ class VideoBufferPool:
         for p in self.pools.values():
             p.close()
 
-    def __enter__(self) -> "VideoBufferPool":
+    def __enter__(self) -> VideoBufferPool:
         return self
 
     def __exit__(self, *exc: object) -> None:

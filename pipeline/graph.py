@@ -131,7 +131,7 @@ class Pipeline:
     # Running ------------------------------------------------------------
 
     def run(self, inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str], out: str | os.PathLike[str],
-            **options: Any) -> "RunResult":
+            **options: Any) -> RunResult:
         """Run over ``inputs`` (a folder, a file or a list of files) into ``out``; see :func:`pipeline.run`."""
         from .run import run
         return run(self, inputs, out, **options)

@@ -118,7 +118,7 @@ class FileItem:
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None,
-                  index: int = 0) -> "FileItem":
+                  index: int = 0) -> FileItem:
         """Stat a file and describe it; ``relpath`` is relative to ``root`` (or the bare name).
 
         A path that cannot be stat'ed (a dangling link, a link loop) is still

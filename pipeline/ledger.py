@@ -31,15 +31,15 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .errors import OutputError
 from .executors.base import FileTask, RunEvents
 from .graph import Pipeline
 from .items import FileItem, fingerprint
 from .memo import pipeline_digest
-from .errors import OutputError
 from .outputs import no_follow, output_error, write_atomic, write_output
 from .results import FAILED, OK, FileResult
 from .staging import output_digest, remove_stale
@@ -62,7 +62,7 @@ class RunLedger:
         self._torn = False  # the file may end mid-line: the next line starts on a new one
 
     @classmethod
-    def open(cls, out_dir: str | os.PathLike[str], pipeline: Pipeline, *, fresh: bool = False) -> "RunLedger":
+    def open(cls, out_dir: str | os.PathLike[str], pipeline: Pipeline, *, fresh: bool = False) -> RunLedger:
         """The ledger in ``out_dir`` for ``pipeline``, read back (``fresh``: emptied instead)."""
         ledger = cls(out_dir, pipeline_digest(pipeline))
         if fresh:
@@ -141,7 +141,7 @@ class RunLedger:
                 "fingerprint": task.file.fingerprint, "pipeline": self.pipeline, "key": task.output_key,
                 "outputs": outputs, "record": result.record, "warnings": result.warnings,
                 "error": result.error, "failed_stage": result.failed_stage, "wall_s": round(result.wall_s, 4),
-                "attempts": result.attempts, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "attempts": result.attempts, "time": datetime.now(UTC).isoformat(timespec="seconds"),
             }
             line = _line(entry)
         except (TypeError, ValueError) as exc:  # a column JSON cannot hold: done again

@@ -40,9 +40,9 @@ import pyarrow as pa
 
 from . import errors
 from .errors import InputError
+from .graph import Pipeline
 from .items import FileItem, fingerprint
 from .outputs import safe_join, write_atomic
-from .graph import Pipeline
 from .stage import FileRun, Stage
 
 __all__ = ["StageMemo", "Replay", "memo_key", "memo_dir", "lineages", "pipeline_digest", "KeyValueStore"]
@@ -169,7 +169,7 @@ class Replay:
         return pa.table({"name": list(self.outputs), "data": list(self.outputs.values())}, schema=schema)
 
     @classmethod
-    def from_table(cls, table: pa.Table) -> "Replay":
+    def from_table(cls, table: pa.Table) -> Replay:
         meta = table.schema.metadata or {}
         if _RECORD not in meta:
             raise ValueError("not a stage memo entry")
@@ -299,7 +299,7 @@ class StageMemo:
         _log.warning("cache: %s %s: %s", stage.name, what, exc)
 
     @classmethod
-    def open(cls, directory: str | os.PathLike[str]) -> "StageMemo | None":
+    def open(cls, directory: str | os.PathLike[str]) -> StageMemo | None:
         """The memo kept in ``directory`` (one store per process and folder); None if it cannot be opened.
 
         A cache that cannot be opened (a read-only folder, a full disk) costs

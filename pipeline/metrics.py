@@ -56,7 +56,7 @@ class StageStats:
         """Frames handled per busy second (0 when the stage handled none)."""
         return self.frames / self.busy_s if self.busy_s > 0 and self.frames else 0.0
 
-    def add(self, other: "StageStats") -> None:
+    def add(self, other: StageStats) -> None:
         """Accumulate ``other`` (the same stage on another file) into this record."""
         self.files += other.files
         self.items_in += other.items_in
@@ -151,7 +151,8 @@ def format_stage_table(stats: Iterable[StageStats], wall_s: float | None = None)
     for s in stats:
         rows.append((s.name, s.where, str(s.files), str(s.items_in), str(s.frames), f"{s.bytes / 1e6:.0f}",
                      f"{s.busy_s:.2f}", f"{s.starved_s:.2f}", f"{s.blocked_s:.2f}",
-                     f"{s.frames_per_s:.1f}" if s.frames else "-", f"{s.p95_s * 1e3:.1f}" if s.p95_s else "-", str(s.failures))
+                     f"{s.frames_per_s:.1f}" if s.frames else "-", f"{s.p95_s * 1e3:.1f}" if s.p95_s else "-",
+                     str(s.failures))
                     + ((f"{s.cache_hits}/{s.cache_misses}" if s.cache_hits or s.cache_misses else "-",)
                        if cached else ()))
     lines = text_table(rows, left=2).split("\n")

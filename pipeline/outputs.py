@@ -255,7 +255,7 @@ def write_atomic(final: str | os.PathLike[str], data: bytes) -> Path:
     return Path(final)
 
 
-def new_digest() -> "hashlib.blake2b":
+def new_digest() -> hashlib.blake2b:
     """The hash that names an output's bytes in the run ledger (BLAKE2b, 128 bits)."""
     return hashlib.blake2b(digest_size=16)
 

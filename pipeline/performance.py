@@ -73,22 +73,22 @@ class PerformanceConfig:
     optimize: bool = False
 
     @classmethod
-    def video_processing(cls) -> "PerformanceConfig":
+    def video_processing(cls) -> PerformanceConfig:
         """Batch video work on this machine (see the module's table)."""
         return size_profile("video_processing", *_machine())
 
     @classmethod
-    def low_memory(cls) -> "PerformanceConfig":
+    def low_memory(cls) -> PerformanceConfig:
         """A small memory footprint on this machine (see the module's table)."""
         return size_profile("low_memory", *_machine())
 
     @classmethod
-    def auto(cls) -> "PerformanceConfig":
+    def auto(cls) -> PerformanceConfig:
         """``video_processing`` with the optimizer on."""
         return size_profile("auto", *_machine())
 
     @classmethod
-    def named(cls, profile: "PerformanceConfig | str") -> "PerformanceConfig":
+    def named(cls, profile: PerformanceConfig | str) -> PerformanceConfig:
         """The profile called ``profile`` on this machine (a config is returned as it is)."""
         if isinstance(profile, PerformanceConfig):
             return profile
@@ -96,7 +96,7 @@ class PerformanceConfig:
             raise ValueError(f"unknown performance profile {profile!r} (choose {', '.join(PROFILES)})")
         return size_profile(profile, *_machine())
 
-    def replace(self, **changes: Any) -> "PerformanceConfig":
+    def replace(self, **changes: Any) -> PerformanceConfig:
         """A copy with ``changes`` (e.g. ``PerformanceConfig.auto().replace(map_workers=1)``)."""
         return dataclasses.replace(self, **changes)
 
@@ -156,7 +156,8 @@ class RunDecision:
 
     def line(self) -> str:
         """One line for the console and the log."""
-        return f"{self.at_s:7.2f} s  {self.what}: {_fmt(self.what, self.old)} -> {_fmt(self.what, self.new)}  ({self.why})"
+        change = f"{_fmt(self.what, self.old)} -> {_fmt(self.what, self.new)}"
+        return f"{self.at_s:7.2f} s  {self.what}: {change}  ({self.why})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"at_s": round(self.at_s, 3), "what": self.what, "from": self.old, "to": self.new, "why": self.why}

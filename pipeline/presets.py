@@ -62,7 +62,7 @@ class Option:
     test: Callable[[Any], bool] | None = None
     what: str = ""
 
-    def typed(self, kind: type) -> "Option":
+    def typed(self, kind: type) -> Option:
         """This option with ``kind`` (from an annotation or a default) when it names none itself."""
         return self if self.kind is not None else replace(self, kind=kind)
 

@@ -115,7 +115,7 @@ def render(snapshot: MetricsSnapshot | None) -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         if self.path.split("?", 1)[0] not in ("/metrics", "/metrics/"):
@@ -168,7 +168,7 @@ class MetricsServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/metrics"
 
-    def start(self) -> "MetricsServer":
+    def start(self) -> MetricsServer:
         """Listen and serve (``MetricsPortError`` when the port is taken)."""
         if self._server is None:
             try:
@@ -193,7 +193,7 @@ class MetricsServer:
             self._thread.join()
         log.debug("metrics endpoint closed")
 
-    def __enter__(self) -> "MetricsServer":
+    def __enter__(self) -> MetricsServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -26,9 +26,9 @@ from .progress import SilentProgress
 from .report import write_report
 from .results import FileResult, RunResult
 from .shm import sweep_stale_segments
-from .staging import sweep_staging
-from .stage import FileRun
 from .sources import FileSelection, SkippedInput, file_items, find_files, report_skipped
+from .stage import FileRun
+from .staging import sweep_staging
 from .trace import RunTrace
 
 if TYPE_CHECKING:

@@ -48,8 +48,15 @@ from loky.process_executor import TerminatedWorkerError
 
 from . import lifecycle
 from .board import RUNNING, ProgressBoard
-from .errors import FramepipeError, PoolFull, PoolShutdown, PoolUnavailable, ResourceExhausted, TaskTimeout, \
-    WorkerCrashed
+from .errors import (
+    FramepipeError,
+    PoolFull,
+    PoolShutdown,
+    PoolUnavailable,
+    ResourceExhausted,
+    TaskTimeout,
+    WorkerCrashed,
+)
 from .forkserver import SAFE_PATH, forget_safe_path, worker_context
 from .limits import limit_reason, limit_reason_in_text, memory_limit
 from .metrics import percentile
@@ -742,7 +749,7 @@ class WorkerPool:
             self.budget.unsubscribe(self._wake)
         self._board.close()
 
-    def __enter__(self) -> "WorkerPool":
+    def __enter__(self) -> WorkerPool:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -15,12 +15,12 @@ the memory out from under them.
 
 from __future__ import annotations
 
+import _posixshmem
 import mmap
 import os
 import secrets
 from multiprocessing import shared_memory
 
-import _posixshmem
 import psutil
 
 __all__ = ["SharedSegment", "SEGMENT_PREFIX", "sweep_stale_segments"]
@@ -43,7 +43,7 @@ class SharedSegment:
         self.buf: memoryview = memoryview(mm)  # type: ignore[arg-type]
 
     @classmethod
-    def create(cls, size: int, tag: str = "seg") -> "SharedSegment":
+    def create(cls, size: int, tag: str = "seg") -> SharedSegment:
         """Create a new segment of ``size`` bytes (zero-filled), owned by this process."""
         name = f"{SEGMENT_PREFIX}{os.getpid()}_{tag}_{secrets.token_hex(8)}"
         shm = shared_memory.SharedMemory(name=name, create=True, size=max(1, size))
@@ -57,7 +57,7 @@ class SharedSegment:
         return cls(name, size, True, shm, mm)
 
     @classmethod
-    def attach(cls, name: str, size: int) -> "SharedSegment":
+    def attach(cls, name: str, size: int) -> SharedSegment:
         """Map an existing segment without registering it anywhere (the owner unlinks it)."""
         return cls(name, size, False, None, _map(name, size))
 

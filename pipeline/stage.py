@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from .items import FILE, FileItem
 from .errors import OutputError
+from .items import FILE, FileItem
 from .outputs import safe_join
 
 __all__ = ["Stage", "StageContext", "FileRun", "FunctionStage", "stage"]
@@ -92,18 +92,18 @@ class Stage:
     def setup(self) -> None:
         """Prepare per-process resources (called once per worker)."""
 
-    def begin(self, ctx: "StageContext") -> None:
+    def begin(self, ctx: StageContext) -> None:
         """Start a new file."""
 
-    def process(self, item: Any, ctx: "StageContext") -> Iterable[Any] | None:
+    def process(self, item: Any, ctx: StageContext) -> Iterable[Any] | None:
         """Handle one item; return or yield the items to pass downstream."""
         raise NotImplementedError(f"stage {self.name!r} does not implement process()")
 
-    def end(self, ctx: "StageContext") -> Iterable[Any] | None:
+    def end(self, ctx: StageContext) -> Iterable[Any] | None:
         """The file's items are all processed: flush and finish its outputs."""
         return None
 
-    def abort(self, ctx: "StageContext") -> None:
+    def abort(self, ctx: StageContext) -> None:
         """The file failed: release what ``begin``/``process`` opened, leave no partial output."""
 
     def teardown(self) -> None:

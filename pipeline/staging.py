@@ -87,7 +87,7 @@ class OutputStaging:
     folder: Path
 
     @classmethod
-    def for_file(cls, out_dir: str | os.PathLike[str], index: int) -> "OutputStaging":
+    def for_file(cls, out_dir: str | os.PathLike[str], index: int) -> OutputStaging:
         out = Path(out_dir)
         return cls(out, out / STAGING_NAME / str(index))
 

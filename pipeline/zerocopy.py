@@ -152,7 +152,7 @@ class MappedFile:
     def __len__(self) -> int:
         return self.size
 
-    def __enter__(self) -> "MappedFile":
+    def __enter__(self) -> MappedFile:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,5 +1,6 @@
 """framepipe's video library: stages on PyAV, built on the ``pipeline`` engine's public API."""
 
+from . import presets
 from .audio import AudioLevels
 from .colour import Colour
 from .decode import Decode
@@ -8,7 +9,6 @@ from .encode import Encode, Proxy
 from .frames import AudioFrameItem, StreamInfo, VideoFrameItem
 from .media import VIDEO_EXTENSIONS, display_size, fit_within, open_media
 from .metadata import METADATA_FIELDS, MediaInfo, Metadata, probe
-from . import presets
 from .samples import SAMPLE_SET, ClipSpec, generate_samples, make_clip, read_frame_marker
 from .sprites import SpriteSheet
 from .thumbnails import Thumbnails, frame_to_image

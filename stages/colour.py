@@ -148,7 +148,7 @@ class Colour:
 
     @classmethod
     def guess(cls, width: int, height: int, pix_fmt: str | None = None, *, primaries: str | None = None,
-              transfer: str | None = None, matrix: str | None = None, range: str | None = None) -> "Colour":
+              transfer: str | None = None, matrix: str | None = None, range: str | None = None) -> Colour:
         """The tags given, and for each one missing the guess players make from the picture's size and format."""
         hd = height >= 720 or width >= 1280
         pal = height in (576, 288)
@@ -166,7 +166,7 @@ class Colour:
         return cls(primaries, transfer, matrix, range)
 
     @classmethod
-    def from_frame(cls, frame: av.VideoFrame) -> "Colour":
+    def from_frame(cls, frame: av.VideoFrame) -> Colour:
         """A decoded frame's tags (guessed where untagged) and HDR side data."""
         colour = cls.guess(frame.width, frame.height, frame.format.name,
                            primaries=COLOR_PRIMARIES.get(int(frame.color_primaries)),

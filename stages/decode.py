@@ -13,17 +13,35 @@ from typing import Any
 import av
 import pyarrow as pa
 
-from pipeline import (AUDIO, FILE, FRAME, EmptyStream, FileItem, FileRun, InputError, PipelineDefinitionError,
-                      Stage, StageContext, UnsupportedMedia)
+from pipeline import (
+    AUDIO,
+    FILE,
+    FRAME,
+    EmptyStream,
+    FileItem,
+    FileRun,
+    InputError,
+    PipelineDefinitionError,
+    Stage,
+    StageContext,
+    UnsupportedMedia,
+)
 from pipeline.buffers import BufferPool
 from pipeline.presets import Option
 
 from .colour import Colour
-from .frames import AudioFrameItem, StreamInfo, VideoFrameItem, wrap_pixels
 from .damage import VideoDamage, read_packets
 from .deinterlace import DEINTERLACE, FIELD_RATE, FieldPolicy, field_order_name
-from .media import (StreamChoice, check_picture_size, check_readable, choose_streams, open_decoder, open_media,
-                    rotation_turns)
+from .frames import AudioFrameItem, StreamInfo, VideoFrameItem, wrap_pixels
+from .media import (
+    StreamChoice,
+    check_picture_size,
+    check_readable,
+    choose_streams,
+    open_decoder,
+    open_media,
+    rotation_turns,
+)
 from .transforms import rotate_frame
 from .y4m import Y4MFile
 
@@ -272,7 +290,7 @@ class Decode(Stage):
                 result = again
         self._report(ctx, result)
 
-    def _decode_streams(self, item: FileItem, ctx: StageContext, result: "_Pass",
+    def _decode_streams(self, item: FileItem, ctx: StageContext, result: _Pass,
                         video: int | None = None) -> Iterator[Any]:
         """One pass over the file's chosen streams (video stream ``video``, else the best), giving their frames.
 
@@ -377,7 +395,7 @@ class Decode(Stage):
         result.audio_errors, result.emitted = audio_errors, pick.emitted
         result.deinterlaced = fields.applied if fields is not None else None
 
-    def _report(self, ctx: StageContext, result: "_Pass") -> None:
+    def _report(self, ctx: StageContext, result: _Pass) -> None:
         """Record what the decode used and saw; warn of what a user should know; fail a file with no frame."""
         assert result.choice is not None
         ctx.record(**result.choice.report())

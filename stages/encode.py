@@ -32,8 +32,17 @@ from pipeline.outputs import fit_name
 from pipeline.presets import Option
 from pipeline.zerocopy import transfer
 
-from .colour import (SDR_BT709, Colour, picture_colour, sws_matrix, sws_range, tag_encoder, tag_frame, to_sdr_frame,
-                     x265_hdr_params)
+from .colour import (
+    SDR_BT709,
+    Colour,
+    picture_colour,
+    sws_matrix,
+    sws_range,
+    tag_encoder,
+    tag_frame,
+    to_sdr_frame,
+    x265_hdr_params,
+)
 from .frames import AudioFrameItem, VideoFrameItem
 from .media import choose_streams, display_size, fit_within, rotation_turns
 from .transforms import rotate_frame

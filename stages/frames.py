@@ -138,7 +138,7 @@ class VideoFrameItem:
             frame = self.local = frame.reformat(format=name.replace("420", "444"))
         return frame
 
-    def with_pixels(self, pixels: np.ndarray, pixel_format: str | None = None) -> "VideoFrameItem":
+    def with_pixels(self, pixels: np.ndarray, pixel_format: str | None = None) -> VideoFrameItem:
         """The same frame (number, time, stream) with new pixels, e.g. the output of a numpy stage."""
         return dataclasses.replace(self, local=None, ref=None, pixels=pixels,
                                    pixel_format=pixel_format or self.format)
@@ -169,7 +169,7 @@ class VideoFrameItem:
         shape, dtype = frame_layout(frame.width, frame.height, frame.format.name)
         return int(np.prod(shape)) * dtype.itemsize
 
-    def to_shared(self, slot: FrameRef) -> "VideoFrameItem":
+    def to_shared(self, slot: FrameRef) -> VideoFrameItem:
         """This frame with its pixels copied into ``slot`` (a byte slot granted by the scheduler)."""
         if self.ref is not None and self.pixels is None:
             return self._without_local()
@@ -181,7 +181,7 @@ class VideoFrameItem:
             np.copyto(target, arr)
         return dataclasses.replace(self, local=None, ref=dst, pixels=None, pixel_format=fmt)
 
-    def _without_local(self) -> "VideoFrameItem":
+    def _without_local(self) -> VideoFrameItem:
         return dataclasses.replace(self, local=None)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -245,7 +245,7 @@ class AudioFrameItem:
             return self.ref.array()
         return self.frame.to_ndarray()
 
-    def with_samples(self, samples: np.ndarray) -> "AudioFrameItem":
+    def with_samples(self, samples: np.ndarray) -> AudioFrameItem:
         """The same block (time, format, layout, rate) with new samples, e.g. the output of a map stage."""
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format=self.sample_format,
                                            layout=self.layout)
@@ -256,7 +256,7 @@ class AudioFrameItem:
         """Bytes of slot this block needs to cross to another process."""
         return 0 if self.ref is not None else int(self.samples().nbytes)
 
-    def to_shared(self, slot: FrameRef) -> "AudioFrameItem":
+    def to_shared(self, slot: FrameRef) -> AudioFrameItem:
         """This block with its samples copied into ``slot``."""
         if self.ref is not None:
             return dataclasses.replace(self, local=None)

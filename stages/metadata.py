@@ -60,8 +60,7 @@ import pyarrow as pa
 from pipeline import FILE, FileItem, Stage, StageContext
 
 from .colour import COLOR_PRIMARIES, COLOR_RANGES, COLOR_SPACES, COLOR_TRANSFERS, HDR_TRANSFERS, Colour
-from .decode import frame_rate
-from .decode import STREAM_NUMBER
+from .decode import STREAM_NUMBER, frame_rate
 from .deinterlace import INTERLACED_ORDERS, field_order_name
 from .media import choose_streams, display_size, open_media
 

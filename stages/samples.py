@@ -21,8 +21,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from pipeline import atomic_output
 
-from .transforms import join_yuv420p
 from .colour import COLOR_PRIMARIES, COLOR_SPACES, COLOR_TRANSFERS
+from .transforms import join_yuv420p
 
 __all__ = ["ClipSpec", "make_clip", "make_corrupt", "generate_samples", "read_frame_marker",
            "SAMPLE_SET", "MARKER_BITS", "add_command"]

@@ -17,8 +17,15 @@ from pipeline.presets import Option
 
 from .colour import picture_colour
 from .frames import VideoFrameItem
-from .thumbnails import (IMAGE_FORMATS, IMAGE_QUALITY, PICTURE_COUNT, SECONDS_APART, TimeTicks, encode_image,
-                         frame_to_image)
+from .thumbnails import (
+    IMAGE_FORMATS,
+    IMAGE_QUALITY,
+    PICTURE_COUNT,
+    SECONDS_APART,
+    TimeTicks,
+    encode_image,
+    frame_to_image,
+)
 
 __all__ = ["SpriteSheet", "SpriteCue", "vtt_timestamp", "parse_vtt", "TILE_WIDTH", "SHEET_TILES"]
 

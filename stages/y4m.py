@@ -122,7 +122,7 @@ class Y4MFile:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "Y4MFile":
+    def __enter__(self) -> Y4MFile:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+from support.paths import FOOTAGE
 
 from pipeline import RunResult, run
-from support.paths import FOOTAGE
 
 # Hypothesis: no per-example deadline and no too-slow health check anywhere in the suite. Both are timing
 # thresholds (200 ms per example by default), which a loaded 2-core machine passes now and then: a test that
@@ -56,9 +56,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of small generated clips (one in a sub-folder) and one truncated MP4."""
+    from support.clips import BROKEN, CLIPS
+
     from stages import make_clip
     from stages.samples import make_corrupt
-    from support.clips import BROKEN, CLIPS
 
     root = tmp_path_factory.mktemp("clips")
     for i, (rel, spec) in enumerate(CLIPS.items()):
@@ -101,7 +102,7 @@ def local_ray() -> Iterator[None]:
     assert not alive, f"Ray processes left running: {[p.cmdline()[:2] for p in alive]}"
 
 
-def _is_ray(process: "psutil.Process") -> bool:  # noqa: F821 - psutil is imported where Ray runs
+def _is_ray(process: psutil.Process) -> bool:  # noqa: F821 - psutil is imported where Ray runs
     """A daemon or worker of Ray's (not a loky worker of the local executor's tests)."""
     import psutil
     import ray

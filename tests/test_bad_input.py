@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
-
 from support.cli import FRAMEPIPE, framepipe
+
 from stages import ClipSpec, make_clip
 from stages.samples import read_frame_marker
 

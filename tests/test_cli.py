@@ -11,11 +11,10 @@ from pathlib import Path
 import av
 import pyarrow.parquet as pq
 import pytest
-
-from support.clips import BROKEN, CLIPS
-from stages import ClipSpec, make_clip
 from support.cli import framepipe, framepipe_interrupted
+from support.clips import BROKEN, CLIPS
 
+from stages import ClipSpec, make_clip
 
 
 def test_version_and_presets_are_listed() -> None:

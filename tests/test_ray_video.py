@@ -15,10 +15,11 @@ import pytest
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("local_ray")]  # one Ray for the module
 
-from pipeline import RunResult, run  # noqa: E402
-from stages import presets  # noqa: E402
 from support.cli import PLANTED  # noqa: E402
 from support.clips import BROKEN, CLIPS  # noqa: E402
+
+from pipeline import RunResult, run  # noqa: E402
+from stages import presets  # noqa: E402
 
 
 def _frames(path: Path) -> int:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from support.clips import BROKEN, CLIPS
 from support.paths import REPO
 

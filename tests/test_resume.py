@@ -15,10 +15,10 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 import pytest
-
 from support.cli import FRAMEPIPE, framepipe, framepipe_interrupted
 from support.clips import assert_same_outputs
 from support.runs import output_files
+
 from pipeline.ledger import LEDGER_NAME
 from pipeline.run import LOCK_NAME
 from stages import ClipSpec, make_clip

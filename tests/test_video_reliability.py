@@ -15,15 +15,14 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from support.cli import framepipe
+from support.disks import assert_cache_reads_back, framepipe_with, hidden_files, remount, tmpfs
+from support.runtime_tasks import wait_for
 
 from pipeline import FRAME, Pipeline, Stage, run
 from pipeline.cache import DiskCache
 from pipeline.outputs import WRITE_FAULT_ENV
 from stages import presets
-from support.cli import framepipe
-from support.disks import assert_cache_reads_back, framepipe_with, hidden_files, remount, tmpfs
-from support.runtime_tasks import wait_for
-
 
 PIPELINE_WITH_A_HANGING_MAP_STAGE = '''
 import ctypes
@@ -211,7 +210,7 @@ def test_a_full_disk_fails_each_file_it_stops_with_one_clear_line_and_leaves_no_
         failed = failed_lines(proc.stderr)
         assert failed.pop("broken.mp4").endswith("not a readable media file (moov atom not found)")
         assert failed, proc.stderr  # the disk filled up
-        for name, line in failed.items():
+        for _name, line in failed.items():
             assert "No space left on device" in line and f"{out}/" in line, line
             assert "fp-part" not in line and "\n" not in line
         if proc.returncode == 2:

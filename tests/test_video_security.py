@@ -14,13 +14,13 @@ import zlib
 from pathlib import Path
 
 import pytest
+from support.cli import PLANTED
+from support.planting import LeavesAMarker, arrow_with_a_pickled_extension_type, outside_files, plant_row
 
 from pipeline import OutputError, run
 from pipeline.cache import DiskCache
 from pipeline.memo import Replay, StageMemo, lineages, memo_key
 from stages import Thumbnails, presets
-from support.cli import PLANTED
-from support.planting import LeavesAMarker, arrow_with_a_pickled_extension_type, outside_files, plant_row
 
 
 @pytest.mark.parametrize("template", ["../t{n}", "/tmp/t{n}", "sub/t{n}", "..", "{stem}/../../t{n}", "a\\b{n}"])

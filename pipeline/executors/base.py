@@ -99,8 +99,9 @@ class Executor(ABC):
 
     ``run`` must: tell ``events`` of each file as it starts and ends; return one result per task, in task order,
     a failed file's included (never raise for a bad file); leave nothing running behind it; and record its
-    calls into ``trace`` when one is given and it can (inline and local do; Ray's run on other machines). ``prepare`` may be called once before ``run`` (or not at all); ``close`` is
-    called after it, whatever happened, even without ``run``.
+    calls into ``trace`` when one is given and it can (inline and local do; Ray's run on other machines).
+    ``prepare`` may be called once before ``run`` (or not at all); ``close`` is called after it, whatever
+    happened, even without ``run``.
 
     A complete executor, one file after another in this process::
 
@@ -124,7 +125,7 @@ class Executor(ABC):
     name: ClassVar[str]
     workers: int = 1
 
-    def prepare(self, pipeline: Pipeline) -> None:
+    def prepare(self, pipeline: Pipeline) -> None:  # noqa: B027 - optional: most executors need no preparing
         """Start what ``run`` will need (workers, a cluster connection) while the caller looks for its inputs."""
 
     @abstractmethod
@@ -132,7 +133,7 @@ class Executor(ABC):
             trace: RunTrace | None = None) -> ExecutionReport:
         """Run every task; return what happened (with no tasks: an empty report, at once)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: most executors leave nothing running
         """Stop what ``prepare`` or ``run`` left started (a Ray instance); safe to call more than once."""
 
     def snapshot(self) -> MetricsSnapshot | None:

@@ -11,7 +11,8 @@ that bounds memory, whatever the length of the file.
 The walk is an explicit stack rather than recursion so that it can stop
 between any two items and resume on the next ``step``::
 
-    [deliver(file, roots)]  ->  [drain(decode, <generator>)]  ->  [drain(decode, gen), deliver(frame, [thumbs, proxy])] ...
+    [deliver(file, roots)]  ->  [drain(decode, <generator>)]
+                            ->  [drain(decode, gen), deliver(frame, [thumbs, proxy])] ...
 
 Busy time is measured per stage, excluding the time of the stages it feeds.
 """
@@ -27,11 +28,11 @@ from typing import Any
 
 from ..buffers import FrameRef
 from ..errors import InputError, OutputError, StageError
-from ..outputs import as_output_error
 from ..graph import Pipeline
 from ..items import FILE, FRAME, is_shareable
 from ..memo import lineages
 from ..metrics import StageStats
+from ..outputs import as_output_error
 from ..results import FAILED, OK, FileResult
 from ..stage import FileRun, Stage, StageContext
 from ..staging import final_names, seal_outputs

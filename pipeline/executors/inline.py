@@ -41,7 +41,8 @@ class InlineExecutor(Executor):
             for task in tasks:
                 events.file_started(task)
                 index = task.file.index
-                run = FileRun(task.file, task.begin_attempt(), task.output_key, max(task.cpu_budget, os.cpu_count() or 1),
+                run = FileRun(task.file, task.begin_attempt(), task.output_key,
+                              max(task.cpu_budget, os.cpu_count() or 1),
                               progress=lambda s, d, t, i=index: events.file_progress(i, s, d, t),
                               memo=StageMemo.open(task.cache_dir) if task.cache_dir else None)
                 t0 = time.perf_counter()

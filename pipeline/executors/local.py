@@ -46,6 +46,7 @@ from typing import Any
 
 from ..board import ProgressBoard
 from ..buffers import FrameRef, SlotLease
+from ..errors import FramepipeError, PoolUnavailable, ResourceExhausted, TaskTimeout, WorkerCrashed
 from ..forkserver import start_server
 from ..frame_pools import SlotAllocator
 from ..graph import Pipeline
@@ -53,11 +54,16 @@ from ..interrupts import InterruptFlag, capture_interrupts
 from ..items import FileItem
 from ..limits import limit_reason
 from ..metrics import StageStats
-from ..errors import FramepipeError, PoolUnavailable, ResourceExhausted, TaskTimeout, WorkerCrashed
 from ..results import FAILED, FileResult
 from ..runtime import CoreBudget, Priority, TaskPoolConfig, WorkerPool
-from ..snapshots import SNAPSHOT_EVERY_S, MetricsSnapshot, actors_snapshot, cache_snapshots, memory_snapshot, \
-    pool_snapshot
+from ..snapshots import (
+    SNAPSHOT_EVERY_S,
+    MetricsSnapshot,
+    actors_snapshot,
+    cache_snapshots,
+    memory_snapshot,
+    pool_snapshot,
+)
 from ..trace import RunTrace, Span
 from .base import ExecutionReport, Executor, FileTask, RunEvents, credits_per_file
 from .failures import map_task_failed, map_task_timed_out, timed_out, worker_died, worker_failed

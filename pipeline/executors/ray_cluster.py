@@ -93,7 +93,7 @@ class ArrayRef:
     seq: int = 0
 
     @classmethod
-    def empty(cls, nbytes: int) -> "ArrayRef":
+    def empty(cls, nbytes: int) -> ArrayRef:
         """A credit: room for a frame of up to ``nbytes`` bytes (memory is touched only when written)."""
         return cls(np.empty(nbytes, np.uint8), (nbytes,))
 
@@ -108,7 +108,7 @@ class ArrayRef:
         """The frame as numpy, a view of the buffer (read-only once it came out of the object store)."""
         return self.buffer[:self.nbytes].view(self.dtype).reshape(self.shape)
 
-    def replace(self, **changes: Any) -> "ArrayRef":
+    def replace(self, **changes: Any) -> ArrayRef:
         """A copy with some metadata changed (the same buffer)."""
         return dataclasses.replace(self, **changes)
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import av
 import pytest
-
-import pipeline.memo as memo_module
 from support.clips import BROKEN
 from support.runs import result_for
+
+import pipeline.memo as memo_module
 from pipeline import FILE, CorruptMedia, FileItem, Pipeline, Stage, StageContext, run
 from pipeline.cache.disk import DiskCache
 from pipeline.memo import Replay, lineages, memo_key
@@ -221,7 +221,7 @@ def test_a_file_that_could_not_be_read_is_not_remembered_as_failed(tmp_path: Pat
     p.add(Unreadable(blocked))
     cache = tmp_path / "cache"
     first = run(p, folder, tmp_path / "out1", executor="inline", cache=cache)
-    assert first.files[0].error == f"[unreadable] too many open files"
+    assert first.files[0].error == "[unreadable] too many open files"
     blocked.unlink()
     again = run(p, folder, tmp_path / "out2", executor="inline", cache=cache)
     assert again.files[0].ok and again.files[0].record == {"readable": True}

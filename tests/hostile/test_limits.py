@@ -19,8 +19,8 @@ from pathlib import Path
 
 import loky.process_executor
 import pytest
-
 from support.cli import FRAMEPIPE
+
 from pipeline import limits
 from pipeline.errors import ResourceExhausted, WorkerCrashed
 from pipeline.runtime import TaskPoolConfig, WorkerPool

@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from support.cli import FRAMEPIPE
+
 from pipeline import run
 from pipeline.cache.locks import FileLock
 from pipeline.errors import OutputIsLink

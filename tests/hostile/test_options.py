@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from support.cli import FRAMEPIPE
+
 from pipeline import FramepipeError, PipelineDefinitionError
 from pipeline.errors import InvalidOption
 from pipeline.presets import Option, available_presets, option_specs, preset_options

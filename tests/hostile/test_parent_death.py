@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import psutil
 import pytest
-
 from support.cli import FRAMEPIPE, framepipe
 from support.clips import assert_same_outputs
+
 from pipeline.forkserver import ENV_VAR
 from pipeline.ledger import LEDGER_NAME
 from pipeline.lifecycle import ROOT_ENV

@@ -10,8 +10,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from support.cli import framepipe
+
 from pipeline import FILE, Pipeline, Stage, StageContext, run, write_atomic
 from pipeline.ledger import LEDGER_NAME
 from pipeline.staging import STAGING_NAME, output_digest

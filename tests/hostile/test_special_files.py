@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from support.cli import FRAMEPIPE
+
 from pipeline import FileItem, UnreadableFile, fingerprint
 from pipeline.run import collect_inputs
 from pipeline.sources import SkippedInput, find_files

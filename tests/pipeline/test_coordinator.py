@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 
 import pytest
-
 from support import runtime_tasks as rt
+
 from pipeline.coordinator import RuntimeCoordinator
 from pipeline.runtime import Priority, TaskPoolConfig
 from pipeline.tuning import PoolLoad, plan_moves
@@ -49,7 +49,8 @@ def test_low_priority_pools_fill_idle_cores_but_never_hold_back_a_high_priority_
         assert sorted(f.result()[0] for f in blocked) == [0, 1]
 
 
-def test_auto_tune_moves_a_worker_to_a_deliberately_slow_stage(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_auto_tune_moves_a_worker_to_a_deliberately_slow_stage(tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
     gate = tmp_path / "open"
     with RuntimeCoordinator(cores=3) as rc:
         fast = rc.register_pool("fast", TaskPoolConfig(2, priority=Priority.MEDIUM))

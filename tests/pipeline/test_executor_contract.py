@@ -115,7 +115,7 @@ def test_a_shared_item_is_recognised_by_its_two_methods() -> None:
         def shared_nbytes(self) -> int:
             return 0
 
-        def to_shared(self, slot: object) -> "Frame":
+        def to_shared(self, slot: object) -> Frame:
             return self
 
     assert isinstance(Frame(), SharedItem) and is_shareable(Frame())

@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.frame_pools import (AUDIO_SECOND_BYTES, BufferConfig, SizeClass, SlotAllocator, VideoBufferPool,
-                                  frame_layout, frame_nbytes)
+from pipeline.frame_pools import (
+    AUDIO_SECOND_BYTES,
+    BufferConfig,
+    SizeClass,
+    SlotAllocator,
+    VideoBufferPool,
+    frame_layout,
+    frame_nbytes,
+)
 
 
 def test_frame_sizes_are_real_sizes() -> None:

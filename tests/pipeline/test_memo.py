@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipeline import run
 from support.arrays import array_pipeline, write_frames
 from support.runs import output_files, result_for
+
+from pipeline import run
 
 
 def inputs(folder: Path) -> Path:

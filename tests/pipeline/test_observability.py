@@ -14,19 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import runtime_tasks as rt
+from support.arrays import array_pipeline, write_frames, write_pipeline_file
+from support.cli import framepipe
 
 from pipeline import FILE, Pipeline, Stage, StageContext, run
+from pipeline.executors import FileTask
 from pipeline.executors.local import LocalExecutor
 from pipeline.logs import configure_logging
 from pipeline.progress import SilentProgress
 from pipeline.prometheus import MetricsServer, render
-from pipeline.run import collect_inputs
-from pipeline.executors import FileTask
-from pipeline.run import output_keys
+from pipeline.run import collect_inputs, output_keys
 from pipeline.snapshots import MetricsSnapshot
-from support import runtime_tasks as rt
-from support.arrays import array_pipeline, write_frames, write_pipeline_file
-from support.cli import framepipe
 
 SAMPLE = re.compile(r'^(framepipe_[a-z_]+)(?:\{((?:[a-z_]+="[^"]*",?)*)\})? (-?[0-9.e+-]+|NaN|[+-]Inf)$')
 

@@ -6,13 +6,22 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
+from support.arrays import array_pipeline, write_frames
 
 from pipeline import run
 from pipeline.cli import build_parser
-from pipeline.performance import (CacheFigures, Observation, OptimizerLimits, PerformanceConfig, PoolFigures,
-                                  RunDecision, plan_run_moves, size_profile)
-from support.arrays import array_pipeline, write_frames
+from pipeline.performance import (
+    CacheFigures,
+    Observation,
+    OptimizerLimits,
+    PerformanceConfig,
+    PoolFigures,
+    RunDecision,
+    plan_run_moves,
+    size_profile,
+)
 
 MiB, GiB = 1 << 20, 1 << 30
 

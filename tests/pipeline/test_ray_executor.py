@@ -18,9 +18,10 @@ import pytest
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("local_ray")]  # one Ray for the module
 
-from pipeline import RunResult, run  # noqa: E402
 from support.arrays import array_pipeline, write_frames  # noqa: E402
 from support.ray_stages import text_pipeline, where_pixels_are  # noqa: E402
+
+from pipeline import RunResult, run  # noqa: E402
 
 
 def test_map_stage_frames_cross_the_object_store_in_frame_order(tmp_path: Path) -> None:
@@ -77,7 +78,7 @@ class _RunWithAStageOnTheLine:
         self.thread = threading.Thread(target=lambda: self.box.setdefault("result", run(**options)))
         self.connections: list[socket.socket] = []
 
-    def __enter__(self) -> "_RunWithAStageOnTheLine":
+    def __enter__(self) -> _RunWithAStageOnTheLine:
         self.thread.start()
         return self
 

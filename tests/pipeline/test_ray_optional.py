@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.arrays import write_frames, write_pipeline_file
 
 from pipeline.errors import UnsupportedRunOption
 from pipeline.executors import get_executor
-from support.arrays import write_frames, write_pipeline_file
 
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:

@@ -12,16 +12,16 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from support.arrays import write_frames, write_pipeline_file
+from support.cli import framepipe
+from support.disks import assert_cache_reads_back, framepipe_with, hidden_files, remount, tmpfs
+from support.text import text_pipeline
 
 from pipeline import run
 from pipeline.cache import DiskCache
 from pipeline.cache.disk import INLINE_MAX
 from pipeline.errors import DiskFull, UnsupportedRunOption
 from pipeline.outputs import WRITE_FAULT_ENV
-from support.arrays import write_frames, write_pipeline_file
-from support.cli import framepipe
-from support.disks import assert_cache_reads_back, framepipe_with, hidden_files, remount, tmpfs
-from support.text import text_pipeline
 
 
 @pytest.fixture()

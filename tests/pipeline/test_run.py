@@ -12,11 +12,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support.text import text_pipeline
 
 from pipeline import run
 from pipeline.run import output_keys
 from pipeline.sources import file_items
-from support.text import text_pipeline
 
 
 @pytest.fixture()

@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from support import runtime_tasks as rt
+
 from pipeline.errors import PoolFull, PoolShutdown, TaskTimeout, WorkerCrashed
 from pipeline.runtime import NICE_INCREMENT, Priority, TaskPoolConfig, WorkerPool
 

@@ -13,6 +13,8 @@ import zlib
 from pathlib import Path
 
 import pytest
+from support.arrays import array_pipeline, write_frames
+from support.planting import LeavesAMarker, arrow_with_a_pickled_extension_type, outside_files, plant_row
 
 from pipeline import FRAME, OutputError, Stage, run
 from pipeline.board import ProgressBoard
@@ -23,8 +25,6 @@ from pipeline.errors import InvalidCacheName
 from pipeline.frame_pools import SlotAllocator
 from pipeline.outputs import safe_join
 from pipeline.shm import SEGMENT_PREFIX
-from support.arrays import array_pipeline, write_frames
-from support.planting import LeavesAMarker, arrow_with_a_pickled_extension_type, outside_files, plant_row
 
 SHM = Path("/dev/shm")
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import _posixshmem
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import _posixshmem
 import numpy as np
 from loky import ProcessPoolExecutor
 

@@ -16,8 +16,8 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-
 from support import hdr_clips
+
 from pipeline import FileResult, Pipeline, RunResult, run
 from stages import ClipSpec, Decode, Encode, Thumbnails, VideoFrameItem, frame_to_image, make_clip, presets
 from stages.colour import Colour, srgb_icc_profile

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from support import decode_tasks
+
 from pipeline.errors import TaskTimeout, WorkerCrashed
 from pipeline.runtime import TaskPoolConfig, WorkerPool
 from stages import ClipSpec, make_clip

@@ -109,6 +109,7 @@ def test_an_absurd_raw_video_header_is_refused_before_anything_is_allocated(tmp_
 
 def test_a_stated_duration_comes_only_from_a_header_that_says_it(tmp_path: Path) -> None:
     import av
+
     from stages.damage import stated_duration
     webm = make_clip(tmp_path / "c.webm", replace(CLIP, codec="libvpx-vp9"))
     mp4 = make_clip(tmp_path / "c.mp4", CLIP)

@@ -16,10 +16,18 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-
+from support.interlaced_clips import (
+    MARGIN,
+    NTSC_SAR,
+    SPEED,
+    InterlacedSpec,
+    field_pictures,
+    make_interlaced_clip,
+    make_striped_progressive_clip,
+    weave,
+)
 from support.runs import result_for
-from support.interlaced_clips import (MARGIN, NTSC_SAR, SPEED, InterlacedSpec, field_pictures, make_interlaced_clip,
-                              make_striped_progressive_clip, weave)
+
 from pipeline import FileItem, FileRun, Pipeline, PipelineDefinitionError, RunResult, run
 from stages import Decode, Metadata, Proxy, SpriteSheet, Thumbnails, presets
 from stages.decode import decode_file

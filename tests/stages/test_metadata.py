@@ -12,9 +12,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from support.clips import BROKEN, CLIPS
 from support.runs import result_for
+
 from pipeline import CorruptMedia, RunResult, UnreadableFile, run
 from stages import METADATA_FIELDS, ClipSpec, MediaInfo, make_clip, presets, probe, read_frame_marker
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from support.clips import CLIPS
 from support.runs import result_for
+
 from pipeline import RunResult, run
 from pipeline.presets import available_presets
 from stages import presets

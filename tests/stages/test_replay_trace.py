@@ -7,9 +7,10 @@ import json
 import os
 from pathlib import Path
 
+from support.traces import check_events, spans, track_names
+
 from pipeline import run
 from stages import presets
-from support.traces import check_events, spans, track_names
 
 
 def test_files_replayed_from_the_cache_are_spans_on_the_parent_track(clip_dir: Path, tmp_path: Path) -> None:

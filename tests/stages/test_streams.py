@@ -8,17 +8,36 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-
 from support.runs import result_for
-from pipeline import (EmptyStream, FileItem, FileRun, InvalidOption, Pipeline, PipelineDefinitionError, RunResult,
-                      UndecodableStream, UnsupportedMedia, run)
+from support.stream_clips import (
+    COVER_SIZE,
+    TS_FRAMES,
+    TS_SIZE,
+    cover_art_first_mp4,
+    empty_track_first_mkv,
+    size_changing_webm,
+    tone_frequency,
+    two_of_each_mkv,
+    two_programme_ts,
+)
+
+from pipeline import (
+    EmptyStream,
+    FileItem,
+    FileRun,
+    InvalidOption,
+    Pipeline,
+    PipelineDefinitionError,
+    RunResult,
+    UndecodableStream,
+    UnsupportedMedia,
+    run,
+)
 from stages import Decode, Encode, Metadata, SpriteSheet, Thumbnails, presets, probe
 from stages.decode import decode_file
 from stages.frames import AudioFrameItem, VideoFrameItem
 from stages.media import choose_streams, open_media
 from stages.transforms import numpy_stage
-from support.stream_clips import (COVER_SIZE, TS_FRAMES, TS_SIZE, cover_art_first_mp4, empty_track_first_mkv,
-                          size_changing_webm, tone_frequency, two_of_each_mkv, two_programme_ts)
 
 SIZES = [(160, 90), (320, 180), (480, 270), (640, 360), (800, 450), (960, 540), (1280, 720), (1600, 900),
          (1760, 990), (1920, 1080)]

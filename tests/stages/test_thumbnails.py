@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-
 from support.clips import CLIPS
 from support.runs import result_for
+
 from pipeline import RunResult
 from stages import read_frame_marker
 from stages.media import rotation_turns

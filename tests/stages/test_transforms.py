@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from support.video import invert
 
 from pipeline import Pipeline, run
 from stages import ClipSpec, Decode, Thumbnails, make_clip, read_frame_marker
 from stages.transforms import Convert, Crop, Resize, crop_pixels, numpy_stage, pad_pixels, resize_box
-from support.video import invert
 
 
 @pytest.fixture(scope="module")

@@ -152,7 +152,7 @@ def test_a_long_lived_process_asking_caches_for_raw_frames_keeps_no_segment(
         assert read_frame_marker(frames.frame(path, index=i, pixel_format="gray")) == i
         assert read_frame_marker(extract_frame(path, index=i + 1, pixel_format="gray")) == i + 1
         assert thumbs.thumbnail(path, i / 25, width=80)[:2] == b"\xff\xd8"
-        for item in decode_file(path, audio=False):  # a whole pass, through the raw path
+        for _item in decode_file(path, audio=False):  # a whole pass, through the raw path
             pass
         assert segments() == before
     assert frames.decodes == 10

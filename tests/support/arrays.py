@@ -41,7 +41,7 @@ class ArrayFrame:
     def nbytes(self) -> int:
         return int(self.pixels.nbytes) if self.pixels is not None else int(self.ref.nbytes)
 
-    def with_pixels(self, pixels: np.ndarray) -> "ArrayFrame":
+    def with_pixels(self, pixels: np.ndarray) -> ArrayFrame:
         return ArrayFrame(self.index, pixels)
 
     # The engine's shared-item protocol -------------------------------------------------------------
@@ -50,7 +50,7 @@ class ArrayFrame:
         """Bytes of slot this frame needs to cross to another process (none once it is in one)."""
         return int(self.pixels.nbytes) if self.pixels is not None else 0
 
-    def to_shared(self, slot: Any) -> "ArrayFrame":
+    def to_shared(self, slot: Any) -> ArrayFrame:
         """This frame with its pixels copied into ``slot`` (a byte slot granted by the scheduler)."""
         if self.pixels is None:
             return self

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from stages import ClipSpec
-
 from support.runs import output_files
 
 # Small versions of the sample set: what each clip was made with is what the tests expect back.

@@ -9,8 +9,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.cache.config import EvictionPolicy, HybridPolicy
-from pipeline.cache.policies import (FIFOEviction, HybridEviction, LFUEviction, LRUEviction, NothingToEvict,
-                                     PolicyTuning, TinyLFUEviction, TTLEviction, make_eviction)
+from pipeline.cache.policies import (
+    FIFOEviction,
+    HybridEviction,
+    LFUEviction,
+    LRUEviction,
+    NothingToEvict,
+    PolicyTuning,
+    TinyLFUEviction,
+    TTLEviction,
+    make_eviction,
+)
 from pipeline.cache.sketch import CountMinSketch
 
 
