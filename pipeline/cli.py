@@ -183,7 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_presets.set_defaults(func=_cmd_presets)
 
     for ep in entry_points(group="framepipe.commands"):
-        ep.load()(sub)
+        try:
+            add_command = ep.load()
+        except ImportError as exc:  # a plugin whose package is missing: the engine's own commands still work
+            log.warning("command %s is not available: %s", ep.name, exc)
+            continue
+        add_command(sub)
     return parser
 
 
