@@ -3,6 +3,46 @@
 Input errors are also the matching built-in (``UnreadableFile`` is an
 ``OSError``, ``CorruptMedia`` a ``ValueError``) so callers may catch narrowly
 or broadly; the library error that caused one is kept as ``__cause__``.
+The whole tree (``tests/pipeline/test_errors.py`` keeps it true)::
+
+    FramepipeError
+      PipelineDefinitionError (ValueError): the pipeline or a stage is built wrong
+        InvalidOption: an option value outside what it takes
+      PresetNotFound (LookupError)
+      InputError: one input file cannot be used
+        UnreadableFile (OSError)
+        CorruptMedia (ValueError)
+          TruncatedMedia
+          EmptyStream
+          UndecodableStream
+        UnsupportedMedia (ValueError)
+      StageError: a stage raised on a file
+      WorkerCrashed: the process running it died
+      Cancelled: a file not run because the batch stopped first
+      UnsupportedRunOption (ValueError)
+      MissingExtra (ImportError)
+      FileTimeout (TimeoutError)
+      PoolError: a worker pool's trouble
+        PoolFull
+        PoolShutdown (RuntimeError)
+        TaskTimeout (TimeoutError)
+        ResourceExhausted: a limit of the machine (memory, threads, descriptors)
+          PoolUnavailable
+      OutputError (OSError): an output cannot be written
+        DiskFull
+        OutputNotWritable
+        OutputFolderInUse
+        OutputIsLink
+      MetricsPortError (OSError)
+      BufferPoolError: shared-memory slots
+        BufferPoolExhausted (TimeoutError)
+        StaleFrameRef (LookupError)
+        PoolClosed (RuntimeError)
+      CacheError
+        UnsupportedCacheValue (TypeError)
+        CacheClosed (RuntimeError)
+        InvalidCacheName (ValueError)
+        LockTimeout (TimeoutError)
 """
 
 from __future__ import annotations
@@ -29,6 +69,7 @@ __all__ = [
     "OutputIsLink",
     "MetricsPortError",
     "WorkerCrashed",
+    "Cancelled",
     "FileTimeout",
     "UnsupportedRunOption",
     "MissingExtra",
@@ -156,6 +197,10 @@ class StageError(FramepipeError):
 
 class WorkerCrashed(FramepipeError):
     """The worker process running a task or file died (killed, segfault, out of memory)."""
+
+
+class Cancelled(FramepipeError):
+    """A file was not run: the batch stopped before its turn (``fail_fast`` after another file failed)."""
 
 
 class UnsupportedRunOption(FramepipeError, ValueError):

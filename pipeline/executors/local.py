@@ -46,7 +46,7 @@ from typing import Any
 
 from ..board import ProgressBoard
 from ..buffers import FrameRef, SlotLease
-from ..errors import FramepipeError, PoolUnavailable, ResourceExhausted, TaskTimeout, WorkerCrashed
+from ..errors import Cancelled, FramepipeError, PoolUnavailable, ResourceExhausted, TaskTimeout, WorkerCrashed
 from ..forkserver import start_server
 from ..frame_pools import SlotAllocator
 from ..graph import Pipeline
@@ -800,7 +800,7 @@ class _Run:
             while self.waiting:
                 rest = self.waiting.popleft()
                 self.results[rest.row] = FileResult(rest.task.file, FAILED, error="not run: an earlier file failed "
-                                                    "and fail_fast is set", error_type="Cancelled")
+                                                    "and fail_fast is set", error_type=Cancelled.__name__)
 
     # Tracing ------------------------------------------------------------------------------------------
 
