@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from types import MappingProxyType
 from typing import Any
 
 import psutil
 
-from .runtime import CoreBudget, Priority, TaskPoolConfig, WorkerPool
+from .runtime import CoreBudget, PoolMetrics, Priority, TaskPoolConfig, WorkerPool
 from .tuning import PoolLoad, SystemMonitor, TuningDecision, log, plan_moves
 
 __all__ = ["RuntimeCoordinator"]
@@ -72,11 +73,15 @@ class RuntimeCoordinator:
         pool = min(candidates, key=lambda p: p.current_load())
         return pool.submit_task(fn, args, kwargs, priority=priority)
 
+    def statistics(self) -> Mapping[str, PoolMetrics]:
+        """Each pool's figures (``WorkerPool.statistics()``) by pool id, read-only."""
+        return MappingProxyType({pool.pool_id: pool.statistics() for pool in self.pools})
+
     def metrics(self) -> dict[str, dict[str, Any]]:
-        """Per pool: utilization, average task duration, queue length, failures and more."""
+        """Per pool: utilization, average task duration, queue length, failures and more (display names)."""
         out = {}
         for pool in self.pools:
-            m = pool.metrics()
+            m = pool.statistics()
             out[pool.pool_id] = {
                 "priority": m.priority.name, "workers": m.max_concurrent_tasks, "utilization": m.load,
                 "avg_task_s": m.avg_s, "p95_task_s": m.p95_s, "queue_length": m.queue_size,

@@ -758,7 +758,11 @@ class WorkerPool:
     # Introspection ------------------------------------------------------------------------
 
     def metrics(self) -> PoolMetrics:
-        """A snapshot of load and task statistics."""
+        """The older name of :meth:`statistics`."""
+        return self.statistics()
+
+    def statistics(self) -> PoolMetrics:
+        """A snapshot of load and task statistics, as one frozen record."""
         with self._cond:
             durations = sorted(self._durations)
             active, queued = len(self._active), len(self._heap)

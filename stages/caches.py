@@ -70,8 +70,13 @@ class _Tiered:
         """Empty the memory tier (the disk tier is shared: clear it through the ``framepipe cache`` command)."""
         self.memory.clear()
 
+    def statistics(self) -> Any:
+        """The memory tier's counters and sizes (``Cache.statistics``)."""
+        return self.memory.statistics()
+
     def metrics(self) -> Any:
-        return self.memory.metrics()
+        """The older name of :meth:`statistics`."""
+        return self.statistics()
 
 
 class FrameCache(_Tiered):

@@ -347,7 +347,11 @@ class DiskCache:
         return self._totals()[1]
 
     def stats(self) -> DiskCacheStats:
-        """A snapshot of the counters and the totals."""
+        """The older name of :meth:`statistics`."""
+        return self.statistics()
+
+    def statistics(self) -> DiskCacheStats:
+        """A snapshot of the counters and the totals, as one frozen record."""
         entries, size = self._totals()
         with self._lock:
             return DiskCacheStats(

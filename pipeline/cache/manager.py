@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["ClearableCache", "CacheManager"]
@@ -66,11 +68,15 @@ class CacheManager:
         for name in self.list_caches():
             self.get(name).clear()
 
-    def stats(self) -> dict[str, Any]:
-        """Each cache's figures (its ``metrics()`` or ``stats()``), by name."""
+    def statistics(self) -> Mapping[str, Any]:
+        """Each cache's figures by name (its ``statistics()``; a user's cache without one gives None), read-only."""
         out: dict[str, Any] = {}
         for name in self.list_caches():
             cache = self.get(name)
-            probe = getattr(cache, "metrics", None) or getattr(cache, "stats", None)
+            probe = next((getattr(cache, n) for n in ("statistics", "metrics", "stats") if hasattr(cache, n)), None)
             out[name] = probe() if callable(probe) else None
-        return out
+        return MappingProxyType(out)
+
+    def stats(self) -> dict[str, Any]:
+        """The older name of :meth:`statistics`, as a plain dict."""
+        return dict(self.statistics())

@@ -496,6 +496,10 @@ class Cache:
             return self._hits / lookups if lookups else 0.0
 
     def metrics(self) -> CacheMetrics:
+        """The older name of :meth:`statistics`."""
+        return self.statistics()
+
+    def statistics(self) -> CacheMetrics:
         """Counters and sizes now, as one frozen record."""
         with self._lock:
             self._sweep_if_due()
@@ -550,5 +554,10 @@ class AsyncCache:
     async def change_eviction_policy(self, policy: EvictionPolicy | str) -> None:
         await asyncio.to_thread(self.cache.change_eviction_policy, policy)
 
+    def statistics(self) -> CacheMetrics:
+        """The wrapped cache's counters and sizes now, as one frozen record."""
+        return self.cache.statistics()
+
     def metrics(self) -> CacheMetrics:
-        return self.cache.metrics()
+        """The older name of :meth:`statistics`."""
+        return self.statistics()
