@@ -46,19 +46,14 @@ from .runtime import CoreBudget, Priority, TaskPoolConfig, WorkerPool
 from .sources import FileSelection, find_files, read_file_list
 from .stage import FileRun, Stage, StageContext, stage
 
-__all__ = [
-    "AUDIO", "FILE", "FRAME",
-    "BufferConfig", "BufferPool", "CoreBudget", "FrameRef", "Priority", "RuntimeCoordinator", "SlotLease",
-    "TaskPoolConfig", "VideoBufferPool", "WorkerPool",
-    "BufferPoolExhausted", "PoolFull", "StaleFrameRef", "TaskTimeout",
-    "CorruptMedia", "EmptyStream", "TruncatedMedia", "UndecodableStream",
-    "FileItem", "FileResult", "FileRun", "SharedItem", "FramepipeError", "InputError", "OutputError",
-    "DiskFull", "FileTimeout", "InvalidOption", "OutputFolderInUse", "OutputIsLink", "OutputNotWritable",
-    "PoolUnavailable", "ResourceExhausted",
-    "PartialOutput", "PerformanceConfig", "Pipeline", "PipelineDefinitionError", "PresetNotFound", "RunResult",
-    "Stage", "StageContext",
-    "StageError", "StageStats", "UnreadableFile", "UnsupportedMedia", "WorkerCrashed",
-    "FileSelection", "atomic_output", "build_preset", "find_files", "read_file_list", "fingerprint", "load_preset",
-    "run", "safe_join",
-    "stage", "write_atomic",
+__all__ = [  # sorted; tests/test_public_api.py keeps it so
+    "atomic_output", "AUDIO", "BufferConfig", "BufferPool", "BufferPoolExhausted", "build_preset", "CoreBudget",
+    "CorruptMedia", "DiskFull", "EmptyStream", "FILE", "FileItem", "FileResult", "FileRun", "FileSelection",
+    "FileTimeout", "find_files", "fingerprint", "FRAME", "FramepipeError", "FrameRef", "InputError", "InvalidOption",
+    "load_preset", "OutputError", "OutputFolderInUse", "OutputIsLink", "OutputNotWritable", "PartialOutput",
+    "PerformanceConfig", "Pipeline", "PipelineDefinitionError", "PoolFull", "PoolUnavailable", "PresetNotFound",
+    "Priority", "read_file_list", "ResourceExhausted", "run", "RunResult", "RuntimeCoordinator", "safe_join",
+    "SharedItem", "SlotLease", "Stage", "stage", "StageContext", "StageError", "StageStats", "StaleFrameRef",
+    "TaskPoolConfig", "TaskTimeout", "TruncatedMedia", "UndecodableStream", "UnreadableFile", "UnsupportedMedia",
+    "VideoBufferPool", "WorkerCrashed", "WorkerPool", "write_atomic",
 ]

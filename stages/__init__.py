@@ -14,10 +14,10 @@ from .sprites import SpriteSheet
 from .thumbnails import Thumbnails, frame_to_image
 from .transforms import Convert, Crop, PixelFunction, Resize, numpy_stage
 
-__all__ = [
-    "AudioFrameItem", "AudioLevels", "ClipSpec", "Colour", "Convert", "Crop", "Decode", "Deinterlacer", "Encode",
-    "METADATA_FIELDS", "MediaInfo", "Metadata", "PixelFunction", "Proxy", "Resize", "SAMPLE_SET", "SpriteSheet",
-    "StreamInfo", "Thumbnails", "VIDEO_EXTENSIONS", "VideoFrameItem", "combing", "display_size", "fit_within",
-    "frame_to_image", "generate_samples", "make_clip", "numpy_stage", "open_media", "presets", "probe",
-    "read_frame_marker",
+__all__ = [  # sorted; tests/test_public_api.py keeps it so
+    "AudioFrameItem", "AudioLevels", "ClipSpec", "Colour", "combing", "Convert", "Crop", "Decode", "Deinterlacer",
+    "display_size", "Encode", "fit_within", "frame_to_image", "generate_samples", "make_clip", "MediaInfo",
+    "Metadata", "METADATA_FIELDS", "numpy_stage", "open_media", "PixelFunction", "presets", "probe", "Proxy",
+    "read_frame_marker", "Resize", "SAMPLE_SET", "SpriteSheet", "StreamInfo", "Thumbnails", "VIDEO_EXTENSIONS",
+    "VideoFrameItem",
 ]
