@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import stat
 import sys
 from collections.abc import Iterable, Sequence
@@ -135,13 +136,46 @@ def _special_kind(path: Path) -> str | None:
         return None
 
 
+_WAKE_S = 0.2  # how often a read of a list from a pipe wakes, to let a signal's handler run
+
+
+def _read_waking(fd: int) -> str:
+    """All of ``fd`` (a pipe, a FIFO, a terminal) as text, waking every ``_WAKE_S``.
+
+    A read blocked in the kernel is interrupted only by a signal delivered to
+    its own thread; the OS may give SIGTERM to another of the process's
+    threads, and then the handler would wait for the list's writer forever.
+    Waking now and then lets the main thread run the handler.
+    """
+    chunks: list[bytes] = []
+    while True:
+        ready, _, _ = select.select([fd], [], [], _WAKE_S)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            return b"".join(chunks).decode("utf-8", "surrogateescape")
+        chunks.append(chunk)
+
+
 def read_file_list(source: str | os.PathLike[str]) -> list[Path]:
     """Paths listed one per line in a file (``-``: standard input); blank lines and ``#`` comments skipped."""
     if str(source) == "-":
-        lines = sys.stdin.read().splitlines()
+        fd = sys.stdin.fileno()
+        lines = (_read_waking(fd) if not stat.S_ISREG(os.fstat(fd).st_mode) else sys.stdin.read()).splitlines()
     else:
         try:
-            lines = Path(source).read_text().splitlines()
+            if stat.S_ISFIFO(os.stat(source).st_mode):  # --files-from <(find ...): opened without waiting for a writer
+                fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)
+                try:
+                    lines = _read_waking(fd).splitlines()
+                finally:
+                    os.close(fd)
+            else:
+                lines = Path(source).read_text().splitlines()
         except OSError as exc:
             raise UnreadableFile(str(source), (exc.strerror or str(exc)).lower()) from exc
     return [Path(line.strip()) for line in lines if line.strip() and not line.lstrip().startswith("#")]
