@@ -112,6 +112,11 @@ def detach_all() -> None:
 # FrameRef: the handle that travels
 
 
+def array_nbytes(shape: tuple[int, ...], dtype: str) -> int:
+    """Bytes of an array of this shape and dtype (what a ``FrameRef`` or the Ray executor's ``ArrayRef`` holds)."""
+    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+
+
 @dataclass(frozen=True, slots=True)
 class FrameRef:
     """A picklable handle to a frame in a pool slot; resolves to a numpy view in any process of the run.
@@ -135,7 +140,7 @@ class FrameRef:
     @property
     def nbytes(self) -> int:
         """Bytes of the frame (not of the slot)."""
-        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+        return array_nbytes(self.shape, self.dtype)
 
     @property
     def time(self) -> float | None:

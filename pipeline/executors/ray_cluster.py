@@ -50,7 +50,7 @@ except ImportError as exc:  # the extra is not installed
 
 import cloudpickle
 
-from ..buffers import FrameRef
+from ..buffers import FrameRef, array_nbytes
 from ..graph import Pipeline
 from ..interrupts import InterruptFlag, capture_interrupts
 from ..memo import StageMemo
@@ -100,7 +100,7 @@ class ArrayRef:
     @property
     def nbytes(self) -> int:
         """Bytes of the frame (of the room, for a credit), counted as ``FrameRef.nbytes`` counts them."""
-        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+        return array_nbytes(self.shape, self.dtype)
 
     time = FrameRef.time  # ``pts`` in seconds, from the same fields
 

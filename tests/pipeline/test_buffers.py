@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -18,15 +17,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from loky import ProcessPoolExecutor
+from support.segments import mapped, segment_exists
 
 from pipeline.buffers import BufferPool, FrameRef, SlotLease
 from pipeline.errors import BufferPoolExhausted, PoolClosed, StaleFrameRef
 from pipeline.shm import sweep_stale_segments
-
-
-def segment_exists(name: str) -> bool:
-    return Path("/dev/shm", name).exists()
-
 
 # --- Leasing --------------------------------------------------------------------------------
 
@@ -145,11 +140,6 @@ def test_a_closed_pool_refuses_leases_and_unlinks_its_memory() -> None:
         pool.acquire()
     with pytest.raises(PoolClosed):
         ref.array()
-
-
-def mapped(name: str) -> bool:
-    """Whether this process still maps segment ``name`` (unlinked or not)."""
-    return f"/dev/shm/{name}" in Path("/proc/self/maps").read_text()
 
 
 def test_an_array_taken_before_the_pool_closed_stays_readable_and_goes_unmapped_with_it() -> None:

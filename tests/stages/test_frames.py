@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from support.segments import mapped, segment_exists
 
 from pipeline.buffers import BufferPool
 from pipeline.errors import PoolClosed
 from stages.frames import wrap_pixels
-
-
-def segment_exists(name: str) -> bool:
-    return Path("/dev/shm", name).exists()
-
-
-def mapped(name: str) -> bool:
-    """Whether this process still maps segment ``name`` (unlinked or not)."""
-    return f"/dev/shm/{name}" in Path("/proc/self/maps").read_text()
 
 
 def test_an_array_taken_before_the_pool_closed_stays_readable_and_goes_unmapped_with_it() -> None:
