@@ -125,7 +125,7 @@ def run_one(module: str, argv: list[str]) -> tuple[int, str, float, bool]:
             traceback.print_exc()
         finally:
             try:
-                from pipeline.forkserver import stop_server
+                from pipeline.runtime.forkserver import stop_server
                 stop_server()  # the next benchmark starts from a clean slate
             except Exception:  # noqa: BLE001
                 pass

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from pipeline import run
-from pipeline.forkserver import stop_server
+from pipeline.runtime.forkserver import stop_server
 from stages import generate_samples, presets
 
 from ._table import machine_line, print_table, verdict

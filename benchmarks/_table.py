@@ -8,7 +8,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 
-from pipeline.metrics import text_table
+from pipeline.observe.metrics import text_table
 
 
 def machine_line() -> str:

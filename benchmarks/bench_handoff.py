@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 from loky import ProcessPoolExecutor
 
-from pipeline.buffers import BufferPool, FrameRef
-from pipeline.zerocopy import transfer
+from pipeline.dataplane.buffers import BufferPool, FrameRef
+from pipeline.dataplane.zerocopy import transfer
 
 from ._table import machine_line, median_call_us, print_table, verdict
 

@@ -43,8 +43,8 @@ import psutil
 from PIL import Image
 
 from pipeline import Pipeline, run
-from pipeline.forkserver import stop_server
-from pipeline.shm import SEGMENT_PREFIX
+from pipeline.dataplane.segments import SEGMENT_PREFIX
+from pipeline.runtime.forkserver import stop_server
 from stages import ClipSpec, Decode, Thumbnails, make_clip
 
 from ._table import machine_line, print_table, verdict

@@ -47,7 +47,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline import Pipeline
-from pipeline.forkserver import stop_server
+from pipeline.runtime.forkserver import stop_server
 from stages import Decode, Metadata, Proxy, presets
 from stages.deinterlace import combing
 from stages.media import VIDEO_EXTENSIONS

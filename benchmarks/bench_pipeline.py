@@ -33,7 +33,7 @@ import av
 import numpy as np
 
 from pipeline import FRAME, Pipeline, Stage, run
-from pipeline.forkserver import stop_server
+from pipeline.runtime.forkserver import stop_server
 from stages import ClipSpec, Decode, Proxy, make_clip
 
 from ._table import machine_line, print_table, verdict

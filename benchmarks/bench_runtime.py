@@ -18,9 +18,9 @@ import time
 
 from loky import ProcessPoolExecutor
 
-from pipeline.coordinator import RuntimeCoordinator
-from pipeline.metrics import percentile
-from pipeline.runtime import Priority, TaskPoolConfig, WorkerPool
+from pipeline.observe.metrics import percentile
+from pipeline.runtime.pool import Priority, TaskPoolConfig, WorkerPool
+from pipeline.tuning.coordinator import RuntimeCoordinator
 
 from ._table import machine_line, median_call_us, print_table, verdict
 

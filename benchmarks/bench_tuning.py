@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from pipeline import run
-from pipeline.performance import PerformanceConfig
+from pipeline.tuning.performance import PerformanceConfig
 from stages import ClipSpec, make_clip
 
 from .bench_pipeline import calibrate_passes, numpy_pipeline

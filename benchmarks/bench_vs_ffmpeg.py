@@ -52,7 +52,7 @@ from pathlib import Path
 import av
 
 from pipeline import Pipeline, run
-from pipeline.forkserver import stop_server
+from pipeline.runtime.forkserver import stop_server
 from stages import ClipSpec, make_clip, presets
 
 from ._table import machine_line, print_table, verdict

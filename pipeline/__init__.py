@@ -4,8 +4,8 @@ The engine knows nothing of video; the ``stages`` package builds the video
 library on this public API.
 """
 
-from .buffers import BufferPool, FrameRef, SlotLease
-from .coordinator import RuntimeCoordinator
+from .dataplane.buffers import BufferPool, FrameRef, SlotLease
+from .dataplane.frame_pools import BufferConfig, VideoBufferPool
 from .errors import (
     BufferPoolExhausted,
     CorruptMedia,
@@ -33,18 +33,18 @@ from .errors import (
     UnsupportedMedia,
     WorkerCrashed,
 )
-from .frame_pools import BufferConfig, VideoBufferPool
 from .graph import Pipeline
 from .items import AUDIO, FILE, FRAME, FileItem, SharedItem, fingerprint
-from .metrics import StageStats
+from .observe.metrics import StageStats
 from .outputs import PartialOutput, atomic_output, safe_join, write_atomic
-from .performance import PerformanceConfig
 from .presets import build_preset, load_preset
 from .results import FileResult, RunResult
 from .run import run
-from .runtime import CoreBudget, Priority, TaskPoolConfig, WorkerPool
+from .runtime.pool import CoreBudget, Priority, TaskPoolConfig, WorkerPool
 from .sources import FileSelection, find_files, read_file_list
 from .stage import FileRun, Stage, StageContext, stage
+from .tuning.coordinator import RuntimeCoordinator
+from .tuning.performance import PerformanceConfig
 
 __all__ = [  # sorted; tests/test_public_api.py keeps it so
     "atomic_output", "AUDIO", "BufferConfig", "BufferPool", "BufferPoolExhausted", "build_preset", "CoreBudget",

@@ -14,15 +14,15 @@ from types import FrameType
 
 from .errors import FramepipeError
 from .executors import EXECUTORS
-from .interrupts import Interrupted
-from .lifecycle import stop_helpers
-from .limits import limit_reason
-from .logs import configure_logging
-from .performance import PROFILES
+from .observe.logs import configure_logging
+from .observe.progress import ConsoleProgress, SilentProgress
 from .presets import available_presets, build_preset, load_pipeline_file, option_specs, parse_options, preset_options
-from .progress import ConsoleProgress, SilentProgress
 from .run import collect_inputs, run
+from .runtime.interrupts import Interrupted
+from .runtime.lifecycle import stop_helpers
+from .runtime.limits import limit_reason
 from .sources import FileSelection, SkippedInput, read_file_list
+from .tuning.performance import PROFILES
 
 __all__ = ["main", "build_parser"]
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import PipelineDefinitionError
 from .items import FILE
-from .runtime import TaskPoolConfig
+from .runtime.pool import TaskPoolConfig
 from .stage import Stage
 
 if TYPE_CHECKING:

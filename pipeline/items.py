@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeGuard, runtime_checkable
 
+from .dataplane.zerocopy import MappedFile, special_file_kind
 from .errors import UnreadableFile
-from .zerocopy import MappedFile, special_file_kind
 
 if TYPE_CHECKING:
-    from .buffers import FrameRef
+    from .dataplane.buffers import FrameRef
 
 __all__ = ["FILE", "FRAME", "AUDIO", "FileItem", "SharedItem", "is_shareable", "fingerprint", "readable"]
 

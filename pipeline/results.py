@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .items import FileItem, readable
-from .metrics import StageStats, format_stage_table
+from .observe.metrics import StageStats, format_stage_table
 
 __all__ = ["FileResult", "RunResult", "OK", "FAILED"]
 
@@ -85,7 +85,7 @@ class RunResult:
         """The per-stage statistics table."""
         table = format_stage_table(self.stages, self.wall_s)
         if self.decisions:
-            from .performance import describe
+            from .tuning.performance import describe
             table += "\n" + describe(self.decisions)
         return table
 

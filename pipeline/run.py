@@ -11,25 +11,25 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from .bookkeeping.ledger import LedgerEvents, RunLedger
+from .bookkeeping.memo import StageMemo, memo_dir
+from .bookkeeping.staging import sweep_staging
+from .dataplane.segments import sweep_stale_segments
 from .errors import OutputFolderInUse, OutputIsLink
 from .executors import Executor, FileTask, RunEvents, get_executor
 from .executors.file_runner import replay_whole_file
 from .graph import Pipeline
 from .items import FileItem
-from .ledger import LedgerEvents, RunLedger
-from .logs import LoggedEvents
-from .memo import StageMemo, memo_dir
-from .metrics import StageStats, merge_stats
+from .observe.logs import LoggedEvents
+from .observe.metrics import StageStats, merge_stats
+from .observe.progress import SilentProgress
+from .observe.report import write_report
+from .observe.trace import RunTrace
 from .outputs import check_writable, output_error, sweep_partial_outputs, write_output
-from .performance import PerformanceConfig
-from .progress import SilentProgress
-from .report import write_report
 from .results import FileResult, RunResult
-from .shm import sweep_stale_segments
 from .sources import FileSelection, SkippedInput, file_items, find_files, report_skipped
 from .stage import FileRun
-from .staging import sweep_staging
-from .trace import RunTrace
+from .tuning.performance import PerformanceConfig
 
 if TYPE_CHECKING:
     from .cache.locks import FileLock
@@ -286,7 +286,7 @@ def _metrics_server(ex: Executor, port: int | None) -> Any:
     """The Prometheus endpoint over the executor's snapshots, started (None when no port is asked for)."""
     if port is None:
         return None
-    from .prometheus import MetricsServer  # http.server is loaded only for runs that serve metrics
+    from .observe.prometheus import MetricsServer  # http.server is loaded only for runs that serve metrics
     return MetricsServer(port, ex.snapshot).start()
 
 
@@ -296,5 +296,5 @@ def _write_timeline(recorder: RunTrace, stats: Sequence[StageStats], trace: str 
     if trace is not None:
         recorder.write(trace)
     if chart is not None:
-        from .chart import write_chart  # drawing is loaded only for runs that ask for a chart
+        from .observe.chart import write_chart  # drawing is loaded only for runs that ask for a chart
         write_chart(recorder, stats, chart)

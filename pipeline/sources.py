@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
+from .dataplane.zerocopy import special_file_kind
 from .errors import UnreadableFile
 from .items import FileItem, readable
-from .zerocopy import special_file_kind
 
 __all__ = ["FileSelection", "SkippedInput", "find_files", "file_items", "read_file_list", "is_output_folder",
            "report_skipped"]

@@ -63,7 +63,7 @@ class Stage:
     stateful: bool = True
     pool: str = "default"
     concurrency: int | None = None
-    priority: int = 1  # pipeline.runtime.Priority.MEDIUM
+    priority: int = 1  # pipeline.runtime.pool.Priority.MEDIUM
     batch_size: int = 1
     ordered: bool = True
 
@@ -133,7 +133,7 @@ class FileRun:
     outputs: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     progress: ProgressSink = _no_progress
-    memo: Any = None  # a pipeline.memo.StageMemo when results are kept across runs
+    memo: Any = None  # a pipeline.bookkeeping.memo.StageMemo when results are kept across runs
 
 
 class StageContext:

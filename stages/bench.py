@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import RunResult, build_preset, run
-from pipeline.metrics import StageStats, find_bottleneck, text_table
+from pipeline.observe.metrics import StageStats, find_bottleneck, text_table
+from pipeline.observe.progress import ConsoleProgress
 from pipeline.presets import load_pipeline_file, parse_options
-from pipeline.progress import ConsoleProgress
 
 from .samples import generate_samples
 

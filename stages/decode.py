@@ -26,7 +26,7 @@ from pipeline import (
     StageContext,
     UnsupportedMedia,
 )
-from pipeline.buffers import BufferPool
+from pipeline.dataplane.buffers import BufferPool
 from pipeline.presets import Option
 
 from .colour import Colour

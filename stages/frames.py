@@ -18,8 +18,8 @@ import av
 import numpy as np
 
 from pipeline import AUDIO, FRAME
-from pipeline.buffers import FrameRef
-from pipeline.frame_pools import frame_layout
+from pipeline.dataplane.buffers import FrameRef
+from pipeline.dataplane.frame_pools import frame_layout
 
 from .colour import Colour
 

@@ -14,9 +14,9 @@ from fractions import Fraction
 import numpy as np
 
 from pipeline import CorruptMedia, TruncatedMedia
-from pipeline.buffers import BufferPool, FrameRef, SlotLease
-from pipeline.frame_pools import frame_layout, frame_nbytes
-from pipeline.zerocopy import MappedFile, read_into
+from pipeline.dataplane.buffers import BufferPool, FrameRef, SlotLease
+from pipeline.dataplane.frame_pools import frame_layout, frame_nbytes
+from pipeline.dataplane.zerocopy import MappedFile, read_into
 
 from .media import check_picture_size
 

@@ -19,7 +19,7 @@ from support.cli import FRAMEPIPE, framepipe, framepipe_interrupted
 from support.clips import assert_same_outputs
 from support.runs import output_files
 
-from pipeline.ledger import LEDGER_NAME
+from pipeline.bookkeeping.ledger import LEDGER_NAME
 from pipeline.run import LOCK_NAME
 from stages import ClipSpec, make_clip
 

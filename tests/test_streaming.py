@@ -100,7 +100,7 @@ def test_peak_slot_use_stays_bounded_on_a_clip_ten_times_longer_than_the_cap(tmp
     p = graph()
     from pipeline.executors.base import FileTask
     from pipeline.items import FileItem
-    from pipeline.progress import SilentProgress
+    from pipeline.observe.progress import SilentProgress
     task = FileTask(FileItem.from_path(tmp_path / "long.mp4", tmp_path), tmp_path / "out", "long")
     [result] = ex.run(p, [task], SilentProgress()).results
     assert result.ok, result.error
@@ -133,7 +133,7 @@ SIGINT_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, sys.argv[2])
     from test_streaming import graph
     from pipeline import run
-    from pipeline.progress import ConsoleProgress
+    from pipeline.observe.progress import ConsoleProgress
     run(graph(), sys.argv[1], sys.argv[3], executor="local", workers=2,
         events=ConsoleProgress(1, stream=sys.stdout, live=False))
 """)

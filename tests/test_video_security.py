@@ -18,8 +18,8 @@ from support.cli import PLANTED
 from support.planting import LeavesAMarker, arrow_with_a_pickled_extension_type, outside_files, plant_row
 
 from pipeline import OutputError, run
+from pipeline.bookkeeping.memo import Replay, StageMemo, lineages, memo_key
 from pipeline.cache import DiskCache
-from pipeline.memo import Replay, StageMemo, lineages, memo_key
 from stages import Thumbnails, presets
 
 

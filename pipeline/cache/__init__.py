@@ -1,7 +1,7 @@
 """Caches: bounded in-memory ``Cache`` with eviction policies, the persistent ``DiskCache``, and ``CacheManager``.
 
 The engine keeps stage results across runs in a ``DiskCache`` (see
-``pipeline.memo``); these classes are also there for users' own code.
+``pipeline.bookkeeping.memo``); these classes are also there for users' own code.
 """
 
 from ..errors import CacheClosed, CacheError, InvalidCacheName, LockTimeout, UnsupportedCacheValue

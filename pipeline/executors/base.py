@@ -24,16 +24,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
+from ..bookkeeping.staging import OutputStaging
 from ..graph import Pipeline
 from ..items import FileItem
-from ..metrics import StageStats
+from ..observe.metrics import StageStats
+from ..observe.trace import RunTrace
 from ..results import FileResult
-from ..staging import OutputStaging
-from ..trace import RunTrace
 
 if TYPE_CHECKING:
-    from ..performance import RunDecision
-    from ..snapshots import MetricsSnapshot
+    from ..observe.snapshots import MetricsSnapshot
+    from ..tuning.performance import RunDecision
 
 __all__ = ["FileTask", "RunEvents", "ExecutionReport", "Executor", "credits_per_file"]
 

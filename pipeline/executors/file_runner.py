@@ -26,16 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..buffers import FrameRef
+from ..bookkeeping.memo import lineages
+from ..bookkeeping.staging import final_names, seal_outputs
+from ..dataplane.buffers import FrameRef
 from ..errors import InputError, OutputError, StageError
 from ..graph import Pipeline
 from ..items import FILE, FRAME, is_shareable
-from ..memo import lineages
-from ..metrics import StageStats
+from ..observe.metrics import StageStats
 from ..outputs import as_output_error
 from ..results import FAILED, OK, FileResult
 from ..stage import FileRun, Stage, StageContext
-from ..staging import final_names, seal_outputs
 
 __all__ = ["FileSession", "FileRunner", "StepResult", "Outgoing", "is_shareable", "replay_whole_file"]
 

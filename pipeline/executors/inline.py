@@ -11,11 +11,11 @@ import os
 import time
 from collections.abc import Sequence
 
+from ..bookkeeping.memo import StageMemo
 from ..graph import Pipeline
-from ..memo import StageMemo
+from ..observe.trace import RunTrace
 from ..results import FileResult
 from ..stage import FileRun
-from ..trace import RunTrace
 from .base import ExecutionReport, Executor, FileTask, RunEvents
 from .file_runner import FileRunner
 

@@ -44,19 +44,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ..board import ProgressBoard
-from ..buffers import FrameRef, SlotLease
+from ..dataplane.board import ProgressBoard
+from ..dataplane.buffers import FrameRef, SlotLease
+from ..dataplane.frame_pools import SlotAllocator
 from ..errors import Cancelled, FramepipeError, PoolUnavailable, ResourceExhausted, TaskTimeout, WorkerCrashed
-from ..forkserver import start_server
-from ..frame_pools import SlotAllocator
 from ..graph import Pipeline
-from ..interrupts import InterruptFlag, capture_interrupts
 from ..items import FileItem
-from ..limits import limit_reason
-from ..metrics import StageStats
-from ..results import FAILED, FileResult
-from ..runtime import CoreBudget, Priority, TaskPoolConfig, WorkerPool
-from ..snapshots import (
+from ..observe.metrics import StageStats
+from ..observe.snapshots import (
     SNAPSHOT_EVERY_S,
     MetricsSnapshot,
     actors_snapshot,
@@ -64,7 +59,12 @@ from ..snapshots import (
     memory_snapshot,
     pool_snapshot,
 )
-from ..trace import RunTrace, Span
+from ..observe.trace import RunTrace, Span
+from ..results import FAILED, FileResult
+from ..runtime.forkserver import start_server
+from ..runtime.interrupts import InterruptFlag, capture_interrupts
+from ..runtime.limits import limit_reason
+from ..runtime.pool import CoreBudget, Priority, TaskPoolConfig, WorkerPool
 from .base import ExecutionReport, Executor, FileTask, RunEvents, credits_per_file
 from .failures import map_task_failed, map_task_timed_out, timed_out, worker_died, worker_failed
 from .worker import ActorReply, MapOutcome, actor_abort, actor_finish, actor_start, actor_step, run_map
@@ -345,7 +345,7 @@ class _Run:
         self.memo_counts = [0, 0]  # stage memo hits, misses of the files finished so far
         self.optimizer = None
         if ex.performance is not None and ex.performance.optimize:
-            from ..performance import RunOptimizer
+            from ..tuning.performance import RunOptimizer
             self.optimizer = RunOptimizer(ex.performance, ex.workers)
         log.debug("local run: %d file(s) on %d actor(s), map pools %s, %d credits per file, %d bytes of slots",
                   len(tasks), len(self.actors), {n: p.max_concurrent_tasks for n, p in self.pools.items()},

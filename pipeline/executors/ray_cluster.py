@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import lifecycle
 from ..errors import MissingExtra
+from ..runtime import lifecycle
 
 try:
     import ray
@@ -50,14 +50,14 @@ except ImportError as exc:  # the extra is not installed
 
 import cloudpickle
 
-from ..buffers import FrameRef, array_nbytes
+from ..bookkeeping.memo import StageMemo
+from ..dataplane.buffers import FrameRef, array_nbytes
 from ..graph import Pipeline
-from ..interrupts import InterruptFlag, capture_interrupts
-from ..memo import StageMemo
-from ..metrics import StageStats
+from ..observe.metrics import StageStats
+from ..observe.trace import RunTrace
 from ..results import FileResult
+from ..runtime.interrupts import InterruptFlag, capture_interrupts
 from ..stage import FileRun
-from ..trace import RunTrace
 from .base import ExecutionReport, Executor, FileTask, RunEvents, credits_per_file
 from .failures import map_task_failed, timed_out, worker_died, worker_failed
 from .file_runner import FileRunner, FileSession

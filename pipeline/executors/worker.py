@@ -13,14 +13,14 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..board import ProgressBoard
-from ..buffers import FrameRef
+from ..bookkeeping.memo import StageMemo
+from ..dataplane.board import ProgressBoard
+from ..dataplane.buffers import FrameRef
 from ..errors import FramepipeError, StageError
 from ..graph import Pipeline
 from ..items import FileItem, is_shareable
-from ..limits import limit_reason
-from ..memo import StageMemo
 from ..results import FileResult
+from ..runtime.limits import limit_reason
 from ..stage import FileRun, Stage
 from .base import FileTask
 from .file_runner import FileSession, StepResult

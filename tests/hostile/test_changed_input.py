@@ -17,10 +17,10 @@ import pytest
 from support.clips import BROKEN
 from support.runs import result_for
 
-import pipeline.memo as memo_module
+import pipeline.bookkeeping.memo as memo_module
 from pipeline import FILE, CorruptMedia, FileItem, Pipeline, Stage, StageContext, run
+from pipeline.bookkeeping.memo import Replay, lineages, memo_key
 from pipeline.cache.disk import DiskCache
-from pipeline.memo import Replay, lineages, memo_key
 from stages import Metadata, presets
 
 CLIP = "landscape_audio.mp4"

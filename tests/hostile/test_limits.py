@@ -21,9 +21,8 @@ import loky.process_executor
 import pytest
 from support.cli import FRAMEPIPE
 
-from pipeline import limits
 from pipeline.errors import ResourceExhausted, WorkerCrashed
-from pipeline.runtime import TaskPoolConfig, WorkerPool
+from pipeline.runtime import TaskPoolConfig, WorkerPool, limits
 
 HANG_S = 300  # far past what any of these runs takes: only a hang reaches it
 
@@ -272,7 +271,7 @@ def test_a_full_disk_is_not_taken_for_full_shared_memory() -> None:
     for a proxy that filled a 2 MB tmpfs."""
     import errno
 
-    from pipeline.limits import limit_reason
+    from pipeline.runtime.limits import limit_reason
     full_disk = OSError(errno.ENOSPC, "No space left on device", "/mnt/out/proxies/.a.42.fp-part.mp4")
     assert limit_reason(full_disk) is None
     assert limit_reason(OSError(errno.ENOSPC, "No space left on device")) is None

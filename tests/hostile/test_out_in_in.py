@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from support.cli import FRAMEPIPE
 
-from pipeline.ledger import LEDGER_NAME
+from pipeline.bookkeeping.ledger import LEDGER_NAME
 from pipeline.run import LOCK_NAME, collect_inputs
 from pipeline.sources import SkippedInput, find_files, is_output_folder
 from stages import ClipSpec, make_clip

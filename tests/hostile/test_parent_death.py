@@ -20,9 +20,9 @@ import pytest
 from support.cli import FRAMEPIPE, framepipe
 from support.clips import assert_same_outputs
 
-from pipeline.forkserver import ENV_VAR
-from pipeline.ledger import LEDGER_NAME
-from pipeline.lifecycle import ROOT_ENV
+from pipeline.bookkeeping.ledger import LEDGER_NAME
+from pipeline.runtime.forkserver import ENV_VAR
+from pipeline.runtime.lifecycle import ROOT_ENV
 from stages import ClipSpec, make_clip
 
 N_CLIPS = 6
@@ -189,7 +189,8 @@ def test_library_run_returns_after_its_workers_have_exited(clips: Path, tmp_path
 
     from loky.backend import resource_tracker as loky_tracker
 
-    from pipeline import lifecycle, run
+    from pipeline import run
+    from pipeline.runtime import lifecycle
     from stages import presets
 
     monkeypatch.setenv(ENV_VAR, method)

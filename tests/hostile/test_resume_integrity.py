@@ -13,8 +13,8 @@ import pytest
 from support.cli import framepipe
 
 from pipeline import FILE, Pipeline, Stage, StageContext, run, write_atomic
-from pipeline.ledger import LEDGER_NAME
-from pipeline.staging import STAGING_NAME, output_digest
+from pipeline.bookkeeping.ledger import LEDGER_NAME
+from pipeline.bookkeeping.staging import STAGING_NAME, output_digest
 from stages import ClipSpec, make_clip
 
 

@@ -23,9 +23,9 @@ import pytest
 from support.cli import FRAMEPIPE
 
 from pipeline import FileItem, UnreadableFile, fingerprint
+from pipeline.dataplane.zerocopy import MappedFile, transfer
 from pipeline.run import collect_inputs
 from pipeline.sources import SkippedInput, find_files
-from pipeline.zerocopy import MappedFile, transfer
 from stages import ClipSpec, make_clip
 
 GOOD = ClipSpec("good.mp4", 160, 90, 1.0, fps=10)

@@ -19,9 +19,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from loky import ProcessPoolExecutor
 from support.segments import mapped, segment_exists
 
-from pipeline.buffers import BufferPool, FrameRef, SlotLease
+from pipeline.dataplane.buffers import BufferPool, FrameRef, SlotLease
+from pipeline.dataplane.segments import sweep_stale_segments
 from pipeline.errors import BufferPoolExhausted, PoolClosed, StaleFrameRef
-from pipeline.shm import sweep_stale_segments
 
 # --- Leasing --------------------------------------------------------------------------------
 
@@ -272,7 +272,7 @@ def test_a_worker_resolving_a_stale_ref_gets_stale_frame_ref() -> None:
 
 OWNER_SCRIPT = textwrap.dedent("""
     import sys
-    from pipeline.frame_pools import BufferConfig, VideoBufferPool
+    from pipeline.dataplane.frame_pools import BufferConfig, VideoBufferPool
     pools = VideoBufferPool(BufferConfig.low_memory())
     for p in pools:
         print(*p.segment_names(), flush=True)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from support import runtime_tasks as rt
 
-from pipeline.coordinator import RuntimeCoordinator
-from pipeline.runtime import Priority, TaskPoolConfig
-from pipeline.tuning import PoolLoad, plan_moves
+from pipeline.runtime.pool import Priority, TaskPoolConfig
+from pipeline.tuning.coordinator import RuntimeCoordinator
+from pipeline.tuning.monitor import PoolLoad, plan_moves
 
 
 def test_pools_are_registered_found_and_listed_by_priority() -> None:

@@ -13,8 +13,8 @@ from pipeline.executors import ExecutionReport, Executor, FileTask, InlineExecut
 from pipeline.executors.base import credits_per_file
 from pipeline.executors.failures import timed_out, worker_died, worker_failed
 from pipeline.items import is_shareable
-from pipeline.metrics import StageStats, percentile
-from pipeline.progress import SilentProgress
+from pipeline.observe.metrics import StageStats, percentile
+from pipeline.observe.progress import SilentProgress
 from pipeline.results import FileResult
 
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipeline import forkserver
+from pipeline.runtime import forkserver
 
 # A user's script with no ``if __name__ == "__main__":`` guard: the standard
 # library's forkserver and spawn would run it again in every worker.
 UNGUARDED_SCRIPT = textwrap.dedent("""
     import os
-    from pipeline.runtime import TaskPoolConfig, WorkerPool
+    from pipeline.runtime.pool import TaskPoolConfig, WorkerPool
 
     print("script ran in", os.getpid(), flush=True)
 
@@ -62,7 +62,7 @@ def test_the_start_method_can_be_chosen_by_environment(monkeypatch: pytest.Monke
 
 
 def test_a_stopped_server_is_replaced_by_the_next_pool() -> None:
-    from pipeline.runtime import TaskPoolConfig, WorkerPool
+    from pipeline.runtime.pool import TaskPoolConfig, WorkerPool
     with WorkerPool("before-stop", TaskPoolConfig(1)) as pool:
         first = pool.execute(os.getppid)
     forkserver.stop_server()

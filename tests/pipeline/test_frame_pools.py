@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.frame_pools import (
+from pipeline.dataplane.frame_pools import (
     AUDIO_SECOND_BYTES,
     BufferConfig,
     SizeClass,

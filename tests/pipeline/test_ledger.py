@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from pipeline import FILE, OutputFolderInUse, Pipeline, Stage, StageContext, run, write_atomic
+from pipeline.bookkeeping.ledger import LEDGER_NAME, RunLedger
 from pipeline.cache.locks import FileLock
-from pipeline.ledger import LEDGER_NAME, RunLedger
 from pipeline.outputs import WRITE_FAULT_ENV
 from pipeline.run import LOCK_NAME
 from pipeline.sources import file_items
@@ -191,7 +191,7 @@ def test_function_stages_are_known_across_processes_by_their_code(tmp_path: Path
     script = tmp_path / "ident.py"
     script.write_text(
         "from pipeline import Pipeline, stage\n"
-        "from pipeline.memo import pipeline_digest\n"
+        "from pipeline.bookkeeping.memo import pipeline_digest\n"
         "@stage\n"
         "def count(item, ctx):\n"
         "    ctx.record(known=item.kind in {'file', 'frame', 'audio'})\n"  # a set constant: hashed in any order

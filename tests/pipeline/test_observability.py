@@ -21,11 +21,11 @@ from support.cli import framepipe
 from pipeline import FILE, Pipeline, Stage, StageContext, run
 from pipeline.executors import FileTask
 from pipeline.executors.local import LocalExecutor
-from pipeline.logs import configure_logging
-from pipeline.progress import SilentProgress
-from pipeline.prometheus import MetricsServer, render
+from pipeline.observe.logs import configure_logging
+from pipeline.observe.progress import SilentProgress
+from pipeline.observe.prometheus import MetricsServer, render
+from pipeline.observe.snapshots import MetricsSnapshot
 from pipeline.run import collect_inputs, output_keys
-from pipeline.snapshots import MetricsSnapshot
 
 SAMPLE = re.compile(r'^(framepipe_[a-z_]+)(?:\{((?:[a-z_]+="[^"]*",?)*)\})? (-?[0-9.e+-]+|NaN|[+-]Inf)$')
 

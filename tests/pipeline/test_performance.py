@@ -12,7 +12,7 @@ from support.arrays import array_pipeline, write_frames
 
 from pipeline import run
 from pipeline.cli import build_parser
-from pipeline.performance import (
+from pipeline.tuning.performance import (
     CacheFigures,
     Observation,
     OptimizerLimits,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from support import runtime_tasks as rt
 
 from pipeline.errors import PoolFull, PoolShutdown, TaskTimeout, WorkerCrashed
-from pipeline.runtime import NICE_INCREMENT, Priority, TaskPoolConfig, WorkerPool
+from pipeline.runtime.pool import NICE_INCREMENT, Priority, TaskPoolConfig, WorkerPool
 
 SLOW = settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
 

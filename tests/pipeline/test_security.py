@@ -17,14 +17,14 @@ from support.arrays import array_pipeline, write_frames
 from support.planting import LeavesAMarker, arrow_with_a_pickled_extension_type, outside_files, plant_row
 
 from pipeline import FRAME, OutputError, Stage, run
-from pipeline.board import ProgressBoard
-from pipeline.buffers import BufferPool
 from pipeline.cache import DiskCache
 from pipeline.cache.disk import INLINE_MAX
+from pipeline.dataplane.board import ProgressBoard
+from pipeline.dataplane.buffers import BufferPool
+from pipeline.dataplane.frame_pools import SlotAllocator
+from pipeline.dataplane.segments import SEGMENT_PREFIX
 from pipeline.errors import InvalidCacheName
-from pipeline.frame_pools import SlotAllocator
 from pipeline.outputs import safe_join
-from pipeline.shm import SEGMENT_PREFIX
 
 SHM = Path("/dev/shm")
 

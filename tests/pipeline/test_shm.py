@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from loky import ProcessPoolExecutor
 
-from pipeline.shm import SEGMENT_PREFIX, SharedSegment, sweep_stale_segments
+from pipeline.dataplane.segments import SEGMENT_PREFIX, SharedSegment, sweep_stale_segments
 
 
 def _write_in_worker(name: str, size: int) -> int:

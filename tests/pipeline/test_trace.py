@@ -18,9 +18,9 @@ from support.arrays import array_pipeline, write_frames, write_pipeline_file
 from support.traces import check_events, spans, track_names
 
 from pipeline import FILE, Pipeline, Stage, StageContext, run
-from pipeline import chart as chart_module
-from pipeline.chart import throughput_series, utilization_series, write_chart
-from pipeline.trace import RunTrace
+from pipeline.observe import chart as chart_module
+from pipeline.observe.chart import throughput_series, utilization_series, write_chart
+from pipeline.observe.trace import RunTrace
 
 COUNTERS = {"slots in use", "files in flight", "map tasks running"}
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.buffers import BufferPool
+from pipeline.dataplane.buffers import BufferPool
+from pipeline.dataplane.zerocopy import MappedFile, iter_chunks, read_into, transfer
 from pipeline.items import fingerprint
-from pipeline.zerocopy import MappedFile, iter_chunks, read_into, transfer
 
 
 @pytest.fixture()

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from support import decode_tasks
 
 from pipeline.errors import TaskTimeout, WorkerCrashed
-from pipeline.runtime import TaskPoolConfig, WorkerPool
+from pipeline.runtime.pool import TaskPoolConfig, WorkerPool
 from stages import ClipSpec, make_clip
 
 SEEDS = {  # 64x64, 10 frames: a case decodes in milliseconds

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from support.segments import mapped, segment_exists
 
-from pipeline.buffers import BufferPool
+from pipeline.dataplane.buffers import BufferPool
 from pipeline.errors import PoolClosed
 from stages.frames import wrap_pixels
 

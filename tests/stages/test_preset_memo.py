@@ -10,9 +10,9 @@ from support.clips import CLIPS
 from support.runs import result_for
 
 from pipeline import run
+from pipeline.bookkeeping.ledger import LEDGER_NAME
+from pipeline.bookkeeping.memo import lineages, memo_key
 from pipeline.cache.disk import DiskCache
-from pipeline.ledger import LEDGER_NAME
-from pipeline.memo import lineages, memo_key
 from stages import presets
 
 GOOD = sorted(CLIPS)
@@ -118,8 +118,8 @@ class BrokenStore:
 
 def test_a_failing_cache_never_fails_a_file(clip_dir: Path, tmp_path: Path) -> None:
     from pipeline import FileItem, StageContext  # noqa: F401
+    from pipeline.bookkeeping.memo import StageMemo
     from pipeline.executors.file_runner import FileRunner
-    from pipeline.memo import StageMemo
     from pipeline.stage import FileRun
     pipe = presets.metadata()
     item = FileItem.from_path(clip_dir / "landscape_audio.mp4", clip_dir)

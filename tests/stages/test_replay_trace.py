@@ -1,4 +1,4 @@
-"""A traced run of a video preset whose files all come back from the cache (``pipeline/trace.py`` on video:
+"""A traced run of a video preset whose files all come back from the cache (``pipeline/observe/trace.py`` on video:
 a corrupt clip's input error is remembered as well as the good clips' results)."""
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from pipeline import CorruptMedia, run
-from pipeline.buffers import BufferPool
-from pipeline.shm import SEGMENT_PREFIX
+from pipeline.dataplane.buffers import BufferPool
+from pipeline.dataplane.segments import SEGMENT_PREFIX
 from stages import ClipSpec, make_clip, presets, read_frame_marker
 from stages.caches import FrameCache, ThumbnailCache, extract_frame
 from stages.decode import decode_file

@@ -11,11 +11,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .graph import Pipeline
-from .items import readable
+from ..graph import Pipeline
+from ..items import readable
+from ..outputs import write_atomic
+from ..results import FileResult, RunResult
 from .metrics import find_bottleneck, stats_table
-from .outputs import write_atomic
-from .results import FileResult, RunResult
 
 __all__ = ["BASE_FIELDS", "report_schema", "report_table", "write_report"]
 

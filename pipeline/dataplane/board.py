@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from .shm import SharedSegment
+from ..dataplane.segments import SharedSegment
 
 __all__ = ["ProgressBoard", "PENDING", "RUNNING", "DONE"]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import BufferPoolExhausted
 from .buffers import BufferPool, BufferPoolStats, SlotLease
-from .errors import BufferPoolExhausted
 
 __all__ = ["SizeClass", "BufferConfig", "VideoBufferPool", "SlotAllocator", "frame_layout", "frame_nbytes",
            "AUDIO_SECOND_BYTES"]

@@ -19,8 +19,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from .executors.base import FileTask, RunEvents
-from .results import FileResult
+from ..executors.base import FileTask, RunEvents
+from ..results import FileResult
 
 __all__ = ["configure_logging", "JsonFormatter", "TextFormatter", "LoggedEvents", "level_for"]
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .outputs import write_atomic
+from ..outputs import write_atomic
 
 __all__ = ["RunTrace", "Span", "CounterSample"]
 

@@ -40,8 +40,8 @@ from typing import Any
 
 from loky.backend import get_context as loky_context
 
+from ..errors import PoolUnavailable
 from . import lifecycle
-from .errors import PoolUnavailable
 from .limits import limit_reason
 
 ENV_VAR = "FRAMEPIPE_START_METHOD"
@@ -49,7 +49,7 @@ SAFE_PATH = {"PYTHONSAFEPATH": "framepipe"}
 """The environment a worker interpreter starts with: no current folder on its import path (any value does)."""
 _start_lock = threading.Lock()
 
-_preload: list[str] = ["pipeline.executors.worker", "pipeline.runtime"]
+_preload: list[str] = ["pipeline.executors.worker", "pipeline.runtime.pool"]
 _IMPORTED_BY = os.getpid()  # in a worker of the server: the server's pid (it imported this module first)
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import psutil
 
-from .runtime import CoreBudget, PoolMetrics, Priority, TaskPoolConfig, WorkerPool
-from .tuning import PoolLoad, SystemMonitor, TuningDecision, log, plan_moves
+from ..runtime.pool import CoreBudget, PoolMetrics, Priority, TaskPoolConfig, WorkerPool
+from .monitor import PoolLoad, SystemMonitor, TuningDecision, log, plan_moves
 
 __all__ = ["RuntimeCoordinator"]
 

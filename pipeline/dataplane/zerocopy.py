@@ -25,7 +25,7 @@ import stat
 from collections.abc import Iterator
 from typing import IO, Literal
 
-from .errors import UnreadableFile
+from ..errors import UnreadableFile
 
 __all__ = ["MappedFile", "iter_chunks", "read_into", "transfer", "TransferMethod", "special_file_kind",
            "open_regular"]

@@ -46,9 +46,8 @@ import psutil
 from loky import ProcessPoolExecutor
 from loky.process_executor import TerminatedWorkerError
 
-from . import lifecycle
-from .board import RUNNING, ProgressBoard
-from .errors import (
+from ..dataplane.board import RUNNING, ProgressBoard
+from ..errors import (
     FramepipeError,
     PoolFull,
     PoolShutdown,
@@ -57,9 +56,10 @@ from .errors import (
     TaskTimeout,
     WorkerCrashed,
 )
+from ..observe.metrics import percentile
+from . import lifecycle
 from .forkserver import SAFE_PATH, forget_safe_path, worker_context
 from .limits import limit_reason, limit_reason_in_text, memory_limit
-from .metrics import percentile
 
 __all__ = ["Priority", "TaskPoolConfig", "WorkerPool", "PoolMetrics", "CoreBudget", "NICE_INCREMENT"]
 

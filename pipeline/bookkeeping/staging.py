@@ -22,8 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import OutputError
-from .outputs import new_digest, output_error, safe_join, sealed_digest
+from ..errors import OutputError
+from ..outputs import new_digest, output_error, safe_join, sealed_digest
 
 __all__ = ["STAGING_NAME", "OutputStaging", "final_names", "output_digest", "remove_stale", "seal_outputs",
            "sweep_staging"]

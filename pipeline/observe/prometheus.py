@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .errors import MetricsPortError
+from ..errors import MetricsPortError
 from .snapshots import MetricsSnapshot
 
 __all__ = ["MetricsServer", "MetricsPortError", "render", "CONTENT_TYPE"]

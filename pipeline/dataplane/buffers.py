@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .errors import BufferPoolExhausted, PoolClosed, StaleFrameRef
-from .shm import SharedSegment
+from ..errors import BufferPoolExhausted, PoolClosed, StaleFrameRef
+from .segments import SharedSegment
 
 __all__ = ["BufferPool", "BufferPoolStats", "SlotLease", "FrameRef", "detach_all"]
 

@@ -38,12 +38,12 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from . import errors
-from .errors import InputError
-from .graph import Pipeline
-from .items import FileItem, fingerprint
-from .outputs import safe_join, write_atomic
-from .stage import FileRun, Stage
+from .. import errors
+from ..errors import InputError
+from ..graph import Pipeline
+from ..items import FileItem, fingerprint
+from ..outputs import safe_join, write_atomic
+from ..stage import FileRun, Stage
 
 __all__ = ["StageMemo", "Replay", "memo_key", "memo_dir", "lineages", "pipeline_digest", "KeyValueStore"]
 
@@ -325,7 +325,7 @@ def memo_dir(cache: bool | str | os.PathLike[str] | None) -> str | None:
     if cache is False:
         return None
     if cache is None or cache is True:
-        from .cache.location import caching_disabled, default_cache_dir
+        from ..cache.location import caching_disabled, default_cache_dir
         if cache is None and caching_disabled():
             return None
         return str(default_cache_dir())
@@ -334,5 +334,5 @@ def memo_dir(cache: bool | str | os.PathLike[str] | None) -> str | None:
 
 @cache
 def _open_store(directory: str) -> KeyValueStore:
-    from .cache.disk import DiskCache  # the persistent tier; imported where a memo is used
+    from ..cache.disk import DiskCache  # the persistent tier; imported where a memo is used
     return DiskCache(directory, name="stages")

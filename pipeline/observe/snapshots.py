@@ -3,7 +3,7 @@
 The local executor takes one at most every ``SNAPSHOT_EVERY_S`` from its
 scheduling loop (where its state is consistent) and keeps the latest;
 ``LocalExecutor.snapshot()`` returns it, to a test, a log line or the
-Prometheus endpoint (``pipeline.prometheus``), from any thread.
+Prometheus endpoint (``pipeline.observe.prometheus``), from any thread.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from .frame_pools import SlotAllocator
-from .runtime import PoolMetrics
+from ..dataplane.frame_pools import SlotAllocator
+from ..runtime.pool import PoolMetrics
 
 __all__ = ["SNAPSHOT_EVERY_S", "PoolSnapshot", "BufferSnapshot", "MemorySnapshot", "CacheSnapshot",
            "MetricsSnapshot", "pool_snapshot", "actors_snapshot", "memory_snapshot", "cache_snapshots"]

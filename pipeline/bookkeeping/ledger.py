@@ -35,13 +35,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputError
-from .executors.base import FileTask, RunEvents
-from .graph import Pipeline
-from .items import FileItem, fingerprint
+from ..errors import OutputError
+from ..executors.base import FileTask, RunEvents
+from ..graph import Pipeline
+from ..items import FileItem, fingerprint
+from ..outputs import no_follow, output_error, write_atomic, write_output
+from ..results import FAILED, OK, FileResult
 from .memo import pipeline_digest
-from .outputs import no_follow, output_error, write_atomic, write_output
-from .results import FAILED, OK, FileResult
 from .staging import output_digest, remove_stale
 
 __all__ = ["LEDGER_NAME", "RunLedger", "LedgerEvents"]

@@ -6,11 +6,13 @@ import shutil
 import sys
 import threading
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from .executors.base import FileTask
-from .items import readable
-from .results import FileResult
+from ..items import readable
+from ..results import FileResult
+
+if TYPE_CHECKING:
+    from ..executors.base import FileTask
 
 __all__ = ["ConsoleProgress", "SilentProgress"]
 

@@ -38,9 +38,9 @@ from typing import Any
 
 import psutil
 
-from .executors.base import Executor, credits_per_file
-from .executors.local import LocalExecutor
-from .tuning import log
+from ..executors.base import Executor, credits_per_file
+from ..executors.local import LocalExecutor
+from .monitor import log
 
 __all__ = ["PerformanceConfig", "PROFILES", "size_profile", "RunDecision", "PoolFigures", "CacheFigures",
            "Observation", "OptimizerLimits", "plan_run_moves", "RunOptimizer", "describe"]

@@ -14,8 +14,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..outputs import atomic_output
 from .metrics import StageStats
-from .outputs import atomic_output
 from .trace import RunTrace, Span
 
 __all__ = ["write_chart", "throughput_series", "utilization_series", "bin_width"]
