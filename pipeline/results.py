@@ -85,7 +85,7 @@ class RunResult:
         """The per-stage statistics table."""
         table = format_stage_table(self.stages, self.wall_s)
         if self.decisions:
-            from .tuning.performance import describe
+            from .tuning.plan import describe
             table += "\n" + describe(self.decisions)
         return table
 

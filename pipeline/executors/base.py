@@ -33,7 +33,7 @@ from ..results import FileResult
 
 if TYPE_CHECKING:
     from ..observe.snapshots import MetricsSnapshot
-    from ..tuning.performance import RunDecision
+    from ..tuning.plan import RunDecision
 
 __all__ = ["FileTask", "RunEvents", "ExecutionReport", "Executor", "credits_per_file"]
 

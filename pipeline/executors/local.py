@@ -345,7 +345,7 @@ class _Run:
         self.memo_counts = [0, 0]  # stage memo hits, misses of the files finished so far
         self.optimizer = None
         if ex.performance is not None and ex.performance.optimize:
-            from ..tuning.performance import RunOptimizer
+            from ..tuning.optimizer import RunOptimizer
             self.optimizer = RunOptimizer(ex.performance, ex.workers)
         log.debug("local run: %d file(s) on %d actor(s), map pools %s, %d credits per file, %d bytes of slots",
                   len(tasks), len(self.actors), {n: p.max_concurrent_tasks for n, p in self.pools.items()},

@@ -12,15 +12,17 @@ from support.arrays import array_pipeline, write_frames
 
 from pipeline import run
 from pipeline.cli import build_parser
-from pipeline.tuning.performance import (
+from pipeline.tuning.performance import PerformanceConfig, size_profile
+from pipeline.tuning.plan import (
+    FRAME_BUFFER,
     CacheFigures,
+    Knob,
     Observation,
     OptimizerLimits,
-    PerformanceConfig,
     PoolFigures,
     RunDecision,
+    Target,
     plan_run_moves,
-    size_profile,
 )
 
 MiB, GiB = 1 << 20, 1 << 30
@@ -133,6 +135,16 @@ def test_caches_halve_under_memory_pressure_and_not_below_their_floor() -> None:
     assert [(d.what, d.old, d.new) for d in pressed if d.what.startswith("cache")] == [
         ("cache thumbs", 100 * MiB, 50 * MiB)]
     assert all("pressure" in d.why for d in pressed)
+
+
+def test_decisions_name_their_target_as_a_typed_knob_not_as_text() -> None:
+    grow = plan_run_moves(obs(pools=(pool(1, busy=0.95, starved=0.0, queued=3),), buffer_use_min=0.95,
+                              buffer_use_max=1.0), LIMITS)
+    assert [d.target for d in grow] == [FRAME_BUFFER, Target(Knob.MAP_POOL, "default")]
+    pressed = plan_run_moves(obs(caches=(CacheFigures("thumbs", 100 * MiB),), available_fraction=0.05), LIMITS)
+    assert Target(Knob.CACHE, "thumbs") in [d.target for d in pressed]
+    shown = RunDecision(1.5, Target(Knob.CACHE, "thumbs"), 100 * MiB, 50 * MiB, "memory under pressure")
+    assert shown.to_dict()["what"] == "cache thumbs" and "100 MiB -> 50 MiB" in shown.line()
 
 
 @given(budget=st.integers(1, 4 * GiB), leased_frac=st.floats(0, 1), lo=st.floats(0, 1), hi=st.floats(0, 1),

@@ -1,0 +1,123 @@
+"""``RunOptimizer``: the tuner inside a local run.
+
+It samples the scheduler every tick, asks ``plan_run_moves`` at most every
+``interval_s``, applies the answer (``SlotAllocator.budget_bytes``,
+``WorkerPool.resize``, ``Cache.resize``) and logs each decision on
+``framepipe.tuning``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psutil
+
+from ..executors.base import credits_per_file
+from .monitor import log
+from .performance import PerformanceConfig
+from .plan import CacheFigures, Knob, Observation, OptimizerLimits, PoolFigures, RunDecision, plan_run_moves
+
+__all__ = ["RunOptimizer"]
+
+
+class RunOptimizer:
+    """Samples a local run's scheduler every tick and applies ``plan_run_moves`` at most every ``interval_s``.
+
+    ``run`` is the executor's ``_Run`` (the scheduler state); only its public-ish
+    figures are read: ``slots``, ``pools``, ``maps``, ``stages``, ``map_stats``,
+    ``ready``, ``active``, ``started`` and the executor's ``caches``.
+    """
+
+    def __init__(self, config: PerformanceConfig, core_budget: int, interval_s: float = 0.5) -> None:
+        self.limits = OptimizerLimits(core_budget, min(config.min_buffer_bytes, config.buffer_bytes),
+                                      max(config.max_buffer_bytes or config.buffer_bytes, config.buffer_bytes))
+        self.interval_s = interval_s
+        self.decisions: list[RunDecision] = []
+        self._next = 0.0
+        self._last_pool_change = -float("inf")
+        self._window_start = 0.0
+        self._last: dict[str, tuple[float, float, float]] = {}  # per map stage: busy_s, starved_s, blocked_s
+        self._reset_samples()
+
+    def _reset_samples(self) -> None:
+        self._use_min, self._use_max = float("inf"), 0.0
+        self._ticks = 0
+        self._idle_sum = 0.0
+        self._queued: dict[str, float] = {}
+
+    def tick(self, run: Any) -> None:
+        """Sample this tick; every ``interval_s``, decide and apply."""
+        now = time.monotonic()
+        if not self._window_start:
+            self._window_start = now
+            self._next = now + self.interval_s
+            self._last = {m: (s.busy_s, s.starved_s, s.blocked_s) for m, s in run.map_stats.items()}
+        slots = run.slots
+        budget = max(1, slots.budget_bytes)
+        use = _leased_bytes(slots) / budget
+        self._use_min, self._use_max = min(self._use_min, use), max(self._use_max, use)
+        if run.active:
+            self._idle_sum += sum(not fs.busy for fs in run.active) / len(run.active)
+        self._ticks += 1
+        for m in run.maps:
+            pool = run.stages[m].pool
+            self._queued[pool] = self._queued.get(pool, 0.0) + len(run.ready[m])
+        if now < self._next:
+            return
+        obs = self.observe(run, now)
+        self._reset_samples()
+        self._window_start, self._next = now, now + self.interval_s
+        for d in plan_run_moves(obs, self.limits):
+            self._apply(run, d)
+
+    def observe(self, run: Any, now: float) -> Observation:
+        dt = max(1e-6, now - self._window_start)
+        pools = []
+        for name, pool in sorted(run.pools.items()):
+            stages = [m for m in run.maps if run.stages[m].pool == name]
+            busy = starved = blocked = 0.0
+            for m in stages:
+                s = run.map_stats[m]
+                b0, s0, k0 = self._last.get(m, (0.0, 0.0, 0.0))
+                busy += s.busy_s - b0
+                starved += (s.starved_s - s0) / len(stages)
+                blocked += (s.blocked_s - k0) / len(stages)
+                self._last[m] = (s.busy_s, s.starved_s, s.blocked_s)
+            workers = pool.max_concurrent_tasks
+            pools.append(PoolFigures(name, workers, min(1.0, busy / (dt * workers)), min(1.0, starved / dt),
+                                     min(1.0, blocked / dt), self._queued.get(name, 0.0) / max(1, self._ticks)))
+        vm = psutil.virtual_memory()
+        caches = []
+        if run.ex.caches is not None:
+            for name, figures in run.ex.caches.stats().items():
+                held = getattr(figures, "bytes", None)
+                if isinstance(held, int) and callable(getattr(run.ex.caches.get(name), "resize", None)):
+                    caches.append(CacheFigures(name, held))
+        return Observation(now - run.started, run.slots.budget_bytes, _leased_bytes(run.slots),
+                           0.0 if self._use_min == float("inf") else self._use_min, self._use_max,
+                           vm.available / vm.total, vm.available, tuple(pools),
+                           self._idle_sum / max(1, self._ticks), now - self._last_pool_change, tuple(caches),
+                           run.slots.reserved_bytes)
+
+    def _apply(self, run: Any, d: RunDecision) -> None:
+        knob, name = d.target.knob, d.target.name
+        if knob is Knob.FRAME_BUFFER:
+            run.slots.budget_bytes = d.new
+            run.slots.trim()
+        elif knob is Knob.MAP_POOL:
+            run.pools[name].resize(d.new)
+            self._last_pool_change = time.monotonic()
+            if not run.ex.credits_per_file:  # the executors' rule: enough slots per file to feed every worker
+                run.credits_per_file = credits_per_file(sum(p.max_concurrent_tasks for p in run.pools.values()))
+            for m in run.maps:
+                if run.stages[m].pool == name:
+                    run.map_stats[m].workers = d.new
+        elif knob is Knob.CACHE:
+            run.ex.caches.get(name).resize(max_size_bytes=d.new)
+        self.decisions.append(d)
+        log.info("optimizer: %s", d.line(), extra={"what": d.what, "from": d.old, "to": d.new, "why": d.why})
+
+
+def _leased_bytes(slots: Any) -> int:
+    return sum(p.slot_size * p.leased_slots for p in slots.pools)
