@@ -1,59 +1,27 @@
 """framepipe's engine: pipelines of stages over folders of files, on process pools.
 
 The engine knows nothing of video; the ``stages`` package builds the video
-library on this public API.
+library on this public API. Here is what a pipeline author needs; the layers
+below have their own documented subpackages: ``pipeline.dataplane`` (frames in
+shared memory), ``pipeline.runtime`` (worker pools), ``pipeline.tuning``,
+``pipeline.observe``, ``pipeline.cache``, ``pipeline.executors``, and every
+error in ``pipeline.errors``.
 """
 
-from .dataplane.buffers import BufferPool, FrameRef, SlotLease
-from .dataplane.frame_pools import BufferConfig, VideoBufferPool
-from .errors import (
-    BufferPoolExhausted,
-    CorruptMedia,
-    DiskFull,
-    EmptyStream,
-    FileTimeout,
-    FramepipeError,
-    InputError,
-    InvalidOption,
-    OutputError,
-    OutputFolderInUse,
-    OutputIsLink,
-    OutputNotWritable,
-    PipelineDefinitionError,
-    PoolFull,
-    PoolUnavailable,
-    PresetNotFound,
-    ResourceExhausted,
-    StageError,
-    StaleFrameRef,
-    TaskTimeout,
-    TruncatedMedia,
-    UndecodableStream,
-    UnreadableFile,
-    UnsupportedMedia,
-    WorkerCrashed,
-)
+from .errors import FramepipeError, InputError, InvalidOption, OutputError, PipelineDefinitionError, StageError
 from .graph import Pipeline
 from .items import AUDIO, FILE, FRAME, FileItem, SharedItem, fingerprint
-from .observe.metrics import StageStats
 from .outputs import PartialOutput, atomic_output, safe_join, write_atomic
 from .presets import build_preset, load_preset
 from .results import FileResult, RunResult
 from .run import run
-from .runtime.pool import CoreBudget, Priority, TaskPoolConfig, WorkerPool
 from .sources import FileSelection, find_files, read_file_list
 from .stage import FileRun, Stage, StageContext, stage
-from .tuning.coordinator import RuntimeCoordinator
 from .tuning.performance import PerformanceConfig
 
 __all__ = [  # sorted; tests/test_public_api.py keeps it so
-    "atomic_output", "AUDIO", "BufferConfig", "BufferPool", "BufferPoolExhausted", "build_preset", "CoreBudget",
-    "CorruptMedia", "DiskFull", "EmptyStream", "FILE", "FileItem", "FileResult", "FileRun", "FileSelection",
-    "FileTimeout", "find_files", "fingerprint", "FRAME", "FramepipeError", "FrameRef", "InputError", "InvalidOption",
-    "load_preset", "OutputError", "OutputFolderInUse", "OutputIsLink", "OutputNotWritable", "PartialOutput",
-    "PerformanceConfig", "Pipeline", "PipelineDefinitionError", "PoolFull", "PoolUnavailable", "PresetNotFound",
-    "Priority", "read_file_list", "ResourceExhausted", "run", "RunResult", "RuntimeCoordinator", "safe_join",
-    "SharedItem", "SlotLease", "Stage", "stage", "StageContext", "StageError", "StageStats", "StaleFrameRef",
-    "TaskPoolConfig", "TaskTimeout", "TruncatedMedia", "UndecodableStream", "UnreadableFile", "UnsupportedMedia",
-    "VideoBufferPool", "WorkerCrashed", "WorkerPool", "write_atomic",
+    "atomic_output", "AUDIO", "build_preset", "FILE", "FileItem", "FileResult", "FileRun", "FileSelection",
+    "find_files", "fingerprint", "FRAME", "FramepipeError", "InputError", "InvalidOption", "load_preset",
+    "OutputError", "PartialOutput", "PerformanceConfig", "Pipeline", "PipelineDefinitionError", "read_file_list",
+    "run", "RunResult", "safe_join", "SharedItem", "Stage", "stage", "StageContext", "StageError", "write_atomic",
 ]

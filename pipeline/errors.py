@@ -1,8 +1,10 @@
 """The error hierarchy: every failure framepipe reports is one of these.
 
-Input errors are also the matching built-in (``UnreadableFile`` is an
-``OSError``, ``CorruptMedia`` a ``ValueError``) so callers may catch narrowly
-or broadly; the library error that caused one is kept as ``__cause__``.
+Errors are also the matching built-in (``UnreadableFile`` is an ``OSError``,
+``InvalidOption`` a ``ValueError``) so callers may catch narrowly or broadly;
+the library error that caused one is kept as ``__cause__``. What is wrong
+inside a media file (``CorruptMedia`` and its kin) is the video library's:
+``stages.errors`` subclasses ``InputError`` for it.
 The whole tree (``tests/pipeline/test_errors.py`` keeps it true)::
 
     FramepipeError
@@ -11,11 +13,6 @@ The whole tree (``tests/pipeline/test_errors.py`` keeps it true)::
       PresetNotFound (LookupError)
       InputError: one input file cannot be used
         UnreadableFile (OSError)
-        CorruptMedia (ValueError)
-          TruncatedMedia
-          EmptyStream
-          UndecodableStream
-        UnsupportedMedia (ValueError)
       StageError: a stage raised on a file
       WorkerCrashed: the process running it died
       Cancelled: a file not run because the batch stopped first
@@ -56,11 +53,6 @@ __all__ = [
     "PipelineDefinitionError",
     "InputError",
     "UnreadableFile",
-    "CorruptMedia",
-    "TruncatedMedia",
-    "EmptyStream",
-    "UndecodableStream",
-    "UnsupportedMedia",
     "StageError",
     "OutputError",
     "DiskFull",
@@ -135,12 +127,7 @@ def _shown(value: object) -> str:
 # Input errors: something is wrong with one file ----------------------------
 #
 #   InputError
-#   ├── UnreadableFile      missing, empty (0 bytes), a folder, permission denied, a link loop
-#   ├── CorruptMedia        not a media file FFmpeg can open, or a header that makes no sense
-#   │   ├── TruncatedMedia      the data ends before the file's own index or duration says
-#   │   ├── EmptyStream         a video stream with no packets in it
-#   │   └── UndecodableStream   packets there, but not one frame decodes from them
-#   └── UnsupportedMedia    a sound file, an unknown codec: nothing this pipeline can use
+#   └── UnreadableFile      missing, empty (0 bytes), a folder, permission denied, a link loop
 #
 # Each message is one line: the file, then what is wrong with it.
 
@@ -157,29 +144,6 @@ class InputError(FramepipeError):
 class UnreadableFile(InputError, OSError):
     """The file is missing, empty, a directory or not readable."""
 
-
-class CorruptMedia(InputError, ValueError):
-    """The file is not a valid media container, or its streams do not decode."""
-
-
-class TruncatedMedia(CorruptMedia):
-    """The data ends before the file's own index or duration says it should (an interrupted copy).
-
-    The frames before the cut are decoded and handed on first, so outputs made
-    from them (thumbnails) are kept; then the file fails.
-    """
-
-
-class EmptyStream(CorruptMedia):
-    """The file has a video stream with no packets in it (a header and nothing after it)."""
-
-
-class UndecodableStream(CorruptMedia):
-    """The video stream has packets, but not one frame decodes from them."""
-
-
-class UnsupportedMedia(InputError, ValueError):
-    """The file is valid but has nothing this pipeline can use (audio only, a codec with no decoder...)."""
 
 
 # Running ------------------------------------------------------------------

@@ -6,6 +6,7 @@ from .colour import Colour
 from .decode import Decode
 from .deinterlace import Deinterlacer, combing
 from .encode import Encode, Proxy
+from .errors import CorruptMedia, EmptyStream, TruncatedMedia, UndecodableStream, UnsupportedMedia
 from .frames import AudioFrameItem, StreamInfo, VideoFrameItem
 from .media import VIDEO_EXTENSIONS, display_size, fit_within, open_media
 from .metadata import METADATA_FIELDS, MediaInfo, Metadata, probe
@@ -15,9 +16,9 @@ from .thumbnails import Thumbnails, frame_to_image
 from .transforms import Convert, Crop, PixelFunction, Resize, numpy_stage
 
 __all__ = [  # sorted; tests/test_public_api.py keeps it so
-    "AudioFrameItem", "AudioLevels", "ClipSpec", "Colour", "combing", "Convert", "Crop", "Decode", "Deinterlacer",
-    "display_size", "Encode", "fit_within", "frame_to_image", "generate_samples", "make_clip", "MediaInfo",
-    "Metadata", "METADATA_FIELDS", "numpy_stage", "open_media", "PixelFunction", "presets", "probe", "Proxy",
-    "read_frame_marker", "Resize", "SAMPLE_SET", "SpriteSheet", "StreamInfo", "Thumbnails", "VIDEO_EXTENSIONS",
-    "VideoFrameItem",
+    "AudioFrameItem", "AudioLevels", "ClipSpec", "Colour", "combing", "Convert", "CorruptMedia", "Crop", "Decode",
+    "Deinterlacer", "display_size", "EmptyStream", "Encode", "fit_within", "frame_to_image", "generate_samples",
+    "make_clip", "MediaInfo", "Metadata", "METADATA_FIELDS", "numpy_stage", "open_media", "PixelFunction",
+    "presets", "probe", "Proxy", "read_frame_marker", "Resize", "SAMPLE_SET", "SpriteSheet", "StreamInfo",
+    "Thumbnails", "TruncatedMedia", "UndecodableStream", "UnsupportedMedia", "VIDEO_EXTENSIONS", "VideoFrameItem",
 ]

@@ -19,8 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import RunResult, build_preset, run
-from pipeline.observe.metrics import StageStats, find_bottleneck, text_table
-from pipeline.observe.progress import ConsoleProgress
+from pipeline.observe import ConsoleProgress, StageStats, find_bottleneck, text_table
 from pipeline.presets import load_pipeline_file, parse_options
 
 from .samples import generate_samples

@@ -18,11 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline import fingerprint
-from pipeline.cache.config import CacheConfig
-from pipeline.cache.disk import DiskCache
-from pipeline.cache.location import caching_disabled
-from pipeline.cache.manager import CacheManager
-from pipeline.cache.memory import Cache
+from pipeline.cache import Cache, CacheConfig, CacheManager, DiskCache, caching_disabled
 
 from .decode import decode_file
 from .media import choose_streams, open_media

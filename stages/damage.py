@@ -26,8 +26,7 @@ from typing import Any
 
 import av
 
-from pipeline import CorruptMedia, EmptyStream, TruncatedMedia, UndecodableStream
-
+from .errors import CorruptMedia, EmptyStream, TruncatedMedia, UndecodableStream
 from .media import ffmpeg_reason
 
 __all__ = ["VideoDamage", "stated_duration", "read_packets"]

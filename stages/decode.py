@@ -13,25 +13,14 @@ from typing import Any
 import av
 import pyarrow as pa
 
-from pipeline import (
-    AUDIO,
-    FILE,
-    FRAME,
-    EmptyStream,
-    FileItem,
-    FileRun,
-    InputError,
-    PipelineDefinitionError,
-    Stage,
-    StageContext,
-    UnsupportedMedia,
-)
-from pipeline.dataplane.buffers import BufferPool
+from pipeline import AUDIO, FILE, FRAME, FileItem, FileRun, InputError, PipelineDefinitionError, Stage, StageContext
+from pipeline.dataplane import BufferPool
 from pipeline.presets import Option
 
 from .colour import Colour
 from .damage import VideoDamage, read_packets
 from .deinterlace import DEINTERLACE, FIELD_RATE, FieldPolicy, field_order_name
+from .errors import EmptyStream, UnsupportedMedia
 from .frames import AudioFrameItem, StreamInfo, VideoFrameItem, wrap_pixels
 from .media import (
     StreamChoice,

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline import AUDIO, FRAME, InputError, PartialOutput, PipelineDefinitionError, Stage, StageContext
-from pipeline.dataplane.zerocopy import transfer
+from pipeline.dataplane import transfer
 from pipeline.errors import InvalidOption
 from pipeline.outputs import fit_name
 from pipeline.presets import Option

@@ -18,10 +18,10 @@ import av
 import numpy as np
 
 from pipeline import AUDIO, FRAME
-from pipeline.dataplane.buffers import FrameRef
-from pipeline.dataplane.frame_pools import frame_layout
+from pipeline.dataplane import FrameRef
 
 from .colour import Colour
+from .pixels import frame_layout
 
 __all__ = ["StreamInfo", "VideoFrameItem", "AudioFrameItem", "wrap_pixels"]
 

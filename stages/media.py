@@ -14,7 +14,9 @@ import av
 import av.logging
 from av.stream import Disposition
 
-from pipeline import CorruptMedia, UndecodableStream, UnreadableFile, UnsupportedMedia
+from pipeline.errors import UnreadableFile
+
+from .errors import CorruptMedia, UndecodableStream, UnsupportedMedia
 
 __all__ = ["VIDEO_EXTENSIONS", "open_media", "check_readable", "open_decoder", "StreamChoice", "choose_streams",
            "video_candidates", "audio_candidates", "check_picture_size", "ffmpeg_reason", "display_size",

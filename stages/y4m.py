@@ -13,12 +13,11 @@ from fractions import Fraction
 
 import numpy as np
 
-from pipeline import CorruptMedia, TruncatedMedia
-from pipeline.dataplane.buffers import BufferPool, FrameRef, SlotLease
-from pipeline.dataplane.frame_pools import frame_layout, frame_nbytes
-from pipeline.dataplane.zerocopy import MappedFile, read_into
+from pipeline.dataplane import BufferPool, FrameRef, MappedFile, SlotLease, read_into
 
+from .errors import CorruptMedia, TruncatedMedia
 from .media import check_picture_size
+from .pixels import frame_layout, frame_nbytes
 
 __all__ = ["Y4MFile"]
 

@@ -7,12 +7,12 @@ The engine keeps stage results across runs in a ``DiskCache`` (see
 from ..errors import CacheClosed, CacheError, InvalidCacheName, LockTimeout, UnsupportedCacheValue
 from .config import CacheConfig, EvictionPolicy, HybridPolicy
 from .disk import DiskCache, DiskCacheStats, PruneResult
-from .location import default_cache_dir
+from .location import caching_disabled, default_cache_dir
 from .manager import CacheManager, ClearableCache
 from .memory import AsyncCache, Cache, CacheMetrics
 
-__all__ = [
+__all__ = [  # sorted; tests/test_public_api.py keeps it so
     "AsyncCache", "Cache", "CacheClosed", "CacheConfig", "CacheError", "CacheManager", "CacheMetrics",
-    "ClearableCache", "DiskCache", "DiskCacheStats", "EvictionPolicy", "HybridPolicy", "InvalidCacheName",
-    "LockTimeout", "PruneResult", "UnsupportedCacheValue", "default_cache_dir",
+    "caching_disabled", "ClearableCache", "default_cache_dir", "DiskCache", "DiskCacheStats", "EvictionPolicy",
+    "HybridPolicy", "InvalidCacheName", "LockTimeout", "PruneResult", "UnsupportedCacheValue",
 ]

@@ -3,7 +3,8 @@
 Default classes: a 1080p RGB24 frame, a 4K RGB24 frame, and one second of
 48 kHz stereo float32 audio. A YUV 4:2:0 frame takes its real size (half of
 RGB24), so a 4K YUV frame fits the 4K class and a 1080p YUV frame the 1080p
-class with room to spare.
+class with room to spare. How many bytes a frame of a pixel format takes is
+the video library's to say (``stages.pixels``); here are only byte counts.
 """
 
 from __future__ import annotations
@@ -17,49 +18,13 @@ import numpy as np
 from ..errors import BufferPoolExhausted
 from .buffers import BufferPool, BufferPoolStats, SlotLease
 
-__all__ = ["SizeClass", "BufferConfig", "VideoBufferPool", "SlotAllocator", "frame_layout", "frame_nbytes",
-           "AUDIO_SECOND_BYTES"]
+__all__ = ["SizeClass", "BufferConfig", "VideoBufferPool", "SlotAllocator", "AUDIO_SECOND_BYTES"]
 
 AUDIO_SECOND_BYTES = 48_000 * 2 * 4
 """One second of 48 kHz stereo float32 samples."""
 
-# Bytes per pixel of the luma plane, and chroma subsampling (x, y) with the number of chroma planes.
-_PLANAR: dict[str, tuple[int, int, int, int]] = {
-    "yuv420p": (1, 2, 2, 2), "yuvj420p": (1, 2, 2, 2), "yuv422p": (1, 2, 1, 2), "yuv444p": (1, 1, 1, 2),
-    "yuv420p10le": (2, 2, 2, 2), "yuv422p10le": (2, 2, 1, 2), "yuv444p10le": (2, 1, 1, 2),
-    "nv12": (1, 2, 2, 1),  # one interleaved UV plane at half height, full width in bytes
-}
-_PACKED: dict[str, tuple[int, Any]] = {  # channels, dtype
-    "gray": (1, np.uint8), "gray16le": (1, np.uint16), "rgb24": (3, np.uint8), "bgr24": (3, np.uint8),
-    "rgba": (4, np.uint8), "bgra": (4, np.uint8), "rgb48le": (3, np.uint16), "flt": (1, np.float32),
-}
-
-
-def frame_layout(width: int, height: int, pixel_format: str) -> tuple[tuple[int, ...], np.dtype]:
-    """The numpy shape and dtype of a frame in a slot (PyAV's ``to_ndarray`` layout where it has one).
-
-    Packed formats are ``(height, width[, channels])``; planar YUV is its planes
-    back to back: ``(height * 3 // 2, width)`` for even 4:2:0 sizes, else flat.
-    """
-    if pixel_format in _PACKED:
-        channels, dtype = _PACKED[pixel_format]
-        shape = (height, width) if channels == 1 else (height, width, channels)
-        return shape, np.dtype(dtype)
-    if pixel_format in _PLANAR:
-        bpp, sx, sy, planes = _PLANAR[pixel_format]
-        cw, ch = -(-width // sx), -(-height // sy)
-        chroma = cw * ch * 2 if pixel_format == "nv12" else cw * ch * planes
-        dtype = np.dtype(np.uint16 if bpp == 2 else np.uint8)
-        if pixel_format in ("yuv420p", "yuvj420p", "yuv420p10le") and width % 2 == 0 and height % 4 == 0:
-            return (height * 3 // 2, width), dtype
-        return (width * height + chroma,), dtype
-    raise ValueError(f"unknown pixel format {pixel_format!r}")
-
-
-def frame_nbytes(width: int, height: int, pixel_format: str) -> int:
-    """Bytes a frame of this size and pixel format takes in a slot."""
-    shape, dtype = frame_layout(width, height, pixel_format)
-    return int(np.prod(shape)) * dtype.itemsize
+_RGB24_1080P = 1920 * 1080 * 3
+_RGB24_4K = 3840 * 2160 * 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +48,8 @@ class BufferConfig:
     def video_processing(cls, frames_1080p: int = 16, frames_4k: int = 4, audio_seconds: int = 8) -> BufferConfig:
         """For batch work on HD and UHD footage: about 100 MB of 1080p slots and 100 MB of 4K slots."""
         return cls((SizeClass("audio_1s", AUDIO_SECOND_BYTES, audio_seconds),
-                    SizeClass("rgb24_1080p", frame_nbytes(1920, 1080, "rgb24"), frames_1080p),
-                    SizeClass("rgb24_4k", frame_nbytes(3840, 2160, "rgb24"), frames_4k)))
+                    SizeClass("rgb24_1080p", _RGB24_1080P, frames_1080p),
+                    SizeClass("rgb24_4k", _RGB24_4K, frames_4k)))
 
     @classmethod
     def low_memory(cls) -> BufferConfig:
@@ -127,11 +92,6 @@ class VideoBufferPool:
             if lease is not None:
                 return lease
         return fits[0].acquire(timeout)
-
-    def allocate_frame(self, width: int, height: int, pixel_format: str = "rgb24",
-                       timeout: float | None = None) -> SlotLease:
-        """A slot for one frame of this size and pixel format (see :func:`frame_layout`)."""
-        return self.allocate(frame_nbytes(width, height, pixel_format), timeout)
 
     def allocate_audio(self, samples: int, channels: int = 2, dtype: Any = np.float32,
                        timeout: float | None = None) -> SlotLease:

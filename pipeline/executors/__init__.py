@@ -7,7 +7,10 @@ from .base import ExecutionReport, Executor, FileTask, RunEvents
 from .inline import InlineExecutor
 from .local import LocalExecutor
 
-__all__ = ["Executor", "ExecutionReport", "FileTask", "RunEvents", "InlineExecutor", "LocalExecutor", "get_executor"]
+__all__ = [  # sorted; tests/test_public_api.py keeps it so
+    "ExecutionReport", "Executor", "EXECUTORS", "FileTask", "get_executor", "InlineExecutor", "LocalExecutor",
+    "RunEvents",
+]
 
 EXECUTORS = ("local", "inline", "ray")
 

@@ -18,10 +18,11 @@ from support.clips import BROKEN
 from support.runs import result_for
 
 import pipeline.bookkeeping.memo as memo_module
-from pipeline import FILE, CorruptMedia, FileItem, Pipeline, Stage, StageContext, run
+from pipeline import FILE, FileItem, Pipeline, Stage, StageContext, run
 from pipeline.bookkeeping.memo import Replay, lineages, memo_key
 from pipeline.cache.disk import DiskCache
 from stages import Metadata, presets
+from stages.errors import CorruptMedia
 
 CLIP = "landscape_audio.mp4"
 
@@ -204,7 +205,7 @@ class Unreadable(Stage):
         return {}
 
     def process(self, item: FileItem, ctx: StageContext) -> None:
-        from pipeline import UnreadableFile
+        from pipeline.errors import UnreadableFile
         if os.path.exists(self.blocked):
             raise UnreadableFile(item.path, "too many open files")
         ctx.record(readable=True)

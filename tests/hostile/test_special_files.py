@@ -22,8 +22,9 @@ import pyarrow.parquet as pq
 import pytest
 from support.cli import FRAMEPIPE
 
-from pipeline import FileItem, UnreadableFile, fingerprint
+from pipeline import FileItem, fingerprint
 from pipeline.dataplane.zerocopy import MappedFile, transfer
+from pipeline.errors import UnreadableFile
 from pipeline.run import collect_inputs
 from pipeline.sources import SkippedInput, find_files
 from stages import ClipSpec, make_clip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from pipeline.dataplane.frame_pools import (
@@ -11,30 +10,17 @@ from pipeline.dataplane.frame_pools import (
     SizeClass,
     SlotAllocator,
     VideoBufferPool,
-    frame_layout,
-    frame_nbytes,
 )
-
-
-def test_frame_sizes_are_real_sizes() -> None:
-    assert frame_nbytes(1920, 1080, "rgb24") == 1920 * 1080 * 3
-    assert frame_nbytes(1920, 1080, "yuv420p") == 1920 * 1080 * 3 // 2
-    assert frame_nbytes(3840, 2160, "yuv420p10le") == 3840 * 2160 * 3
-    assert frame_nbytes(853, 481, "yuv420p") == 853 * 481 + 2 * 427 * 241  # odd sizes round chroma up
-    assert frame_layout(1920, 1080, "yuv420p") == ((1620, 1920), np.dtype(np.uint8))
-    assert frame_layout(640, 360, "rgb24") == ((360, 640, 3), np.dtype(np.uint8))
-    with pytest.raises(ValueError, match="unknown pixel format"):
-        frame_layout(2, 2, "weird")
 
 
 def test_the_smallest_class_that_fits_is_chosen() -> None:
     with VideoBufferPool(BufferConfig.low_memory()) as pools:
-        assert pools.allocate_frame(1920, 1080, "rgb24").pool.name == "rgb24_1080p"
-        assert pools.allocate_frame(3840, 2160, "yuv420p").pool.name == "rgb24_4k"
-        assert pools.allocate_frame(1280, 720, "yuv420p").pool.name == "rgb24_1080p"
+        assert pools.allocate(1920 * 1080 * 3).pool.name == "rgb24_1080p"  # a 1080p RGB24 frame
+        assert pools.allocate(3840 * 2160 * 3 // 2).pool.name == "rgb24_4k"  # a 4K YUV 4:2:0 frame
+        assert pools.allocate(1280 * 720 * 3).pool.name == "rgb24_1080p"
         assert pools.allocate_audio(48_000).pool.name == "audio_1s"
         with pytest.raises(ValueError, match="larger than the largest size class"):
-            pools.allocate_frame(7680, 4320, "rgb24")
+            pools.allocate(7680 * 4320 * 3)
 
 
 def test_a_full_class_spills_to_the_next_larger_one_before_waiting() -> None:

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import FILE, OutputFolderInUse, Pipeline, Stage, StageContext, run, write_atomic
+from pipeline import FILE, Pipeline, Stage, StageContext, run, write_atomic
 from pipeline.bookkeeping.ledger import LEDGER_NAME, RunLedger
 from pipeline.cache.locks import FileLock
+from pipeline.errors import OutputFolderInUse
 from pipeline.outputs import WRITE_FAULT_ENV
 from pipeline.run import LOCK_NAME
 from pipeline.sources import file_items

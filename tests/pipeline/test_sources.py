@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import FileSelection, UnreadableFile, find_files, fingerprint, read_file_list
+from pipeline import FileSelection, find_files, fingerprint, read_file_list
+from pipeline.errors import UnreadableFile
 from pipeline.run import collect_inputs
 
 

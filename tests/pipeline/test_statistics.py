@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import BufferPool, RuntimeCoordinator, TaskPoolConfig, WorkerPool
 from pipeline.cache import AsyncCache, Cache, CacheConfig, CacheManager, DiskCache
+from pipeline.dataplane import BufferPool
+from pipeline.runtime import TaskPoolConfig, WorkerPool
+from pipeline.tuning import RuntimeCoordinator
 
 
 def _frozen(record: object) -> None:

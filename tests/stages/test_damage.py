@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import CorruptMedia, FileItem, FileRun, TruncatedMedia, UnsupportedMedia
+from pipeline import FileItem, FileRun
 from stages import ClipSpec, make_clip
 from stages.decode import decode_file
+from stages.errors import CorruptMedia, TruncatedMedia, UnsupportedMedia
 from stages.frames import VideoFrameItem
 from stages.samples import read_frame_marker
 

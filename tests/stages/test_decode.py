@@ -9,9 +9,10 @@ import av
 import numpy as np
 import pytest
 
-from pipeline import FileItem, FileRun, UnsupportedMedia
+from pipeline import FileItem, FileRun
 from stages import ClipSpec, Decode, make_clip, read_frame_marker
 from stages.decode import decode_file
+from stages.errors import UnsupportedMedia
 from stages.frames import AudioFrameItem, VideoFrameItem
 
 FPS = 30

@@ -15,8 +15,10 @@ import pytest
 from support.clips import BROKEN, CLIPS
 from support.runs import result_for
 
-from pipeline import CorruptMedia, RunResult, UnreadableFile, run
+from pipeline import RunResult, run
+from pipeline.errors import UnreadableFile
 from stages import METADATA_FIELDS, ClipSpec, MediaInfo, make_clip, presets, probe, read_frame_marker
+from stages.errors import CorruptMedia
 
 
 @pytest.mark.parametrize("relpath", list(CLIPS))

@@ -7,8 +7,8 @@ from pathlib import Path
 import av
 import pytest
 
-from pipeline import CorruptMedia
 from stages import SAMPLE_SET, generate_samples, probe, read_frame_marker
+from stages.errors import CorruptMedia
 
 
 @pytest.fixture(scope="module")

@@ -21,20 +21,10 @@ from support.stream_clips import (
     two_programme_ts,
 )
 
-from pipeline import (
-    EmptyStream,
-    FileItem,
-    FileRun,
-    InvalidOption,
-    Pipeline,
-    PipelineDefinitionError,
-    RunResult,
-    UndecodableStream,
-    UnsupportedMedia,
-    run,
-)
+from pipeline import FileItem, FileRun, InvalidOption, Pipeline, PipelineDefinitionError, RunResult, run
 from stages import Decode, Encode, Metadata, SpriteSheet, Thumbnails, presets, probe
 from stages.decode import decode_file
+from stages.errors import EmptyStream, UndecodableStream, UnsupportedMedia
 from stages.frames import AudioFrameItem, VideoFrameItem
 from stages.media import choose_streams, open_media
 from stages.transforms import numpy_stage

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import CorruptMedia, run
+from pipeline import run
 from pipeline.dataplane.buffers import BufferPool
 from pipeline.dataplane.segments import SEGMENT_PREFIX
 from stages import ClipSpec, make_clip, presets, read_frame_marker
 from stages.caches import FrameCache, ThumbnailCache, extract_frame
 from stages.decode import decode_file
+from stages.errors import CorruptMedia
 from stages.frames import VideoFrameItem
 from stages.y4m import Y4MFile
 
