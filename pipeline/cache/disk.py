@@ -41,20 +41,18 @@ index uses ``synchronous=NORMAL`` (WAL: consistent after a crash, the last
 commits may be lost on power failure). A power cut may thus cost entries or
 leave a short file; checksums turn those into misses. ``fsync=True`` fsyncs
 each file and its folder before the rename and sets ``synchronous=FULL``.
+
+``DiskCache`` composes the parts, one module each: ``encoding`` (values as
+bytes, what an entry costs), ``blobs`` (the value files), ``index`` (the SQLite
+index and its transactions) and ``usage`` (hits held between flushes).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import math
 import os
-import re
-import secrets
-import shutil
 import sqlite3
-import sys
 import threading
 import time
 import zlib
@@ -64,10 +62,23 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from ..errors import CacheClosed, UnsupportedCacheValue
-from ..outputs import output_error, write_output
+from .blobs import BlobFiles, key_hash
 from .config import CacheConfig, EvictionPolicy
+from .encoding import BLOCK, BYTES, INLINE_MAX, ROW_OVERHEAD, decode_value, encode_value, entry_cost
+from .index import (
+    EVICTION_ORDER,
+    NO_SEQ,
+    IndexBroken,
+    IndexRebuilt,
+    Txn,
+    connect_index,
+    is_corruption,
+    set_aside,
+    write_transaction,
+)
 from .location import cache_path
 from .locks import FileLock
+from .usage import PendingHits
 
 __all__ = [
     "DiskCache",
@@ -84,86 +95,11 @@ __all__ = [
 T = TypeVar("T")
 
 GiB: Final = 1 << 30
-INLINE_MAX: Final = 32 * 1024
-"""Values up to this many bytes live in the index; larger ones in files."""
-ROW_OVERHEAD: Final = 128
-"""Bytes counted per entry on top of its key and value: the fixed columns,
-record header, rowid, file name and B-tree cell pointers of its row."""
-BLOCK: Final = 4096
-"""File values are counted in whole blocks of this size (what a filesystem allocates)."""
-
 _DEFAULT_CONFIG: Final = CacheConfig(max_entries=None, max_size_bytes=2 * GiB)
-_SCHEMA_VERSION: Final = 1
-_BYTES, _JSON, _ARROW = 0, 1, 2
-_FILE_RE: Final = re.compile(r"[0-9a-f]{2}/[0-9a-f]{40}-[0-9a-f]{16}\.val\Z")
-_CORRUPTION_CODES: Final = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
-_KEEP_BROKEN: Final = 3
-_ORPHAN_GRACE_S: Final = 60.0  # a file this young may be a set about to commit
-_STALE_TMP_S: Final = 3600.0
-_NO_SEQ: Final = (1 << 63) - 1
 _MISS: Final = object()
 _RETRY: Final = object()
-
-# Eviction order per policy, and the index that serves it.
-# (``seq < ?`` spares the entries the transaction itself is writing, as an
-# in-memory cache makes room before it inserts: under LFU a newcomer would
-# otherwise always be the first to go.)
-_VICTIMS: Final = {
-    EvictionPolicy.LRU: "SELECT seq FROM usage WHERE seq < ? ORDER BY accessed, seq LIMIT 32",
-    EvictionPolicy.LFU: "SELECT seq FROM usage WHERE seq < ? ORDER BY hits, accessed, seq LIMIT 32",
-    EvictionPolicy.FIFO: "SELECT seq FROM entries WHERE seq < ? ORDER BY seq LIMIT 32",
-    EvictionPolicy.TTL: "SELECT seq FROM entries WHERE seq < ? ORDER BY expires, seq LIMIT 32",
-}
-_POLICY_INDEX: Final = {
-    EvictionPolicy.LRU: "CREATE INDEX IF NOT EXISTS usage_lru ON usage(accessed)",
-    EvictionPolicy.LFU: "CREATE INDEX IF NOT EXISTS usage_lfu ON usage(hits, accessed)",
-}
 _VERIFIED_MAX: Final = 1 << 17  # rows remembered as checked; forgotten all at once past this
-
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS entries (
-    seq      INTEGER PRIMARY KEY,  -- from meta.next_seq, never reused: FIFO order, tie-breaks, memos
-    key      TEXT NOT NULL UNIQUE,
-    kind     INTEGER NOT NULL,     -- 0 bytes, 1 JSON, 2 Arrow IPC stream
-    file     TEXT,                 -- blobs/ path of a large value, else NULL
-    size     INTEGER NOT NULL,     -- bytes of the serialised value
-    crc      INTEGER NOT NULL,     -- zlib.crc32 of them
-    cost     INTEGER NOT NULL,     -- bytes counted against max_size_bytes (entry_cost)
-    expires  REAL NOT NULL,        -- clock time, +inf for never
-    value    BLOB                  -- small values inline (last: other columns read without it)
-);
-CREATE INDEX IF NOT EXISTS entries_expires ON entries(expires);
--- Access bookkeeping in a narrow table of its own: updating it never rewrites
--- a row that holds a value (SQLite rewrites a whole row on UPDATE).
-CREATE TABLE IF NOT EXISTS usage (
-    seq      INTEGER PRIMARY KEY,  -- entries.seq
-    accessed REAL NOT NULL,        -- last access (LRU), flushed in batches
-    hits     REAL NOT NULL         -- aged access count (LFU), flushed in batches
-);
-CREATE TRIGGER IF NOT EXISTS entries_gone AFTER DELETE ON entries
-    BEGIN DELETE FROM usage WHERE seq = old.seq; END;
-CREATE TABLE IF NOT EXISTS meta (
-    id      INTEGER PRIMARY KEY CHECK (id = 0),
-    entries INTEGER NOT NULL,      -- running totals, kept in step by every write transaction
-    size    INTEGER NOT NULL,
-    ticks   REAL NOT NULL,         -- hits flushed since LFU counts were last halved
-    next_seq INTEGER NOT NULL      -- (AUTOINCREMENT would write one more page per transaction)
-);
-INSERT OR IGNORE INTO meta VALUES (0, 0, 0, 0, 1);
-"""
-
 _GET_SQL: Final = "SELECT seq, kind, file, size, crc, expires, value FROM entries WHERE key = ?"
-
-
-# --- errors ---------------------------------------------------------------------------
-
-
-class _IndexBroken(Exception):
-    """The SQLite index cannot be used (corrupt, truncated, not a database)."""
-
-
-class _Rebuilt(Exception):
-    """A write found the index corrupt; it was rebuilt empty and the write did not happen."""
 
 
 # --- records --------------------------------------------------------------------------
@@ -199,39 +135,7 @@ class PruneResult:
     bytes_freed: int
 
 
-def entry_cost(key: str, value_size: int) -> int:
-    """Bytes an entry is counted for against ``max_size_bytes``.
-
-    ``2 * len(key in UTF-8)`` (the key is in the table and in its unique index)
-    ``+ ROW_OVERHEAD`` ``+`` the value: its size when inline (<= ``INLINE_MAX``),
-    else its file's size rounded up to whole ``BLOCK``s.
-    """
-    key_bytes = len(key.encode("utf-8", "surrogatepass"))
-    value_bytes = value_size if value_size <= INLINE_MAX else -(-value_size // BLOCK) * BLOCK
-    return 2 * key_bytes + ROW_OVERHEAD + value_bytes
-
-
 # --- the cache ------------------------------------------------------------------------
-
-
-def _set_wal(conn: sqlite3.Connection, patience_s: float = 60.0) -> None:
-    """Put the index in WAL mode, waiting out other processes that open it at the same moment.
-
-    Changing the journal mode takes an exclusive lock, and SQLite answers
-    "database is locked" at once instead of waiting on its busy timeout: two
-    workers opening a fresh cache together hit it (seen as a lost entry).
-    """
-    deadline = time.monotonic() + patience_s
-    delay = 0.001
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)  # a retry back-off, not a wait for an event
-            delay = min(delay * 2, 0.05)
 
 
 class DiskCache:
@@ -277,17 +181,14 @@ class DiskCache:
         self._flush_every = max(1, flush_every)
         self._flush_interval = flush_interval
         self._policy = _resolve_policy(config)
-        self._victims = _VICTIMS[self._policy]
+        self._victims = EVICTION_ORDER[self._policy]
         self._tracks_access = self._policy in (EvictionPolicy.LRU, EvictionPolicy.LFU)
         self._db_path = self.path / "index.sqlite"
-        self._blobs = self.path / "blobs"
-        self._tmp = self.path / "tmp"
+        self._blobs = BlobFiles(self.path / "blobs", self.path / "tmp", fsync=fsync)
         self._locks = self.path / "locks"
         self._lock = threading.RLock()
-        self._pending: dict[int, list[float]] = {}  # seq -> [last access, hits] not yet flushed
+        self._pending_hits = PendingHits(self._policy, touch_interval)
         self._verified: set[int] = set()  # seqs whose value this handle has checked (rows are immutable)
-        self._touched: dict[int, float] = {}  # seq -> access time this handle last wrote (LRU)
-        self._touch_interval = touch_interval
         self._pending_expired: set[str] = set()
         self._last_flush = time.monotonic()
         self._last_cleanup = clock()
@@ -379,11 +280,11 @@ class DiskCache:
                 with self._lock:
                     self._write(functools.partial(self._insert, rows=rows))
                 return
-            except _Rebuilt:
+            except IndexRebuilt:
                 if attempt == 2:
                     raise CacheClosed(f"{self!r}: the index broke twice in a row") from None
             except BaseException:
-                _unlink_all(self._blobs / f for f in written)
+                self._blobs.remove_all(written)
                 raise
 
     def remove(self, key: str) -> bool:
@@ -391,22 +292,22 @@ class DiskCache:
         with self._lock:
             try:
                 return bool(self._write(lambda txn: txn.delete("WHERE key = ?", (key,))) > 0)
-            except _Rebuilt:
+            except IndexRebuilt:
                 return False  # the rebuilt index is empty: the key is gone anyway
 
     def clear(self) -> None:
         """Delete every entry."""
         with self._lock:
-            self._pending.clear()
+            self._pending_hits.drop()
             self._pending_expired.clear()
 
-            def wipe(txn: _Txn) -> None:
+            def wipe(txn: Txn) -> None:
                 txn.delete("", ())
                 txn.resync = True
 
             try:
                 self._write(wipe)
-            except _Rebuilt:
+            except IndexRebuilt:
                 pass  # rebuilt empty
 
     def get_or_compute(self, key: str, fn: Callable[[], T], ttl: float | None = None,
@@ -423,7 +324,7 @@ class DiskCache:
             value = self._get(key)
         if value is not _MISS:
             return value
-        lock = FileLock(self._locks / f"{_key_hash(key)}.lock", unlink=True)
+        lock = FileLock(self._locks / f"{key_hash(key)}.lock", unlink=True)
         try:
             lock.acquire(lock_timeout)
         except FileNotFoundError:  # the folder went with a rebuilt index
@@ -448,7 +349,7 @@ class DiskCache:
         with self._lock:
             before = (self._expirations, self._evictions)
 
-            def body(txn: _Txn) -> None:
+            def body(txn: Txn) -> None:
                 self._flush_into(txn)
                 self._expire(txn)
                 self._evict(txn)
@@ -456,7 +357,7 @@ class DiskCache:
 
             try:
                 freed = self._write(body, count_freed=True)
-            except _Rebuilt:
+            except IndexRebuilt:
                 freed = 0
             orphans = self._sweep_orphans()
             return PruneResult(expired=self._expirations - before[0], evicted=self._evictions - before[1],
@@ -465,10 +366,10 @@ class DiskCache:
     def flush(self) -> None:
         """Write the access counts kept in memory to the index now."""
         with self._lock:
-            if self._pending or self._pending_expired:
+            if self._pending_hits or self._pending_expired:
                 try:
                     self._write(self._flush_into)
-                except _Rebuilt:
+                except IndexRebuilt:
                     pass
 
     def close(self) -> None:
@@ -531,7 +432,7 @@ class DiskCache:
         if file is None:
             data = inline
         else:
-            data = self._read_file(file)
+            data = self._blobs.read(file)
             if data is None:
                 still = self._query("SELECT file FROM entries WHERE key = ?", (key,))
                 if not still or still[0][0] != file:
@@ -547,7 +448,7 @@ class DiskCache:
                 if len(self._verified) >= _VERIFIED_MAX:
                     self._verified.clear()
                 self._verified.add(seq)
-            value = data if kind == _BYTES else _decode(kind, data)
+            value = data if kind == BYTES else decode_value(kind, data)
         except Exception:
             self._verified.discard(seq)
             self._repair(key, file, crc)
@@ -558,35 +459,12 @@ class DiskCache:
         return value
 
     def _note_access(self, seq: int, now: float) -> None:
-        """Remember a hit in memory; ``_flush_into`` writes it.
-
-        LRU records a row's access at most once per ``touch_interval`` (as
-        memcached bumps an item at most once a minute): a hot key read in a
-        loop costs no index writes. LFU counts every hit.
-        """
-        if self._policy is EvictionPolicy.LRU:
-            if now - self._touched.get(seq, -math.inf) < self._touch_interval:
-                return
-            self._remember_touches(((seq, now),))
-        seen = self._pending.get(seq)
-        if seen is not None:
-            seen[0] = now
-            seen[1] += 1.0
-        else:
-            self._pending[seq] = [now, 1.0]
-        if len(self._pending) >= self._flush_every or time.monotonic() - self._last_flush >= self._flush_interval:
+        """Remember a hit in memory (``_flush_into`` writes it); flush once enough are pending."""
+        if not self._pending_hits.note(seq, now):
+            return
+        pending = len(self._pending_hits)
+        if pending >= self._flush_every or time.monotonic() - self._last_flush >= self._flush_interval:
             self._flush_quietly()
-
-    def _read_file(self, file: str) -> bytes | None:
-        if not _FILE_RE.match(file):  # a name we never write: refuse to follow it anywhere
-            return b""
-        try:
-            with open(self._blobs / file, "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            return None
-        except OSError:
-            return b""
 
     def _query(self, sql: str, params: Iterable[Any]) -> list[Any]:
         """Run a read query; on a corrupt index, rebuild it and return no rows."""
@@ -618,58 +496,23 @@ class DiskCache:
             for key, value in mapping.items():
                 if not isinstance(key, str):
                     raise TypeError(f"cache keys are str, not {type(key).__name__}")
-                kind, data = _encode(value)
+                kind, data = encode_value(value)
                 cost = entry_cost(key, len(data))
                 if limit is not None and cost > limit:
                     rows.append((key, None))  # too big to keep: only drop the old value
                     continue
                 file = None
                 if len(data) > INLINE_MAX:
-                    file = self._write_file(key, data)
+                    file = self._blobs.write(key, data)
                     written.append(file)
                 rows.append((key, ((key, kind, file, len(data), zlib.crc32(data), cost, expires,
                                     None if file else data), now)))
         except BaseException:
-            _unlink_all(self._blobs / f for f in written)
+            self._blobs.remove_all(written)
             raise
         return rows, written
 
-    def _write_file(self, key: str, data: bytes) -> str:
-        """Write ``data`` to a new, uniquely named file under ``blobs/``; return its relative name.
-
-        Written whole in ``tmp/`` and renamed, so it appears complete or not at
-        all. Not ``outputs.atomic_output``: its partial file sits beside the
-        final one, and sweeping those after a crash would mean walking every
-        blob folder on open; ``tmp/`` is one small folder.
-        """
-        digest = _key_hash(key)
-        rel = f"{digest[:2]}/{digest}-{secrets.token_hex(8)}.val"
-        final = self._blobs / rel
-        part = self._tmp / f"{os.getpid()}-{secrets.token_hex(8)}.part"
-        try:
-            try:
-                f = open(part, "xb")
-            except FileNotFoundError:
-                self._tmp.mkdir(parents=True, exist_ok=True)
-                f = open(part, "xb")
-            with f:
-                write_output(f, data, final)
-                if self._fsync:
-                    f.flush()
-                    os.fsync(f.fileno())
-            try:
-                os.replace(part, final)
-            except FileNotFoundError:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(part, final)
-            if self._fsync:
-                _fsync_dir(final.parent)
-        except OSError as exc:
-            part.unlink(missing_ok=True)
-            raise output_error("write a cache value under", self._blobs, exc) from exc
-        return rel
-
-    def _insert(self, txn: _Txn, rows: list[tuple[str, tuple[Any, ...] | None]]) -> None:
+    def _insert(self, txn: Txn, rows: list[tuple[str, tuple[Any, ...] | None]]) -> None:
         for key, row in rows:
             txn.delete("WHERE key = ?", (key,))
             if row is not None:
@@ -679,7 +522,7 @@ class DiskCache:
                     "INSERT INTO entries (seq, key, kind, file, size, crc, cost, expires, value) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (seq, *row[0]))
                 txn.conn.execute("INSERT INTO usage (seq, accessed, hits) VALUES (?, ?, 1.0)", (seq, row[1]))
-                self._remember_touches(((seq, row[1]),))
+                self._pending_hits.touched(seq, row[1])
                 txn.entries += 1
                 txn.first_new = min(txn.first_new, seq)
                 txn.size += row[0][5]
@@ -689,39 +532,24 @@ class DiskCache:
             self._expire(txn)
         self._evict(txn)
 
-    def _write(self, body: Callable[[_Txn], T], count_freed: bool = False) -> Any:
+    def _write(self, body: Callable[[Txn], T], count_freed: bool = False) -> Any:
         """Run ``body`` in one write transaction; delete the files it freed once committed.
 
-        Raises ``_Rebuilt`` (after rebuilding) if the index turns out corrupt.
+        Raises ``IndexRebuilt`` (after rebuilding) if the index turns out corrupt.
         """
         conn = self._db()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                txn = _Txn(conn)
-                result = body(txn)
-                txn.finish()
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            result, txn = write_transaction(conn, body)
         except sqlite3.DatabaseError as exc:
             if self._recover_from(exc):
-                raise _Rebuilt(str(exc)) from exc
+                raise IndexRebuilt(str(exc)) from exc
             raise
-        _unlink_all(self._blobs / f for f in txn.freed_files)
+        self._blobs.remove_all(txn.freed_files)
         return txn.freed_bytes if count_freed else result
 
-    def _flush_into(self, txn: _Txn) -> None:
+    def _flush_into(self, txn: Txn) -> None:
         """Write the pending access counts and delete entries seen expired."""
-        if self._pending:
-            batch = sorted((t, n, seq) for seq, (t, n) in self._pending.items())
-            self._pending.clear()
-            txn.conn.executemany(
-                "UPDATE usage SET accessed = max(accessed, ?), hits = hits + ? WHERE seq = ?", batch)
-            if self._policy is EvictionPolicy.LFU:
-                self._age(txn, sum(n for _, n, _ in batch))
+        self._pending_hits.write_into(txn)
         if self._pending_expired:
             now = self._clock()
             for key in self._pending_expired:
@@ -729,33 +557,18 @@ class DiskCache:
             self._pending_expired.clear()
         self._last_flush = time.monotonic()
 
-    def _remember_touches(self, touches: Iterable[tuple[int, float]]) -> None:
-        if self._policy is not EvictionPolicy.LRU:
-            return
-        if len(self._touched) >= _VERIFIED_MAX:
-            self._touched.clear()
-        self._touched.update(touches)
-
-    def _age(self, txn: _Txn, hits: float) -> None:
-        """Halve every LFU count once ~8 hits per entry have been flushed since the last halving."""
-        (ticks,) = txn.conn.execute("UPDATE meta SET ticks = ticks + ? WHERE id = 0 RETURNING ticks",
-                                    (hits,)).fetchone()
-        if ticks > 8 * max(txn.entries, 64):
-            txn.conn.execute("UPDATE usage SET hits = hits * 0.5")
-            txn.conn.execute("UPDATE meta SET ticks = 0 WHERE id = 0")
-
     def _flush_quietly(self) -> None:
         try:
             self.flush()
         except sqlite3.OperationalError:
             pass  # busy past the timeout: the counts wait for the next flush
 
-    def _expire(self, txn: _Txn) -> None:
+    def _expire(self, txn: Txn) -> None:
         now = self._clock()
         self._expirations += txn.delete("WHERE expires <= ?", (now,))
         self._last_cleanup = now
 
-    def _evict(self, txn: _Txn) -> None:
+    def _evict(self, txn: Txn) -> None:
         """Delete entries in policy order until both bounds hold (expired entries first)."""
         max_n, max_b = self.config.max_entries, self.config.max_size_bytes
 
@@ -768,9 +581,9 @@ class DiskCache:
         while over():
             victims = txn.conn.execute(self._victims, (txn.first_new,)).fetchall()
             if not victims:
-                if txn.first_new == _NO_SEQ:
+                if txn.first_new == NO_SEQ:
                     break
-                txn.first_new = _NO_SEQ  # more new entries than fit: the oldest of them go too
+                txn.first_new = NO_SEQ  # more new entries than fit: the oldest of them go too
                 continue
             for (seq,) in victims:
                 self._evictions += txn.delete("WHERE seq = ?", (seq,))
@@ -782,12 +595,11 @@ class DiskCache:
         self._corrupt_found += 1
         try:
             self._write(lambda txn: txn.delete("WHERE key = ? AND file IS ? AND crc = ?", (key, file, crc)))
-        except _Rebuilt:
+        except IndexRebuilt:
             pass  # the whole index was rebuilt: the entry is gone too
         except sqlite3.Error:
             return
-        if file is not None and _FILE_RE.match(file):
-            (self._blobs / file).unlink(missing_ok=True)
+        self._blobs.remove(file)
         self._corrupt_repaired += 1
 
     # --- internals: opening, rebuilding, sweeping ---------------------------------------------
@@ -801,105 +613,50 @@ class DiskCache:
             self._inherited.append(self._conn)
             self._reader = None
             self._fork_gen = _fork_gen
-            self._pending.clear()
+            self._pending_hits.drop()
             self._conn = self._open()
         return self._conn
 
     def _open(self) -> sqlite3.Connection:
         # Memos keyed by seq belong to one index file; a rebuilt one restarts its seqs.
-        self._pending.clear()
+        self._pending_hits.forget_all()
         self._verified.clear()
-        self._touched.clear()
-        for folder in (self.path, self._blobs, self._tmp, self._locks):
+        for folder in (self.path, self._blobs.folder, self._blobs.tmp, self._locks):
             folder.mkdir(parents=True, exist_ok=True)
         conn: sqlite3.Connection | None = None
         with FileLock(self.path / "open.lock", shared=True):
             try:
                 conn = self._connect(self._verify)
-            except _IndexBroken:
+            except IndexBroken:
                 pass
         if conn is None:
             with FileLock(self.path / "open.lock"):
                 try:  # another process may have rebuilt it while we waited
                     conn = self._connect(True)
-                except _IndexBroken:
+                except IndexBroken:
                     self._set_aside()
                     conn = self._connect(False)
-        self._sweep_tmp()
+        self._blobs.sweep_tmp()
         self._sweep_locks()
         return conn
 
     def _connect(self, check: bool) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._db_path, timeout=60.0, isolation_level=None, check_same_thread=False)
-        try:
-            _set_wal(conn)
-            conn.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
-            conn.execute("PRAGMA mmap_size=268435456")
-            conn.execute("PRAGMA cache_size=-32768")  # 32 MiB of pages
-            if check:
-                result = conn.execute("PRAGMA quick_check").fetchall()
-                if result != [("ok",)]:
-                    raise _IndexBroken("; ".join(str(r[0]) for r in result[:3]))
-            if conn.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA_VERSION:
-                self._create_schema(conn)
-            index = _POLICY_INDEX.get(self._policy)
-            if index:
-                conn.execute(index)
-            conn.execute("SELECT entries, size FROM meta WHERE id = 0").fetchone()
-        except _IndexBroken:
-            conn.close()
-            raise
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            if _is_corruption(exc) or "no such table" in str(exc):
-                raise _IndexBroken(str(exc)) from exc
-            raise
-        return conn
-
-    @staticmethod
-    def _create_schema(conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, _SCHEMA_VERSION):
-                raise _IndexBroken(f"index has schema version {version}, this framepipe writes {_SCHEMA_VERSION}")
-            for statement in _SCHEMA.split(";\n"):  # statements end a line; the trigger's inner one does not
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        return connect_index(self._db_path, fsync=self._fsync, check=check, policy=self._policy)
 
     def _set_aside(self) -> None:
         """Move a broken index to ``broken/`` and drop the value files it referred to."""
-        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{secrets.token_hex(2)}"
-        dest = self.path / "broken" / stamp
-        dest.mkdir(parents=True, exist_ok=True)
-        for suffix in ("", "-wal", "-shm"):
-            src = Path(f"{self._db_path}{suffix}")
-            if src.exists():
-                os.replace(src, dest / src.name)
-        if self._blobs.exists():
-            trash = self.path / f"blobs.trash-{stamp}"
-            os.replace(self._blobs, trash)
-            shutil.rmtree(trash, ignore_errors=True)
-        self._blobs.mkdir(parents=True, exist_ok=True)
-        kept = sorted((p for p in dest.parent.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
-        for old in kept[:-_KEEP_BROKEN]:
-            shutil.rmtree(old, ignore_errors=True)
+        stamp = set_aside(self._db_path, self.path / "broken")
+        self._blobs.discard_all(self.path / f"blobs.trash-{stamp}")
         self._index_rebuilds += 1
 
     def _recover_from(self, exc: sqlite3.DatabaseError) -> bool:
         """If ``exc`` says the index is corrupt, reopen (checking and rebuilding it) and return True."""
-        if not _is_corruption(exc):
+        if not is_corruption(exc):
             return False
         if self._conn is not None:
             self._conn.close()
         self._reader = None
-        self._pending.clear()
+        self._pending_hits.drop()
         self._conn = None
         old_verify, self._verify = self._verify, True
         try:
@@ -907,22 +664,6 @@ class DiskCache:
         finally:
             self._verify = old_verify
         return True
-
-    def _sweep_tmp(self) -> None:
-        """Remove partial files whose writer is dead (or that are over an hour old)."""
-        try:
-            names = os.listdir(self._tmp)
-        except FileNotFoundError:
-            return
-        for name in names:
-            part = self._tmp / name
-            pid = name.split("-", 1)[0]
-            try:
-                stale = not _alive(int(pid)) or time.time() - part.stat().st_mtime > _STALE_TMP_S
-            except (ValueError, OSError):
-                stale = True
-            if stale:
-                part.unlink(missing_ok=True)
 
     def _sweep_locks(self) -> None:
         """Remove lock files that killed holders left (free ones; held ones stay)."""
@@ -941,64 +682,7 @@ class DiskCache:
     def _sweep_orphans(self) -> int:
         """Remove value files no entry refers to (left by a writer killed between rename and commit)."""
         known = {row[0] for row in self._query("SELECT file FROM entries WHERE file IS NOT NULL", ())}
-        cutoff = time.time() - _ORPHAN_GRACE_S
-        removed = 0
-        try:
-            folders = list(os.scandir(self._blobs))
-        except FileNotFoundError:
-            return 0
-        for folder in folders:
-            if not folder.is_dir():
-                continue
-            for entry in os.scandir(folder.path):
-                rel = f"{folder.name}/{entry.name}"
-                try:
-                    if rel not in known and entry.stat().st_mtime < cutoff:
-                        os.unlink(entry.path)
-                        removed += 1
-                except FileNotFoundError:
-                    pass
-        return removed
-
-
-class _Txn:
-    """One write transaction's running totals and the files to delete once it commits."""
-
-    __slots__ = ("conn", "entries", "size", "next_seq", "start", "freed_files", "freed_bytes", "resync",
-                 "first_new")
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.entries, self.size, self.next_seq = conn.execute(
-            "SELECT entries, size, next_seq FROM meta WHERE id = 0").fetchone()
-        self.start = (self.entries, self.size, self.next_seq)
-        self.freed_files: list[str] = []
-        self.freed_bytes = 0
-        self.resync = False
-        self.first_new = _NO_SEQ  # the first seq this transaction inserted
-
-    def delete(self, where: str, params: tuple[Any, ...]) -> int:
-        """Delete the entries ``where`` selects; return how many."""
-        rows = self.conn.execute(f"DELETE FROM entries {where} RETURNING file, cost", params).fetchall()
-        for file, cost in rows:
-            if file is not None and _FILE_RE.match(file):
-                self.freed_files.append(file)
-            self.entries -= 1
-            self.size -= cost
-            self.freed_bytes += cost
-        return len(rows)
-
-    def finish(self) -> None:
-        """Write the totals back (recounted from the table after ``resync``)."""
-        if self.resync:
-            self.conn.execute("UPDATE meta SET entries = (SELECT count(*) FROM entries), "
-                              "size = (SELECT coalesce(sum(cost), 0) FROM entries), "
-                              "next_seq = max(?, (SELECT coalesce(max(seq), 0) + 1 FROM entries)) WHERE id = 0",
-                              (self.next_seq,))
-        elif (self.entries, self.size, self.next_seq) != self.start:
-            # BEGIN IMMEDIATE made us the only writer: the figures read at the start still hold.
-            self.conn.execute("UPDATE meta SET entries = ?, size = ?, next_seq = ? WHERE id = 0",
-                              (self.entries, self.size, self.next_seq))
+        return self._blobs.sweep_orphans(known)
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -1025,82 +709,4 @@ def _resolve_policy(config: CacheConfig) -> EvictionPolicy:
         policy = config.hybrid.secondary
     if policy is EvictionPolicy.TINYLFU:
         return EvictionPolicy.LFU
-    return policy if policy in _VICTIMS else EvictionPolicy.LRU
-
-
-def _key_hash(key: str) -> str:
-    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=20).hexdigest()
-
-
-def _encode(value: Any) -> tuple[int, bytes]:
-    if isinstance(value, bytes):
-        return _BYTES, value
-    if isinstance(value, (bytearray, memoryview)):
-        return _BYTES, bytes(value)
-    if value is None or isinstance(value, (str, int, float, list, dict)):
-        try:
-            return _JSON, json.dumps(value, separators=(",", ":")).encode()
-        except (TypeError, ValueError) as exc:
-            raise UnsupportedCacheValue(f"value is not JSON-serialisable: {exc}") from exc
-    if type(value).__module__.startswith("pyarrow"):
-        import pyarrow as pa
-
-        if isinstance(value, pa.Table):
-            sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, value.schema) as writer:
-                writer.write_table(value)
-            return _ARROW, sink.getvalue().to_pybytes()
-    raise UnsupportedCacheValue(
-        f"cannot store a {type(value).__name__} on disk: use bytes, JSON values or a pyarrow.Table")
-
-
-def _decode(kind: int, data: bytes) -> Any:
-    if kind == _BYTES:
-        return data
-    if kind == _JSON:
-        return json.loads(data)
-    if kind == _ARROW:
-        import pyarrow as pa
-
-        return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
-    raise ValueError(f"unknown value kind {kind}")
-
-
-def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in _CORRUPTION_CODES
-    text = str(exc)
-    return "malformed" in text or "not a database" in text
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    if sys.platform == "win32":  # os.kill would terminate it there; let age decide
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _fsync_dir(folder: Path) -> None:
-    if sys.platform == "win32":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink_all(paths: Iterable[Path]) -> None:
-    for path in paths:
-        try:
-            path.unlink(missing_ok=True)
-        except OSError:
-            pass
+    return policy if policy in EVICTION_ORDER else EvictionPolicy.LRU
