@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from .items import FileItem, readable
-from .observe.metrics import StageStats, format_stage_table
+from .observe.metrics import Bottleneck, StageStats, find_bottleneck, format_stage_table
 
-__all__ = ["FileResult", "RunResult", "OK", "FAILED"]
+__all__ = ["FileResult", "RunResult", "RunStatistics", "OK", "FAILED"]
 
 OK = "ok"
 FAILED = "failed"
@@ -50,6 +50,22 @@ class FileResult:
             more = f" (+{len(self.warnings) - 1} more)" if len(self.warnings) > 1 else ""
             line += f"  warning: {readable(self.warnings[0])}{more}"
         return line
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatistics:
+    """A batch's figures as one frozen record: ``RunResult.statistics()``."""
+
+    files: int
+    succeeded: int
+    failed: int
+    resumed: int  # done by an earlier run into the same folder, skipped this time
+    wall_s: float
+    workers: int
+    executor: str
+    peak_slots: int
+    stages: tuple[StageStats, ...]
+    bottleneck: Bottleneck | None
 
 
 @dataclass(slots=True)
@@ -93,6 +109,12 @@ class RunResult:
     def resumed(self) -> list[FileResult]:
         """Results of the files an earlier run into the same folder had done (skipped this time)."""
         return [r for r in self.files if r.resumed]
+
+    def statistics(self) -> RunStatistics:
+        """The batch's figures: file counts, wall time, workers, peak slots, stages and the bottleneck."""
+        return RunStatistics(len(self.files), len(self.succeeded), len(self.failed), len(self.resumed),
+                             self.wall_s, self.workers, self.executor, self.peak_slots, tuple(self.stages),
+                             find_bottleneck(self.stages, self.wall_s))
 
     def summary(self) -> str:
         """One line: how many files succeeded (and were skipped as done before) and failed, and how long it took."""

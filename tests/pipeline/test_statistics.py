@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from support.text import text_pipeline, write_texts
 
+from pipeline import run
 from pipeline.cache import AsyncCache, Cache, CacheConfig, CacheManager, DiskCache
 from pipeline.dataplane import BufferPool
 from pipeline.runtime import TaskPoolConfig, WorkerPool
@@ -56,3 +58,13 @@ def test_pools_give_their_figures_as_statistics() -> None:
         coordinator.shutdown()
     with BufferPool(64, 2, name="figures") as buffers:
         _frozen(buffers.statistics())
+
+
+def test_a_run_gives_its_figures_as_statistics(tmp_path: Path) -> None:
+    texts = write_texts(tmp_path / "in", {"a.txt": "one\ntwo", "b.txt": "fine\nboom"})
+    result = run(text_pipeline(), texts, tmp_path / "out", executor="inline")
+    figures = result.statistics()
+    _frozen(figures)
+    assert (figures.files, figures.succeeded, figures.failed, figures.resumed) == (2, 1, 1, 0)
+    assert [s.name for s in figures.stages] == [s.name for s in result.stages]
+    assert figures.executor == "inline" and figures.wall_s == result.wall_s
