@@ -11,6 +11,20 @@ from support import runtime_tasks as rt
 from pipeline.runtime.pool import Priority, TaskPoolConfig
 from pipeline.tuning.coordinator import RuntimeCoordinator
 from pipeline.tuning.monitor import PoolLoad, plan_moves
+from pipeline.tuning.plan import (
+    CoordinatorLimits,
+    Knob,
+    Observation,
+    OptimizerLimits,
+    PoolFigures,
+    PoolsObservation,
+    RunDecision,
+    Target,
+    plan_pool_moves,
+    plan_run_moves,
+)
+
+MiB, GiB, TiB = 1 << 20, 1 << 30, 1 << 40
 
 
 def test_pools_are_registered_found_and_listed_by_priority() -> None:
@@ -89,3 +103,46 @@ def test_presets_build_the_video_and_low_memory_pool_sets() -> None:
         assert rc.get_pool("io").config.priority is Priority.LOW
     with RuntimeCoordinator.low_memory(cores=4) as rc:
         assert all(p.max_concurrent_tasks == 1 for p in rc.pools)
+
+
+# The coordinator's rule (plan.plan_pool_moves) -------------------------------------------------------------
+
+
+def _pool(name: str, workers: int, queued: int, busy: float) -> PoolFigures:
+    idle = 1.0 - busy
+    return PoolFigures(name, workers, busy, starved=0.0 if queued else idle, blocked=idle if queued else 0.0,
+                       queued=queued, worker_bytes=100 * MiB)
+
+
+DECODE_BEHIND = (_pool("decode", 1, 5, 1.0), _pool("thumbs", 2, 0, 0.1))
+
+
+@pytest.mark.parametrize("pools, cores, memory, available, expected", [
+    (DECODE_BEHIND, 4, TiB, TiB, [("pool decode", 1, 2)]),  # grows into idle cores
+    (DECODE_BEHIND, 3, TiB, TiB, [("pool thumbs", 2, 1), ("pool decode", 1, 2)]),  # cores spent: a move
+    (DECODE_BEHIND, 4, 350 * MiB, TiB, [("pool thumbs", 2, 1), ("pool decode", 1, 2)]),  # 4 workers > budget
+    (DECODE_BEHIND, 4, TiB, 350 * MiB, [("pool thumbs", 2, 1), ("pool decode", 1, 2)]),  # ... > available now
+    ((_pool("a", 1, 0, 1.0), _pool("b", 1, 0, 0.0)), 2, TiB, TiB, []),  # busy, but nothing waits
+    ((_pool("a", 1, 3, 1.0), _pool("b", 1, 0, 0.0)), 2, TiB, TiB, []),  # b has only its last worker
+    ((_pool("a", 1, 3, 1.0), _pool("b", 2, 1, 0.5)), 3, TiB, TiB, []),  # b has a backlog of its own
+    ((_pool("a", 4, 1, 0.0), _pool("b", 2, 0, 0.5)), 6, TiB, TiB, []),  # b is the more pressed: balanced
+    ((_pool("a", 1, 0, 1.0), _pool("b", 4, 1, 0.5)), 6, TiB, TiB, [("pool b", 4, 5)]),  # busy a keeps up
+    ((), 2, TiB, TiB, []),
+], ids=["grow", "move-cores-spent", "move-memory-budget", "move-memory-available", "no-backlog",
+        "donor-at-minimum", "donor-busy", "balanced", "backlog-under-a-busier-pool", "no-pools"])
+def test_pool_rules(pools: tuple[PoolFigures, ...], cores: int, memory: int, available: int,
+                    expected: list[tuple[str, int, int]]) -> None:
+    decisions = plan_pool_moves(PoolsObservation(2.5, pools, available), CoordinatorLimits(cores, memory))
+    assert [(d.what, d.old, d.new) for d in decisions] == expected
+    assert all(d.at_s == 2.5 and d.target.knob is Knob.POOL and d.why for d in decisions)
+
+
+def test_a_coordinator_decision_and_a_run_optimizer_decision_are_one_type_with_a_typed_target() -> None:
+    behind = PoolFigures("default", 1, busy=0.95, starved=0.0, blocked=0.0, queued=3)
+    (coordinator,) = plan_pool_moves(PoolsObservation(2.0, (behind,), TiB), CoordinatorLimits(4, TiB))
+    (run,) = plan_run_moves(Observation(2.0, 256 * MiB, 128 * MiB, 0.5, 0.5, 0.5, 8 * GiB, (behind,)),
+                            OptimizerLimits(core_budget=4, min_buffer=64 * MiB, max_buffer=GiB))
+    assert type(coordinator) is type(run) is RunDecision
+    assert (coordinator.target, run.target) == (Target(Knob.POOL, "default"), Target(Knob.MAP_POOL, "default"))
+    assert (coordinator.old, coordinator.new) == (run.old, run.new) == (1, 2)  # the same pool figures, the same step
+    assert coordinator.to_dict()["what"] == "pool default" and "1 -> 2" in coordinator.line()
