@@ -10,7 +10,6 @@ from support import runtime_tasks as rt
 
 from pipeline.runtime.pool import Priority, TaskPoolConfig
 from pipeline.tuning.coordinator import RuntimeCoordinator
-from pipeline.tuning.monitor import PoolLoad, plan_moves
 from pipeline.tuning.plan import (
     CoordinatorLimits,
     Knob,
@@ -72,37 +71,23 @@ def test_auto_tune_moves_a_worker_to_a_deliberately_slow_stage(tmp_path: Path,
         assert fast.execute(rt.add, 1, 1) == 2
         backlog = [slow.submit(rt.gated, i, str(gate)) for i in range(4)]
         with caplog.at_level(logging.INFO, logger="framepipe.tuning"):
-            decision = rc.auto_tune()
-        assert decision.action == "move" and (decision.target, decision.source) == ("slow", "fast")
-        assert "slow has 3 queued" in decision.reason
+            shrink, grow = rc.auto_tune()  # the cores are spent: a move, the donor's shrink first
+        assert (shrink.target, shrink.old, shrink.new) == (Target(Knob.POOL, "fast"), 2, 1)
+        assert (grow.target, grow.old, grow.new) == (Target(Knob.POOL, "slow"), 1, 2)
+        assert "slow has 3 queued" in grow.why and "fast idles" in grow.why
         assert (slow.max_concurrent_tasks, fast.max_concurrent_tasks) == (2, 1)
-        assert any("auto_tune: move slow from fast" in r.getMessage() for r in caplog.records)
+        assert rc.decisions == [shrink, grow]
+        assert any("auto_tune:" in r.getMessage() and "pool slow: 1 -> 2" in r.getMessage() for r in caplog.records)
         gate.write_text("go")
         assert sorted(f.result()[0] for f in backlog) == [0, 1, 2, 3]
 
 
-def _load(pool_id: str, workers: int, queued: int, busy: float) -> PoolLoad:
-    return PoolLoad(pool_id, workers, queued, min(workers, queued), busy, 100 << 20)
-
-
-def test_plan_grows_into_idle_cores_moves_when_full_and_holds_without_a_backlog() -> None:
-    pools = [_load("decode", 1, 5, 1.0), _load("thumbs", 2, 0, 0.1)]
-    assert plan_moves(pools, core_budget=4, memory_budget=1 << 40).action == "grow"
-    moved = plan_moves(pools, core_budget=3, memory_budget=1 << 40)
-    assert (moved.action, moved.target, moved.source) == ("move", "decode", "thumbs")
-    assert plan_moves(pools, core_budget=4, memory_budget=250 << 20).action == "move"  # no memory to grow
-    assert plan_moves([_load("a", 1, 0, 1.0), _load("b", 1, 0, 0.0)], core_budget=2,
-                      memory_budget=1 << 40).action == "hold"
-    assert plan_moves([_load("a", 1, 3, 1.0), _load("b", 1, 0, 0.0)], core_budget=2,
-                      memory_budget=1 << 40).action == "hold"  # b has only its last worker
-
-
-def test_presets_build_the_video_and_low_memory_pool_sets() -> None:
-    with RuntimeCoordinator.video_processing(cores=4) as rc:
-        assert {p.pool_id for p in rc.pools} == {"decode", "process", "encode", "io"}
-        assert rc.get_pool("io").config.priority is Priority.LOW
-    with RuntimeCoordinator.low_memory(cores=4) as rc:
-        assert all(p.max_concurrent_tasks == 1 for p in rc.pools)
+def test_auto_tune_without_a_backlog_changes_nothing() -> None:
+    with RuntimeCoordinator(cores=2) as rc:
+        pool = rc.register_pool("only", TaskPoolConfig(1))
+        assert pool.execute(rt.add, 1, 1) == 2
+        assert rc.auto_tune() == [] and rc.decisions == []
+        assert pool.max_concurrent_tasks == 1
 
 
 # The coordinator's rule (plan.plan_pool_moves) -------------------------------------------------------------
@@ -146,3 +131,15 @@ def test_a_coordinator_decision_and_a_run_optimizer_decision_are_one_type_with_a
     assert (coordinator.target, run.target) == (Target(Knob.POOL, "default"), Target(Knob.MAP_POOL, "default"))
     assert (coordinator.old, coordinator.new) == (run.old, run.new) == (1, 2)  # the same pool figures, the same step
     assert coordinator.to_dict()["what"] == "pool default" and "1 -> 2" in coordinator.line()
+
+
+# Presets ---------------------------------------------------------------------------------------------------
+
+
+def test_presets_build_the_video_and_low_memory_pool_sets() -> None:
+    with RuntimeCoordinator.video_processing(cores=4) as rc:
+        assert {p.pool_id for p in rc.pools} == {"decode", "process", "encode", "io"}
+        assert rc.get_pool("io").config.priority is Priority.LOW
+    with RuntimeCoordinator.low_memory(cores=4) as rc:
+        assert all(p.max_concurrent_tasks == 1 for p in rc.pools)
+
