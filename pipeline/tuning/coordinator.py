@@ -14,10 +14,9 @@ from concurrent.futures import Future
 from types import MappingProxyType
 from typing import Any
 
-import psutil
-
 from ..runtime.pool import CoreBudget, PoolMetrics, Priority, TaskPoolConfig, WorkerPool
 from .monitor import SystemMonitor, log
+from .performance import size_profile
 from .plan import CoordinatorLimits, Knob, PoolFigures, PoolsObservation, RunDecision, plan_pool_moves
 
 __all__ = ["RuntimeCoordinator"]
@@ -141,19 +140,27 @@ class RuntimeCoordinator:
 
     @classmethod
     def video_processing(cls, cores: int | None = None) -> RuntimeCoordinator:
-        """Pools for batch video work: decode and encode HIGH, per-frame work MEDIUM, thumbnails and I/O LOW."""
+        """Pools for batch video work: decode and encode HIGH, per-frame work MEDIUM, thumbnails and I/O LOW.
+
+        Sized by the ``video_processing`` performance profile on ``cores``
+        cores: decode and encode get a worker per file in flight, per-frame
+        work one per map worker; I/O a quarter of the cores.
+        """
         rc = cls(cores=cores)
         n = rc.budget.cores
-        rc.register_pool("decode", TaskPoolConfig(max(1, n // 2), queue_size=4 * n, priority=Priority.HIGH))
-        rc.register_pool("process", TaskPoolConfig(n, queue_size=8 * n, priority=Priority.MEDIUM))
-        rc.register_pool("encode", TaskPoolConfig(max(1, n // 2), queue_size=4 * n, priority=Priority.HIGH))
+        profile = size_profile("video_processing", n, rc.monitor.snapshot().available_bytes)
+        files, maps = profile.files_in_flight or 1, profile.map_workers or n
+        rc.register_pool("decode", TaskPoolConfig(files, queue_size=4 * n, priority=Priority.HIGH))
+        rc.register_pool("process", TaskPoolConfig(maps, queue_size=8 * n, priority=Priority.MEDIUM))
+        rc.register_pool("encode", TaskPoolConfig(files, queue_size=4 * n, priority=Priority.HIGH))
         rc.register_pool("io", TaskPoolConfig(max(1, n // 4), queue_size=16 * n, priority=Priority.LOW))
         return rc
 
     @classmethod
     def low_memory(cls, cores: int | None = None) -> RuntimeCoordinator:
         """One worker per pool, short queues, and a quarter of the available memory for tuning."""
-        rc = cls(cores=cores, memory_budget=psutil.virtual_memory().available // 4)
+        monitor = SystemMonitor()
+        rc = cls(cores=cores, memory_budget=monitor.snapshot().available_bytes // 4, monitor=monitor)
         for name, prio in (("decode", Priority.HIGH), ("process", Priority.MEDIUM), ("encode", Priority.HIGH),
                            ("io", Priority.LOW)):
             rc.register_pool(name, TaskPoolConfig(1, queue_size=4, priority=prio))

@@ -10,6 +10,7 @@ from support import runtime_tasks as rt
 
 from pipeline.runtime.pool import Priority, TaskPoolConfig
 from pipeline.tuning.coordinator import RuntimeCoordinator
+from pipeline.tuning.performance import size_profile
 from pipeline.tuning.plan import (
     CoordinatorLimits,
     Knob,
@@ -143,3 +144,11 @@ def test_presets_build_the_video_and_low_memory_pool_sets() -> None:
     with RuntimeCoordinator.low_memory(cores=4) as rc:
         assert all(p.max_concurrent_tasks == 1 for p in rc.pools)
 
+
+@pytest.mark.parametrize("cores", [1, 4, 16])
+def test_video_processing_pools_are_sized_by_the_video_processing_profile(cores: int) -> None:
+    profile = size_profile("video_processing", cores, 8 * GiB)
+    with RuntimeCoordinator.video_processing(cores=cores) as rc:
+        sizes = {p.pool_id: p.max_concurrent_tasks for p in rc.pools}
+    assert sizes == {"decode": profile.files_in_flight, "encode": profile.files_in_flight,
+                     "process": profile.map_workers, "io": max(1, cores // 4)}
