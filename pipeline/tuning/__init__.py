@@ -4,7 +4,8 @@
 the run optimizer (``optimizer``) retunes it as it goes by the rules
 in ``plan``, whose decisions name a typed ``Target``. :class:`RuntimeCoordinator` groups
 pools under one core budget for programs that drive :class:`WorkerPool` s
-themselves. ``monitor`` reads the machine (cores, load, memory).
+themselves; its ``auto_tune`` uses ``plan``'s rules and decisions too.
+``monitor`` reads the machine (cores, load, memory).
 """
 
 from .coordinator import RuntimeCoordinator

@@ -1,4 +1,10 @@
-"""``RuntimeCoordinator``: the pools of a run, one core budget, task placement and auto-tuning."""
+"""``RuntimeCoordinator``: the pools of a run, one core budget, task placement and auto-tuning.
+
+Auto-tuning is the run optimizer's system applied to these pools: each round
+reads every pool as ``PoolFigures``, asks ``plan.plan_pool_moves`` what to
+change, and applies and logs the ``RunDecision`` s it returns (targets of
+``Knob.POOL``). The machine is read through ``SystemMonitor``.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,10 @@ from concurrent.futures import Future
 from types import MappingProxyType
 from typing import Any
 
-import psutil
-
 from ..runtime.pool import CoreBudget, PoolMetrics, Priority, TaskPoolConfig, WorkerPool
-from .monitor import PoolLoad, SystemMonitor, TuningDecision, log, plan_moves
+from .monitor import SystemMonitor, log
+from .performance import size_profile
+from .plan import CoordinatorLimits, Knob, PoolFigures, PoolsObservation, RunDecision, plan_pool_moves
 
 __all__ = ["RuntimeCoordinator"]
 
@@ -29,10 +35,11 @@ class RuntimeCoordinator:
                  monitor: SystemMonitor | None = None) -> None:
         self.budget = CoreBudget(cores)
         self.monitor = monitor or SystemMonitor()
-        self.memory_budget = memory_budget or psutil.virtual_memory().available // 2
+        self.memory_budget = memory_budget or self.monitor.snapshot().available_bytes // 2
         self._pools: dict[str, WorkerPool] = {}
         self._last_busy: dict[str, tuple[float, float]] = {}
-        self.decisions: list[TuningDecision] = []
+        self._started = time.monotonic()
+        self.decisions: list[RunDecision] = []  # every change auto_tune made, oldest first
 
     # Pools -----------------------------------------------------------------------
 
@@ -91,55 +98,69 @@ class RuntimeCoordinator:
 
     # Tuning ----------------------------------------------------------------------
 
-    def _loads(self) -> list[PoolLoad]:
-        loads = []
+    def observe(self) -> PoolsObservation:
+        """Each pool since the last reading (busy share, queue, memory per worker) and the memory available now.
+
+        Each call starts a new interval. A pool's idle worker-time counts as
+        starved when nothing waits in its queue, as blocked when tasks wait
+        (for cores that higher priorities hold, or for workers still starting).
+        """
         now = time.monotonic()
+        figures = []
         for pool in self._pools.values():
             m = pool.metrics()
             last_t, last_busy = self._last_busy.get(pool.pool_id, (now, 0.0))
             interval = max(now - last_t, 1e-6)
             self._last_busy[pool.pool_id] = (now, m.busy_s)
             busy = min(1.0, (m.busy_s - last_busy) / (interval * m.max_concurrent_tasks))
+            idle, waiting = 1.0 - busy, m.queue_size > 0
             pids = pool.worker_pids()
-            per_worker = self.monitor.memory_of(pids) // len(pids) if pids else _DEFAULT_WORKER_BYTES
-            loads.append(PoolLoad(pool.pool_id, m.max_concurrent_tasks, m.queue_size, m.active_tasks, busy,
-                                  per_worker or _DEFAULT_WORKER_BYTES))
-        return loads
+            per_worker = self.monitor.memory_of(pids) // len(pids) if pids else 0
+            figures.append(PoolFigures(pool.pool_id, m.max_concurrent_tasks, busy,
+                                       starved=0.0 if waiting else idle, blocked=idle if waiting else 0.0,
+                                       queued=m.queue_size, worker_bytes=per_worker or _DEFAULT_WORKER_BYTES))
+        return PoolsObservation(now - self._started, tuple(figures), self.monitor.snapshot().available_bytes)
 
-    def auto_tune(self) -> TuningDecision:
-        """Move one worker toward the bottleneck (or grow it into idle cores); log and return the decision."""
-        snapshot = self.monitor.snapshot()
-        decision = plan_moves(self._loads(), core_budget=self.budget.cores,
-                              memory_budget=min(self.memory_budget, snapshot.available_bytes))
-        if decision.action == "grow" and decision.target:
-            target = self._pools[decision.target]
-            target.resize(target.max_concurrent_tasks + 1)
-        elif decision.action == "move" and decision.target and decision.source:
-            source, target = self._pools[decision.source], self._pools[decision.target]
-            source.resize(source.max_concurrent_tasks - 1)
-            target.resize(target.max_concurrent_tasks + 1)
-        self.decisions.append(decision)
-        log.info("auto_tune: %s %s%s: %s", decision.action, decision.target or "-",
-                 f" from {decision.source}" if decision.source else "", decision.reason)
-        return decision
+    def auto_tune(self) -> list[RunDecision]:
+        """Move one worker toward the bottleneck (or grow it into idle cores); log and return the decisions.
+
+        Empty when nothing should change; a move is two decisions, the donor's
+        shrink first. Each decision is also kept in ``decisions``.
+        """
+        decisions = plan_pool_moves(self.observe(), CoordinatorLimits(self.budget.cores, self.memory_budget))
+        for d in decisions:
+            if d.target.knob is not Knob.POOL:
+                raise ValueError(f"a coordinator changes pools, not the {d.what}")
+            self._pools[d.target.name].resize(d.new)
+            self.decisions.append(d)
+            log.info("auto_tune: %s", d.line(), extra={"what": d.what, "from": d.old, "to": d.new, "why": d.why})
+        return decisions
 
     # Presets and life cycle --------------------------------------------------------
 
     @classmethod
     def video_processing(cls, cores: int | None = None) -> RuntimeCoordinator:
-        """Pools for batch video work: decode and encode HIGH, per-frame work MEDIUM, thumbnails and I/O LOW."""
+        """Pools for batch video work: decode and encode HIGH, per-frame work MEDIUM, thumbnails and I/O LOW.
+
+        Sized by the ``video_processing`` performance profile on ``cores``
+        cores: decode and encode get a worker per file in flight, per-frame
+        work one per map worker; I/O a quarter of the cores.
+        """
         rc = cls(cores=cores)
         n = rc.budget.cores
-        rc.register_pool("decode", TaskPoolConfig(max(1, n // 2), queue_size=4 * n, priority=Priority.HIGH))
-        rc.register_pool("process", TaskPoolConfig(n, queue_size=8 * n, priority=Priority.MEDIUM))
-        rc.register_pool("encode", TaskPoolConfig(max(1, n // 2), queue_size=4 * n, priority=Priority.HIGH))
+        profile = size_profile("video_processing", n, rc.monitor.snapshot().available_bytes)
+        files, maps = profile.files_in_flight or 1, profile.map_workers or n
+        rc.register_pool("decode", TaskPoolConfig(files, queue_size=4 * n, priority=Priority.HIGH))
+        rc.register_pool("process", TaskPoolConfig(maps, queue_size=8 * n, priority=Priority.MEDIUM))
+        rc.register_pool("encode", TaskPoolConfig(files, queue_size=4 * n, priority=Priority.HIGH))
         rc.register_pool("io", TaskPoolConfig(max(1, n // 4), queue_size=16 * n, priority=Priority.LOW))
         return rc
 
     @classmethod
     def low_memory(cls, cores: int | None = None) -> RuntimeCoordinator:
         """One worker per pool, short queues, and a quarter of the available memory for tuning."""
-        rc = cls(cores=cores, memory_budget=psutil.virtual_memory().available // 4)
+        monitor = SystemMonitor()
+        rc = cls(cores=cores, memory_budget=monitor.snapshot().available_bytes // 4, monitor=monitor)
         for name, prio in (("decode", Priority.HIGH), ("process", Priority.MEDIUM), ("encode", Priority.HIGH),
                            ("io", Priority.LOW)):
             rc.register_pool(name, TaskPoolConfig(1, queue_size=4, priority=prio))

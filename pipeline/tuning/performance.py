@@ -2,9 +2,10 @@
 
 ``size_profile(name, cores, available_bytes)`` is a pure function: what a
 profile means on a machine with these figures. ``PerformanceConfig.video_processing()``
-and friends call it with psutil's figures; tests call it with plain numbers.
-The rules that retune a run as it goes are in ``plan``, the glue that applies
-them in ``optimizer``.
+and friends call it with the machine's figures (``SystemMonitor``); tests call
+it with plain numbers. ``RuntimeCoordinator.video_processing()`` sizes its
+pools from it too. The rules that retune a run as it goes are in ``plan``, the
+glue that applies them in ``optimizer``.
 
 Profiles (``cores``: CPU count, ``avail``: memory available when the run starts):
 
@@ -23,14 +24,12 @@ auto               video_processing with the optimizer on.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from typing import Any
 
-import psutil
-
 from ..executors.base import Executor
 from ..executors.local import LocalExecutor
+from .monitor import SystemMonitor
 
 __all__ = ["PerformanceConfig", "PROFILES", "size_profile"]
 
@@ -108,7 +107,8 @@ class PerformanceConfig:
 
 
 def _machine() -> tuple[int, int]:
-    return os.cpu_count() or 1, psutil.virtual_memory().available
+    machine = SystemMonitor().snapshot()
+    return machine.cores, machine.available_bytes
 
 
 def size_profile(name: str, cores: int, available_bytes: int) -> PerformanceConfig:

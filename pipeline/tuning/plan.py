@@ -1,10 +1,17 @@
 """The tuners' rules, as pure functions, and the decisions they return.
 
-``plan_run_moves(observation, limits)``: given what a run's scheduler saw over
-the last interval, which settings should change, from what to what, and why.
-Deterministic, so its rules are tested as tables. A ``RunDecision`` names its
-target as a typed ``Target`` (a ``Knob`` and a name), never as display text:
-whoever applies it matches on the knob.
+Two tuners, one kind of input and one kind of answer. Each pool is seen as
+``PoolFigures`` (workers, busy share, backlog, ``pressure``); each change is a
+``RunDecision`` that names its target as a typed ``Target`` (a ``Knob`` and a
+name), never as display text: whoever applies it matches on the knob.
+
+* ``plan_run_moves(observation, limits)``: what a local run's optimizer
+  changes (frame buffer, map pools, caches), given what its scheduler saw
+  over the last interval.
+* ``plan_pool_moves(observation, limits)``: what a ``RuntimeCoordinator``
+  changes (the sizes of the pools it groups) when ``auto_tune()`` is called.
+
+Deterministic, so the rules are tested as tables.
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Knob", "Target", "FRAME_BUFFER", "RunDecision", "PoolFigures", "CacheFigures", "Observation",
-           "OptimizerLimits", "plan_run_moves", "describe"]
+           "OptimizerLimits", "plan_run_moves", "PoolsObservation", "CoordinatorLimits", "plan_pool_moves",
+           "describe"]
 
 _MiB = 1 << 20
 
@@ -49,7 +57,11 @@ FRAME_BUFFER = Target(Knob.FRAME_BUFFER)
 
 @dataclass(frozen=True, slots=True)
 class RunDecision:
-    """One change a tuner made: when (seconds into the run), to what target, from -> to, and why."""
+    """One change a tuner made: when, to what target, from -> to, and why.
+
+    ``at_s`` counts seconds from the start of the run (the optimizer) or from
+    the making of the ``RuntimeCoordinator`` (its ``auto_tune``).
+    """
 
     at_s: float
     target: Target
@@ -59,7 +71,7 @@ class RunDecision:
 
     @property
     def what(self) -> str:
-        """The target as people read it: "frame buffer", "map pool <name>", "cache <name>"."""
+        """The target as people read it: "frame buffer", "map pool <name>", "pool <name>", "cache <name>"."""
         return str(self.target)
 
     def line(self) -> str:
@@ -76,14 +88,25 @@ class RunDecision:
 
 @dataclass(frozen=True, slots=True)
 class PoolFigures:
-    """A map pool over the last interval: fractions of its worker-time busy, starved (no input) and blocked."""
+    """A pool over the last interval: fractions of its worker-time busy, starved (no input) and blocked.
+
+    A run's map pools count frames as ``queued`` (an average over the
+    interval); a coordinator's pools count the tasks in their queue when
+    read, and give the resident memory of a worker (``worker_bytes``).
+    """
 
     name: str
     workers: int
     busy: float
     starved: float
     blocked: float
-    queued: float  # frames waiting for one of its workers, on average
+    queued: float  # frames (a run's map pool) or tasks (a coordinator's pool) waiting for one of its workers
+    worker_bytes: int = 0  # resident memory of one of its workers (0: not measured)
+
+    @property
+    def pressure(self) -> float:
+        """How much the pool wants another worker: its backlog per worker plus how busy it was."""
+        return self.queued / self.workers + self.busy
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +209,7 @@ def _pool_move(obs: Observation, limits: OptimizerLimits) -> list[RunDecision]:
     bottleneck = [p for p in obs.pools if p.busy >= limits.busy_high and p.starved <= limits.starved_low
                   and (p.queued > 0 or obs.actors_idle >= limits.actors_waiting)]
     if bottleneck and total < limits.core_budget:
-        p = max(bottleneck, key=lambda p: (p.busy + p.queued / p.workers, p.name))
+        p = max(bottleneck, key=lambda p: (p.pressure, p.name))
         return [RunDecision(obs.at_s, Target(Knob.MAP_POOL, p.name), p.workers, p.workers + 1,
                             f"the bottleneck: busy {p.busy:.0%}, starved {p.starved:.0%}, {p.queued:.1f} frame(s) "
                             f"queued, actors waiting {obs.actors_idle:.0%}; {limits.core_budget - total} core(s) "
@@ -199,6 +222,59 @@ def _pool_move(obs: Observation, limits: OptimizerLimits) -> list[RunDecision]:
                             f"starved {p.starved:.0%} of the time while the actors kept busy "
                             f"(waiting {obs.actors_idle:.0%}): a core goes back to them")]
     return []
+
+
+@dataclass(frozen=True, slots=True)
+class PoolsObservation:
+    """What a ``RuntimeCoordinator`` read of its pools and the machine (the only input of ``plan_pool_moves``)."""
+
+    at_s: float  # seconds since the coordinator was made
+    pools: tuple[PoolFigures, ...]
+    available_bytes: int  # memory available on the machine now
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorLimits:
+    """The bounds a coordinator's tuner keeps to."""
+
+    core_budget: int  # workers in all pools together
+    memory_budget: int  # bytes the workers of all pools may hold together
+    min_workers: int = 1  # no pool gives away its last workers
+
+
+def plan_pool_moves(obs: PoolsObservation, limits: CoordinatorLimits) -> list[RunDecision]:
+    """Give the most pressed pool a worker, from idle cores or from the least pressed pool (pure).
+
+    A pool is the bottleneck only when tasks wait in its queue; of several,
+    the one of highest ``pressure`` (ties: the name). It grows by one worker
+    when the pools together hold fewer workers than ``core_budget`` and one
+    more worker fits in memory (what all workers hold, plus one of its own,
+    within ``memory_budget`` and within the memory available now). Otherwise
+    a pool with no backlog and more than ``min_workers`` gives it one — the
+    least pressed, and only if it is less pressed than the bottleneck: two
+    decisions, the donor's shrink first. No bottleneck, or no donor: no
+    decision.
+    """
+    waiting = [p for p in obs.pools if p.queued > 0]
+    if not waiting:
+        return []
+    target = max(waiting, key=lambda p: (p.pressure, p.name))
+    workers = sum(p.workers for p in obs.pools)
+    memory = sum(p.workers * p.worker_bytes for p in obs.pools)
+    room = min(limits.memory_budget, obs.available_bytes)
+    grow = Target(Knob.POOL, target.name)
+    demand = f"{target.name} has {target.queued:.0f} queued, busy {target.busy:.0%}"
+    if workers < limits.core_budget and memory + target.worker_bytes <= room:
+        return [RunDecision(obs.at_s, grow, target.workers, target.workers + 1,
+                            f"{demand}; {limits.core_budget - workers} core(s) of the budget unused")]
+    donors = [p for p in obs.pools if p is not target and p.workers > limits.min_workers and p.queued == 0
+              and p.pressure < target.pressure]
+    if not donors:
+        return []
+    source = min(donors, key=lambda p: (p.pressure, p.name))
+    why = f"{demand}; {source.name} idles (busy {source.busy:.0%}, none queued)"
+    return [RunDecision(obs.at_s, Target(Knob.POOL, source.name), source.workers, source.workers - 1, why),
+            RunDecision(obs.at_s, grow, target.workers, target.workers + 1, why)]
 
 
 def describe(decisions: Sequence[RunDecision]) -> str:

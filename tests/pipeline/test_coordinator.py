@@ -10,7 +10,21 @@ from support import runtime_tasks as rt
 
 from pipeline.runtime.pool import Priority, TaskPoolConfig
 from pipeline.tuning.coordinator import RuntimeCoordinator
-from pipeline.tuning.monitor import PoolLoad, plan_moves
+from pipeline.tuning.performance import size_profile
+from pipeline.tuning.plan import (
+    CoordinatorLimits,
+    Knob,
+    Observation,
+    OptimizerLimits,
+    PoolFigures,
+    PoolsObservation,
+    RunDecision,
+    Target,
+    plan_pool_moves,
+    plan_run_moves,
+)
+
+MiB, GiB, TiB = 1 << 20, 1 << 30, 1 << 40
 
 
 def test_pools_are_registered_found_and_listed_by_priority() -> None:
@@ -58,29 +72,69 @@ def test_auto_tune_moves_a_worker_to_a_deliberately_slow_stage(tmp_path: Path,
         assert fast.execute(rt.add, 1, 1) == 2
         backlog = [slow.submit(rt.gated, i, str(gate)) for i in range(4)]
         with caplog.at_level(logging.INFO, logger="framepipe.tuning"):
-            decision = rc.auto_tune()
-        assert decision.action == "move" and (decision.target, decision.source) == ("slow", "fast")
-        assert "slow has 3 queued" in decision.reason
+            shrink, grow = rc.auto_tune()  # the cores are spent: a move, the donor's shrink first
+        assert (shrink.target, shrink.old, shrink.new) == (Target(Knob.POOL, "fast"), 2, 1)
+        assert (grow.target, grow.old, grow.new) == (Target(Knob.POOL, "slow"), 1, 2)
+        assert "slow has 3 queued" in grow.why and "fast idles" in grow.why
         assert (slow.max_concurrent_tasks, fast.max_concurrent_tasks) == (2, 1)
-        assert any("auto_tune: move slow from fast" in r.getMessage() for r in caplog.records)
+        assert rc.decisions == [shrink, grow]
+        assert any("auto_tune:" in r.getMessage() and "pool slow: 1 -> 2" in r.getMessage() for r in caplog.records)
         gate.write_text("go")
         assert sorted(f.result()[0] for f in backlog) == [0, 1, 2, 3]
 
 
-def _load(pool_id: str, workers: int, queued: int, busy: float) -> PoolLoad:
-    return PoolLoad(pool_id, workers, queued, min(workers, queued), busy, 100 << 20)
+def test_auto_tune_without_a_backlog_changes_nothing() -> None:
+    with RuntimeCoordinator(cores=2) as rc:
+        pool = rc.register_pool("only", TaskPoolConfig(1))
+        assert pool.execute(rt.add, 1, 1) == 2
+        assert rc.auto_tune() == [] and rc.decisions == []
+        assert pool.max_concurrent_tasks == 1
 
 
-def test_plan_grows_into_idle_cores_moves_when_full_and_holds_without_a_backlog() -> None:
-    pools = [_load("decode", 1, 5, 1.0), _load("thumbs", 2, 0, 0.1)]
-    assert plan_moves(pools, core_budget=4, memory_budget=1 << 40).action == "grow"
-    moved = plan_moves(pools, core_budget=3, memory_budget=1 << 40)
-    assert (moved.action, moved.target, moved.source) == ("move", "decode", "thumbs")
-    assert plan_moves(pools, core_budget=4, memory_budget=250 << 20).action == "move"  # no memory to grow
-    assert plan_moves([_load("a", 1, 0, 1.0), _load("b", 1, 0, 0.0)], core_budget=2,
-                      memory_budget=1 << 40).action == "hold"
-    assert plan_moves([_load("a", 1, 3, 1.0), _load("b", 1, 0, 0.0)], core_budget=2,
-                      memory_budget=1 << 40).action == "hold"  # b has only its last worker
+# The coordinator's rule (plan.plan_pool_moves) -------------------------------------------------------------
+
+
+def _pool(name: str, workers: int, queued: int, busy: float) -> PoolFigures:
+    idle = 1.0 - busy
+    return PoolFigures(name, workers, busy, starved=0.0 if queued else idle, blocked=idle if queued else 0.0,
+                       queued=queued, worker_bytes=100 * MiB)
+
+
+DECODE_BEHIND = (_pool("decode", 1, 5, 1.0), _pool("thumbs", 2, 0, 0.1))
+
+
+@pytest.mark.parametrize("pools, cores, memory, available, expected", [
+    (DECODE_BEHIND, 4, TiB, TiB, [("pool decode", 1, 2)]),  # grows into idle cores
+    (DECODE_BEHIND, 3, TiB, TiB, [("pool thumbs", 2, 1), ("pool decode", 1, 2)]),  # cores spent: a move
+    (DECODE_BEHIND, 4, 350 * MiB, TiB, [("pool thumbs", 2, 1), ("pool decode", 1, 2)]),  # 4 workers > budget
+    (DECODE_BEHIND, 4, TiB, 350 * MiB, [("pool thumbs", 2, 1), ("pool decode", 1, 2)]),  # ... > available now
+    ((_pool("a", 1, 0, 1.0), _pool("b", 1, 0, 0.0)), 2, TiB, TiB, []),  # busy, but nothing waits
+    ((_pool("a", 1, 3, 1.0), _pool("b", 1, 0, 0.0)), 2, TiB, TiB, []),  # b has only its last worker
+    ((_pool("a", 1, 3, 1.0), _pool("b", 2, 1, 0.5)), 3, TiB, TiB, []),  # b has a backlog of its own
+    ((_pool("a", 4, 1, 0.0), _pool("b", 2, 0, 0.5)), 6, TiB, TiB, []),  # b is the more pressed: balanced
+    ((_pool("a", 1, 0, 1.0), _pool("b", 4, 1, 0.5)), 6, TiB, TiB, [("pool b", 4, 5)]),  # busy a keeps up
+    ((), 2, TiB, TiB, []),
+], ids=["grow", "move-cores-spent", "move-memory-budget", "move-memory-available", "no-backlog",
+        "donor-at-minimum", "donor-busy", "balanced", "backlog-under-a-busier-pool", "no-pools"])
+def test_pool_rules(pools: tuple[PoolFigures, ...], cores: int, memory: int, available: int,
+                    expected: list[tuple[str, int, int]]) -> None:
+    decisions = plan_pool_moves(PoolsObservation(2.5, pools, available), CoordinatorLimits(cores, memory))
+    assert [(d.what, d.old, d.new) for d in decisions] == expected
+    assert all(d.at_s == 2.5 and d.target.knob is Knob.POOL and d.why for d in decisions)
+
+
+def test_a_coordinator_decision_and_a_run_optimizer_decision_are_one_type_with_a_typed_target() -> None:
+    behind = PoolFigures("default", 1, busy=0.95, starved=0.0, blocked=0.0, queued=3)
+    (coordinator,) = plan_pool_moves(PoolsObservation(2.0, (behind,), TiB), CoordinatorLimits(4, TiB))
+    (run,) = plan_run_moves(Observation(2.0, 256 * MiB, 128 * MiB, 0.5, 0.5, 0.5, 8 * GiB, (behind,)),
+                            OptimizerLimits(core_budget=4, min_buffer=64 * MiB, max_buffer=GiB))
+    assert type(coordinator) is type(run) is RunDecision
+    assert (coordinator.target, run.target) == (Target(Knob.POOL, "default"), Target(Knob.MAP_POOL, "default"))
+    assert (coordinator.old, coordinator.new) == (run.old, run.new) == (1, 2)  # the same pool figures, the same step
+    assert coordinator.to_dict()["what"] == "pool default" and "1 -> 2" in coordinator.line()
+
+
+# Presets ---------------------------------------------------------------------------------------------------
 
 
 def test_presets_build_the_video_and_low_memory_pool_sets() -> None:
@@ -89,3 +143,12 @@ def test_presets_build_the_video_and_low_memory_pool_sets() -> None:
         assert rc.get_pool("io").config.priority is Priority.LOW
     with RuntimeCoordinator.low_memory(cores=4) as rc:
         assert all(p.max_concurrent_tasks == 1 for p in rc.pools)
+
+
+@pytest.mark.parametrize("cores", [1, 4, 16])
+def test_video_processing_pools_are_sized_by_the_video_processing_profile(cores: int) -> None:
+    profile = size_profile("video_processing", cores, 8 * GiB)
+    with RuntimeCoordinator.video_processing(cores=cores) as rc:
+        sizes = {p.pool_id: p.max_concurrent_tasks for p in rc.pools}
+    assert sizes == {"decode": profile.files_in_flight, "encode": profile.files_in_flight,
+                     "process": profile.map_workers, "io": max(1, cores // 4)}
