@@ -102,7 +102,7 @@ def bench_memory(quick: bool = False) -> tuple[Rows, Checks]:
         a, b = _best_ops_per_s((mine, theirs), len(stream))
         rows.append((op, f"{a / 1e6:.2f}", f"{b / 1e6:.2f}", f"{a / b:.2f}x"))
         checks.append((f"{op} ops/s, ours / cachetools", a / b, 0.5, False))
-    metrics = ours.metrics()
+    metrics = ours.statistics()
     rows.append(("(ours, sampled avg access)", f"{metrics.avg_access_us:.2f} us", "", ""))
     return rows, checks
 

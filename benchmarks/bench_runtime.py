@@ -91,10 +91,10 @@ def bench_priority(quick: bool, workers: int) -> tuple[list[tuple[object, ...]],
             f.result()
         idle_before = _p95_latency_ms(high, small, samples)
         backlog = [low.submit(burn, big) for _ in range(workers * (10 + samples // 5))]
-        while low.metrics().active_tasks < workers:  # wait until LOW holds every core
+        while low.statistics().active_tasks < workers:  # wait until LOW holds every core
             time.sleep(0.01)
         busy = _p95_latency_ms(high, small, samples)
-        saturated = low.metrics().queue_size > 0  # LOW still had work waiting when the probes ended
+        saturated = low.statistics().queue_size > 0  # LOW still had work waiting when the probes ended
         for f in backlog:
             f.cancel()
         low.shutdown(wait=True, cancel_pending=True)

@@ -97,7 +97,7 @@ def _cmd_cache(args: argparse.Namespace) -> int:
             elif args.action == "prune":
                 print(f"{name}: {cache.prune()}")
             else:
-                st = cache.stats()
+                st = cache.statistics()
                 print(f"{name}: {st.entries} entries, {st.size_bytes / 1e6:.1f} MB in {st.path}")
     return EXIT_OK
 

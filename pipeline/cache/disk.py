@@ -55,6 +55,7 @@ import os
 import sqlite3
 import threading
 import time
+import warnings
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -248,7 +249,9 @@ class DiskCache:
         return self._totals()[1]
 
     def stats(self) -> DiskCacheStats:
-        """The older name of :meth:`statistics`."""
+        """Deprecated: the older name of :meth:`statistics`."""
+        warnings.warn(f"{type(self).__name__}.stats() is deprecated: use statistics()", DeprecationWarning,
+                      stacklevel=2)
         return self.statistics()
 
     def statistics(self) -> DiskCacheStats:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
@@ -78,5 +79,7 @@ class CacheManager:
         return MappingProxyType(out)
 
     def stats(self) -> dict[str, Any]:
-        """The older name of :meth:`statistics`, as a plain dict."""
+        """Deprecated: the older name of :meth:`statistics`, as a plain dict."""
+        warnings.warn(f"{type(self).__name__}.stats() is deprecated: use statistics()", DeprecationWarning,
+                      stacklevel=2)
         return dict(self.statistics())

@@ -24,6 +24,7 @@ import math
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -496,7 +497,9 @@ class Cache:
             return self._hits / lookups if lookups else 0.0
 
     def metrics(self) -> CacheMetrics:
-        """The older name of :meth:`statistics`."""
+        """Deprecated: the older name of :meth:`statistics`."""
+        warnings.warn(f"{type(self).__name__}.metrics() is deprecated: use statistics()", DeprecationWarning,
+                      stacklevel=2)
         return self.statistics()
 
     def statistics(self) -> CacheMetrics:
@@ -559,5 +562,7 @@ class AsyncCache:
         return self.cache.statistics()
 
     def metrics(self) -> CacheMetrics:
-        """The older name of :meth:`statistics`."""
+        """Deprecated: the older name of :meth:`statistics`."""
+        warnings.warn(f"{type(self).__name__}.metrics() is deprecated: use statistics()", DeprecationWarning,
+                      stacklevel=2)
         return self.statistics()

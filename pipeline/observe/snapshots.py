@@ -128,7 +128,7 @@ class MetricsSnapshot:
 
 
 def pool_snapshot(name: str, m: PoolMetrics, kind: str = "map") -> PoolSnapshot:
-    """A map pool's figures from its ``WorkerPool.metrics()``."""
+    """A map pool's figures from its ``WorkerPool.statistics()``."""
     return PoolSnapshot(name, kind, m.max_concurrent_tasks, m.active_tasks, m.queue_size, m.executed, m.failed,
                         m.retried, m.active_tasks / m.max_concurrent_tasks if m.max_concurrent_tasks else 0.0,
                         m.busy_s, m.p50_s, m.p95_s)
@@ -177,7 +177,7 @@ def _cache_snapshot(name: str, figures: Any) -> CacheSnapshot | None:
 def cache_snapshots(memo: tuple[int, int] | None = None, caches: Any = None) -> tuple[CacheSnapshot, ...]:
     """The run's stage memo (hits, misses), then each cache a ``CacheManager`` holds that reports figures."""
     out = [CacheSnapshot("stage_memo", *memo)] if memo is not None else []
-    stats: Mapping[str, Any] = caches.stats() if caches is not None else {}
+    stats: Mapping[str, Any] = caches.statistics() if caches is not None else {}
     for name, figures in stats.items():
         snap = _cache_snapshot(name, figures)
         if snap is not None:

@@ -34,6 +34,7 @@ import pickle
 import statistics
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, InvalidStateError
@@ -758,7 +759,9 @@ class WorkerPool:
     # Introspection ------------------------------------------------------------------------
 
     def metrics(self) -> PoolMetrics:
-        """The older name of :meth:`statistics`."""
+        """Deprecated: the older name of :meth:`statistics`."""
+        warnings.warn(f"{type(self).__name__}.metrics() is deprecated: use statistics()", DeprecationWarning,
+                      stacklevel=2)
         return self.statistics()
 
     def statistics(self) -> PoolMetrics:

@@ -108,7 +108,7 @@ class RuntimeCoordinator:
         now = time.monotonic()
         figures = []
         for pool in self._pools.values():
-            m = pool.metrics()
+            m = pool.statistics()
             last_t, last_busy = self._last_busy.get(pool.pool_id, (now, 0.0))
             interval = max(now - last_t, 1e-6)
             self._last_busy[pool.pool_id] = (now, m.busy_s)

@@ -193,7 +193,7 @@ def test_a_manager_thread_that_cannot_start_its_queue_thread_fails_its_task(monk
             pool.submit(square, 3).result(timeout=HANG_S)
         crash.clear()
         assert caught.value.reason.startswith("could not start a thread: ")
-        assert pool.metrics().retried == 0
+        assert pool.statistics().retried == 0
         assert pool.execute(square, 6) == 36
     assert "Exception in executor manager thread" not in capfd.readouterr().err
 

@@ -58,7 +58,7 @@ def test_low_priority_pools_fill_idle_cores_but_never_hold_back_a_high_priority_
         blocked = [low.submit(rt.gated, i, str(gate)) for i in range(2)]
         # One core: the second LOW task waits for it ...
         assert high.execute(rt.add, 1, 1) == 2  # ... but a HIGH task runs at once, beside the LOW one
-        assert low.metrics().active_tasks == 1 and low.metrics().queue_size == 1
+        assert low.statistics().active_tasks == 1 and low.statistics().queue_size == 1
         gate.write_text("go")
         assert sorted(f.result()[0] for f in blocked) == [0, 1]
 

@@ -29,7 +29,7 @@ def test_results_come_back_and_exceptions_keep_their_remote_traceback() -> None:
         with pytest.raises(ValueError, match="bad frame") as info:
             pool.execute(rt.fail_with, "bad frame")
         assert "fail_with" in str(info.value.__cause__)
-        m = pool.metrics()
+        m = pool.statistics()
         assert (m.executed, m.failed) == (1, 1)
 
 
@@ -129,7 +129,7 @@ def test_a_hung_task_is_killed_at_its_timeout_and_the_pool_goes_on(tmp_path: Pat
         open_gate(gate)
         assert bystander.result()[0] == 1
         assert pool.execute(rt.add, 20, 22) == 42
-        assert pool.metrics().timeouts == 1
+        assert pool.statistics().timeouts == 1
 
 
 def test_a_worker_killed_from_outside_has_its_task_retried_and_the_rest_complete(tmp_path: Path) -> None:
@@ -141,7 +141,7 @@ def test_a_worker_killed_from_outside_has_its_task_retried_and_the_rest_complete
         os.kill(int(pid_file.read_text()), signal.SIGKILL)
         assert victim.result() == "done on retry"
         assert [f.result() for f in others] == [i + 1 for i in range(6)]
-        assert pool.metrics().retried >= 1
+        assert pool.statistics().retried >= 1
 
 
 def test_a_task_that_always_kills_its_worker_fails_clearly_after_its_retries() -> None:
@@ -169,7 +169,7 @@ def test_metrics_report_durations_and_load() -> None:
     with WorkerPool("stats", TaskPoolConfig(2)) as pool:
         for f in [pool.submit(rt.record_span, i, 0.01) for i in range(6)]:
             f.result()
-        m = pool.metrics()
+        m = pool.statistics()
         assert m.executed == 6 and m.active_tasks == 0 and m.queue_size == 0
         assert 0 < m.p50_s <= m.p95_s and m.avg_s > 0 and m.busy_s >= 6 * 0.01
         assert pool.current_load() == 0.0 and not pool.is_overloaded()

@@ -89,7 +89,7 @@ def test_the_manager_lists_clears_and_measures_every_cache(tmp_path: Path) -> No
     with pytest.raises(TypeError, match="ClearableCache"):
         manager.add_clearable_cache(object())  # type: ignore[arg-type]
     frames.memory.insert("k", b"v")
-    stats = manager.stats()
+    stats = manager.statistics()
     assert stats["frames"].entries == 1 and stats["mine"] is None
     manager.clear_all()
     assert frames.memory.size() == 0 and mine.items == {}

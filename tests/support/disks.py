@@ -48,5 +48,5 @@ def assert_cache_reads_back(cache_root: Path) -> None:
     with DiskCache(cache_root, name="stages") as cache:
         keys = [row[0] for row in sqlite3.connect(cache.path / "index.sqlite").execute("SELECT key FROM entries")]
         assert all(cache.get(key) is not None for key in keys)
-        assert cache.stats().corrupt_found == 0 and len(cache) == len(keys)
+        assert cache.statistics().corrupt_found == 0 and len(cache) == len(keys)
         assert list(cache.path.glob("tmp/*")) == []  # no value left half written

@@ -159,7 +159,7 @@ def test_stats_is_a_frozen_snapshot(tmp_path: Path) -> None:
         cache.set("a", b"1")
         cache.get("a")
         cache.get("b")
-        stats = cache.stats()
+        stats = cache.statistics()
     assert isinstance(stats, DiskCacheStats)
     assert (stats.hits, stats.misses, stats.entries, stats.path) == (1, 1, 1, tmp_path / "default")
     assert stats.size_bytes == entry_cost("a", 1)
@@ -191,7 +191,7 @@ def test_a_tampered_file_name_in_the_index_is_not_followed(tmp_path: Path) -> No
     with sqlite3.connect(tmp_path / "c" / "default" / "index.sqlite") as db:
         db.execute("UPDATE entries SET file = '../../../secret'")
     with DiskCache(tmp_path / "c") as cache:
-        assert cache.get("k") is None and cache.stats().corrupt_found == 1
+        assert cache.get("k") is None and cache.statistics().corrupt_found == 1
     assert secret.exists()
 
 
@@ -208,7 +208,7 @@ def test_bounds_count_keys_and_overhead_and_are_never_exceeded(tmp_path: Path) -
             assert len(cache) <= 6 and cache.size_bytes() <= limit
         live = [k for k, _ in cache._query("SELECT key, 1 FROM entries", ())]
         assert cache.size_bytes() == sum(entry_cost(k, len(cache.get(k))) for k in live)
-        assert cache.stats().evictions == len(items) - len(live)
+        assert cache.statistics().evictions == len(items) - len(live)
         cache.set(live[0], b"q" * BIG)  # alone over the bound (with its blocks): not kept, old value gone
         assert live[0] not in cache and entry_cost(live[0], BIG) > limit >= BIG
     assert entry_cost("ab", 10) == 4 + 128 + 10 and entry_cost("ab", BIG) == 4 + 128 + 40960
@@ -276,7 +276,7 @@ def test_entries_expire_with_the_clock(tmp_path: Path) -> None:
         assert cache.get("default-ttl") is None
         result = cache.prune()
         assert result.expired == 2 and len(cache) == 0 and cache.size_bytes() == 0
-        assert cache.stats().expirations == 2
+        assert cache.statistics().expirations == 2
 
 
 def test_reads_do_not_write_until_the_batch_is_flushed(tmp_path: Path) -> None:
@@ -401,7 +401,7 @@ def _hammer(root: str, worker: int, barrier: Any, results: Any) -> None:
             assert cache.get("shared") is not None
         for other in range(4):
             cache.get(f"w{other}-0")
-        stats = cache.stats()
+        stats = cache.statistics()
         cache.close()
         results.put((raised, stats.corrupt_found))
     except BaseException:
@@ -422,7 +422,7 @@ def test_four_processes_compute_each_key_once_and_lose_no_writes(tmp_path: Path)
                 key = f"w{w}-{j}"
                 assert cache.get(key) == _expected(key + ("big" if j % 10 == 0 else ""))
         assert cache.get("shared").split(b"-")[0] in {b"0", b"1", b"2", b"3"}
-        assert cache.stats().corrupt_found == 0
+        assert cache.statistics().corrupt_found == 0
         assert cache._query("PRAGMA integrity_check", ()) == [("ok",)]
 
 
@@ -444,9 +444,9 @@ def test_a_killed_writer_leaves_a_working_cache(tmp_path: Path) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.join(30)
     with DiskCache(tmp_path) as cache:
-        assert cache.stats().index_rebuilds == 0
+        assert cache.statistics().index_rebuilds == 0
         assert all(cache.get(f"n{i}") is not None for i in range(31))
-        assert cache.stats().corrupt_found == 0
+        assert cache.statistics().corrupt_found == 0
         assert list((cache.path / "tmp").iterdir()) == []  # its partial file is swept
         cache.prune()
         assert len(cache) == len(cache._query("SELECT 1 FROM entries", ()))
@@ -511,13 +511,13 @@ def test_a_broken_index_is_set_aside_and_rebuilt_on_open(tmp_path: Path, damage:
         db = cache.path / "index.sqlite"
     damage(db)
     with DiskCache(tmp_path) as cache:
-        assert cache.stats().index_rebuilds == 1 and len(cache) == 0
+        assert cache.statistics().index_rebuilds == 1 and len(cache) == 0
         assert blob_files(cache) == []  # the rebuilt index owns no files
         assert len(list((cache.path / "broken").iterdir())) == 1
         cache.set("k1", b"new")
         assert cache.get("k1") == b"new"
     with DiskCache(tmp_path) as cache:
-        assert cache.get("k1") == b"new" and cache.stats().index_rebuilds == 0
+        assert cache.get("k1") == b"new" and cache.statistics().index_rebuilds == 0
 
 
 def test_an_index_broken_while_open_is_rebuilt_and_reads_miss(tmp_path: Path) -> None:
@@ -529,7 +529,7 @@ def test_an_index_broken_while_open_is_rebuilt_and_reads_miss(tmp_path: Path) ->
     cache._conn = sqlite3.connect(cache.path / "index.sqlite", isolation_level=None, check_same_thread=False)
     cache._reader = None
     assert cache.get("k1") is None
-    assert cache.stats().index_rebuilds == 1
+    assert cache.statistics().index_rebuilds == 1
     cache.set("k1", b"again")
     assert cache.get("k1") == b"again"
     cache.close()
@@ -554,7 +554,7 @@ def test_a_damaged_value_file_is_a_counted_repaired_miss(tmp_path: Path, damage:
     damage(victim)
     with DiskCache(tmp_path) as cache:
         assert cache.get("victim") is None
-        stats = cache.stats()
+        stats = cache.statistics()
         assert (stats.corrupt_found, stats.corrupt_repaired, stats.misses) == (1, 1, 1)
         assert "victim" not in cache and len(cache) == 1 and not victim.exists()
         assert cache.get("other") == b"o" * BIG
@@ -569,7 +569,7 @@ def test_a_damaged_inline_value_is_a_counted_repaired_miss(tmp_path: Path) -> No
         db.execute("UPDATE entries SET value = CAST('{\"json\":\"valuE\"}' AS BLOB) WHERE key = 'victim'")
     with DiskCache(tmp_path) as cache:
         assert cache.get_many(["victim", "other"]) == {"other": b"fine"}
-        assert cache.stats().corrupt_repaired == 1 and "victim" not in cache
+        assert cache.statistics().corrupt_repaired == 1 and "victim" not in cache
 
 
 # --- location -----------------------------------------------------------------------------------

@@ -287,7 +287,7 @@ class CacheVsModel(RuleBasedStateMachine):
     def agrees_with_model(self) -> None:
         self.model.expire(self.clock.now)
         assert set(self.cache.keys()) == set(self.model.items)
-        m = self.cache.metrics()
+        m = self.cache.statistics()
         model = self.model
         assert (m.hits, m.misses, m.evictions, m.expirations, m.rejected, m.entries, m.bytes) == (
             model.hits, model.misses, model.evictions, model.expirations, model.rejected,
@@ -389,7 +389,7 @@ def test_a_value_bigger_than_the_byte_bound_is_not_stored_and_drops_the_old_one(
     assert cache.insert("k", b"x" * 10)
     assert not cache.insert("k", b"x" * 11)
     assert "k" not in cache
-    assert cache.metrics().rejected == 1
+    assert cache.statistics().rejected == 1
     assert cache.memory_usage() == 0
 
 
@@ -413,7 +413,7 @@ def test_expired_entries_are_never_returned_and_are_swept_lazily() -> None:
     cache.insert_with_ttl("c", 3, 1.0)
     clock.now += 11.0  # past the cleanup interval: the next call sweeps "c"
     cache.get("zzz")
-    assert cache.metrics().expirations == 2
+    assert cache.statistics().expirations == 2
     assert cache.keys() == ["b"]
 
 
@@ -433,7 +433,7 @@ def test_resize_evicts_down_at_once() -> None:
         cache.insert(i, i)
     cache.resize(max_entries=4)
     assert cache.keys() == [6, 7, 8, 9]
-    assert cache.metrics().evictions == 6
+    assert cache.statistics().evictions == 6
     cache.resize(max_size_bytes=2 * (ENTRY_OVERHEAD + 2 * default_sizeof(9)))
     assert cache.keys() == [8, 9]
 
@@ -454,7 +454,7 @@ def test_metrics_are_a_frozen_record_with_sampled_access_time() -> None:
     for i in range(200):
         cache.insert(i % 150, i)
         cache.get(i % 170)
-    m = cache.metrics()
+    m = cache.statistics()
     assert isinstance(m, CacheMetrics)
     assert (m.hits + m.misses, m.entries) == (200, 100)
     assert m.avg_access_us > 0
@@ -517,7 +517,7 @@ def test_threads_hammering_the_same_keys_leave_a_consistent_cache(kind: Eviction
     finally:
         sys.setswitchinterval(old)
     assert not errors
-    m = cache.metrics()
+    m = cache.statistics()
     assert m.entries <= 40 and m.bytes <= 40 * (ENTRY_OVERHEAD + 100)
     entries = cache._entries  # the books balance: bytes, and the policy tracks exactly the stored keys
     assert m.bytes == sum(e[1] for e in entries.values())
@@ -541,8 +541,8 @@ def test_async_cache_serves_coroutines() -> None:
         assert await cache.force_cleanup() == 1
         await cache.change_eviction_policy(P.TINYLFU)
         await cache.resize(max_entries=1)
-        assert cache.metrics().entries == 1
+        assert cache.statistics().entries == 1
         await cache.clear()
-        assert cache.metrics().entries == 0
+        assert cache.statistics().entries == 0
 
     asyncio.run(main())
