@@ -8,11 +8,11 @@ from ..errors import CacheClosed, CacheError, InvalidCacheName, LockTimeout, Uns
 from .config import CacheConfig, EvictionPolicy, HybridPolicy
 from .disk import DiskCache, DiskCacheStats, PruneResult
 from .location import caching_disabled, default_cache_dir
-from .manager import CacheManager, ClearableCache
+from .manager import CacheManager, ClearableCache, MeasuredCache
 from .memory import AsyncCache, Cache, CacheMetrics
 
 __all__ = [  # sorted; tests/test_public_api.py keeps it so
     "AsyncCache", "Cache", "CacheClosed", "CacheConfig", "CacheError", "CacheManager", "CacheMetrics",
     "caching_disabled", "ClearableCache", "default_cache_dir", "DiskCache", "DiskCacheStats", "EvictionPolicy",
-    "HybridPolicy", "InvalidCacheName", "LockTimeout", "PruneResult", "UnsupportedCacheValue",
+    "HybridPolicy", "InvalidCacheName", "LockTimeout", "MeasuredCache", "PruneResult", "UnsupportedCacheValue",
 ]

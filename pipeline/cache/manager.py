@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ClearableCache", "CacheManager"]
+__all__ = ["ClearableCache", "CacheManager", "MeasuredCache"]
 
 
 @runtime_checkable
@@ -20,11 +20,18 @@ class ClearableCache(Protocol):
     def clear(self) -> None: ...
 
 
-class CacheManager:
-    """Caches by name: ``add_cache``, ``add_clearable_cache``, ``clear_all``, ``list_caches``, ``stats``.
+@runtime_checkable
+class MeasuredCache(Protocol):
+    """Anything whose figures ``statistics()`` gives (every cache of ours; a user's own may be one)."""
 
-    ``stats()`` asks each cache for its ``metrics()`` or ``stats()`` (whichever
-    it has); a cache with neither is listed without figures.
+    def statistics(self) -> object: ...
+
+
+class CacheManager:
+    """Caches by name: ``add_cache``, ``add_clearable_cache``, ``clear_all``, ``list_caches``, ``statistics``.
+
+    ``statistics()`` asks each cache for its own ``statistics()``; a cache
+    without one is listed without figures.
     """
 
     def __init__(self) -> None:
@@ -74,8 +81,7 @@ class CacheManager:
         out: dict[str, Any] = {}
         for name in self.list_caches():
             cache = self.get(name)
-            probe = next((getattr(cache, n) for n in ("statistics", "metrics", "stats") if hasattr(cache, n)), None)
-            out[name] = probe() if callable(probe) else None
+            out[name] = cache.statistics() if isinstance(cache, MeasuredCache) else None
         return MappingProxyType(out)
 
     def stats(self) -> dict[str, Any]:
