@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import ray
 
-        from pipeline.executors.ray_cluster import start_local_ray
+        from pipeline.executors.ray import start_local_ray
     except ImportError:
         print("ray is not installed: pip install framepipe[ray]")
         return 0

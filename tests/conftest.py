@@ -91,7 +91,7 @@ def local_ray() -> Iterator[None]:
     import psutil
     import ray
 
-    from pipeline.executors.ray_cluster import start_local_ray
+    from pipeline.executors.ray import start_local_ray
 
     start_local_ray(num_cpus=2)
     yield

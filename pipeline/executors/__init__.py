@@ -33,6 +33,6 @@ def get_executor(name: str, workers: int | None = None, *, file_timeout: float |
     if name == "local":
         return LocalExecutor(workers, file_timeout=file_timeout)
     if name == "ray":
-        from .ray_cluster import RayExecutor  # raises MissingExtra when Ray is not installed
+        from .ray import RayExecutor  # raises MissingExtra when Ray is not installed
         return RayExecutor(workers, address=address, file_timeout=file_timeout, **options)
     raise ValueError(f"unknown executor {name!r} (choose {', '.join(map(repr, EXECUTORS))})")

@@ -9,25 +9,69 @@ It samples the scheduler every tick, asks ``plan_run_moves`` at most every
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Collection, Mapping, Sequence, Sized
+from typing import Any, Protocol
 
 import psutil
 
+from ..dataplane.frame_pools import SlotAllocator
 from ..executors.base import credits_per_file
+from ..observe.metrics import StageStats
+from ..runtime.pool import WorkerPool
+from ..stage import Stage
 from .monitor import log
 from .performance import PerformanceConfig
 from .plan import CacheFigures, Knob, Observation, OptimizerLimits, PoolFigures, RunDecision, plan_run_moves
 
-__all__ = ["RunOptimizer"]
+__all__ = ["RunOptimizer", "TunableRun", "TunableFile"]
+
+
+class TunableFile(Protocol):
+    """A file in flight, as the optimizer sees it."""
+
+    @property
+    def busy(self) -> bool: ...  # a call of its actor is in flight
+
+
+class TunableRun(Protocol):
+    """What ``RunOptimizer`` reads of a run as it goes, and the settings it turns; the local executor's
+    scheduler state (``LocalRun``) is one."""
+
+    credits_per_file: int  # most slots a file may hold: set again when a map pool is resized
+
+    @property
+    def started(self) -> float: ...  # time.monotonic() at the run's start
+
+    @property
+    def slots(self) -> SlotAllocator: ...  # the frame buffer: its budget_bytes is set, then trim()
+
+    @property
+    def pools(self) -> Mapping[str, WorkerPool]: ...  # the map pools by name: resized
+
+    @property
+    def maps(self) -> Collection[str]: ...  # the map stages' names
+
+    @property
+    def stages(self) -> Mapping[str, Stage]: ...  # every stage by name (a map stage's pool)
+
+    @property
+    def map_stats(self) -> Mapping[str, StageStats]: ...  # per map stage; its ``workers`` follow a resize
+
+    @property
+    def ready(self) -> Mapping[str, Sized]: ...  # per map stage: the frames waiting to be sent
+
+    @property
+    def active(self) -> Sequence[TunableFile]: ...  # the files in flight
+
+    @property
+    def caches(self) -> Any: ...  # the memory caches (a CacheManager) whose bounds it may change, or None
+
+    @property
+    def fixed_credits_per_file(self) -> int | None: ...  # set by the caller: left alone when pools change
 
 
 class RunOptimizer:
-    """Samples a local run's scheduler every tick and applies ``plan_run_moves`` at most every ``interval_s``.
-
-    ``run`` is the executor's ``_Run`` (the scheduler state); only its public-ish
-    figures are read: ``slots``, ``pools``, ``maps``, ``stages``, ``map_stats``,
-    ``ready``, ``active``, ``started`` and the executor's ``caches``.
-    """
+    """Samples a run's scheduler every tick and applies ``plan_run_moves`` at most every ``interval_s``."""
 
     def __init__(self, config: PerformanceConfig, core_budget: int, interval_s: float = 0.5) -> None:
         self.limits = OptimizerLimits(core_budget, min(config.min_buffer_bytes, config.buffer_bytes),
@@ -46,7 +90,7 @@ class RunOptimizer:
         self._idle_sum = 0.0
         self._queued: dict[str, float] = {}
 
-    def tick(self, run: Any) -> None:
+    def tick(self, run: TunableRun) -> None:
         """Sample this tick; every ``interval_s``, decide and apply."""
         now = time.monotonic()
         if not self._window_start:
@@ -71,7 +115,7 @@ class RunOptimizer:
         for d in plan_run_moves(obs, self.limits):
             self._apply(run, d)
 
-    def observe(self, run: Any, now: float) -> Observation:
+    def observe(self, run: TunableRun, now: float) -> Observation:
         dt = max(1e-6, now - self._window_start)
         pools = []
         for name, pool in sorted(run.pools.items()):
@@ -89,10 +133,10 @@ class RunOptimizer:
                                      min(1.0, blocked / dt), self._queued.get(name, 0.0) / max(1, self._ticks)))
         vm = psutil.virtual_memory()
         caches = []
-        if run.ex.caches is not None:
-            for name, figures in run.ex.caches.stats().items():
+        if run.caches is not None:
+            for name, figures in run.caches.statistics().items():
                 held = getattr(figures, "bytes", None)
-                if isinstance(held, int) and callable(getattr(run.ex.caches.get(name), "resize", None)):
+                if isinstance(held, int) and callable(getattr(run.caches.get(name), "resize", None)):
                     caches.append(CacheFigures(name, held))
         return Observation(now - run.started, run.slots.budget_bytes, _leased_bytes(run.slots),
                            0.0 if self._use_min == float("inf") else self._use_min, self._use_max,
@@ -100,7 +144,7 @@ class RunOptimizer:
                            self._idle_sum / max(1, self._ticks), now - self._last_pool_change, tuple(caches),
                            run.slots.reserved_bytes)
 
-    def _apply(self, run: Any, d: RunDecision) -> None:
+    def _apply(self, run: TunableRun, d: RunDecision) -> None:
         knob, name = d.target.knob, d.target.name
         if knob is Knob.FRAME_BUFFER:
             run.slots.budget_bytes = d.new
@@ -108,16 +152,16 @@ class RunOptimizer:
         elif knob is Knob.MAP_POOL:
             run.pools[name].resize(d.new)
             self._last_pool_change = time.monotonic()
-            if not run.ex.credits_per_file:  # the executors' rule: enough slots per file to feed every worker
+            if not run.fixed_credits_per_file:  # the executors' rule: enough slots per file to feed every worker
                 run.credits_per_file = credits_per_file(sum(p.max_concurrent_tasks for p in run.pools.values()))
             for m in run.maps:
                 if run.stages[m].pool == name:
                     run.map_stats[m].workers = d.new
         elif knob is Knob.CACHE:
-            run.ex.caches.get(name).resize(max_size_bytes=d.new)
+            run.caches.get(name).resize(max_size_bytes=d.new)
         self.decisions.append(d)
         log.info("optimizer: %s", d.line(), extra={"what": d.what, "from": d.old, "to": d.new, "why": d.why})
 
 
-def _leased_bytes(slots: Any) -> int:
+def _leased_bytes(slots: SlotAllocator) -> int:
     return sum(p.slot_size * p.leased_slots for p in slots.pools)

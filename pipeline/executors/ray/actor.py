@@ -1,0 +1,267 @@
+"""What runs in Ray's worker processes: ``FileActor`` (one file at a time through the pipeline), its map
+stages sent as ``map_frame`` Ray tasks with backpressure and in order (``_MapFeeder``), and ``ArrayRef``,
+the frames that travel through the object store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+import ray
+
+from ...bookkeeping.memo import StageMemo
+from ...dataplane.buffers import FrameRef, array_nbytes
+from ...graph import Pipeline
+from ...observe.metrics import StageStats
+from ...results import FileResult
+from ...stage import FileRun
+from ..base import FileTask
+from ..failures import map_task_failed
+from ..file_runner import FileRunner, FileSession
+from ..worker import MapOutcome, run_map
+
+__all__ = ["ArrayRef", "FileActor", "map_frame", "as_remote"]
+
+
+# -----------------------------------------------------------------------------
+# Frames in the object store
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayRef:
+    """A frame's pixels in a numpy array that travels through Ray's object store: the Ray executor's ``FrameRef``.
+
+    It has what stages use of a ``FrameRef`` (``shape``, ``dtype``, ``pixel_format``, ``nbytes``, ``array()``,
+    ``replace()``), so ``to_shared`` and ``MapContext.output_array`` work unchanged. Pickled, it carries only the
+    frame's bytes as a numpy array, which Ray keeps out of band: read on the same node, ``array()`` is a
+    read-only view of the object store's shared memory.
+    """
+
+    buffer: np.ndarray  # flat uint8, at least nbytes long
+    shape: tuple[int, ...]
+    dtype: str = "|u1"
+    pixel_format: str | None = None
+    pts: int | None = None
+    time_base: tuple[int, int] | None = None
+    stream: int = 0
+    seq: int = 0
+
+    @classmethod
+    def empty(cls, nbytes: int) -> ArrayRef:
+        """A credit: room for a frame of up to ``nbytes`` bytes (memory is touched only when written)."""
+        return cls(np.empty(nbytes, np.uint8), (nbytes,))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the frame (of the room, for a credit), counted as ``FrameRef.nbytes`` counts them."""
+        return array_nbytes(self.shape, self.dtype)
+
+    time = FrameRef.time  # ``pts`` in seconds, from the same fields
+
+    def array(self) -> np.ndarray:
+        """The frame as numpy, a view of the buffer (read-only once it came out of the object store)."""
+        return self.buffer[:self.nbytes].view(self.dtype).reshape(self.shape)
+
+    def replace(self, **changes: Any) -> ArrayRef:
+        """A copy with some metadata changed (the same buffer)."""
+        return dataclasses.replace(self, **changes)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Only the frame's bytes travel; a contiguous slice, so Ray stores it out of band without a copy here.
+        return (ArrayRef, (self.buffer[:self.nbytes], self.shape, self.dtype, self.pixel_format, self.pts,
+                           self.time_base, self.stream, self.seq))
+
+
+# -----------------------------------------------------------------------------
+# The pipeline in a worker process, map tasks, file actors
+
+_PIPELINES: dict[str, Pipeline] = {}
+
+
+def _load_pipeline(token: str, source: bytes | list[Any]) -> Pipeline:
+    """The run's pipeline in this process, unpickled once per run: from its bytes, or from ``[object ref]``
+    (a ref inside a list is not resolved by Ray, so a worker that has the pipeline already never fetches it)."""
+    found = _PIPELINES.get(token)
+    if found is None:
+        _PIPELINES.clear()  # a worker serves one run at a time; an earlier run's pipeline is not needed again
+        blob = source if isinstance(source, bytes) else ray.get(source[0])
+        # Only the bytes this run's driver pickled in memory: nothing read from disk or a cache is unpickled.
+        found = _PIPELINES[token] = pickle.loads(blob)
+    return found
+
+
+def map_frame(token: str, box: list[Any], stage_name: str, item: Any, file: Any) -> MapOutcome:
+    """A map stage over one frame (a Ray task); the result travels back in a slot as large as the input's."""
+    stage = _load_pipeline(token, box).stages[stage_name]
+    ref = getattr(item, "ref", None)
+    slot = ArrayRef.empty(ref.nbytes) if ref is not None else None
+    return run_map(token, stage, [(0, 0, item, slot, file)])[0]  # type: ignore[list-item]  # (duck-typed FrameRef)
+
+
+@cache
+def as_remote(fn_or_class: Any) -> Any:
+    """``ray.remote`` of a function or class, made once per process (Ray exports each definition it is given)."""
+    return ray.remote(fn_or_class)
+
+
+class FileActor:
+    """Runs files one at a time through the pipeline in one Ray worker process (a Ray actor)."""
+
+    def __init__(self, token: str, blob: bytes, max_in_flight: int, map_options: dict[str, dict[str, Any]],
+                 retries: int) -> None:
+        # Only plain values here (the pipeline inline, it is small): Ray reruns this when it restarts the actor,
+        # and must not depend on an object that may be gone by then.
+        self.token = token
+        self.box: list[Any] = []
+        self.pipeline = _load_pipeline(token, blob)
+        self.runner = FileRunner(self.pipeline)
+        self.maps = frozenset(n for n, s in self.pipeline.stages.items() if s.is_map)
+        self.max_in_flight = max_in_flight
+        self.map_options = map_options
+        self.retries = retries
+        self.children = {n: self.pipeline.children(n) for n in self.runner.order}
+        self.cluster_cpus = int(ray.cluster_resources().get("CPU", 1)) if self.maps else 1
+
+    def run_file(self, task: FileTask, box: list[Any]) -> FileResult:
+        """Run one file through every stage; never raises for a bad file. ``box``: the pipeline for map tasks."""
+        self.box = box
+        run = FileRun(task.file, task.begin_attempt(), task.output_key, task.cpu_budget,
+                      memo=StageMemo.open(task.cache_dir) if task.cache_dir else None)
+        if not self.maps:
+            return self.runner.run(run)
+        self.runner.setup()
+        return _MapFeeder(self, run).run()
+
+    def ready(self) -> None:
+        """Answers once the actor is up (its pipeline loaded)."""
+
+    def close(self) -> None:
+        """Tear the stages down (decoders, encoders, buffer pools) before the actor is killed."""
+        self.runner.teardown()
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """A map task of this file that has not been taken back yet."""
+
+    stage: str
+    ref: Any
+    sent: float
+
+
+class _MapFailed(Exception):
+    def __init__(self, stage: str, error: str, traceback: str | None) -> None:
+        super().__init__(error)
+        self.stage, self.error, self.traceback = stage, error, traceback
+
+
+class _MapFeeder:
+    """One file's session in its actor, its map stages as Ray tasks: the backpressure and order live here.
+
+    The session pauses when a frame for a map stage has no credit; credits are given while fewer than
+    ``max_in_flight`` map tasks are out (and a stage's ``concurrency`` bounds its own share). Results are taken
+    oldest first, so each local stage gets them in frame order with no reordering buffer.
+    """
+
+    def __init__(self, actor: FileActor, run: FileRun) -> None:
+        self.actor = actor
+        self.pipeline = actor.pipeline
+        self.stages = self.pipeline.stages
+        self.session = FileSession(self.pipeline, run, actor.maps, order=actor.runner.order)
+        self.flight: deque[_InFlight] = deque()
+        self.running: dict[str, int] = dict.fromkeys(actor.maps, 0)
+        self.stats = {m: StageStats(m, files=1, where=f"map:{self.stages[m].pool}",
+                                    workers=actor.cluster_cpus) for m in actor.maps}
+        self.latencies: dict[str, list[float]] = {m: [] for m in actor.maps}
+        self.records: dict[str, Any] = {}
+        self.warnings: list[str] = []
+
+    def run(self) -> FileResult:
+        session = self.session
+        try:
+            session.start()
+            need = 0
+            while True:
+                room = self.actor.max_in_flight - len(self.flight)
+                credits = [ArrayRef.empty(need) for _ in range(room)] if need else []
+                step = session.step(credits)  # type: ignore[arg-type]  # ArrayRef: the Ray executor's FrameRef
+                for out in step.outbox:
+                    self._send(out.item, out.targets)
+                need = step.need_nbytes
+                if step.exhausted and not self.flight:
+                    break
+                if self.flight and (step.exhausted or len(self.flight) >= self.actor.max_in_flight):
+                    self._take_oldest()
+            result = session.finish()
+        except _MapFailed as failed:
+            result = session.fail(RuntimeError(failed.error))  # aborts the local stages
+            if result.failed_stage in result.stats:  # the local stage it names did not fail: the map stage did
+                result.stats[result.failed_stage].failures -= 1
+            result.failed_stage, result.error, result.error_type = failed.stage, failed.error, "StageError"
+            result.traceback = failed.traceback
+        except Exception as exc:  # a local stage raised: the file fails alone
+            result = session.fail(exc)
+        result.record.update(self.records)
+        result.warnings += self.warnings
+        for m, st in self.stats.items():
+            st.record_latencies(self.latencies[m])
+            result.stats[m] = st
+        return result
+
+    def _send(self, item: Any, targets: Sequence[str]) -> None:
+        """Put the item in the object store once and start a map task on it for each target stage."""
+        obj = ray.put(item)
+        ref = getattr(item, "ref", None)
+        for m in targets:
+            stage = self.stages[m]
+            while self.flight and stage.concurrency is not None and self.running[m] >= stage.concurrency:
+                self._take_oldest()
+            options = {"num_cpus": 1, "max_retries": self.actor.retries, **self.actor.map_options.get(stage.pool, {})}
+            task = as_remote(map_frame).options(**options).remote(self.actor.token, self.actor.box, m, obj,
+                                                                self.session.run.file)
+            self.flight.append(_InFlight(m, task, time.perf_counter()))
+            self.running[m] += 1
+            st = self.stats[m]
+            st.items_in += 1
+            if ref is not None:
+                st.frames += 1
+                st.bytes += ref.nbytes
+
+    def _take_oldest(self) -> None:
+        """Wait for the oldest map task and pass its frame on: to map stages as a new task, to local ones in order."""
+        entry = self.flight.popleft()
+        m = entry.stage
+        self.running[m] -= 1
+        try:
+            outcome: MapOutcome = ray.get(entry.ref)
+        except Exception as exc:  # the task could not run (its worker died past its retries)
+            raise _MapFailed(m, map_task_failed(m, exc), None) from exc
+        self.latencies[m].append(time.perf_counter() - entry.sent)
+        st = self.stats[m]
+        st.busy_s += outcome.busy_s
+        if outcome.error is not None:
+            st.failures += 1
+            raise _MapFailed(m, outcome.error, outcome.traceback)
+        self.records.update(outcome.records)
+        self.warnings += outcome.warnings
+        output = outcome.output
+        if output is None:
+            return
+        st.items_out += 1
+        kind = getattr(output, "kind", None)
+        kids = [c for c in self.actor.children[m] if kind in self.stages[c].accepts]
+        remote = [c for c in kids if c in self.actor.maps]
+        if remote:
+            self._send(output, remote)
+        for child in kids:
+            if child not in self.actor.maps:
+                self.session.deliver(child, [output])
+

@@ -1,0 +1,264 @@
+"""``RayExecutor``: the driver. It connects to Ray, starts ``files_in_flight`` file actors, hands each free
+actor the next file, waits on the files in flight, runs again a file whose actor died (``retries``), kills the
+actor of a file past its timeout, and ends the actors at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cloudpickle
+import ray
+from ray.exceptions import RayActorError
+
+from ...graph import Pipeline
+from ...observe.trace import RunTrace
+from ...results import FileResult
+from ...runtime.interrupts import InterruptFlag, capture_interrupts
+from ..base import ExecutionReport, Executor, FileTask, RunEvents, credits_per_file
+from ..failures import timed_out, worker_died, worker_failed
+from .actor import FileActor, as_remote
+from .cluster import init_ray, start_local_ray
+
+__all__ = ["RayExecutor"]
+
+log = logging.getLogger("framepipe.executor")
+_TICK_S = 0.2  # how often the driver looks at Ctrl-C / SIGTERM while it waits
+
+
+@dataclass(eq=False)
+class _File:
+    """The driver's view of one file."""
+
+    task: FileTask
+    row: int
+    attempts: int = 1
+    deadline: float | None = None
+    timed_out: bool = False
+
+
+class RayExecutor(Executor):
+    """Runs files on a Ray cluster: ``address`` (``ray://head:10001``, ``head:6379``, ``auto``; default
+    ``$RAY_ADDRESS``), or a local Ray instance started for the run (``workers`` CPUs, default all), stopped after it.
+
+    A Ray already initialised in this process is used as it is and left running. Each file runs in a Ray actor
+    holding ``cpus_per_file`` CPUs (its decoder and encoder threads; none held when map stages do the heavy
+    part); ``files_in_flight`` actors (default: the cluster's CPUs, or half of them with map stages). Map stages
+    run as Ray tasks of one CPU each, or what ``map_options[pool]`` asks for (``{"gpu": {"num_gpus": 1}}``), at
+    most ``max_in_flight`` per file (a stage's ``concurrency`` bounds its own share). A file whose worker died is
+    run again ``retries`` times; ``file_timeout`` kills a file's actor past it. ``runtime_env`` is Ray's, for a
+    cluster (``{"working_dir": ...}``). It records no trace (the files' stages run on other machines).
+    """
+
+    name = "ray"
+
+    def __init__(self, workers: int | None = None, *, address: str | None = None, cpus_per_file: int = 1,
+                 files_in_flight: int | None = None, max_in_flight: int | None = None, retries: int = 1,
+                 map_options: dict[str, dict[str, Any]] | None = None, file_timeout: float | None = None,
+                 runtime_env: dict[str, Any] | None = None) -> None:
+        if file_timeout is not None and file_timeout <= 0:
+            raise ValueError("file_timeout must be a positive number of seconds")
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.requested_workers = workers
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.cpus_per_file = max(1, cpus_per_file)
+        self.files_in_flight = files_in_flight
+        self.max_in_flight = max_in_flight
+        self.retries = retries
+        self.map_options = map_options or {}
+        self.file_timeout = file_timeout
+        self.runtime_env = runtime_env
+        self.actor_count = 0
+        self._started = False
+        self._workdir = ""
+
+    # Connection -------------------------------------------------------------------------------
+
+    def prepare(self, pipeline: Pipeline) -> None:
+        """Connect to Ray (or start it) while the caller looks for its inputs; size the run by the cluster."""
+        self._connect()
+        self.workers = self._files_in_flight(pipeline)
+
+    def _connect(self) -> None:
+        if ray.is_initialized():
+            return  # the caller's Ray (or ours, from prepare): used as it is
+        if self.address:
+            self._workdir = init_ray(address=self.address, runtime_env=self.runtime_env)
+        else:
+            self._workdir = start_local_ray(self.requested_workers)
+        self._started = True
+        log.info("ray: connected to %s, %s CPUs", self.address or "a local instance",
+                 ray.cluster_resources().get("CPU"))
+
+    def close(self) -> None:
+        """Disconnect from the Ray this executor connected to, stopping a local instance it started (a Ray that
+        was initialised before it is left as it was)."""
+        if self._started:
+            ray.shutdown()
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._started = False
+
+    def _files_in_flight(self, pipeline: Pipeline) -> int:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        has_maps = any(s.is_map for s in pipeline.stages.values())
+        fit = max(1, (cpus // 2 if has_maps else cpus) // self.cpus_per_file)
+        return self.files_in_flight or fit
+
+    # Running ----------------------------------------------------------------------------------
+
+    def run(self, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents, *,
+            trace: RunTrace | None = None) -> ExecutionReport:
+        """Run every task on the cluster, then disconnect (``close``); ``trace`` is left empty."""
+        try:
+            if not tasks:
+                return ExecutionReport(workers=self.workers, trace=trace)
+            self._connect()
+            with capture_interrupts() as interrupt:
+                results = self._run(pipeline, tasks, events, interrupt)
+            return ExecutionReport(tuple(results), self.workers, actor_count=self.actor_count, trace=trace)
+        finally:
+            self.close()
+
+    def _run(self, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents,
+             interrupt: InterruptFlag) -> list[FileResult]:
+        token = uuid.uuid4().hex
+        blob = cloudpickle.dumps(pipeline)  # cloudpickle: the stages of a user's pipeline file travel by value
+        box = [ray.put(blob)]  # for map tasks: fetched once per worker process
+        n_actors = min(len(tasks), self._files_in_flight(pipeline))
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        max_in_flight = self.max_in_flight or credits_per_file(cpus)  # every CPU of the cluster fed
+        # Without map stages a file's actor does all its work: it holds its CPUs. With them, the map tasks do the
+        # heavy part while the actor waits for them, and an actor never gives its CPUs back while it waits: it
+        # takes Ray's default instead (a CPU free to be placed, none held after), and decodes beside the tasks.
+        has_maps = any(s.is_map for s in pipeline.stages.values())
+        cpus_held = {} if has_maps else {"num_cpus": self.cpus_per_file}
+        actor_class = as_remote(FileActor).options(max_restarts=-1, max_task_retries=0, **cpus_held)
+        actors = [actor_class.remote(token, blob, max_in_flight, self.map_options, self.retries)
+                  for _ in range(n_actors)]
+        self.actor_count = len(actors)
+        files = deque(_File(self._portable(t), i) for i, t in enumerate(tasks))
+        starting = {actor.ready.remote(): actor for actor in actors}  # a file goes only to an actor that is up
+        free: list[Any] = []
+        running: dict[Any, tuple[_File, Any]] = {}  # the run_file call -> (file, its actor)
+        results: dict[int, FileResult] = {}
+        log.debug("ray run: %d file(s) on %d actor(s), %d map tasks in flight per file", len(tasks), n_actors,
+                  max_in_flight)
+        finished = False
+        try:
+            while len(results) < len(tasks):
+                while files and free:
+                    fs, actor = files.popleft(), free.pop()
+                    if fs.attempts == 1:
+                        events.file_started(fs.task)
+                    if self.file_timeout is not None:
+                        fs.deadline = time.monotonic() + self.file_timeout
+                    running[actor.run_file.remote(fs.task, box)] = (fs, actor)
+                done, _ = ray.wait([*running, *starting], num_returns=1, timeout=self._wait_s(running))
+                interrupt.raise_if_set()
+                self._kill_overdue(running)
+                for ref in done:
+                    if ref in starting:
+                        self._started_or_failed(ref, starting, free, running, files, results, events)
+                        continue
+                    fs, actor = running.pop(ref)
+                    result, lost = self._outcome(fs, ref)
+                    if lost:  # Ray restarts it: it takes a file again once it answers, as a new actor does
+                        starting[self._restarted(actor)] = actor
+                    else:
+                        free.append(actor)
+                    if result is None:  # its worker died: run it again
+                        files.appendleft(fs)
+                        continue
+                    result.attempts = fs.attempts
+                    results[fs.row] = result
+                    events.file_done(result)
+            finished = True
+        finally:
+            self._stop(actors, graceful=finished)
+        return [results[i] for i in range(len(tasks))]
+
+    @staticmethod
+    def _started_or_failed(ref: Any, starting: dict[Any, Any], free: list[Any], running: dict[Any, Any],
+                           files: deque[_File], results: dict[int, FileResult], events: RunEvents) -> None:
+        """An actor is up (it takes files now), or could not start: when none is left, the files fail with why."""
+        actor = starting.pop(ref)
+        try:
+            ray.get(ref)
+            free.append(actor)
+            return
+        except Exception as exc:  # its constructor raised: a stage's module missing on that node, most often
+            cause = exc
+        why = (str(cause).strip().splitlines() or [type(cause).__name__])[-1]  # Ray's text ends with the cause
+        log.warning("a file actor could not start: %s", why)
+        if starting or free or running:
+            return
+        while files:
+            fs = files.popleft()
+            events.file_started(fs.task)
+            results[fs.row] = worker_failed(fs.task, f"could not start: {why}", type(cause).__name__)
+            events.file_done(results[fs.row])
+
+    def _portable(self, task: FileTask) -> FileTask:
+        """The task with absolute paths and this executor's core budget: every node resolves them alike."""
+        file = dataclasses.replace(task.file, path=os.path.abspath(task.file.path))
+        cache_dir = os.path.abspath(task.cache_dir) if task.cache_dir else None
+        return dataclasses.replace(task, file=file, out_dir=task.out_dir.absolute(), cache_dir=cache_dir,
+                                   cpu_budget=self.cpus_per_file)
+
+    def _wait_s(self, running: dict[Any, tuple[_File, Any]]) -> float:
+        deadlines = [fs.deadline for fs, _ in running.values() if fs.deadline is not None]
+        left = min(deadlines) - time.monotonic() if deadlines else _TICK_S
+        return max(0.0, min(_TICK_S, left))
+
+    def _kill_overdue(self, running: dict[Any, tuple[_File, Any]]) -> None:
+        """Kill the actor of each file past its timeout (Ray restarts it); the call then fails as timed out."""
+        now = time.monotonic()
+        for fs, actor in running.values():
+            if fs.deadline is not None and now >= fs.deadline and not fs.timed_out:
+                fs.timed_out = True
+                ray.kill(actor, no_restart=False)
+
+    @staticmethod
+    def _restarted(actor: Any) -> Any:
+        """A call that answers once Ray has restarted ``actor`` after its process died.
+
+        A call sent right after the death may reach the dead process (the driver has not heard of the death
+        yet) and fail at once with ``ActorUnavailableError``: a file sent so would be failed for a death it had
+        no part in. This one is retried by Ray until the restarted actor takes it (``ready`` does nothing).
+        """
+        return actor.ready.options(max_task_retries=-1).remote()
+
+    def _outcome(self, fs: _File, call: Any) -> tuple[FileResult | None, bool]:
+        """The file's result, a failure, or None when it should run again; and whether its actor's process died."""
+        try:
+            return ray.get(call), False
+        except RayActorError as exc:  # the actor's process died (killed, out of memory, a crash)
+            if fs.timed_out:
+                return timed_out(fs.task, self.file_timeout or 0.0, fs.attempts), True
+            if fs.attempts <= self.retries:
+                log.warning("worker died running %s: starting the file again (attempt %d)", fs.task.file.relpath,
+                            fs.attempts + 1, extra={"file": fs.task.file.relpath, "attempt": fs.attempts + 1})
+                fs.attempts += 1
+                return None, True
+            return worker_died(fs.task, fs.attempts, type(exc).__name__), True
+        except Exception as exc:  # the call itself failed (it could not be sent, or framepipe's own bug)
+            return worker_failed(fs.task, f"{type(exc).__name__}: {exc}", type(exc).__name__, fs.attempts), False
+
+    @staticmethod
+    def _stop(actors: list[Any], graceful: bool) -> None:
+        """End the actors; ``graceful`` (all idle): let each tear its stages down first (no half files then)."""
+        try:
+            if graceful:
+                ray.wait([a.close.remote() for a in actors], num_returns=len(actors), timeout=10)
+        finally:
+            for actor in actors:
+                ray.kill(actor)
