@@ -21,7 +21,7 @@ from .errors import UnreadableFile
 if TYPE_CHECKING:
     from .dataplane.buffers import FrameRef
 
-__all__ = ["FILE", "FRAME", "AUDIO", "FileItem", "SharedItem", "is_shareable", "fingerprint", "readable"]
+__all__ = ["FILE", "FRAME", "AUDIO", "FileItem", "SharedItem", "is_shareable", "slot_of", "fingerprint", "readable"]
 
 FILE: Final = "file"
 """Kind of a :class:`FileItem`: one input file."""
@@ -39,10 +39,13 @@ class SharedItem(Protocol):
 
     The engine asks ``shared_nbytes()`` how big a slot the item needs (0: its pixels are in a slot already, it
     may cross as it is), grants one at least that big, and sends on what ``to_shared(slot)`` returns: the same
-    item with its pixels copied into the slot and nothing of its own process left in it. Checked with
-    ``isinstance(item, SharedItem)`` (``is_shareable`` on the hot path); an item that is not one crosses pickled,
-    as it is.
+    item with its pixels copied into the slot and nothing of its own process left in it. ``ref`` is the slot
+    its pixels are in now (None while they are in its own process); the engine counts and frees slots by it.
+    Checked with ``isinstance(item, SharedItem)`` (``is_shareable`` on the hot path); an item that is not one
+    crosses pickled, as it is.
     """
+
+    ref: FrameRef | None
 
     def shared_nbytes(self) -> int:
         """Bytes of slot the item needs to cross (0: none, it is in a slot already)."""
@@ -67,6 +70,11 @@ def is_shareable(item: Any) -> TypeGuard[SharedItem]:
     if found is None:
         found = _SHAREABLE_TYPES[kind] = isinstance(item, SharedItem)
     return found
+
+
+def slot_of(item: Any) -> FrameRef | None:
+    """The slot a shared item's pixels are in now; None for an item that is not a ``SharedItem`` or not in one."""
+    return item.ref if is_shareable(item) else None
 
 
 def readable(text: str) -> str:

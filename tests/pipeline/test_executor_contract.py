@@ -12,7 +12,7 @@ from pipeline import FileItem, Pipeline, SharedItem, stage
 from pipeline.executors import ExecutionReport, Executor, FileTask, InlineExecutor, RunEvents
 from pipeline.executors.base import credits_per_file
 from pipeline.executors.failures import timed_out, worker_died, worker_failed
-from pipeline.items import is_shareable
+from pipeline.items import is_shareable, slot_of
 from pipeline.observe.metrics import StageStats, percentile
 from pipeline.observe.progress import SilentProgress
 from pipeline.results import FileResult
@@ -108,9 +108,10 @@ def test_the_failure_texts_of_a_file_are_one_per_outcome() -> None:
     assert all(isinstance(r, FileResult) for r in (late, died, failed))
 
 
-def test_a_shared_item_is_recognised_by_its_two_methods() -> None:
+def test_a_shared_item_is_recognised_by_its_slot_and_two_methods() -> None:
     class Frame:
         kind = "frame"
+        ref = None
 
         def shared_nbytes(self) -> int:
             return 0
@@ -120,3 +121,4 @@ def test_a_shared_item_is_recognised_by_its_two_methods() -> None:
 
     assert isinstance(Frame(), SharedItem) and is_shareable(Frame())
     assert not isinstance(FileItem("/in/x", "x"), SharedItem) and not is_shareable(FileItem("/in/x", "x"))
+    assert slot_of(Frame()) is None and slot_of(FileItem("/in/x", "x")) is None

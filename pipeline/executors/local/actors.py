@@ -13,6 +13,7 @@ import time
 from collections import deque
 
 from ...dataplane.buffers import FrameRef
+from ...items import slot_of
 from ..worker import ActorReply, actor_finish, actor_start, actor_step
 from . import maps, outcomes
 from .calls import Done, TimedFuture
@@ -118,7 +119,7 @@ def on_reply(run: LocalRun, call: ActorCall, fut: Done) -> None:
     fs.need_nbytes = step.need_nbytes
     fs.state = FileState.EXHAUSTED if step.exhausted else FileState.RUNNING
     for out in step.outbox:
-        out_ref = getattr(out.item, "ref", None)
+        out_ref = slot_of(out.item)
         lease = fs.credits.pop(slot_key(out_ref), None) if out_ref is not None else None
         seq = fs.seq
         fs.seq += 1

@@ -15,7 +15,7 @@ from typing import Any
 
 from ...dataplane.buffers import FrameRef, SlotLease
 from ...errors import ResourceExhausted, TaskTimeout
-from ...items import FileItem
+from ...items import FileItem, slot_of
 from ...results import FAILED, FileResult
 from ..failures import map_task_failed, map_task_timed_out
 from ..worker import MapOutcome, run_map
@@ -35,7 +35,7 @@ def enqueue(run: LocalRun, fs: FileInFlight, stage: str, seq: int, item: Any, le
     run.queues.ready[stage].append(ReadyEntry(fs, seq, item, lease))
     stats = run.queues.stats[stage]
     stats.items_in += 1
-    ref = getattr(item, "ref", None)
+    ref = slot_of(item)
     if ref is not None:
         stats.frames += 1
         stats.bytes += ref.nbytes
@@ -103,7 +103,7 @@ def on_done(run: LocalRun, call: MapCall, fut: Done) -> None:
     stats = run.queues.stats[m]
     for (fs, seq, in_lease, out_lease, epoch), outcome in zip(frames, outcomes):
         stats.busy_s += outcome.busy_s
-        out_ref = getattr(outcome.output, "ref", None)
+        out_ref = slot_of(outcome.output)
         if in_lease is not None and out_ref is not None and not outcome.used_slot and \
                 slot_key(out_ref) == (in_lease.pool.pool_id, in_lease.slot, in_lease.generation):
             # The stage passed its input on unchanged: the input's slot now carries the output.

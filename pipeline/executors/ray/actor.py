@@ -20,6 +20,7 @@ import ray
 from ...bookkeeping.memo import StageMemo
 from ...dataplane.buffers import FrameRef, array_nbytes
 from ...graph import Pipeline
+from ...items import slot_of
 from ...observe.metrics import StageStats
 from ...results import FileResult
 from ...stage import FileRun
@@ -101,7 +102,7 @@ def _load_pipeline(token: str, source: bytes | list[Any]) -> Pipeline:
 def map_frame(token: str, box: list[Any], stage_name: str, item: Any, file: Any) -> MapOutcome:
     """A map stage over one frame (a Ray task); the result travels back in a slot as large as the input's."""
     stage = _load_pipeline(token, box).stages[stage_name]
-    ref = getattr(item, "ref", None)
+    ref = slot_of(item)
     slot = ArrayRef.empty(ref.nbytes) if ref is not None else None
     return run_map(token, stage, [(0, 0, item, slot, file)])[0]  # type: ignore[list-item]  # (duck-typed FrameRef)
 
@@ -219,7 +220,7 @@ class _MapFeeder:
     def _send(self, item: Any, targets: Sequence[str]) -> None:
         """Put the item in the object store once and start a map task on it for each target stage."""
         obj = ray.put(item)
-        ref = getattr(item, "ref", None)
+        ref = slot_of(item)
         for m in targets:
             stage = self.stages[m]
             while self.flight and stage.concurrency is not None and self.running[m] >= stage.concurrency:
