@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Mapping, Sequence, Sized
-from typing import Any, Protocol
+from typing import Protocol
 
 import psutil
 
+from ..cache.manager import CacheManager
+from ..cache.memory import Cache
 from ..dataplane.frame_pools import SlotAllocator
 from ..executors.base import credits_per_file
 from ..observe.metrics import StageStats
@@ -64,7 +66,7 @@ class TunableRun(Protocol):
     def active(self) -> Sequence[TunableFile]: ...  # the files in flight
 
     @property
-    def caches(self) -> Any: ...  # the memory caches (a CacheManager) whose bounds it may change, or None
+    def caches(self) -> CacheManager | None: ...  # the caches whose memory ones it may resize
 
     @property
     def fixed_credits_per_file(self) -> int | None: ...  # set by the caller: left alone when pools change
@@ -134,10 +136,10 @@ class RunOptimizer:
         vm = psutil.virtual_memory()
         caches = []
         if run.caches is not None:
-            for name, figures in run.caches.statistics().items():
-                held = getattr(figures, "bytes", None)
-                if isinstance(held, int) and callable(getattr(run.caches.get(name), "resize", None)):
-                    caches.append(CacheFigures(name, held))
+            for name in run.caches.list_caches():
+                cache = run.caches.get(name)
+                if isinstance(cache, Cache):  # a memory cache of ours: the one kind the optimizer resizes
+                    caches.append(CacheFigures(name, cache.statistics().bytes))
         return Observation(now - run.started, run.slots.budget_bytes, _leased_bytes(run.slots),
                            0.0 if self._use_min == float("inf") else self._use_min, self._use_max,
                            vm.available / vm.total, vm.available, tuple(pools),
@@ -157,8 +159,10 @@ class RunOptimizer:
             for m in run.maps:
                 if run.stages[m].pool == name:
                     run.map_stats[m].workers = d.new
-        elif knob is Knob.CACHE:
-            run.caches.get(name).resize(max_size_bytes=d.new)
+        elif knob is Knob.CACHE and run.caches is not None:  # caches are observed only when there are some
+            cache = run.caches.get(name)
+            if isinstance(cache, Cache):
+                cache.resize(max_size_bytes=d.new)
         self.decisions.append(d)
         log.info("optimizer: %s", d.line(), extra={"what": d.what, "from": d.old, "to": d.new, "why": d.why})
 

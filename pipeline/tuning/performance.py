@@ -27,6 +27,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ..cache.memory import Cache
 from ..executors.base import Executor
 from ..executors.local import LocalExecutor
 from .monitor import SystemMonitor
@@ -101,9 +102,9 @@ class PerformanceConfig:
         executor.performance = self
         if self.cache_bytes is not None and executor.caches is not None:
             for name in executor.caches.list_caches():
-                resize = getattr(executor.caches.get(name), "resize", None)
-                if callable(resize):
-                    resize(max_size_bytes=self.cache_bytes)
+                cache = executor.caches.get(name)
+                if isinstance(cache, Cache):  # memory caches; an AsyncCache's resize is a coroutine
+                    cache.resize(max_size_bytes=self.cache_bytes)
 
 
 def _machine() -> tuple[int, int]:

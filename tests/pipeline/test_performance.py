@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -71,6 +73,24 @@ def test_a_profile_sizes_the_local_executor() -> None:
     size_profile("low_memory", 4, 4 * GiB).apply(ex)
     assert (ex.workers, ex.files_in_flight, ex.map_workers, ex.credits_per_file) == (4, 2, 2, 4)
     assert ex.buffer_bytes == 256 * MiB and ex.performance.name == "low_memory"
+
+
+def test_a_profile_bounds_memory_caches_and_leaves_async_ones_alone() -> None:
+    from pipeline.cache import AsyncCache, Cache, CacheConfig, CacheManager
+    from pipeline.executors.local import LocalExecutor
+    memory, behind_async = Cache(CacheConfig(max_size_bytes=64 * MiB)), Cache(CacheConfig(max_size_bytes=64 * MiB))
+    manager = CacheManager()
+    manager.add_cache("memory", memory)
+    manager.add_cache("async", AsyncCache(behind_async))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # an AsyncCache's resize called but never awaited would warn here
+        size_profile("low_memory", 4, 4 * GiB).replace(cache_bytes=1024).apply(LocalExecutor(2, caches=manager))
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
+    memory.insert("big", b"x" * 4096)
+    behind_async.insert("big", b"x" * 4096)
+    assert memory.get("big") is None and memory.statistics().rejected == 1  # over the new bound
+    assert behind_async.get("big") == b"x" * 4096
 
 
 # The decision function -------------------------------------------------------------------------------------
