@@ -8,15 +8,17 @@ by the frame number each picture carries.
 
 from __future__ import annotations
 
+import shutil
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support.clips import assert_same_outputs
 from support.gop_clips import GopSpec, keyframe_times, make_gop_clip
 
-from pipeline import FileItem, FileRun
-from stages import Decode, Sampling, read_frame_marker
+from pipeline import FileItem, FileRun, Pipeline, run
+from stages import Decode, Sampling, SpriteSheet, Thumbnails, presets, read_frame_marker
 from stages.decode import decode_file
 from stages.decode_plan import SEEK_WORTH, StreamIndex, plan_decode
 from stages.frames import VideoFrameItem
@@ -184,3 +186,46 @@ def test_a_plan_is_not_made_where_sound_or_every_frame_is_needed(clips: dict[str
     assert decode(clips["long_gop.mp4"], fps=0.25, plan="straight")[1]["frames_decoded"] == 300
     with pytest.raises(ValueError, match="plan"):
         Decode(plan="sometimes")
+
+
+# The presets write what a straight decode would have them write -------------------------------------------------
+
+def test_a_proxy_keeps_one_straight_decode_and_pictures_alone_are_sampled() -> None:
+    assert presets.default().stages["decode"].sampling == ()  # a proxy needs every frame: one straight decode
+    thumbs, sheet = Thumbnails(every=2.0), SpriteSheet(every=2.0)
+    assert presets.default(proxy=False).stages["decode"].sampling == (thumbs.sampling(), sheet.sampling())
+    assert presets.thumbnails().stages["decode"].sampling == (thumbs.sampling(),)
+    assert presets.sprites().stages["decode"].sampling == (sheet.sampling(),)
+
+
+def _by_hand(name: str, deinterlace: str, pictures: list[Thumbnails | SpriteSheet]) -> Pipeline:
+    p = Pipeline(name)
+    decode_stage = p.add(Decode(audio=False, deinterlace=deinterlace, plan="straight"))
+    for stage in pictures:
+        p.add(stage, after=decode_stage)
+    return p
+
+
+PRESETS = {
+    "thumbnails": (lambda: presets.thumbnails(thumb_every=3.0),
+                   lambda: _by_hand("thumbnails", "first_field", [Thumbnails(every=3.0, width=320)])),
+    "sprites": (lambda: presets.sprites(sprite_count=5, sprite_columns=3),
+                lambda: _by_hand("sprites", "first_field", [SpriteSheet(count=5, columns=3)])),
+    "default": (lambda: presets.default(proxy=False, audio=False, thumb_every=4.0, sprite_every=3.0),
+                lambda: _by_hand("default", "auto", [Thumbnails(every=4.0), SpriteSheet(every=3.0)])),
+}
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_a_preset_writes_the_pictures_a_straight_decode_would(clips: dict[str, Path], tmp_path: Path,
+                                                             preset: str) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(clips["long_gop.mp4"], folder / "long_gop.mp4")
+    planned, straight = PRESETS[preset]
+    result = run(planned(), folder, tmp_path / "planned", workers=1, cache=False)
+    reference = run(straight(), folder, tmp_path / "straight", workers=1, cache=False)
+    assert [f.status for f in result.files + reference.files] == ["ok", "ok"]
+    assert result.files[0].record["decode_plan"] == "seek"
+    assert result.files[0].record["frames_decoded"] < reference.files[0].record["frames_decoded"] == 300
+    assert_same_outputs(tmp_path / "planned", tmp_path / "straight", frames=0)
