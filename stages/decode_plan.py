@@ -99,10 +99,6 @@ class StreamIndex:
             i -= 1
         return keys[max(i, 0)]
 
-    def gop_frames(self) -> float:
-        """The average number of packets from one keyframe to the next."""
-        return len(self.pts) / max(1, len(self.keyframes))
-
 
 def scan_index(path: str, stream_index: int, origin: float) -> StreamIndex | None:
     """The index of ``path``'s stream ``stream_index`` from a demux-only pass; None where no plan should use one.
