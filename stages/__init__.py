@@ -12,13 +12,13 @@ from .media import VIDEO_EXTENSIONS, display_size, fit_within, open_media
 from .metadata import METADATA_FIELDS, MediaInfo, Metadata, probe
 from .samples import SAMPLE_SET, ClipSpec, generate_samples, make_clip, read_frame_marker
 from .sprites import SpriteSheet
-from .thumbnails import Thumbnails, frame_to_image
+from .thumbnails import Sampling, Thumbnails, frame_to_image
 from .transforms import Convert, Crop, PixelFunction, Resize, numpy_stage
 
 __all__ = [  # sorted; tests/test_public_api.py keeps it so
     "AudioFrameItem", "AudioLevels", "ClipSpec", "Colour", "combing", "Convert", "CorruptMedia", "Crop", "Decode",
     "Deinterlacer", "display_size", "EmptyStream", "Encode", "fit_within", "frame_to_image", "generate_samples",
     "make_clip", "MediaInfo", "Metadata", "METADATA_FIELDS", "numpy_stage", "open_media", "PixelFunction",
-    "presets", "probe", "Proxy", "read_frame_marker", "Resize", "SAMPLE_SET", "SpriteSheet", "StreamInfo",
+    "presets", "probe", "Proxy", "read_frame_marker", "Resize", "SAMPLE_SET", "Sampling", "SpriteSheet", "StreamInfo",
     "Thumbnails", "TruncatedMedia", "UndecodableStream", "UnsupportedMedia", "VIDEO_EXTENSIONS", "VideoFrameItem",
 ]

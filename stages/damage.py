@@ -21,7 +21,7 @@ that a complete file is never called truncated.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 import av
@@ -131,7 +131,7 @@ class VideoDamage:
         raise UndecodableStream(self.path, f"no video frame could be decoded from {self.packets} packet(s){detail}")
 
 
-def read_packets(container: Any, streams: list[Any], damage: VideoDamage | None) -> Iterator[Any]:
+def read_packets(container: Any, streams: list[Any], damage: VideoDamage | None) -> Generator[Any, None, None]:
     """``container.demux(*streams)``, ending (with each decoder flushed) where the demuxer fails.
 
     The failure goes to ``damage``; without one it is raised. At a clean end

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from pipeline.presets import Option
 
 from .colour import Colour
 from .damage import VideoDamage, read_packets
+from .decode_plan import DecodePlan, StreamIndex, plan_decode, scan_index, seek_target
 from .deinterlace import DEINTERLACE, FIELD_RATE, FieldPolicy, field_order_name
 from .errors import EmptyStream, UnsupportedMedia
 from .frames import AudioFrameItem, StreamInfo, VideoFrameItem, wrap_pixels
@@ -31,6 +33,7 @@ from .media import (
     open_media,
     rotation_turns,
 )
+from .thumbnails import Sampling, TimeTicks, is_blank
 from .transforms import rotate_frame
 from .y4m import Y4MFile
 
@@ -40,6 +43,8 @@ __all__ = ["Decode", "BestEffortTimestamps", "PictureChanges", "decode_file", "f
 
 STREAM_NUMBER = Option(int, min=0, max=1023)
 """What ``video_stream`` / ``audio_stream`` take: a stream's number among the file's streams of its kind."""
+PLAN = Option(str, choices=("auto", "straight"))
+"""What ``plan`` takes: seek where the file's index says it is cheaper, or always decode straight through."""
 
 
 class BestEffortTimestamps:
@@ -126,6 +131,17 @@ class Decode(Stage):
     * ``audio_rate`` / ``audio_layout`` / ``audio_block_s``: resample audio to
       packed float32 at this rate and layout, in blocks of this many seconds
       (any of them set turns resampling on; blocks default to 1 s).
+    * ``sampling``: what the picture stages this Decode feeds need
+      (``Thumbnails.sampling()``, ``SpriteSheet.sampling()``), when none of its
+      consumers needs every frame: only those frames are given, and the stages
+      write what they would have written from every frame.
+    * ``plan`` (default ``"auto"``): when not every frame is given (``fps``,
+      ``every_nth``, ``sampling``) and no sound is decoded, the file's index
+      is read first (packets only, no decoding) and each wanted frame is reached
+      by seeking to the keyframe before it, wherever that decodes far fewer
+      frames than straight through (``stages.decode_plan``): the frames given
+      are the same. ``"straight"``: always one pass. The report says which
+      (``decode_plan``) and how many frames were decoded (``frames_decoded``).
 
     A frame's ``index`` is its number in the stream when every frame is
     decoded from the start; after a seek, or with ``keyframes_only``, it is
@@ -139,19 +155,21 @@ class Decode(Stage):
     accepts = (FILE,)
     emits = (FRAME, AUDIO)
     cacheable = True  # its report columns (frame count, decode errors); it runs while a consumer needs frames
-    cache_version = "3"  # 2: streams chosen by FFmpeg's rules, size changes told; 3: deinterlacing
+    cache_version = "4"  # 2: streams chosen by FFmpeg's rules, size changes told; 3: deinterlacing; 4: plans
 
     report_fields = (pa.field("video_stream", pa.int32()), pa.field("video_streams", pa.int32()),
                      pa.field("audio_stream", pa.int32()), pa.field("audio_streams", pa.int32()),
                      pa.field("size_changes", pa.int32()), pa.field("pix_fmt_changes", pa.int32()),
-                     pa.field("deinterlaced", pa.string()))
+                     pa.field("deinterlaced", pa.string()), pa.field("decode_plan", pa.string()),
+                     pa.field("frames_decoded", pa.int32()))
 
     def __init__(self, *, audio: bool = True, pixel_format: str | None = None, start: float | None = None,
                  end: float | None = None, fps: float | None = None, every_nth: int = 1,
                  keyframes_only: bool = False, upright: bool = False, audio_rate: int | None = None,
                  audio_layout: str | None = None, audio_block_s: float | None = None,
                  video_stream: int | None = None, audio_stream: int | None = None,
-                 deinterlace: str = "auto", rate: str = "frame", name: str | None = None) -> None:
+                 deinterlace: str = "auto", rate: str = "frame", sampling: Sampling | Sequence[Sampling] = (),
+                 plan: str = "auto", name: str | None = None) -> None:
         super().__init__(name)
         checks = {"every_nth": (every_nth, Option(int, min=1)), "fps": (fps, Option(float, above=0)),
                   "video_stream": (video_stream, STREAM_NUMBER), "audio_stream": (audio_stream, STREAM_NUMBER),
@@ -169,6 +187,13 @@ class Decode(Stage):
         self.audio_stream = audio_stream
         self.deinterlace = DEINTERLACE.validate("deinterlace", deinterlace, type(self).__name__)
         self.rate = FIELD_RATE.validate("rate", rate, type(self).__name__)
+        self.plan = PLAN.validate("plan", plan, type(self).__name__)
+        if isinstance(sampling, Sampling):
+            sampling = (sampling,)
+        if not all(isinstance(s, Sampling) for s in sampling):
+            raise PipelineDefinitionError(f"sampling takes what Thumbnails.sampling() and SpriteSheet.sampling() "
+                                          f"give, not {sampling!r}")
+        self.sampling = tuple(sampling)
         if self.rate == "field" and self.deinterlace in ("off", "first_field"):
             raise PipelineDefinitionError(f"rate='field' gives a picture a field: it needs deinterlace='auto', "
                                           f"'bwdif' or 'yadif', not {self.deinterlace!r}")
@@ -203,6 +228,12 @@ class Decode(Stage):
     def _drops_frames(self) -> bool:
         return (self.range_start is not None or self.range_end is not None or self.fps is not None
                 or self.every_nth > 1 or self.keyframes_only)
+
+    def _may_plan(self, vstream: Any, astream: Any) -> bool:
+        """Whether a seek could skip frames: some are left out, and neither sound nor a filter needs the others."""
+        sparse = self.fps is not None or self.every_nth > 1 or bool(self.sampling)
+        return (self.plan == "auto" and sparse and vstream is not None and astream is None
+                and not self.keyframes_only and self.rate == "frame" and self.deinterlace not in ("bwdif", "yadif"))
 
     def process(self, item: FileItem, ctx: StageContext) -> Iterator[Any]:
         if item.path.lower().endswith(".y4m") and not (self._drops_frames or self.upright):
@@ -249,7 +280,7 @@ class Decode(Stage):
                 raise raw.damage
             ctx.record(frame_count=raw.frame_count, frame_count_exact=True, decode_errors=0, video_stream=0,
                        video_streams=1, audio_stream=None, audio_streams=0, size_changes=0, pix_fmt_changes=0,
-                       deinterlaced=None)
+                       deinterlaced=None, decode_plan="straight", frames_decoded=raw.frame_count)
 
     def _slot_pool(self, frame_size: int) -> BufferPool:
         """This process's pool of slots for raw frames, made (or remade larger) on demand; ``teardown`` closes it."""
@@ -265,25 +296,38 @@ class Decode(Stage):
         header states a size, and no packet after it): the decoder finds out.
         A retry reads the file again; the audio already given is not given again.
         """
-        result = _Pass()
-        yield from self._decode_streams(item, ctx, result)
+        result = yield from self._one_pass(item, ctx)
         assert result.choice is not None
         for number in result.choice.video_fallbacks:
             if result.decoded or result.damage is None:
                 break
-            again = _Pass(skip_audio=result.audio_items)
-            yield from self._decode_streams(item, ctx, again, video=number)
+            again = yield from self._one_pass(item, ctx, skip_audio=result.audio_items, video=number)
             if again.decoded:
                 ctx.warn(f"video stream 0:v:{result.choice.video_number} gave no frame "
                          f"({_why_no_frame(result.damage)}); decoded video stream 0:v:{number} instead")
                 result = again
         self._report(ctx, result)
 
+    def _one_pass(self, item: FileItem, ctx: StageContext, skip_audio: int = 0,
+                  video: int | None = None) -> Generator[Any, None, _Pass]:
+        """One pass over the file (``_decode_streams``); where a seek plan finds the file is not as its index
+        says, the file is decoded again straight through, giving only the frames after those already given."""
+        result = _Pass(skip_audio=skip_audio)
+        try:
+            yield from self._decode_streams(item, ctx, result, video)
+            return result
+        except _PlanBroken as exc:
+            ctx.warn(f"the seek plan was given up ({exc}): decoded again straight through")
+        again = _Pass(skip_audio=skip_audio, skip_video=result.video_items)
+        yield from self._decode_streams(item, ctx, again, video, planned=False)
+        return again
+
     def _decode_streams(self, item: FileItem, ctx: StageContext, result: _Pass,
-                        video: int | None = None) -> Iterator[Any]:
+                        video: int | None = None, planned: bool = True) -> Iterator[Any]:
         """One pass over the file's chosen streams (video stream ``video``, else the best), giving their frames.
 
-        What it used and saw goes into ``result``.
+        What it used and saw goes into ``result``. ``planned``: decode by a
+        seek plan where the file's index says that is cheaper (``_may_plan``).
         """
         with open_media(item.path, probe=False) as container:
             choice = result.choice = self._streams(item.path, container, ctx, video)
@@ -298,9 +342,11 @@ class Decode(Stage):
                 open_decoder(item.path, vstream.codec_context)
             info = _stream_info(container, vstream, astream, choice)
             origin = _start_seconds(container, vstream or astream)
+            planning = self._plan(item.path, vstream, astream, info, origin) if planned else None
             if self.range_start:
                 _seek(container, vstream or astream, origin + self.range_start)
             pick = _FramePicker(self, info)
+            sampler = _Sampler(self.sampling) if self.sampling else None
             blocks = None
             if self.resample and astream is not None:
                 rate = self.audio_rate or astream.rate
@@ -332,12 +378,38 @@ class Decode(Stage):
                         continue
                     if info.pix_fmt is None:  # opened without probing: the first frame tells
                         info = dataclasses.replace(info, pix_fmt=picture.format.name)
-                    yield self._video_item(picture, index, t, info)
+                    if sampler is not None and not sampler.wants(t, info):
+                        sampler.hold(picture, index, t, info)  # the last frame, if no other comes
+                        continue
+                    yield from result.new_video(self._sampled_item(picture, index, t, info, sampler))
                     if pick.emitted % 16 == 0:
                         ctx.progress(pick.emitted, info.frame_count)
 
+            def skip(t: float) -> None:
+                """A frame the plan does not decode: the pickers count it as straight through would; none wants it."""
+                nonlocal given
+                index = pick(t, given)
+                given += 1
+                if index is None:
+                    return
+                if sampler is None or sampler.wants(t, info):
+                    raise _PlanBroken(f"the frame at {t:.3f} s was skipped, but is wanted")
+                sampler.hold(None, index, t, info)
+
+            def lead_over() -> bool:
+                """Whether the frames that must be decoded from the start are out (``_PlanRun``)."""
+                return (decoded > 0 and (fields is None or fields.decided)
+                        and (sampler is None or not sampler.in_lead))
+
+            run = None
+            if planning is not None and planning[0].kind == "seek":
+                assert vstream is not None and damage is not None and fields is not None
+                run = _PlanRun(*planning, first=0 if not self.range_start else None)
+                packets = run.packets(container, vstream, damage, lead_over, fields)
+            else:
+                packets = read_packets(container, streams, damage)
             frame_fps = info.fps
-            for packet in read_packets(container, streams, damage):
+            for packet in packets:
                 if damage is not None and packet.stream is vstream:
                     damage.packet(packet)
                 if self.keyframes_only and packet.stream is vstream and packet.size and not packet.is_keyframe:
@@ -360,7 +432,12 @@ class Decode(Stage):
                         if info.colour is None:  # tags and side data do not cross processes: the stream carries them
                             info = dataclasses.replace(info, colour=Colour.from_frame(frame))
                         assert fields is not None
-                        yield from give(fields.feed(frame, t))
+                        if run is not None and not run.place(ts, skip):
+                            continue  # decoded before, by a seek that landed early
+                        pictures = fields.feed(frame, t)
+                        if run is not None and run.following and (len(pictures) != 1 or not fields.per_frame):
+                            raise _PlanBroken("the deinterlacer turned to one that reads neighbouring frames")
+                        yield from give(pictures)
                         if done:
                             break
                     else:
@@ -376,18 +453,64 @@ class Decode(Stage):
                                                     else blocks.feed(frame, t))
                 if done:
                     break
-            if fields is not None and not done:  # the frames the deinterlacer (or its detection) still holds
+            stopped = run is not None and run.stopped  # every wanted frame is out: nothing is held that is wanted
+            if fields is not None and not done and not stopped:  # what the deinterlacer (or its detection) holds
                 yield from give(fields.flush())
+            if sampler is not None and sampler.held is not None:  # the last frame, which no tick wanted
+                picture, index, t, held_info = sampler.held
+                if picture is None:
+                    raise _PlanBroken("the last frame was skipped")
+                yield from result.new_video(self._sampled_item(picture, index, t, held_info, None))
             if blocks is not None:
                 yield from result.new_audio(blocks.feed(None))
-        result.damage, result.decoded, result.done = damage, decoded, done
+        result.damage, result.decoded, result.done = damage, decoded, done or stopped
         result.audio_errors, result.emitted = audio_errors, pick.emitted
         result.deinterlaced = fields.applied if fields is not None else None
+        if vstream is not None:
+            result.plan = "seek" if run is not None and run.following else "straight"
+            result.indexed = len(run.index.shown) if run is not None and run.following else None
+
+    def _sampled_item(self, picture: av.VideoFrame, index: int, t: float, info: StreamInfo,
+                      sampler: _Sampler | None) -> VideoFrameItem:
+        """The item for a picture given; one given while a poster is searched for tells the search."""
+        video_item = self._video_item(picture, index, t, info)
+        if sampler is not None:
+            sampler.given(video_item)
+        return video_item
+
+    def _plan(self, path: str, vstream: Any, astream: Any, info: StreamInfo,
+              origin: float) -> tuple[DecodePlan, StreamIndex] | None:
+        """How to decode the file, from its index (``stages.decode_plan``); None when no plan can skip a frame."""
+        if not self._may_plan(vstream, astream):
+            return None
+        index = scan_index(path, vstream.index, origin)
+        if index is None:
+            return None
+        pick = _FramePicker(self, info)
+        sampler = _Sampler(self.sampling, lead=False) if self.sampling else None
+        wanted: list[int] = []
+        last = None
+        for frame, t in enumerate(index.times):  # what the pickers would give, frame by frame
+            if self.range_end is not None and t >= self.range_end - pick.half_frame:
+                break
+            if pick(t, frame) is None:
+                continue
+            last = frame
+            if sampler is None or sampler.wants(t, info):
+                wanted.append(frame)
+        if sampler is not None and sampler.last and last is not None and wanted[-1:] != [last]:
+            wanted.append(last)
+        start = 0
+        if self.range_start:  # decoding starts at the keyframe before the range
+            first = bisect.bisect_left(index.times, self.range_start - pick.half_frame)
+            start = index.keyframe_for(first) if first < len(index.times) else len(index.pts)
+        return plan_decode(index, wanted, start), index
 
     def _report(self, ctx: StageContext, result: _Pass) -> None:
         """Record what the decode used and saw; warn of what a user should know; fail a file with no frame."""
         assert result.choice is not None
         ctx.record(**result.choice.report())
+        ctx.record(decode_plan=result.plan, frames_decoded=result.decoded)
         audio_errors, damage = result.audio_errors, result.damage
         if audio_errors:
             ctx.warn(f"{audio_errors} audio packet(s) failed to decode")
@@ -404,7 +527,9 @@ class Decode(Stage):
             ctx.warn(change)
         ctx.progress(result.emitted, result.emitted)
         if not self._drops_frames:  # else not every frame was seen: leave the count to the metadata
-            ctx.record(frame_count=result.decoded, frame_count_exact=True)
+            # A seek plan (for the frames ``sampling`` asks for) counted every frame in the index instead.
+            ctx.record(frame_count=result.decoded if result.indexed is None else result.indexed,
+                       frame_count_exact=True)
 
     def _field_policy(self, vstream: Any, ctx: StageContext) -> FieldPolicy:
         """How this stream's frames are deinterlaced (``stages.deinterlace``), from the options and its field order."""
@@ -515,6 +640,10 @@ class _Pass:
     emitted: int = 0
     pictures: PictureChanges = dataclasses.field(default_factory=PictureChanges)
     deinterlaced: str | None = None  # the filter that deinterlaced the pictures, if one did
+    skip_video: int = 0  # video items an earlier pass gave already (by a seek plan it gave up)
+    video_items: int = 0
+    plan: str | None = None  # "seek" or "straight" (None: no video)
+    indexed: int | None = None  # the frames the index lists, when a seek plan left some undecoded
 
     def new_audio(self, items: Iterable[AudioFrameItem]) -> Iterator[AudioFrameItem]:
         """``items`` less those an earlier pass gave (decoding the same sound again gives the same items)."""
@@ -522,6 +651,12 @@ class _Pass:
             self.audio_items += 1
             if self.audio_items > self.skip_audio:
                 yield audio
+
+    def new_video(self, item: VideoFrameItem) -> Iterator[VideoFrameItem]:
+        """``item``, unless an earlier pass gave it (a straight pass gives the frames a seek plan gave, first)."""
+        self.video_items += 1
+        if self.video_items > self.skip_video:
+            yield item
 
 
 class _FramePicker:
@@ -554,6 +689,146 @@ class _FramePicker:
         if self.numbered_by_time and self.fps:
             return round(t * self.fps)
         return decoded_index
+
+
+class _Sampler:
+    """Which of the frames the pickers give are wanted by the stages fed (``Decode(sampling=...)``).
+
+    A frame is wanted when it shows a tick of some stage's ``TimeTicks``, or
+    while a poster is searched for (every frame from the start until one is
+    not blank, or is past the search); for a stage that asks for the last
+    frame, the latest frame nobody wanted is held until another is given or
+    the stream ends. Each stage then sees the frames it would have chosen.
+    """
+
+    def __init__(self, sampling: Sequence[Sampling], *, lead: bool = True) -> None:
+        self.ticks = [TimeTicks(s.every, s.count) for s in sampling]
+        self.searches = [s.poster_search_s for s in sampling if s.poster_search_s is not None] if lead else []
+        self.last = any(s.last for s in sampling)
+        self.held: tuple[av.VideoFrame | None, int, float, StreamInfo] | None = None
+
+    @property
+    def in_lead(self) -> bool:
+        """True while a poster is searched for: every frame is wanted."""
+        return bool(self.searches)
+
+    def wants(self, t: float, stream: StreamInfo) -> bool:
+        """Whether the frame at ``t`` is wanted by a tick or a poster's search (the ticks it shows are used up)."""
+        due = [bool(ticks.due_at(t, stream)) for ticks in self.ticks]  # every stage's ticks, not the first's alone
+        return any(due) or self.in_lead
+
+    def hold(self, picture: av.VideoFrame | None, index: int, t: float, stream: StreamInfo) -> None:
+        """A frame nobody wants now: held as the last one, if that is asked for (None: a frame a seek skipped)."""
+        if self.last:
+            self.held = (picture, index, t, stream)
+
+    def given(self, item: VideoFrameItem) -> None:
+        """A frame was given: nothing is held; while a poster is searched for, the search may end at it."""
+        self.held = None
+        if self.searches:
+            blank, _ = is_blank(item)
+            self.searches = [s for s in self.searches if blank and item.time <= s]
+
+
+class _PlanBroken(Exception):
+    """The file is not as its index says: a frame the index does not list, a seek that lands past its keyframe."""
+
+
+class _PlanRun:
+    """Carries out a seek plan (``stages.decode_plan``): the packets to decode, the seeks, the frames skipped.
+
+    Decoding starts as straight through does and stays so while the lead
+    lasts: the first frame (its colour tags describe the stream), the
+    deinterlacer's choice, a poster's search. Then each step reads on, or seeks
+    to its keyframe, until its frame is out; the frames a seek skipped are
+    counted by the pickers as if decoded (``skip``). Where frames do not come
+    as the index says, ``_PlanBroken`` is raised; the lead, which decodes every
+    frame anyway, gives up the plan instead and carries on straight through.
+    """
+
+    def __init__(self, plan: DecodePlan, index: StreamIndex, first: int | None) -> None:
+        self.plan, self.index = plan, index
+        self.frame_of, self.packet_of = index.frame_of(), index.packet_of()
+        self.next_frame = first  # the frame the lead expects next (None: any, after a time range's seek)
+        self.offered = -1  # the last frame handed to the pickers, decoded or skipped
+        self.fed = -1  # the last packet read
+        self.following = False  # the lead is over: the steps are followed
+        self.abandoned = False  # the lead found the file unlike its index, or a filter that needs every frame
+        self.stopped = False  # every wanted frame is out
+        self.seeks = 0
+
+    def packets(self, container: Any, vstream: Any, damage: VideoDamage, lead_over: Callable[[], bool],
+                fields: FieldPolicy) -> Iterator[Any]:
+        """The packets to decode, in order, seeking where the plan says (a seek flushes the decoder)."""
+        packets: Generator[Any, None, None] = read_packets(container, [vstream], damage)
+        steps, step, sought = self.plan.steps, 0, -1
+        while True:
+            if not (self.following or self.abandoned) and lead_over():
+                self.following = fields.per_frame  # bwdif or yadif chosen: every frame is needed after all
+                self.abandoned = not self.following
+            if self.following:
+                while step < len(steps) and steps[step].until <= self.offered:
+                    step += 1
+                if step == len(steps):
+                    self.stopped = True
+                    return
+                key = steps[step].seek
+                # Seek only ahead of what was read: a frame in the group being read is reached by reading on.
+                if key is not None and key > self.fed and sought != step:
+                    sought = step
+                    packets.close()
+                    packets = self._seek(container, vstream, damage, key)
+            packet = next(packets, None)
+            if packet is None:
+                return
+            if packet.size and packet.pts in self.packet_of:
+                self.fed = max(self.fed, self.packet_of[packet.pts])
+            yield packet
+
+    def _seek(self, container: Any, vstream: Any, damage: VideoDamage, key: int) -> Generator[Any, None, None]:
+        """Seek to the keyframe of packet ``key``; the packets from there on (``_PlanBroken`` if it landed past it)."""
+        try:
+            container.seek(seek_target(self.index, key), stream=vstream, backward=True, any_frame=False)
+        except av.FFmpegError as exc:
+            raise _PlanBroken(f"a seek failed: {exc}") from exc
+        self.seeks += 1
+        packets = read_packets(container, [vstream], damage)
+        first = next(packets, None)
+        landed = self.packet_of.get(first.pts) if first is not None and first.size else None
+        if first is None or landed is None or landed > key or not first.is_keyframe:  # earlier only costs frames
+            raise _PlanBroken(f"a seek to the keyframe at stamp {self.index.pts[key]} landed elsewhere")
+        return _then(first, packets)
+
+    def place(self, ts: int | None, skip: Callable[[float], None]) -> bool:
+        """Number a decoded frame by its stamp; False when it was handed on already (a seek that landed early).
+
+        In the lead, frames must come one after another as the index lists
+        them, else the plan is given up; after it, the frames a seek skipped
+        are handed to ``skip`` first.
+        """
+        if self.abandoned:
+            return True
+        frame = self.frame_of.get(ts) if ts is not None else None
+        if not self.following:
+            if frame is None or (self.next_frame is not None and frame != self.next_frame):
+                self.abandoned = True  # this decode is not what the index describes: straight through it is
+            else:
+                self.offered, self.next_frame = frame, frame + 1
+            return True
+        if frame is None:
+            raise _PlanBroken(f"a frame at stamp {ts} that the index does not list")
+        if frame <= self.offered:
+            return False
+        for skipped in range(self.offered + 1, frame):
+            skip(self.index.times[skipped])
+        self.offered = frame
+        return True
+
+
+def _then(first: Any, rest: Iterator[Any]) -> Generator[Any, None, None]:
+    """``first``, then what ``rest`` gives (a generator: it can be closed)."""
+    yield first
+    yield from rest
 
 
 def _half_height(info: StreamInfo) -> StreamInfo:

@@ -283,6 +283,19 @@ class FieldPolicy:
         return self._filter is not None and self._filter.filter == "first_field"
 
     @property
+    def decided(self) -> bool:
+        """True once the policy has chosen (the frames it held for idet are out)."""
+        return self._decided
+
+    @property
+    def per_frame(self) -> bool:
+        """True when each picture comes out of its own frame alone, at once: untouched, or one field of it.
+
+        Only then may a decode skip frames (``stages.decode_plan``): bwdif and yadif read the neighbours.
+        """
+        return self._decided and (self._filter is None or self._filter.filter in ("field", "first_field"))
+
+    @property
     def doubles_rate(self) -> bool:
         """True when frames come out one a field (twice the frame rate)."""
         return self._filter is not None and self.rate == "field"

@@ -16,7 +16,7 @@ from .encode import CATEGORY, ENCODER_CRF, ENCODER_PRESETS, VIDEO_SIDE, Encode, 
 from .media import VIDEO_EXTENSIONS
 from .metadata import Metadata
 from .sprites import SHEET_TILES, TILE_WIDTH, SpriteSheet
-from .thumbnails import IMAGE_FORMATS, PICTURE_COUNT, PICTURE_SIDE, SECONDS_APART, Thumbnails
+from .thumbnails import IMAGE_FORMATS, PICTURE_COUNT, PICTURE_SIDE, SECONDS_APART, Sampling, Thumbnails
 
 __all__ = ["default", "thumbnails", "sprites", "metadata", "proxies", "transcode", "TRANSCODE_PROFILES"]
 
@@ -55,12 +55,16 @@ AudioStream = Annotated[int, replace(STREAM_NUMBER, special={-1: "the best, as F
 
 
 def _decoded(p: Pipeline, *, audio: bool, keyframes_only: bool = False, deinterlace: str = "auto",
-             video_stream: int = -1, audio_stream: int = -1) -> Any:
-    """Add a preset's Metadata and its one Decode, describing and decoding the same streams; the Decode."""
+             video_stream: int = -1, audio_stream: int = -1, sampling: tuple[Sampling, ...] = ()) -> Any:
+    """Add a preset's Metadata and its one Decode, describing and decoding the same streams; the Decode.
+
+    ``sampling``: what the picture stages it feeds need, when nothing it feeds needs every frame (no proxy).
+    """
     streams = {"video_stream": None if video_stream < 0 else video_stream,
                "audio_stream": None if audio_stream < 0 or not audio else audio_stream}
     p.add(Metadata(**streams))
-    return p.add(Decode(audio=audio, keyframes_only=keyframes_only, deinterlace=deinterlace, **streams))
+    return p.add(Decode(audio=audio, keyframes_only=keyframes_only, deinterlace=deinterlace, sampling=sampling,
+                        **streams))
 
 
 @checked_options
@@ -74,11 +78,16 @@ def default(*, thumb_every: ThumbEvery = 2.0, thumb_count: ThumbCount = 0, thumb
             audio_stream: AudioStream = -1) -> Pipeline:
     """Metadata, audio levels, a poster and thumbnails, a sprite sheet with WebVTT, a 720p proxy; one decode."""
     p = Pipeline("default", extensions=VIDEO_EXTENSIONS)
-    decode = _decoded(p, audio=audio, keyframes_only=keyframes_only and not proxy, deinterlace=deinterlace,
-                      video_stream=video_stream, audio_stream=audio_stream)
-    p.add(Thumbnails(every=thumb_every, count=thumb_count, width=thumb_width, fmt=thumb_format), after=decode)
+    pictures: list[Thumbnails | SpriteSheet] = [Thumbnails(every=thumb_every, count=thumb_count, width=thumb_width,
+                                                           fmt=thumb_format)]
     if sprites:
-        p.add(SpriteSheet(every=sprite_every, tile_width=sprite_width, columns=sprite_columns), after=decode)
+        pictures.append(SpriteSheet(every=sprite_every, tile_width=sprite_width, columns=sprite_columns))
+    # Without a proxy only the pictures' frames are needed: the decode may skip the others (a seek plan).
+    decode = _decoded(p, audio=audio, keyframes_only=keyframes_only and not proxy, deinterlace=deinterlace,
+                      video_stream=video_stream, audio_stream=audio_stream,
+                      sampling=() if proxy else tuple(stage.sampling() for stage in pictures))
+    for stage in pictures:
+        p.add(stage, after=decode)
     if audio:
         p.add(AudioLevels(), after=decode)
     if proxy:
@@ -108,10 +117,11 @@ def sprites(*, sprite_every: SpriteEveryOr0 = 2.0, sprite_count: SpriteCount = 0
     if not sprite_every and not sprite_count:
         raise InvalidOption("sprite_every", f"{sprite_every:g}", "above 0 when sprite_count is 0")
     p = Pipeline("sprites", extensions=VIDEO_EXTENSIONS)
+    sheet = SpriteSheet(every=sprite_every, count=sprite_count, tile_width=sprite_width, columns=sprite_columns,
+                        rows=sprite_rows)
     decode = _decoded(p, audio=False, keyframes_only=keyframes_only, deinterlace=deinterlace,
-                      video_stream=video_stream)
-    p.add(SpriteSheet(every=sprite_every, count=sprite_count, tile_width=sprite_width, columns=sprite_columns,
-                      rows=sprite_rows), after=decode)
+                      video_stream=video_stream, sampling=(sheet.sampling(),))
+    p.add(sheet, after=decode)
     return p
 
 

@@ -22,6 +22,7 @@ from .thumbnails import (
     IMAGE_QUALITY,
     PICTURE_COUNT,
     SECONDS_APART,
+    Sampling,
     TimeTicks,
     encode_image,
     frame_to_image,
@@ -131,6 +132,10 @@ class SpriteSheet(Stage):
         self.rows = rows
         self.fmt = fmt.lower()
         self.quality = quality
+
+    def sampling(self) -> Sampling:
+        """The frames this stage needs: its ticks', and the last (where the last cue ends)."""
+        return Sampling(self.every, self.count, last=True)
 
     def begin(self, ctx: StageContext) -> None:
         ctx.state.update(ticks=TimeTicks(self.every, self.count), sheet=None, tiles=0, sheets=[], cues=[],

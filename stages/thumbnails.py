@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,11 +14,11 @@ from pipeline import FRAME, OutputError, PipelineDefinitionError, Stage, StageCo
 from pipeline.presets import Option
 
 from .colour import picture_colour, srgb_icc_profile, to_rgb24
-from .frames import VideoFrameItem
+from .frames import StreamInfo, VideoFrameItem
 from .media import display_size, rotation_turns
 
-__all__ = ["Thumbnails", "TimeTicks", "frame_to_image", "encode_image", "is_blank", "check_name_template",
-           "IMAGE_FORMATS", "PICTURE_SIDE", "PICTURE_COUNT", "SECONDS_APART", "IMAGE_QUALITY"]
+__all__ = ["Thumbnails", "TimeTicks", "Sampling", "frame_to_image", "encode_image", "is_blank",
+           "check_name_template", "IMAGE_FORMATS", "PICTURE_SIDE", "PICTURE_COUNT", "SECONDS_APART", "IMAGE_QUALITY"]
 
 IMAGE_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
 
@@ -102,22 +103,32 @@ class TimeTicks:
 
     def begin(self, item: VideoFrameItem) -> None:
         """Fix the tick times from the file's duration (``count`` mode)."""
+        self._begin(item.stream)
+
+    def _begin(self, stream: StreamInfo) -> None:
         if self.count:
-            duration = item.stream.duration_s
-            if not duration and item.stream.frame_count and item.stream.fps:
-                duration = item.stream.frame_count / float(item.stream.fps)
+            duration = stream.duration_s
+            if not duration and stream.frame_count and stream.fps:
+                duration = stream.frame_count / float(stream.fps)
             duration = duration or 0.0
             self.times = [duration * (i + 0.5) / self.count for i in range(self.count)]
         self.next = 0
 
     def due(self, item: VideoFrameItem) -> list[float]:
         """The tick times ``item`` is the picture for (none, one, or several when frames are sparse)."""
+        return self.due_at(item.time, item.stream)
+
+    def due_at(self, time: float, stream: StreamInfo) -> list[float]:
+        """The tick times a frame of ``stream`` at ``time`` is the picture for (``due`` without the pixels).
+
+        ``Decode`` asks it of the frames it decodes, and of those a seek skips, to give only the frames asked for.
+        """
         if not self.every and not self.count:
             return []
         if self.times is None and self.count:
-            self.begin(item)
-        fps = float(item.stream.fps) if item.stream.fps else 30.0
-        limit = item.time + 0.5 / fps + 1e-6  # a tie between two frames goes to the earlier
+            self._begin(stream)
+        fps = float(stream.fps) if stream.fps else 30.0
+        limit = time + 0.5 / fps + 1e-6  # a tie between two frames goes to the earlier
         out = []
         while True:
             t = self._time(self.next)
@@ -137,6 +148,23 @@ class TimeTicks:
             later = [x for x in self.times if x > t + 1e-9]
             return later[0] if later else None
         return t + self.every
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """The frames a picture stage needs of a ``Decode``, when not every one (``Decode(sampling=...)``).
+
+    Those shown at the ticks of ``TimeTicks(every, count)``; with
+    ``poster_search_s``, also every frame from the start to the first that
+    ``is_blank`` does not call blank, or the first past that many seconds (a
+    poster's search); with ``last``, the last frame too (where the video ends).
+    Given these alone, the stage writes what it would have written from every frame.
+    """
+
+    every: float = 0.0
+    count: int = 0
+    poster_search_s: float | None = None
+    last: bool = False
 
 
 def check_name_template(template: str, **fields: Any) -> str:
@@ -190,6 +218,10 @@ class Thumbnails(Stage):
         self.quality = quality
         self.poster_search_s = poster_search_s
         self.filename = filename
+
+    def sampling(self) -> Sampling:
+        """The frames this stage needs: its ticks' and, for the poster, the frames up to the first not blank."""
+        return Sampling(self.every, self.count, self.poster_search_s if self.poster else None)
 
     def begin(self, ctx: StageContext) -> None:
         ctx.state.update(ticks=TimeTicks(self.every, self.count), count=0, poster_done=not self.poster,

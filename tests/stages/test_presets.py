@@ -28,6 +28,7 @@ def test_the_default_preset_makes_metadata_levels_thumbnails_sprites_and_proxies
     assert rec["audio_rms_dbfs"] == pytest.approx(-17.0, abs=0.5)
     assert rec["proxy"].startswith("proxies/") and rec["poster"].startswith("thumbnails/")
     assert rec["frame_count_exact"] is True and rec["bit_depth"] == 8
+    assert (rec["decode_plan"], rec["frames_decoded"]) == ("straight", 90)  # the proxy needs every frame: one pass
     cues = parse_vtt((batch.out_dir / rec["sprite_vtt"]).read_text())
     assert cues[-1].end == pytest.approx(CLIPS["landscape_audio.mp4"].seconds, abs=0.05)
     silent = result_for(batch, "web_vp9.webm").record

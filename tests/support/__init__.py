@@ -10,6 +10,6 @@ Modules by what they hold:
 - ``text``, ``arrays``: engine-only stages and inputs (text files, numpy frames); what ``tests/pipeline`` uses.
 - ``runtime_tasks``, ``ray_stages``: task functions and stages the executors' tests send to workers.
 - ``runs``, ``cli``: reading a run's results and outputs; starting the ``framepipe`` command.
-- ``clips``, ``video``, ``stream_clips``, ``interlaced_clips``, ``hdr_clips``, ``decode_tasks``: the video
-  library's (they import ``stages`` and PyAV; ``tests/pipeline`` never imports them).
+- ``clips``, ``video``, ``stream_clips``, ``interlaced_clips``, ``hdr_clips``, ``gop_clips``, ``decode_tasks``:
+  the video library's (they import ``stages`` and PyAV; ``tests/pipeline`` never imports them).
 """
