@@ -8,16 +8,36 @@ shared memory), ``pipeline.runtime`` (worker pools), ``pipeline.tuning``,
 error in ``pipeline.errors``.
 """
 
-from .errors import FramepipeError, InputError, InvalidOption, OutputError, PipelineDefinitionError, StageError
-from .graph import Pipeline
-from .items import AUDIO, FILE, FRAME, FileItem, SharedItem, fingerprint
-from .outputs import PartialOutput, atomic_output, safe_join, write_atomic
-from .presets import build_preset, load_preset
-from .results import FileResult, RunResult
-from .run import run
-from .sources import FileSelection, find_files, read_file_list
-from .stage import FileRun, Stage, StageContext, stage
-from .tuning.performance import PerformanceConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time each name's module loads on first use
+    from .errors import FramepipeError, InputError, InvalidOption, OutputError, PipelineDefinitionError, StageError
+    from .graph import Pipeline
+    from .items import AUDIO, FILE, FRAME, FileItem, SharedItem, fingerprint
+    from .outputs import PartialOutput, atomic_output, safe_join, write_atomic
+    from .presets import build_preset, load_preset
+    from .results import FileResult, RunResult
+    from .run import run
+    from .sources import FileSelection, find_files, read_file_list
+    from .stage import FileRun, Stage, StageContext, stage
+    from .tuning.performance import PerformanceConfig
+else:  # `import pipeline` (and `framepipe --version`) loads none of numpy, pyarrow or loky
+    from ._lazy import lazy_exports
+
+    __getattr__, __dir__ = lazy_exports(__name__, {
+        ".errors": ("FramepipeError", "InputError", "InvalidOption", "OutputError", "PipelineDefinitionError",
+                    "StageError"),
+        ".graph": ("Pipeline",),
+        ".items": ("AUDIO", "FILE", "FRAME", "FileItem", "SharedItem", "fingerprint"),
+        ".outputs": ("PartialOutput", "atomic_output", "safe_join", "write_atomic"),
+        ".presets": ("build_preset", "load_preset"),
+        ".results": ("FileResult", "RunResult"),
+        ".run": ("run",),
+        ".sources": ("FileSelection", "find_files", "read_file_list"),
+        ".stage": ("FileRun", "Stage", "StageContext", "stage"),
+        ".tuning.performance": ("PerformanceConfig",),
+    })
+    del lazy_exports
 
 __all__ = [  # sorted; tests/test_public_api.py keeps it so
     "atomic_output", "AUDIO", "build_preset", "FILE", "FileItem", "FileResult", "FileRun", "FileSelection",

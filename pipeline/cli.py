@@ -1,9 +1,15 @@
-"""The ``framepipe`` command."""
+"""The ``framepipe`` command.
+
+It starts at once: ``--version`` and ``--help`` load none of numpy, PyAV, pyarrow or loky (the parser's
+imports are light, a command's own modules load when it runs, and the commands that packages add register
+their arguments without their work's imports); ``--version`` answers before those commands are looked up.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
 import signal
 import sys
 import threading
@@ -11,18 +17,16 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points, version
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from .errors import FramepipeError
 from .executors import EXECUTORS
-from .observe.logs import configure_logging
-from .observe.progress import ConsoleProgress, SilentProgress
-from .presets import available_presets, build_preset, load_pipeline_file, option_specs, parse_options, preset_options
-from .run import collect_inputs, run
 from .runtime.interrupts import Interrupted
 from .runtime.lifecycle import stop_helpers
 from .runtime.limits import limit_reason
-from .sources import FileSelection, SkippedInput, read_file_list
-from .tuning.performance import PROFILES
+
+if TYPE_CHECKING:
+    from .sources import SkippedInput
 
 __all__ = ["main", "build_parser"]
 
@@ -39,6 +43,10 @@ def _say(args: argparse.Namespace, message: str, level: int = logging.INFO) -> N
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from .observe.progress import ConsoleProgress, SilentProgress
+    from .presets import build_preset, load_pipeline_file, parse_options
+    from .run import collect_inputs, run
+    from .sources import FileSelection, read_file_list
     options = parse_options(args.option)
     pipeline = load_pipeline_file(args.pipeline, options) if args.pipeline else build_preset(args.preset, options)
     inputs = list(args.input) + (read_file_list(args.files_from) if args.files_from else [])
@@ -103,6 +111,7 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
+    from .presets import available_presets, option_specs, preset_options
     for name, factory in sorted(available_presets().items()):
         doc = (factory.__doc__ or "").strip().splitlines()
         print(f"{name}: {doc[0] if doc else ''}")
@@ -124,12 +133,32 @@ def _seconds(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with the commands that installed packages add."""
+    parser, sub = _engine_parser()
+    for ep in entry_points(group="framepipe.commands"):
+        try:
+            add_command = ep.load()
+        except ImportError as exc:  # a plugin whose package is missing: the engine's own commands still work
+            log.warning("command %s is not available: %s", ep.name, exc)
+            continue
+        add_command(sub)
+    return parser
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    """The argument parser without its commands: all that ``--version`` needs."""
     parser = argparse.ArgumentParser(prog="framepipe", description="Batch video work as a graph of stages.")
     parser.add_argument("--version", action="version", version=f"framepipe {version('framepipe')}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log more: -v what runs do (INFO), -vv scheduling detail (DEBUG)")
     parser.add_argument("--log-json", action="store_true",
                         help="log one JSON object per line on stderr (time, level, logger, message, fields)")
+    return parser
+
+
+def _engine_parser() -> tuple[argparse.ArgumentParser, Any]:
+    """The argument parser with the engine's own commands, and its commands' group (for the others)."""
+    from .tuning.performance import PROFILES  # (with dataclasses and inspect: not paid by --version)
+    parser = _top_parser()
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p_run = sub.add_parser("run", help="run a preset over a folder (or file) of footage")
@@ -181,15 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_presets = sub.add_parser("presets", help="list installed presets and their options")
     p_presets.set_defaults(func=_cmd_presets)
+    return parser, sub
 
-    for ep in entry_points(group="framepipe.commands"):
-        try:
-            add_command = ep.load()
-        except ImportError as exc:  # a plugin whose package is missing: the engine's own commands still work
-            log.warning("command %s is not available: %s", ep.name, exc)
-            continue
-        add_command(sub)
-    return parser
+
+def _asks_version(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` asks for ``--version`` before anything else it could mean (a command, ``--help``).
+
+    Then the answer needs no command: none is looked up (the engine's, or those that packages add).
+    """
+    for arg in argv:
+        if arg == "--version":
+            return True
+        if arg not in ("--verbose", "--log-json") and not re.fullmatch(r"-v+", arg):
+            return False
+    return False
 
 
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
@@ -223,8 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM ends a run the way Ctrl-C does: workers stopped, partial outputs removed. It raises Interrupted, so
     # that wherever it lands (a scan of the inputs, a blocked read) the line and the status name it (143).
     signal.signal(signal.SIGTERM, _raise_interrupted)
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _top_parser() if _asks_version(argv) else build_parser()
     args = parser.parse_args(argv)
+    from .observe.logs import configure_logging  # (its imports are a run's: not paid by --version or --help)
     # Without -v, run's -q (its quiet switch) also keeps the log to errors; --log-json keeps its lines on stderr.
     configure_logging(args.verbose or (-1 if getattr(args, "quiet", False) else 0), json=args.log_json)
     try:

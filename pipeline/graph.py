@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import PipelineDefinitionError
 from .items import FILE
-from .runtime.pool import TaskPoolConfig
 from .stage import Stage
 
 if TYPE_CHECKING:
     from .results import RunResult
+    from .runtime.pool import TaskPoolConfig
 
 __all__ = ["Pipeline"]
 

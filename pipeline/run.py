@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from .bookkeeping.ledger import LedgerEvents, RunLedger
+from .bookkeeping.ledger import LEDGER_NAME, LedgerEvents, RunLedger
 from .bookkeeping.memo import StageMemo, memo_dir
 from .bookkeeping.staging import sweep_staging
 from .dataplane.segments import sweep_stale_segments
@@ -181,8 +181,12 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         raise output_error("create output folder", out_dir, exc) from exc
     check_writable(out_dir)  # a read-only folder is one clear error now, not one per file
     lock = _claim_output_folder(out_dir)  # before anything is started, swept or read there
+    # The executor warms up (the workers' server imports the stages) while the inputs are found, unless the run
+    # may find that no file needs a worker: each one done by an earlier run (there is a ledger to resume from)
+    # or remembered (every stage is cacheable). Such a run prepares it once it knows that a file needs one.
+    resumable = resume and os.path.lexists(out_dir / LEDGER_NAME)
     try:
-        if not replayable:  # the executor warms up while the inputs are found
+        if not replayable and not resumable:
             ex.prepare(pipeline)
         items = collect_inputs(inputs, extensions if extensions is not None else pipeline.extensions,
                                select=select, out=out_dir)
@@ -191,6 +195,8 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         sweep_stale_segments()
         ledger = RunLedger.open(out_dir, pipeline, fresh=not resume)
         earlier, todo = _split_done(ledger, items)
+        if todo and resumable and not replayable:  # files left to run: workers are needed
+            ex.prepare(pipeline)
         n_parallel = max(1, min(ex.workers, len(todo)))
         budget = max(1, (os.cpu_count() or 1) // n_parallel)
         tasks = [FileTask(item, out_dir, key, budget, cache_dir, staged=True) for item, key in todo]
@@ -211,7 +217,7 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
                      extra={"replayed": len(replayed), "files": len(tasks)})
         done = {r.file.index for r in replayed}
         pending = [t for t in tasks if t.file.index not in done]
-        if pending and replayable:  # only now is it known that workers are needed
+        if pending and replayable:  # files not remembered: workers are needed
             ex.prepare(pipeline)
         server = _metrics_server(ex, metrics_port)
         try:

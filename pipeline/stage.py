@@ -19,13 +19,14 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import OutputError
 from .items import FILE, FileItem
 from .outputs import safe_join
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["Stage", "StageContext", "FileRun", "FunctionStage", "stage"]
 

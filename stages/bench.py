@@ -13,16 +13,11 @@ import platform
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from pipeline import RunResult, build_preset, run
-from pipeline.observe import ConsoleProgress, StageStats, find_bottleneck, text_table
-from pipeline.presets import load_pipeline_file, parse_options
-
-from .samples import generate_samples
+if TYPE_CHECKING:
+    from pipeline import RunResult
+    from pipeline.observe import StageStats
 
 __all__ = ["add_command", "bench_rows", "bench_report"]
 
@@ -59,6 +54,7 @@ def _pools(stages: list[StageStats], wall: float) -> dict[str, float]:
 
 def bench_report(result: RunResult) -> dict[str, Any]:
     """Everything ``framepipe bench`` prints, as a JSON-ready dict."""
+    from pipeline.observe import find_bottleneck
     neck = find_bottleneck(result.stages, result.wall_s)
     return {
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
@@ -73,6 +69,7 @@ def bench_report(result: RunResult) -> dict[str, Any]:
 
 
 def _format(report: dict[str, Any]) -> str:
+    from pipeline.observe import text_table
     head = ("stage", "where", "frames", "frames/s", "MB/s", "busy %", "starved %", "blocked %", "p95 ms", "cache hit %")
     rows = [head]
     for r in report["stages"]:
@@ -94,6 +91,15 @@ def _format(report: dict[str, Any]) -> str:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    # The run's imports are here: `framepipe --help` loads this module for add_command alone.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline import build_preset, run
+    from pipeline.observe import ConsoleProgress
+    from pipeline.presets import load_pipeline_file, parse_options
+
+    from .samples import generate_samples
     options = parse_options(args.option)
     target = args.target
     pipeline = load_pipeline_file(target, options) if target.endswith(".py") else build_preset(target, options)

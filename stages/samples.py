@@ -4,6 +4,9 @@ Every frame carries its number twice at the top: as 16 black/white cells
 (bit i of the number in cell i, least significant first), which survive
 scaling and compression and are read back by :func:`read_frame_marker`, and
 as digits a person can read.
+
+PyAV, numpy and Pillow are imported by the functions that use them: the ``framepipe`` command loads this
+module for ``add_command`` when it builds its parser (``framepipe --help`` among others).
 """
 
 from __future__ import annotations
@@ -13,16 +16,13 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
-
-import av
-import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from typing import TYPE_CHECKING, Any
 
 from pipeline import atomic_output
 
-from .colour import COLOR_PRIMARIES, COLOR_SPACES, COLOR_TRANSFERS
-from .transforms import join_yuv420p
+if TYPE_CHECKING:
+    import av
+    import numpy as np
 
 __all__ = ["ClipSpec", "make_clip", "make_corrupt", "generate_samples", "read_frame_marker",
            "SAMPLE_SET", "MARKER_BITS", "add_command"]
@@ -84,6 +84,7 @@ def _cell_bounds(width: int) -> list[tuple[int, int]]:
 
 def read_frame_marker(picture: np.ndarray) -> int:
     """The frame number burnt into ``picture`` (H x W gray or H x W x 3 RGB, as stored, any size)."""
+    import numpy as np
     gray = picture.mean(axis=2) if picture.ndim == 3 else picture.astype(np.float64)
     h, w = gray.shape
     band = _band_height(h)
@@ -100,6 +101,8 @@ class _Painter:
     """Makes the frames of one clip: a textured background that pans, a moving box, the marker."""
 
     def __init__(self, width: int, height: int, frames: int, seed: int) -> None:
+        import numpy as np
+        from PIL import Image, ImageFont
         self.w, self.h = width, height
         rng = np.random.default_rng(seed)
         self.step = max(2, width // 240)
@@ -118,6 +121,10 @@ class _Painter:
         self.font = ImageFont.load_default(size=max(8, int(self.band * 0.8)))
 
     def frame(self, index: int, black: bool) -> np.ndarray:
+        import numpy as np
+        from PIL import Image, ImageDraw
+
+        from .transforms import join_yuv420p
         w, h, band = self.w, self.h, self.band
         dx, dy = self.step * index, (self.step * index) // 2
         if black:
@@ -142,6 +149,7 @@ class _Painter:
 
 def make_clip(path: str | Path, spec: ClipSpec, seed: int = 0) -> Path:
     """Encode the clip ``spec`` describes to ``path`` (atomically) and return the path."""
+    import av
     n = max(1, round(spec.seconds * spec.fps))
     # The painter works in 4:2:0 at an even size; odd sizes are cropped from one pixel more.
     painter = _Painter(spec.width + spec.width % 2, spec.height + spec.height % 2, n, seed)
@@ -181,6 +189,8 @@ def make_clip(path: str | Path, spec: ClipSpec, seed: int = 0) -> Path:
 
 def _as_encoded(yuv420p: np.ndarray, spec: ClipSpec) -> av.VideoFrame:
     """A painted picture as a frame of ``spec``'s size and pixel format."""
+    import av
+    import numpy as np
     frame = av.VideoFrame.from_ndarray(yuv420p, format="yuv420p")
     if (frame.width, frame.height) != (spec.width, spec.height):
         planes = frame.to_ndarray(format="yuv444p")[:, :spec.height, :spec.width]
@@ -192,6 +202,7 @@ def _as_encoded(yuv420p: np.ndarray, spec: ClipSpec) -> av.VideoFrame:
 
 def _set_colour_tags(cc: Any, spec: ClipSpec) -> None:
     """Tag the encoder with ``spec``'s colour primaries, transfer and matrix (FFmpeg names)."""
+    from .colour import COLOR_PRIMARIES, COLOR_SPACES, COLOR_TRANSFERS
     for attr, name, table in (("color_primaries", spec.color_primaries, COLOR_PRIMARIES),
                               ("color_trc", spec.color_trc, COLOR_TRANSFERS),
                               ("colorspace", spec.colorspace, COLOR_SPACES)):
@@ -204,6 +215,8 @@ def _set_colour_tags(cc: Any, spec: ClipSpec) -> None:
 
 
 def _write_tone(out: Any, stream: Any, seconds: float) -> None:
+    import av
+    import numpy as np
     rate, block = 48000, 1024
     total = int(rate * seconds)
     t = np.arange(total) / rate

@@ -23,6 +23,28 @@ def test_version_and_presets_are_listed() -> None:
     assert "default:" in listing and "-O thumb_every=2.0" in listing and "metadata:" in listing
 
 
+# `python -m pipeline ARG`, and then the modules loaded, by top-level name: those of the heavy libraries and stages.
+COMMAND_THEN_MODULES = """
+import runpy, sys
+sys.argv = ["framepipe", sys.argv[1]]
+try:
+    runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    assert exc.code in (0, None), exc.code
+print(sorted({m.split(".")[0] for m in sys.modules} & {"numpy", "av", "pyarrow", "loky", "stages"}))
+"""
+
+
+@pytest.mark.parametrize("flag, loaded", [("--version", "[]"), ("--help", "['stages']")])
+def test_version_and_help_load_none_of_numpy_pyav_pyarrow_or_loky(flag: str, loaded: str) -> None:
+    proc = subprocess.run([sys.executable, "-c", COMMAND_THEN_MODULES, flag], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    *said, modules = proc.stdout.splitlines()
+    assert modules == loaded  # --help loads the commands stages add (`samples`, `bench`); --version not even those
+    assert "framepipe " in said[0] if flag == "--version" else {"bench", "samples"} <= set(" ".join(said).split())
+
+
 def test_run_makes_every_output_reports_the_broken_file_and_exits_1(clip_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = framepipe("run", clip_dir, "-o", out, "-q", "-j", "2")

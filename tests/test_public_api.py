@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
+import subprocess
+import sys
 import types
 
 import pytest
@@ -36,10 +39,39 @@ def test_all_names_only_what_exists(package: str) -> None:
 @pytest.mark.parametrize("package", [*PACKAGES, *SUBPACKAGES])
 def test_every_public_name_of_a_package_is_in_its_all(package: str) -> None:
     module = importlib.import_module(package)
-    public = {n for n, v in vars(module).items()  # names it defines (a class of another module is that one's)
-              if not n.startswith("_") and not isinstance(v, types.ModuleType) and n != "annotations"
-              and getattr(v, "__module__", package).startswith(package)}
+    names = {n: getattr(module, n) for n in dir(module)}  # dir(): those it loads on first use too
+    public = {n for n, v in names.items()  # names it defines (a class of another module is that one's)
+              if not n.startswith("_") and not isinstance(v, types.ModuleType)
+              and n not in ("annotations", "TYPE_CHECKING") and getattr(v, "__module__", package).startswith(package)}
     assert public - set(module.__all__) == set(), "export it in __all__, or import it under a private name"
+
+
+@pytest.mark.parametrize("package", [*PACKAGES, *SUBPACKAGES])
+def test_every_exported_name_is_imported_for_type_checkers_as_it_is_at_run_time(package: str) -> None:
+    # A package's names load on first use (PEP 562, so that `framepipe --version` loads no numpy); type checkers
+    # and editors read the package's imports instead (under TYPE_CHECKING). Both must name the same objects.
+    module = importlib.import_module(package)
+    tree = ast.parse((REPO / package.replace(".", "/") / "__init__.py").read_text())
+    imported = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            where = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+            imported.update({alias.asname or alias.name: (where, alias.name) for alias in node.names})
+    defined = {target.id for node in tree.body if isinstance(node, ast.Assign)
+               for target in node.targets if isinstance(target, ast.Name)}
+    defined |= {node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.ClassDef)}
+    assert set(module.__all__) - set(imported) - defined == set()
+    for name in set(module.__all__) & set(imported):
+        where, attr = imported[name]
+        assert getattr(module, name) is getattr(importlib.import_module(where), attr), name
+
+
+def test_importing_a_package_loads_no_heavy_library_until_a_name_is_used() -> None:
+    code = (f"import {', '.join([*PACKAGES, *SUBPACKAGES, *PUBLIC_MODULES])}, sys\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'av', 'pyarrow', 'loky', 'PIL'}))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_the_engine_top_stays_small() -> None:

@@ -10,9 +10,21 @@ Stage authors use the names below; ``segments`` (segment ownership and the
 sweep of leftovers) is internal to the engine.
 """
 
-from .buffers import BufferPool, BufferPoolStats, FrameRef, SlotLease
-from .frame_pools import BufferConfig, SizeClass, SlotAllocator, VideoBufferPool
-from .zerocopy import MappedFile, TransferMethod, iter_chunks, read_into, transfer
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .buffers import BufferPool, BufferPoolStats, FrameRef, SlotLease
+    from .frame_pools import BufferConfig, SizeClass, SlotAllocator, VideoBufferPool
+    from .zerocopy import MappedFile, TransferMethod, iter_chunks, read_into, transfer
+else:  # numpy and pyarrow load with the first name that needs them (``zerocopy``'s do not)
+    from .._lazy import lazy_exports
+
+    __getattr__, __dir__ = lazy_exports(__name__, {
+        ".buffers": ("BufferPool", "BufferPoolStats", "FrameRef", "SlotLease"),
+        ".frame_pools": ("BufferConfig", "SizeClass", "SlotAllocator", "VideoBufferPool"),
+        ".zerocopy": ("MappedFile", "TransferMethod", "iter_chunks", "read_into", "transfer"),
+    })
+    del lazy_exports
 
 __all__ = [  # sorted; tests/test_public_api.py keeps it so
     "BufferConfig", "BufferPool", "BufferPoolStats", "FrameRef", "iter_chunks", "MappedFile", "read_into",

@@ -10,6 +10,10 @@
     ex.snapshot()             from any thread, during  the run's latest MetricsSnapshot (Prometheus)
     ex.close()                always, at the end       stop what prepare() started
 
+``run()`` prepares the executor while it looks for the inputs; a run that may find every file done (a ledger to
+resume from) or remembered (every stage cacheable) prepares it only once it knows that a file is left to run, and
+a run with none left never does (nor starts a worker).
+
 The caller reads everything it needs from the ``ExecutionReport`` and the methods of ``Executor``: it never asks an
 executor whether it has an attribute. An executor without actors, slots or an optimizer leaves those figures at
 the report's defaults.

@@ -24,11 +24,10 @@ import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..bookkeeping.memo import lineages
 from ..bookkeeping.staging import final_names, seal_outputs
-from ..dataplane.buffers import FrameRef
 from ..errors import InputError, OutputError, StageError
 from ..graph import Pipeline
 from ..items import FILE, FRAME, is_shareable
@@ -36,6 +35,9 @@ from ..observe.metrics import StageStats
 from ..outputs import as_output_error
 from ..results import FAILED, OK, FileResult
 from ..stage import FileRun, Stage, StageContext
+
+if TYPE_CHECKING:
+    from ..dataplane.buffers import FrameRef
 
 __all__ = ["FileSession", "FileRunner", "StepResult", "Outgoing", "is_shareable", "replay_whole_file"]
 

@@ -5,13 +5,26 @@ figures (``snapshots``), the Chrome trace (``trace``) and its chart
 (``chart``), the Prometheus endpoint (``prometheus``), the live display
 (``progress``, fed by ``board``), logging (``logs``) and the per-file report
 (``report``). ``chart`` and ``prometheus`` load Pillow and ``http.server``;
-import them only where needed. This package's top imports nothing of the
-runtime, so the runtime's pools can use ``metrics`` (``percentile``).
+import them only where needed. This package's top imports nothing (each name
+loads its module when first used), so the runtime's pools can use ``metrics``
+(``percentile``).
 """
 
-from .metrics import Bottleneck, StageStats, find_bottleneck, percentile, text_table
-from .progress import ConsoleProgress, SilentProgress
-from .trace import RunTrace, Span
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .metrics import Bottleneck, StageStats, find_bottleneck, percentile, text_table
+    from .progress import ConsoleProgress, SilentProgress
+    from .trace import RunTrace, Span
+else:  # a module of this package loads alone (``results`` needs ``metrics``, and ``progress`` needs ``results``)
+    from .._lazy import lazy_exports
+
+    __getattr__, __dir__ = lazy_exports(__name__, {
+        ".metrics": ("Bottleneck", "StageStats", "find_bottleneck", "percentile", "text_table"),
+        ".progress": ("ConsoleProgress", "SilentProgress"),
+        ".trace": ("RunTrace", "Span"),
+    })
+    del lazy_exports
 
 __all__ = [  # sorted; tests/test_public_api.py keeps it so
     "Bottleneck", "ConsoleProgress", "find_bottleneck", "percentile", "RunTrace",

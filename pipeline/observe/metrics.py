@@ -5,8 +5,10 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["StageStats", "Bottleneck", "merge_stats", "find_bottleneck", "format_stage_table", "stats_table",
            "percentile"]
@@ -166,6 +168,7 @@ def format_stage_table(stats: Iterable[StageStats], wall_s: float | None = None)
 
 def stats_table(stats: Iterable[StageStats]) -> pa.Table:
     """The per-stage statistics as an Arrow table (one row per stage)."""
+    import pyarrow as pa  # here: the statistics themselves are needed where pyarrow is not (the pools, the command)
     rows = [s.to_dict() for s in stats]
     names = [f.name for f in fields(StageStats)] + ["frames_per_s"]
     return pa.Table.from_pylist(rows) if rows else pa.table({n: [] for n in names})

@@ -7,6 +7,16 @@ process outlives the run), ``interrupts`` (Ctrl-C and SIGTERM as events) and
 ``limits`` (naming the resource limit a failure ran into).
 """
 
-from .pool import CoreBudget, PoolMetrics, Priority, TaskPoolConfig, WorkerPool
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .pool import CoreBudget, PoolMetrics, Priority, TaskPoolConfig, WorkerPool
+else:  # loky loads with the pools, not with ``interrupts`` or ``lifecycle`` (which the command needs at once)
+    from .._lazy import lazy_exports
+
+    __getattr__, __dir__ = lazy_exports(__name__, {
+        ".pool": ("CoreBudget", "PoolMetrics", "Priority", "TaskPoolConfig", "WorkerPool"),
+    })
+    del lazy_exports
 
 __all__ = ["CoreBudget", "PoolMetrics", "Priority", "TaskPoolConfig", "WorkerPool"]  # sorted

@@ -49,7 +49,8 @@ SAFE_PATH = {"PYTHONSAFEPATH": "framepipe"}
 """The environment a worker interpreter starts with: no current folder on its import path (any value does)."""
 _start_lock = threading.Lock()
 
-_preload: list[str] = ["pipeline.executors.worker", "pipeline.runtime.pool"]
+# What every worker uses: the calls it runs, its pool's side, and the memo's store (a file's actor opens it).
+_preload: list[str] = ["pipeline.executors.worker", "pipeline.runtime.pool", "pipeline.cache.disk"]
 _IMPORTED_BY = os.getpid()  # in a worker of the server: the server's pid (it imported this module first)
 
 

@@ -8,8 +8,20 @@ themselves; its ``auto_tune`` uses ``plan``'s rules and decisions too.
 ``monitor`` reads the machine (cores, load, memory).
 """
 
-from .coordinator import RuntimeCoordinator
-from .performance import PerformanceConfig
-from .plan import Knob, RunDecision, Target
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .coordinator import RuntimeCoordinator
+    from .performance import PerformanceConfig
+    from .plan import Knob, RunDecision, Target
+else:  # the command's parser needs ``performance.PROFILES``, not the coordinator's pools
+    from .._lazy import lazy_exports
+
+    __getattr__, __dir__ = lazy_exports(__name__, {
+        ".coordinator": ("RuntimeCoordinator",),
+        ".performance": ("PerformanceConfig",),
+        ".plan": ("Knob", "RunDecision", "Target"),
+    })
+    del lazy_exports
 
 __all__ = ["Knob", "PerformanceConfig", "RunDecision", "RuntimeCoordinator", "Target"]  # sorted

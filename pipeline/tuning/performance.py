@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..cache.memory import Cache
-from ..executors.base import Executor
-from ..executors.local import LocalExecutor
-from .monitor import SystemMonitor
+if TYPE_CHECKING:
+    from ..executors.base import Executor
 
 __all__ = ["PerformanceConfig", "PROFILES", "size_profile"]
 
@@ -91,6 +89,8 @@ class PerformanceConfig:
 
     def apply(self, executor: Executor) -> None:
         """Set these figures on a ``LocalExecutor`` (other executors have nothing to size: left alone)."""
+        from ..cache.memory import Cache  # here, not at the top: the command's parser imports PROFILES alone
+        from ..executors.local import LocalExecutor
         if not isinstance(executor, LocalExecutor):
             return
         if self.workers is not None:
@@ -108,6 +108,7 @@ class PerformanceConfig:
 
 
 def _machine() -> tuple[int, int]:
+    from .monitor import SystemMonitor
     machine = SystemMonitor().snapshot()
     return machine.cores, machine.available_bytes
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -203,3 +204,33 @@ def test_function_stages_are_known_across_processes_by_their_code(tmp_path: Path
     digests = {subprocess.run([sys.executable, script], capture_output=True, text=True, check=True).stdout
                for _ in range(3)}
     assert len(digests) == 1 and digests != {""}
+
+
+RUN_AND_COUNT = """
+import sys
+import psutil
+from pipeline import run
+from support.text import text_pipeline
+result = run(text_pipeline(), sys.argv[1], sys.argv[2], workers=1)
+print(len(result.resumed), len(result.files), len(psutil.Process().children(recursive=True)), "loky" in sys.modules)
+"""
+"""A local run in a process of its own: files skipped, files, processes it leaves running, whether loky is loaded."""
+
+
+def test_a_run_with_every_file_done_starts_no_worker_process(tmp_path: Path) -> None:
+    texts = tmp_path / "in"
+    texts.mkdir()
+    for name, text in (("a.txt", "one\ntwo"), ("b.txt", "three")):
+        (texts / name).write_text(text)
+    tests = str(Path(__file__).resolve().parents[1])  # where `support` is, for the process the test starts
+    path = os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))
+
+    def run_apart() -> list[str]:
+        done = subprocess.run([sys.executable, "-c", RUN_AND_COUNT, str(texts), str(tmp_path / "out")],
+                              capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": path})
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    skipped, files, processes, loky = run_apart()
+    assert (skipped, files, loky) == ("0", "2", "True") and int(processes) > 0  # the workers' server stays up
+    assert run_apart() == ["2", "2", "0", "False"]  # nothing to do: no server, no pool, not even loky loaded

@@ -19,6 +19,7 @@ def _python(code: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_engine_the_video_library_and_the_command_do_not_import_ray() -> None:
     proc = _python("import sys, pipeline, pipeline.cli, pipeline.run, stages, stages.presets\n"
+                   "[getattr(package, name) for package in (pipeline, stages) for name in package.__all__]\n"
                    "pipeline.cli.build_parser()\n"
                    "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
     assert proc.returncode == 0, proc.stderr

@@ -6,19 +6,19 @@ import logging
 import os
 from collections.abc import Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import FramepipeError, ResourceExhausted
 from ...graph import Pipeline
 from ...observe.metrics import StageStats
-from ...observe.snapshots import MetricsSnapshot
 from ...observe.trace import RunTrace
 from ...results import FileResult
-from ...runtime.forkserver import start_server
 from ...runtime.interrupts import capture_interrupts
 from ...runtime.limits import limit_reason
 from ..base import ExecutionReport, Executor, FileTask, RunEvents
-from . import observe, scheduler
+
+if TYPE_CHECKING:
+    from ...observe.snapshots import MetricsSnapshot
 
 __all__ = ["LocalExecutor"]
 
@@ -92,13 +92,17 @@ class LocalExecutor(Executor):
 
     def prepare(self, pipeline: Pipeline) -> None:
         """Start the workers' server (importing the stages' modules) while the caller looks for its inputs."""
-        start_server(scheduler.stage_modules(pipeline))
+        from ...runtime.forkserver import start_server
+        from .scheduler import stage_modules
+        start_server(stage_modules(pipeline))
 
     def run(self, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents, *,
             trace: RunTrace | None = None) -> ExecutionReport:
         """Run every task on this machine's worker processes (see the package's diagram)."""
         if not tasks:
             return ExecutionReport(workers=self.workers, trace=trace)
+        # The scheduler (loky, numpy) is loaded by the first run with files, not by a run that finds none to do.
+        from . import observe, scheduler
         run = scheduler.start(self, pipeline, tasks, events, trace)
         results: list[FileResult] = []
         try:
