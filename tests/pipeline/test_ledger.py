@@ -222,8 +222,10 @@ def test_a_run_with_every_file_done_starts_no_worker_process(tmp_path: Path) -> 
     texts.mkdir()
     for name, text in (("a.txt", "one\ntwo"), ("b.txt", "three")):
         (texts / name).write_text(text)
-    tests = str(Path(__file__).resolve().parents[1])  # where `support` is, for the process the test starts
-    path = os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))
+    tests = Path(__file__).resolve().parents[1]  # where `support` is, for the process the test starts
+    # The repository first: with tests/ alone on the path, a worker's `import pipeline` would find the
+    # folder tests/pipeline (no __init__) as a namespace package before the installed engine.
+    path = os.pathsep.join(filter(None, [str(tests.parent), str(tests), os.environ.get("PYTHONPATH")]))
 
     def run_apart() -> list[str]:
         done = subprocess.run([sys.executable, "-c", RUN_AND_COUNT, str(texts), str(tmp_path / "out")],
