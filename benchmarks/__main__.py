@@ -30,7 +30,8 @@ import traceback
 from pathlib import Path
 
 # (name, module, extra arguments for a full run). A full run is meant to finish
-# within about 20 minutes on a 2-core machine.
+# within about 20 minutes on a 2-core machine, once vs_ffmpeg's clip sets are made:
+# the first run makes them (minutes) and keeps them under ~/.cache/framepipe-bench.
 BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("handoff", "bench_handoff", []),
     ("runtime", "bench_runtime", []),

@@ -305,7 +305,7 @@ class SetBench:
 
 # --- tables and targets ----------------------------------------------------------------------
 
-Results = dict[str, dict[str, dict[str, Timed]]]  # job -> set name -> side -> Timed
+Results = dict[str, dict[str, dict[str, Timed] | None]]  # job -> set name -> side -> Timed (None: it failed)
 
 
 def job_table(job: str, results: Results, sets: list[ClipSet]) -> tuple[tuple[str, ...], list[tuple[object, ...]]]:
@@ -318,17 +318,18 @@ def job_table(job: str, results: Results, sets: list[ClipSet]) -> tuple[tuple[st
         cells = []
         for cs in cols:
             got = results[job][cs.name]
-            if side not in got:
-                cells.append("-")
+            if got is None or side not in got:
+                cells.append("failed" if got is None else "-")
                 continue
             t = got[side]
             cells.append(f"{t.seconds:.2f}" + ("" if side == "fp" else f" {t.seconds / got['fp'].seconds:.2f}x"))
         rows.append((label, *cells))
+    done = [results[job][cs.name] for cs in cols]
     rows.append(("framepipe: source frames/s",
-                 *[f"{cs.frames / results[job][cs.name]['fp'].seconds:.0f}" for cs in cols]))
+                 *[f"{cs.frames / got['fp'].seconds:.0f}" if got else "-" for cs, got in zip(cols, done)]))
     rows.append(("outputs, " + " | ".join(s[1][:3] for s in sides),
-                 *[" | ".join(results[job][cs.name][s].outputs if s in results[job][cs.name] else "-"
-                              for s, _ in sides) for cs in cols]))
+                 *[" | ".join(got[s].outputs if s in got else "-" for s, _ in sides) if got else "-"
+                   for got in done]))
     return header, rows
 
 
@@ -338,12 +339,18 @@ def check_targets(results: Results, sets: list[ClipSet]) -> list[bool]:
     ok = []
     for name, job, side, names, goal in TARGETS:
         for set_name in names:
-            got = results.get(job, {}).get(set_name)
-            if not got or side not in got:
-                continue
+            if set_name not in results.get(job, {}):
+                continue  # not run (--only, --sets)
+            got = results[job][set_name]
             cs = by_name[set_name]
             label = name.replace("small files", f"{cs.files} small files").replace(
                 "one long file", f"one {cs.seconds:g} s {cs.height}p file")
+            if got is None:
+                print(f"  target {label} [{set_name}]: not measured, the job failed")
+                ok.append(False)
+                continue
+            if side not in got:
+                continue  # no peer
             ok.append(verdict(f"{label} [{set_name}]", got[side].seconds / got["fp"].seconds, goal))
     return ok
 
@@ -398,7 +405,11 @@ def main(argv: list[str] | None = None) -> int:
             bench = SetBench(Path(tmp) / f.clip_set.name, f, max(1, args.rounds), version is not None)
             t1 = time.perf_counter()
             for job in jobs:
-                results[job][f.clip_set.name] = getattr(bench, job)()
+                try:
+                    results[job][f.clip_set.name] = getattr(bench, job)()
+                except Exception as e:  # one failed job should not cost the others' figures
+                    print(f"set {f.clip_set.name}, job {job} FAILED: {e}", flush=True)
+                    results[job][f.clip_set.name] = None
             print(f"set {f.clip_set.name}: {len(jobs)} jobs in {time.perf_counter() - t1:.0f} s", flush=True)
             if args.stage_tables or f.clip_set.name == "long-file":
                 stage_tables += bench.stage_tables

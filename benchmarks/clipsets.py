@@ -182,7 +182,7 @@ def ensure(clip_set: ClipSet, root: Path | None = None) -> Footage:
     clips = sorted((folder / "clips").glob("*.mp4"))
     keyframes, vbytes = [], 0
     for clip in clips:
-        n, k, b = _video_packets(clip)
+        _, k, b = _video_packets(clip)
         keyframes.append(k)
         vbytes += b
     return Footage(clip_set, clips, made_s, cached, keyframes, vbytes, _x264_settings(clips[0]))
@@ -260,6 +260,7 @@ def _scene_set(cs: ClipSet, clips: Path, work: Path) -> None:
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"{cs.name}: ffmpeg failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    texture.unlink()  # up to 150 MB (4K): the cache keeps the clips only
 
 
 # --- the earlier set: test patterns, x264 ultrafast ----------------------------------------------
