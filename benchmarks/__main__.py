@@ -29,8 +29,10 @@ import time
 import traceback
 from pathlib import Path
 
-# (name, module, extra arguments for a full run). A full run is meant to finish
-# within about 20 minutes on a 2-core machine.
+# (name, module, extra arguments for a full run). A full run was meant to finish
+# within about 20 minutes on a 2-core machine; since issue 18, vs_ffmpeg alone takes
+# 10-20 minutes even with --quick (realistic clip sets: a 60 s file, 200 small files),
+# and its first run makes the sets (6 minutes at --quick) under ~/.cache/framepipe-bench.
 BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("handoff", "bench_handoff", []),
     ("runtime", "bench_runtime", []),
