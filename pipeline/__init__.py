@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name's
     from .results import FileResult, RunResult
     from .run import run
     from .sources import FileSelection, find_files, read_file_list
-    from .stage import FileRun, Stage, StageContext, stage
+    from .stage import FilePart, FileRun, Piece, Stage, StageContext, stage
     from .tuning.performance import PerformanceConfig
 else:  # `import pipeline` (and `framepipe --version`) loads none of numpy, pyarrow or loky
     from ._lazy import lazy_exports
@@ -34,14 +34,15 @@ else:  # `import pipeline` (and `framepipe --version`) loads none of numpy, pyar
         ".results": ("FileResult", "RunResult"),
         ".run": ("run",),
         ".sources": ("FileSelection", "find_files", "read_file_list"),
-        ".stage": ("FileRun", "Stage", "StageContext", "stage"),
+        ".stage": ("FilePart", "FileRun", "Piece", "Stage", "StageContext", "stage"),
         ".tuning.performance": ("PerformanceConfig",),
     })
     del lazy_exports
 
 __all__ = [  # sorted; tests/test_public_api.py keeps it so
-    "atomic_output", "AUDIO", "build_preset", "FILE", "FileItem", "FileResult", "FileRun", "FileSelection",
-    "find_files", "fingerprint", "FRAME", "FramepipeError", "InputError", "InvalidOption", "load_preset",
-    "OutputError", "PartialOutput", "PerformanceConfig", "Pipeline", "PipelineDefinitionError", "read_file_list",
-    "run", "RunResult", "safe_join", "SharedItem", "Stage", "stage", "StageContext", "StageError", "write_atomic",
+    "atomic_output", "AUDIO", "build_preset", "FILE", "FileItem", "FilePart", "FileResult", "FileRun",
+    "FileSelection", "find_files", "fingerprint", "FRAME", "FramepipeError", "InputError", "InvalidOption",
+    "load_preset", "OutputError", "PartialOutput", "PerformanceConfig", "Piece", "Pipeline",
+    "PipelineDefinitionError", "read_file_list", "run", "RunResult", "safe_join", "SharedItem", "Stage", "stage",
+    "StageContext", "StageError", "write_atomic",
 ]

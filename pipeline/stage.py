@@ -9,6 +9,14 @@ A stage's life in a worker process::
     abort(ctx)                   the file failed: discard partial work
     teardown()                   once, when the worker is done
 
+A long file may run in *parts* (``splits``): its source stage cuts it
+(``parts``), each part runs the splitting stages and what feeds them in its
+own worker, and the file's own session joins what they handed over::
+
+    source.parts(file, ctx, workers) -> spans     in the file's session, at its start
+    begin / process / end  with ctx.part set      per part, in any worker; end hands over (ctx.hand_over)
+    join(pieces, ctx)                             in the file's session, once every part is done
+
 Stage objects hold configuration and are pickled to workers; what a stage
 keeps for one file lives in ``ctx.state``.
 """
@@ -16,7 +24,7 @@ keeps for one file lives in ``ctx.state``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -28,7 +36,7 @@ from .outputs import safe_join
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["Stage", "StageContext", "FileRun", "FunctionStage", "stage"]
+__all__ = ["Stage", "StageContext", "FileRun", "FilePart", "Piece", "FunctionStage", "stage"]
 
 
 def _snake(name: str) -> str:
@@ -53,6 +61,12 @@ class Stage:
     on the file's content and its parameters (``cache_params()``: its public
     attributes); the engine then keeps its results across runs and replays
     them for an unchanged file. Bump ``cache_version`` when its output changes.
+
+    A ``splits`` stage (an encoder) can work on parts of a long file at once:
+    with ``ctx.part`` set it sees only that part's frames and hands what it
+    made over (``ctx.hand_over``) instead of publishing it; ``join`` then
+    makes the file's output from every part's piece. The source stage that
+    feeds it says where a file may be cut (``parts``).
     """
 
     name: str = ""
@@ -67,6 +81,7 @@ class Stage:
     priority: int = 1  # pipeline.runtime.pool.Priority.MEDIUM
     batch_size: int = 1
     ordered: bool = True
+    splits: bool = False
 
     def __init__(self, name: str | None = None, *, stateful: bool | None = None, pool: str | None = None,
                  concurrency: int | None = None, priority: int | None = None, batch_size: int | None = None,
@@ -107,6 +122,19 @@ class Stage:
     def abort(self, ctx: StageContext) -> None:
         """The file failed: release what ``begin``/``process`` opened, leave no partial output."""
 
+    def parts(self, file: FileItem, ctx: StageContext, workers: int) -> Sequence[Any] | None:
+        """Where to cut ``file`` for ``splits`` stages fed by this source, as spans (opaque, picklable) that
+        ``ctx.part.span`` gives each part back; None (the default) keeps the file whole."""
+        return None
+
+    def join(self, pieces: Sequence[Piece], ctx: StageContext) -> None:
+        """The file ran in parts: make its outputs and report columns from each part's piece, in order.
+
+        The default records the first part's columns (a stage whose columns add up overrides it).
+        """
+        if pieces:
+            ctx.record(**pieces[0].record)
+
     def teardown(self) -> None:
         """Release per-process resources."""
 
@@ -122,6 +150,23 @@ def _no_progress(stage: str, done: int, total: int | None) -> None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class FilePart:
+    """One part of a file that runs in parts: its number, how many there are, and its span (from ``parts``)."""
+
+    index: int
+    count: int
+    span: Any
+
+
+@dataclass(slots=True)
+class Piece:
+    """What a stage left of one part of a file: its report columns and what it handed over."""
+
+    record: dict[str, Any]
+    value: Any = None
+
+
 @dataclass(slots=True)
 class FileRun:
     """Everything one file's run collects: its report row, outputs and warnings."""
@@ -135,12 +180,16 @@ class FileRun:
     warnings: list[str] = field(default_factory=list)
     progress: ProgressSink = _no_progress
     memo: Any = None  # a pipeline.bookkeeping.memo.StageMemo when results are kept across runs
+    workers: int = 1  # how many workers a file's parts could spread over (1: it is never cut)
+    part: FilePart | None = None  # set in the session of one part of a file
+    parts: int = 0  # in a file's own session: how many parts its splitting stages run in elsewhere
+    scratch: list[str] = field(default_factory=list)  # files to remove once the file is done (parts' pieces)
 
 
 class StageContext:
     """What a stage sees of the file it is working on (one context per stage per file)."""
 
-    __slots__ = ("run", "stage", "state", "recorded", "added")
+    __slots__ = ("run", "stage", "state", "recorded", "added", "handed")
 
     def __init__(self, run: FileRun, stage: str) -> None:
         self.run = run
@@ -148,6 +197,7 @@ class StageContext:
         self.state: dict[str, Any] = {}
         self.recorded: dict[str, Any] = {}  # this stage's report columns (what a memo keeps)
         self.added: list[str] = []  # this stage's outputs
+        self.handed: Any = None  # in a part: what the stage handed over to its join
 
     @property
     def file(self) -> FileItem:
@@ -158,6 +208,22 @@ class StageContext:
     def cpu_budget(self) -> int:
         """How many threads this file's work may use (codec threads count against it)."""
         return self.run.cpu_budget
+
+    @property
+    def part(self) -> FilePart | None:
+        """The part of the file this session runs (None: the whole file)."""
+        return self.run.part
+
+    @property
+    def split(self) -> bool:
+        """Whether the file's splitting stages run in parts elsewhere (in the file's own session)."""
+        return self.run.parts > 0
+
+    def hand_over(self, value: Any, scratch: Iterable[str | Path] = ()) -> None:
+        """In a part: what this stage made of it, for its ``join``; ``scratch`` files are removed once the
+        file is done, joined or failed."""
+        self.handed = value
+        self.run.scratch.extend(str(p) for p in scratch)
 
     def output_path(self, category: str, name: str | None = None) -> Path:
         """Where an output of this file goes: ``OUT/category/<file key>[/name]``.

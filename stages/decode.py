@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import copy
 import dataclasses
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -14,7 +15,18 @@ from typing import Any
 import av
 import pyarrow as pa
 
-from pipeline import AUDIO, FILE, FRAME, FileItem, FileRun, InputError, PipelineDefinitionError, Stage, StageContext
+from pipeline import (
+    AUDIO,
+    FILE,
+    FRAME,
+    FileItem,
+    FileRun,
+    InputError,
+    Piece,
+    PipelineDefinitionError,
+    Stage,
+    StageContext,
+)
 from pipeline.dataplane import BufferPool
 from pipeline.presets import Option
 
@@ -39,12 +51,24 @@ from .y4m import Y4MFile
 
 _RAW_SLOTS = 3
 
-__all__ = ["Decode", "BestEffortTimestamps", "PictureChanges", "decode_file", "frame_rate", "STREAM_NUMBER"]
+__all__ = ["Decode", "Span", "BestEffortTimestamps", "PictureChanges", "decode_file", "frame_rate", "STREAM_NUMBER"]
 
 STREAM_NUMBER = Option(int, min=0, max=1023)
 """What ``video_stream`` / ``audio_stream`` take: a stream's number among the file's streams of its kind."""
 PLAN = Option(str, choices=("auto", "straight"))
 """What ``plan`` takes: seek where the file's index says it is cheaper, or always decode straight through."""
+PARTS_PER_WORKER = 2  # at most this many parts a worker: the last ones to finish are short, and end together
+SPLIT_COLUMNS_ADDED = ("frames_decoded", "frame_count", "decode_errors", "size_changes", "pix_fmt_changes")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Span:
+    """One part of a file cut at keyframes: the frames shown from ``start`` (its keyframe, at stamp ``key_pts``)
+    up to ``end`` (the next part's keyframe; None: to the end), in seconds of file time."""
+
+    start: float | None  # None: the first part, from the file's start
+    end: float | None
+    key_pts: int | None
 
 
 class BestEffortTimestamps:
@@ -135,6 +159,15 @@ class Decode(Stage):
       (``Thumbnails.sampling()``, ``SpriteSheet.sampling()``), when none of its
       consumers needs every frame: only those frames are given, and the stages
       write what they would have written from every frame.
+    * ``split_s`` (default 20): a file at least this long is cut at keyframes
+      into parts (of a quarter of it at least, two per worker at most) when
+      its pipeline's encoders can run in parts (segment-parallel encoding,
+      ``Encode``): each part decodes its own span in its own worker, without
+      sound (the encoder takes it from the whole file when it joins the
+      parts); progressive video only. None: never cut.
+    * ``sampling_when_split``: when the file is cut, what the stages that see
+      the whole file need (``Thumbnails.sampling()``...), given as ``sampling``
+      is, without sound (the default preset sets it beside a proxy).
     * ``plan`` (default ``"auto"``): when not every frame is given (``fps``,
       ``every_nth``, ``sampling``) and no sound is decoded, the file's index
       is read first (packets only, no decoding) and each wanted frame is reached
@@ -169,13 +202,15 @@ class Decode(Stage):
                  audio_layout: str | None = None, audio_block_s: float | None = None,
                  video_stream: int | None = None, audio_stream: int | None = None,
                  deinterlace: str = "auto", rate: str = "frame", sampling: Sampling | Sequence[Sampling] = (),
-                 plan: str = "auto", name: str | None = None) -> None:
+                 plan: str = "auto", split_s: float | None = 20.0,
+                 sampling_when_split: Sampling | Sequence[Sampling] = (), name: str | None = None) -> None:
         super().__init__(name)
         checks = {"every_nth": (every_nth, Option(int, min=1)), "fps": (fps, Option(float, above=0)),
                   "video_stream": (video_stream, STREAM_NUMBER), "audio_stream": (audio_stream, STREAM_NUMBER),
                   "start": (start, Option(float, min=0)), "end": (end, Option(float, above=0)),
                   "audio_rate": (audio_rate, Option(int, min=1000, max=768_000)),
-                  "audio_block_s": (audio_block_s, Option(float, above=0, max=60))}
+                  "audio_block_s": (audio_block_s, Option(float, above=0, max=60)),
+                  "split_s": (split_s, Option(float, min=1))}
         for key, (value, spec) in checks.items():
             if value is not None:
                 spec.validate(key, value, type(self).__name__)
@@ -188,12 +223,9 @@ class Decode(Stage):
         self.deinterlace = DEINTERLACE.validate("deinterlace", deinterlace, type(self).__name__)
         self.rate = FIELD_RATE.validate("rate", rate, type(self).__name__)
         self.plan = PLAN.validate("plan", plan, type(self).__name__)
-        if isinstance(sampling, Sampling):
-            sampling = (sampling,)
-        if not all(isinstance(s, Sampling) for s in sampling):
-            raise PipelineDefinitionError(f"sampling takes what Thumbnails.sampling() and SpriteSheet.sampling() "
-                                          f"give, not {sampling!r}")
-        self.sampling = tuple(sampling)
+        self.sampling = _samplings(sampling, "sampling")
+        self.sampling_when_split = _samplings(sampling_when_split, "sampling_when_split")
+        self.split_s = split_s
         if self.rate == "field" and self.deinterlace in ("off", "first_field"):
             raise PipelineDefinitionError(f"rate='field' gives a picture a field: it needs deinterlace='auto', "
                                           f"'bwdif' or 'yadif', not {self.deinterlace!r}")
@@ -213,6 +245,7 @@ class Decode(Stage):
             self.emits = (FRAME,)
         self._pool: BufferPool | None = None  # per process, for raw video read straight into slots
         self._reuse_slots = True  # False (decode_file): raw frames are read into arrays they own
+        self._span: Span | None = None  # set on the copy that decodes one part of a file
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -236,12 +269,110 @@ class Decode(Stage):
                 and not self.keyframes_only and self.rate == "frame" and self.deinterlace not in ("bwdif", "yadif"))
 
     def process(self, item: FileItem, ctx: StageContext) -> Iterator[Any]:
+        if ctx.part is not None:  # one part of the file: its span, pictures only
+            yield from self._variant(range_start=ctx.part.span.start, range_end=ctx.part.span.end, plan="straight",
+                                     sampling=(), _span=ctx.part.span)._decode(item, ctx)
+            return
+        if ctx.split and self.sampling_when_split:  # the encoders run in parts: the rest need only these
+            yield from self._variant(sampling=self.sampling_when_split, audio=False)._decode(item, ctx)
+            if self.audio:  # (a seek plan skips sound: it comes in a pass of its own)
+                yield from self._sound_alone(item, ctx)
+            return
         if item.path.lower().endswith(".y4m") and not (self._drops_frames or self.upright):
             raw = self._open_y4m(item.path)
             if raw is not None:
                 yield from self._read_y4m(raw, ctx)
                 return
         yield from self._decode(item, ctx)
+
+    def _variant(self, **changes: Any) -> Decode:
+        """A copy of this stage with other settings, for one file (the stage itself is shared by every file)."""
+        other = copy.copy(self)
+        for key, value in changes.items():
+            setattr(other, key, value)
+        return other
+
+    def _sound_alone(self, item: FileItem, ctx: StageContext) -> Iterator[AudioFrameItem]:
+        """The chosen audio stream's blocks in a pass of their own, timed as ``_decode`` times them."""
+        with open_media(item.path, probe=False) as container:
+            choice = self._streams(item.path, container, ctx, None)
+            astream = choice.audio
+            if astream is None:
+                return
+            ctx.record(audio_stream=choice.audio_number)
+            info = _stream_info(container, choice.video, astream, choice)
+            origin = _start_seconds(container, choice.video or astream)
+            blocks = None
+            if self.resample:
+                rate = self.audio_rate or astream.rate
+                blocks = _AudioBlocks(av.AudioResampler(format="flt", layout=self.audio_layout or None, rate=rate,
+                                                        frame_size=max(1, round(rate * self.audio_block_s))),
+                                      rate, info)
+            errors = 0
+            for packet in read_packets(container, [astream], None):
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError:
+                    errors += 1
+                    continue
+                for frame in frames:
+                    t = float(frame.pts * frame.time_base) - origin if frame.pts is not None else 0.0
+                    yield from [AudioFrameItem(frame, t, info)] if blocks is None else blocks.feed(frame, t)
+            if blocks is not None:
+                yield from blocks.feed(None)
+            if errors:
+                ctx.warn(f"{errors} audio packet(s) failed to decode")
+
+    # Parts of a file ---------------------------------------------------------------------
+
+    def parts(self, file: FileItem, ctx: StageContext, workers: int) -> list[Span] | None:
+        """Where to cut a long file for encoders that run in parts: at keyframes, into parts of about equal
+        length (see ``split_s``); None to keep it whole."""
+        if self.split_s is None or workers < 2 or self._drops_frames or self.resample or self.rate != "frame" \
+                or self.deinterlace not in ("auto", "off") or file.path.lower().endswith(".y4m"):
+            return None
+        try:
+            with open_media(file.path, probe=False) as container:
+                choice = choose_streams(file.path, container, video=self.video_stream, audio=self.audio_stream,
+                                        with_audio=self.audio)
+                vstream = choice.video
+                if vstream is None or (self.deinterlace == "auto" and
+                                       field_order_name(vstream.codec_context.field_order) != "progressive"):
+                    return None
+                origin = _start_seconds(container, vstream)
+                number = vstream.index
+        except InputError:
+            return None  # the file's own decode says what is wrong with it
+        index = scan_index(file.path, number, origin)
+        if index is None or not index.times:
+            return None
+        length = index.times[-1] - index.times[0]
+        if length < self.split_s:
+            return None
+        count = min(PARTS_PER_WORKER * workers, max(2, int(length // (self.split_s / 4))))
+        keys = [(float(index.pts[k] * index.time_base) - origin, index.pts[k]) for k in index.keyframes]
+        cuts: list[tuple[float, int]] = []
+        for i in range(1, count):
+            target = index.times[0] + length * i / count
+            near = min(keys, key=lambda key: abs(key[0] - target))
+            if near[0] > index.times[0] and (not cuts or near[0] > cuts[-1][0]):
+                cuts.append(near)
+        if not cuts:
+            return None
+        starts: list[tuple[float | None, int | None]] = [(None, None), *cuts]
+        return [Span(start, starts[i + 1][0] if i + 1 < len(starts) else None, key)
+                for i, (start, key) in enumerate(starts)]
+
+    def join(self, pieces: Sequence[Piece], ctx: StageContext) -> None:
+        """The file's columns from its parts: the streams of the first, the counts added up."""
+        if not pieces:
+            return
+        record = dict(pieces[0].record)
+        for key in SPLIT_COLUMNS_ADDED:
+            values = [p.record.get(key) for p in pieces]
+            record[key] = sum(values) if all(isinstance(v, int) for v in values) else None
+        record["decode_plan"] = f"parts ({len(pieces)})"
+        ctx.record(**record)
 
     def _open_y4m(self, path: str) -> Y4MFile | None:
         """The file as raw frames to read into slots, or None to let FFmpeg handle its layout."""
@@ -343,7 +474,9 @@ class Decode(Stage):
             info = _stream_info(container, vstream, astream, choice)
             origin = _start_seconds(container, vstream or astream)
             planning = self._plan(item.path, vstream, astream, info, origin) if planned else None
-            if self.range_start:
+            if self._span is not None and self._span.key_pts is not None:
+                _seek_stamp(container, vstream, self._span.key_pts)  # exactly the part's keyframe
+            elif self.range_start:
                 _seek(container, vstream or astream, origin + self.range_start)
             pick = _FramePicker(self, info)
             sampler = _Sampler(self.sampling) if self.sampling else None
@@ -353,7 +486,7 @@ class Decode(Stage):
                 blocks = _AudioBlocks(av.AudioResampler(format="flt", layout=self.audio_layout or None, rate=rate,
                                                         frame_size=max(1, round(rate * self.audio_block_s))),
                                       rate, info)
-            streams = [s for s in (vstream, astream) if s is not None]
+            streams = [s for s in (vstream, astream) if s is not None and (self._span is None or s is vstream)]
             vtb = vstream.time_base if vstream is not None else None
             fields = self._field_policy(vstream, ctx) if vstream is not None else None
             timestamps = BestEffortTimestamps()
@@ -526,7 +659,9 @@ class Decode(Stage):
         for change in pictures.warnings():
             ctx.warn(change)
         ctx.progress(result.emitted, result.emitted)
-        if not self._drops_frames:  # else not every frame was seen: leave the count to the metadata
+        if self._span is not None:  # one part of the file: the frames of its span (the join adds them up)
+            ctx.record(frame_count=result.emitted, frame_count_exact=True)
+        elif not self._drops_frames:  # else not every frame was seen: leave the count to the metadata
             # A seek plan (for the frames ``sampling`` asks for) counted every frame in the index instead.
             ctx.record(frame_count=result.decoded if result.indexed is None else result.indexed,
                        frame_count_exact=True)
@@ -840,6 +975,19 @@ def _per_field(info: StreamInfo) -> StreamInfo:
     """``info`` for pictures a field apart: twice the rate and the count, half the time base."""
     return dataclasses.replace(info, fps=info.fps * 2 if info.fps else None, time_base=info.time_base / 2,
                                frame_count=info.frame_count * 2 if info.frame_count else None)
+
+
+def _seek_stamp(container: Any, stream: Any, pts: int) -> None:
+    """Seek to the keyframe at stamp ``pts`` (a part of a file starts there)."""
+    container.seek(pts, stream=stream, backward=True, any_frame=False)
+
+
+def _samplings(sampling: Sampling | Sequence[Sampling], option: str) -> tuple[Sampling, ...]:
+    found = (sampling,) if isinstance(sampling, Sampling) else tuple(sampling)
+    if not all(isinstance(s, Sampling) for s in found):
+        raise PipelineDefinitionError(f"{option} takes what Thumbnails.sampling() and SpriteSheet.sampling() "
+                                      f"give, not {sampling!r}")
+    return found
 
 
 def _seek(container: Any, stream: Any, seconds: float) -> None:

@@ -8,6 +8,18 @@ encodes for both::
     AudioFrameItem ─ audio encoder (when not remuxed) ──────────┼─ muxer ─ hidden part file
     source file ─ demux the decoded audio stream (remux) ───────┘   ─ commit (OUT/<category>/<file><ext>)
 
+A long file may be encoded in parts (``splits``; ``Decode``'s ``split_s`` says
+which files): each part's pictures, from one keyframe to the next part's, are
+encoded by their own worker into a hidden scratch file with the same
+settings, and ``join`` copies the parts' packets, without re-encoding, into
+one output, with the sound of the whole file (remuxed or encoded) — the same
+frames at the same times as one worker's encode::
+
+    part 0 ─ decode its span ─ scale ─ encoder ─ scratch 0 ─┐
+    part 1 ─ decode its span ─ scale ─ encoder ─ scratch 1 ─┼─ join: packets in order, stamps from each
+    ...                                                     │  part's own, decode stamps made anew
+    source file ─ audio (remux, or decode + encode) ────────┘  ─ commit (OUT/<category>/<file><ext>)
+
 The output's size is fixed at the first picture. A stream that changes size
 later has each picture scaled to it, its aspect kept: one of another shape is
 fitted inside and padded with black (letterbox or pillarbox), never stretched.
@@ -16,7 +28,7 @@ fitted inside and padded with black (letterbox or pillarbox), never stretched.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -26,7 +38,17 @@ import av
 import numpy as np
 import pyarrow as pa
 
-from pipeline import AUDIO, FRAME, InputError, PartialOutput, PipelineDefinitionError, Stage, StageContext
+from pipeline import (
+    AUDIO,
+    FRAME,
+    InputError,
+    PartialOutput,
+    Piece,
+    PipelineDefinitionError,
+    Stage,
+    StageContext,
+    StageError,
+)
 from pipeline.dataplane import transfer
 from pipeline.errors import InvalidOption
 from pipeline.outputs import fit_name
@@ -151,6 +173,8 @@ _REMUXABLE = {
     "webm": {"opus", "vorbis"},
 }
 _OPUS_RATES = (48000, 24000, 16000, 12000, 8000)
+_PART_FORMAT = "matroska"  # a part's scratch file (any encoder goes in; the join takes its stamps from the encode)
+_PART_SUFFIX = ".mkv"
 # A first picture later than this means a trimmed start (Decode's ``start``): remuxed sound that
 # ends before it is dropped. An earlier one is a stream offset, where everything stays (the AAC
 # priming packet before 0 s included).
@@ -237,6 +261,110 @@ class _AudioRemux:
 
     def close(self) -> None:
         self.source.close()
+
+
+class _AudioEncode:
+    """The source file's audio stream decoded and encoded into the output, as the pictures reach its time (the
+    sound of a file whose pictures were encoded in parts): what ``Encode`` does with ``Decode``'s sound."""
+
+    def __init__(self, source: Any, stream: Any, encoder: Any, origin_s: float) -> None:
+        self.source = source
+        self.frames = self._decoded(source.demux(stream), origin_s)
+        self.encoder = encoder
+        self.done = False
+
+    @staticmethod
+    def _decoded(packets: Iterator[Any], origin_s: float) -> Iterator[tuple[Any, float]]:
+        for packet in packets:
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:  # a corrupt packet: skipped, as Decode skips it
+                continue
+            for frame in frames:
+                t = float(frame.pts * frame.time_base) - origin_s if frame.pts is not None else 0.0
+                if t >= 0:
+                    yield frame, t
+
+    def mux_until(self, container: Any, seconds: float | None) -> None:
+        """Encode and mux the sound that starts at or before ``seconds`` (all that is left for None)."""
+        while not self.done:
+            if seconds is not None and self._peek is not None and self._peek[1] > seconds:
+                return
+            found = self._peek if self._peek is not None else next(self.frames, None)
+            self._peek = None
+            if found is None:
+                self.done = True
+                for packet in self.encoder.encode(None):
+                    container.mux(packet)
+                return
+            if seconds is not None and found[1] > seconds:
+                self._peek = found
+                return
+            frame = found[0]
+            frame.pts = None  # the encoder numbers samples itself, as Encode has it
+            for packet in self.encoder.encode(frame):
+                container.mux(packet)
+
+    _peek: tuple[Any, float] | None = None
+
+    def close(self) -> None:
+        self.source.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _EncodedPart:
+    """What one part of a file's encode hands to the join: its scratch file and the stamps of its pictures."""
+
+    path: str
+    stamps: list[int]  # in the order the pictures were given (shown)
+    time_base: Fraction
+    size: tuple[int, int]
+    codec: str
+    first_time: float  # the part's first picture, seconds of file time
+    audio_stream: int | None  # the sound Decode chose (its number among the file's audio streams)
+    audio_rate: int | None
+    audio_channels: int | None
+    video_stream: int | None
+
+
+def _joined_packets(sources: list[Any], parts: list[_EncodedPart], video: Any) -> Iterator[tuple[Any, float]]:
+    """The parts' packets in order, for ``video``: each one's presentation stamp the one its picture was given
+    (a scratch container may round or shift stamps: packets are matched to pictures by rank), decode stamps
+    made anew for the whole (each part's encoder started its own before the part's first picture).
+
+    Two passes over the scratch files: the stamps first (the deepest reordering of any part sets the decode
+    delay), then the packets, one at a time.
+    """
+    ranks: list[list[int]] = []  # per part, per packet in decode order: its picture's number in shown order
+    shown: list[int] = []  # every picture's stamp, in shown order
+    delay = 0
+    for source, part in zip(sources, parts, strict=True):
+        stamps = [p.pts for p in source.demux(source.streams.video[0]) if p.size]
+        if len(stamps) != len(part.stamps):
+            raise ValueError(f"a part has {len(stamps)} packets for {len(part.stamps)} pictures")
+        rank = [0] * len(stamps)
+        for r, n in enumerate(sorted(range(len(stamps)), key=lambda n: (stamps[n], n))):
+            rank[n] = r
+        own = sorted(part.stamps)
+        if shown and own and own[0] <= shown[-1]:
+            raise ValueError("the parts' pictures overlap in time")
+        delay = max(delay, max((i - r for i, r in enumerate(rank)), default=0))
+        ranks.append([len(shown) + r for r in rank])
+        shown += own
+    step = shown[1] - shown[0] if len(shown) > 1 else 1
+    tb = parts[0].time_base
+    i = 0
+    for part, rank in zip(parts, ranks, strict=True):
+        with av.open(part.path) as again:
+            packets = (p for p in again.demux(again.streams.video[0]) if p.size)
+            for packet, r in zip(packets, rank, strict=True):
+                packet.pts = shown[r]
+                packet.dts = shown[i - delay] if i >= delay else shown[0] - (delay - i) * step
+                packet.duration = (shown[r + 1] - shown[r]) if r + 1 < len(shown) else step
+                packet.time_base = tb
+                packet.stream = video
+                i += 1
+                yield packet, float(packet.pts * tb)
 
 
 def _open_source_audio(path: str, number: int | None) -> tuple[Any, Any] | None:
@@ -352,6 +480,7 @@ class Encode(Stage):
     """
 
     accepts = (FRAME, AUDIO)
+    splits = True
 
     def __init__(self, *, codec: str = "libx264", crf: int | None = None, bitrate: int | None = None,
                  preset: str | None = None, gop: int | None = None, pix_fmt: str | None = None,
@@ -433,7 +562,8 @@ class Encode(Stage):
     def begin(self, ctx: StageContext) -> None:
         ctx.state.update(out=None, container=None, video=None, audio=None, remux=None, pending_audio=[],
                          size=None, turns=0, pix_fmt=None, frames=0, last_pts=None, padder=None,
-                         codec=self.codec, colour=None, out_colour=None, tonemap=False, threads=1)
+                         codec=self.codec, colour=None, out_colour=None, tonemap=False, threads=1, stamps=[],
+                         first_time=None, info=None)
 
     def process(self, item: VideoFrameItem | AudioFrameItem, ctx: StageContext) -> None:
         st = ctx.state
@@ -456,10 +586,14 @@ class Encode(Stage):
         st = ctx.state
         container = st["container"]
         if container is None:
-            ctx.warn("no picture to encode; nothing written")
+            if ctx.part is None:
+                ctx.warn("no picture to encode; nothing written")
             return None
         for packet in st["video"].encode(None):
             container.mux(packet)
+        if ctx.part is not None:
+            self._hand_over_part(ctx)
+            return None
         remuxed = st["remux"] is not None
         if remuxed:
             st["remux"].mux_until(container, None)
@@ -498,6 +632,7 @@ class Encode(Stage):
     def _open(self, item: VideoFrameItem, ctx: StageContext) -> None:
         st = ctx.state
         frame, info = item.frame, item.stream
+        st["first_time"], st["info"] = item.time, info
         dw, dh = display_size(frame.width, frame.height, item.rotation, info.sample_aspect)
         w, h = fit_within(dw, dh, self.max_width or dw, self.max_height or dh)
         st["size"] = (w, h)
@@ -506,6 +641,13 @@ class Encode(Stage):
         st["codec"], pix_fmt, st["tonemap"] = self._video_plan(item, st["colour"])
         st["out_colour"] = self._output_colour(st["colour"], st["tonemap"], pix_fmt, w, h)
         st["threads"] = ctx.cpu_budget
+        if ctx.part is not None:  # one part of the file: its pictures alone, into a scratch file for the join
+            out = st["out"] = PartialOutput(_output_file(ctx, self.category, f"{self.extension}.{ctx.part.index:03d}"
+                                                                           f"{_PART_SUFFIX}"))
+            container = st["container"] = av.open(str(out.part), "w", format=_PART_FORMAT)
+            st["video"] = self._add_video(container, item, ctx, pix_fmt)
+            st["pix_fmt"] = st["video"].pix_fmt
+            return
         out = st["out"] = PartialOutput(_output_file(ctx, self.category, self.extension))
         options = {"movflags": "+faststart"} if self.faststart else {}
         container = st["container"] = av.open(str(out.part), "w", format=self.format, options=options)
@@ -627,6 +769,7 @@ class Encode(Stage):
         if st["last_pts"] is not None and pts <= st["last_pts"]:  # stamps must rise for the muxer
             pts = st["last_pts"] + 1
         st["last_pts"] = frame.pts = pts
+        st["stamps"].append(pts)
         frame.time_base = tb
         frame.pict_type = 0  # let the encoder choose; a decoded frame's type would be forced on it
         for packet in st["video"].encode(frame):
@@ -687,6 +830,81 @@ class Encode(Stage):
             st["container"].mux(packet)
 
 
+    # Parts of a file ----------------------------------------------------------------------
+
+    def _hand_over_part(self, ctx: StageContext) -> None:
+        """Close this part's scratch file and hand it to the join, with the stamps its pictures were given."""
+        st = ctx.state
+        st["container"].close()
+        st["container"] = None
+        info = st["info"]
+        w, h = st["size"]
+        ctx.hand_over(_EncodedPart(str(st["out"].part), st["stamps"], st["video"].codec_context.time_base, (w, h),
+                                   st["codec"], st["first_time"], info.audio_stream, info.audio_rate,
+                                   info.audio_channels, info.video_stream), scratch=[st["out"].part])
+        st["out"] = None  # the scratch file stays until the file is done: the engine removes it
+
+    def join(self, pieces: Sequence[Piece], ctx: StageContext) -> None:
+        """The file's output from its parts' packets (no re-encoding), with the whole file's sound."""
+        parts: list[_EncodedPart] = [p.value for p in pieces if p.value is not None]
+        if not parts:
+            ctx.warn("no picture to encode; nothing written")
+            return
+        first = parts[0]
+        if any(p.size != first.size or p.codec != first.codec or p.time_base != first.time_base for p in parts):
+            raise StageError(self.name, ctx.file.relpath, "the parts of the file were encoded at different sizes "
+                             "(its picture size changes): encode it whole (Decode(split_s=None))")
+        st = ctx.state
+        st["codec"] = first.codec
+        out = st["out"] = PartialOutput(_output_file(ctx, self.category, self.extension))
+        options = {"movflags": "+faststart"} if self.faststart else {}
+        container = st["container"] = av.open(str(out.part), "w", format=self.format, options=options)
+        sources = [av.open(p.path) for p in parts]
+        try:
+            templates = [src.streams.video[0] for src in sources]
+            extradata = {bytes(t.codec_context.extradata or b"") for t in templates}
+            if len(extradata) > 1:
+                raise StageError(self.name, ctx.file.relpath, "the parts' encoders wrote different stream headers")
+            video = container.add_stream_from_template(templates[0])
+            video.time_base = first.time_base
+            if first.codec == "libx265" and self.format in ("mp4", "mov"):
+                video.codec_tag = "hvc1"
+            sound = self._join_sound(container, first, ctx)
+            for packet, seconds in _joined_packets(sources, parts, video):
+                if sound is not None:
+                    sound.mux_until(container, seconds)
+                container.mux(packet)
+            if sound is not None:
+                sound.mux_until(container, None)
+                sound.close()
+            container.close()
+            st["container"] = None
+        finally:
+            for src in sources:
+                src.close()
+        ctx.add_output(out.commit())
+        self._record(ctx, ctx.run.outputs[-1], *first.size, isinstance(sound, _AudioRemux))
+
+    def _join_sound(self, container: Any, first: _EncodedPart, ctx: StageContext) -> _AudioRemux | _AudioEncode | None:
+        """The whole file's sound for a joined output: remuxed where ``audio`` and the container allow, else
+        decoded and encoded (as ``Encode`` does the sound ``Decode`` gives it); None without sound."""
+        if self.audio is False:
+            return None
+        found = _open_source_audio(ctx.file.path, first.audio_stream)
+        if found is None:
+            return None
+        source, stream = found
+        origin = _origin_seconds(source, first.video_stream)
+        if self.audio == "auto" and stream.codec_context.name in _REMUXABLE[self.format]:
+            target = container.add_stream_from_template(stream)
+            return _AudioRemux(source, stream, target, origin, first.first_time)
+        if first.audio_rate is None:  # the pipeline's Decode takes no sound: a whole encode would have none
+            source.close()
+            return None
+        audio = ctx.state["audio"] = self._add_audio(container, first.audio_rate, first.audio_channels)
+        return _AudioEncode(source, stream, audio, origin)
+
+
 class Proxy(Encode):
     """Encode an upright H.264 MP4 that fits ``max_width`` x ``max_height`` (turned for portrait).
 
@@ -711,6 +929,7 @@ class Proxy(Encode):
                          extension=".mp4", category="proxies", audio="encode" if audio else False,
                          audio_codec="aac", audio_bitrate=audio_bitrate, hdr=hdr, name=name)
         self.passthrough = passthrough
+        self.splits = not passthrough  # whether a source is copied is told at its first picture: whole files only
         self.report_fields = (pa.field("proxy", pa.string()), pa.field("proxy_width", pa.int32()),
                               pa.field("proxy_height", pa.int32()), pa.field("proxy_passthrough", pa.bool_()))
 

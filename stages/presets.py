@@ -55,16 +55,18 @@ AudioStream = Annotated[int, replace(STREAM_NUMBER, special={-1: "the best, as F
 
 
 def _decoded(p: Pipeline, *, audio: bool, keyframes_only: bool = False, deinterlace: str = "auto",
-             video_stream: int = -1, audio_stream: int = -1, sampling: tuple[Sampling, ...] = ()) -> Any:
+             video_stream: int = -1, audio_stream: int = -1, sampling: tuple[Sampling, ...] = (),
+             sampling_when_split: tuple[Sampling, ...] = ()) -> Any:
     """Add a preset's Metadata and its one Decode, describing and decoding the same streams; the Decode.
 
-    ``sampling``: what the picture stages it feeds need, when nothing it feeds needs every frame (no proxy).
+    ``sampling``: what the picture stages it feeds need, when nothing it feeds needs every frame (no proxy);
+    ``sampling_when_split``: what they need when a long file's proxy is encoded in parts.
     """
     streams = {"video_stream": None if video_stream < 0 else video_stream,
                "audio_stream": None if audio_stream < 0 or not audio else audio_stream}
     p.add(Metadata(**streams))
     return p.add(Decode(audio=audio, keyframes_only=keyframes_only, deinterlace=deinterlace, sampling=sampling,
-                        **streams))
+                        sampling_when_split=sampling_when_split, **streams))
 
 
 @checked_options
@@ -82,10 +84,12 @@ def default(*, thumb_every: ThumbEvery = 2.0, thumb_count: ThumbCount = 0, thumb
                                                            fmt=thumb_format)]
     if sprites:
         pictures.append(SpriteSheet(every=sprite_every, tile_width=sprite_width, columns=sprite_columns))
-    # Without a proxy only the pictures' frames are needed: the decode may skip the others (a seek plan).
+    # Without a proxy only the pictures' frames are needed: the decode may skip the others (a seek plan); with
+    # one, so it is when a long file's proxy is encoded in parts (Decode's split_s), each decoding its own span.
+    samplings = tuple(stage.sampling() for stage in pictures)
     decode = _decoded(p, audio=audio, keyframes_only=keyframes_only and not proxy, deinterlace=deinterlace,
-                      video_stream=video_stream, audio_stream=audio_stream,
-                      sampling=() if proxy else tuple(stage.sampling() for stage in pictures))
+                      video_stream=video_stream, audio_stream=audio_stream, sampling=() if proxy else samplings,
+                      sampling_when_split=samplings if proxy else ())
     for stage in pictures:
         p.add(stage, after=decode)
     if audio:

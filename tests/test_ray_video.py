@@ -1,4 +1,5 @@
-"""The Ray executor on video: the default preset gives the local executor's outputs, and a run from inside a
+"""The Ray executor on video: the default preset gives the local executor's outputs, long files' encodes run in
+parts as Ray tasks and join to what one worker writes, and a run from inside a
 folder of planted Python files imports none of them. One local Ray (2 CPUs) serves the module and is stopped at
 its end, leaving no Ray process behind (the engine's Ray cases are in tests/pipeline/test_ray_executor.py)."""
 
@@ -17,9 +18,10 @@ pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("local_ray")]  # one Ray 
 
 from support.cli import PLANTED  # noqa: E402
 from support.clips import BROKEN, CLIPS  # noqa: E402
+from support.gop_clips import GopSpec, make_gop_clip  # noqa: E402
 
-from pipeline import RunResult, run  # noqa: E402
-from stages import presets  # noqa: E402
+from pipeline import Pipeline, RunResult, run  # noqa: E402
+from stages import Decode, Encode, presets, read_frame_marker  # noqa: E402
 
 
 def _frames(path: Path) -> int:
@@ -51,6 +53,27 @@ def test_the_default_preset_gives_the_local_executors_outputs(batch: RunResult, 
     for s in batch.stages:
         assert (ours[s.name].where, ours[s.name].files, ours[s.name].frames) == (s.where, s.files, s.frames)
     assert ours["proxy"].busy_s > 0
+
+
+def test_long_files_are_encoded_in_parts_across_the_cluster_and_joined(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.mp4", "b.mp4"):  # two files whose actors wait for their parts at once: none may starve them
+        make_gop_clip(src, GopSpec(name, 6.0, x264="keyint=25:min-keyint=25:bframes=3:scenecut=0"))
+    p = Pipeline("encode")
+    p.add(Encode(preset="veryfast"), after=p.add(Decode(split_s=1.0)))
+    ours = run(p, src, tmp_path / "ray", executor="ray", cache=False)
+    whole = run(p, src, tmp_path / "whole", workers=1, cache=False)  # one worker never cuts a file
+    assert all(r.ok for r in ours.files), [r.error for r in ours.files]
+    for r, w in zip(ours.files, whole.files, strict=True):
+        assert r.record["decode_plan"] == "parts (4)" and w.record["decode_plan"] == "straight"
+        assert _pictures(tmp_path / "ray" / r.outputs[0]) == _pictures(tmp_path / "whole" / w.outputs[0])
+    assert not [p for p in (tmp_path / "ray").rglob(".*")]  # no scratch part is left
+
+
+def _pictures(path: Path) -> list[tuple[int, float]]:
+    with av.open(str(path)) as c:
+        return [(read_frame_marker(f.to_ndarray(format="gray")), round(float(f.time), 4)) for f in c.decode(video=0)]
 
 
 @pytest.mark.slow

@@ -34,6 +34,7 @@ from ..items import FileItem
 from ..observe.metrics import StageStats
 from ..observe.trace import RunTrace
 from ..results import FileResult
+from ..stage import FilePart
 
 if TYPE_CHECKING:
     from ..observe.snapshots import MetricsSnapshot
@@ -44,7 +45,11 @@ __all__ = ["FileTask", "RunEvents", "ExecutionReport", "Executor", "credits_per_
 
 @dataclass(frozen=True, slots=True)
 class FileTask:
-    """One file to run: the item, where its outputs go, and its share of the cores."""
+    """One file to run (or one part of it): the item, where its outputs go, and its share of the cores.
+
+    ``part_workers``: how many workers the file's parts could spread over (1: it is never cut into parts).
+    ``part``: set on the task of one part of a file that the executor cut.
+    """
 
     file: FileItem
     out_dir: Path
@@ -52,6 +57,8 @@ class FileTask:
     cpu_budget: int = 1
     cache_dir: str | None = None  # where stage results are kept across runs (None: not kept)
     staged: bool = False  # outputs wait in a staging folder until run() publishes them with the ledger line
+    part_workers: int = 1
+    part: FilePart | None = None
 
     @property
     def staging(self) -> OutputStaging | None:

@@ -15,13 +15,17 @@ between any two items and resume on the next ``step``::
                             ->  [drain(decode, gen), deliver(frame, [thumbs, proxy])] ...
 
 Busy time is measured per stage, excluding the time of the stages it feeds.
+
+A long file may run in parts (``executors.parts``): its session asks the source at ``start`` where to cut it
+(the first step's ``parts``), runs only the stages the parts do not, and ``finish`` joins the parts' pieces. A
+part's session runs the stages of the parts over its span alone, and ``finish_part`` hands back their pieces.
 """
 
 from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,12 +38,15 @@ from ..items import FILE, FRAME, is_shareable
 from ..observe.metrics import StageStats
 from ..outputs import as_output_error
 from ..results import FAILED, OK, FileResult
-from ..stage import FileRun, Stage, StageContext
+from ..stage import FilePart, FileRun, Piece, Stage, StageContext
+from .base import FileTask
+from .parts import SplitPlan, remove_scratch, split_plan
 
 if TYPE_CHECKING:
     from ..dataplane.buffers import FrameRef
 
-__all__ = ["FileSession", "FileRunner", "StepResult", "Outgoing", "is_shareable", "replay_whole_file"]
+__all__ = ["FileSession", "FileRunner", "StepResult", "Outgoing", "PartResult", "PartsStarter", "is_shareable",
+           "replay_whole_file", "run_part"]
 
 
 @dataclass(slots=True)
@@ -58,6 +65,21 @@ class StepResult:
     unused: list[FrameRef] = field(default_factory=list)
     need_nbytes: int = 0  # >0: paused, an item waits for a slot this big
     exhausted: bool = False  # every source is drained and nothing waits
+    parts: list[Any] | None = None  # the first step of a file cut into parts: each part's span
+
+
+@dataclass(slots=True)
+class PartResult:
+    """What one part of a file left: each stage's piece, the stages' statistics, files to remove at the end."""
+
+    pieces: dict[str, Piece]
+    stats: dict[str, StageStats]
+    scratch: list[str]
+    warnings: list[str]
+
+
+PartsStarter = Callable[[list[Any]], Callable[[], list["PartResult | FileResult"]]]
+"""Starts the parts of a file (their spans) where they will run, and gives what waits for their outcomes."""
 
 
 class _Drain:
@@ -93,6 +115,12 @@ class FileSession:
         self._frames_in = dict.fromkeys(self.order, 0)
         self._sources = {n for n in self.order if FILE in self.stages[n].accepts}
         self._frames_out = dict.fromkeys(self.order, 0)
+        self.split: SplitPlan | None = split_plan(pipeline) if run.part is not None or run.workers > 1 else None
+        self.parts: list[Any] | None = None  # the spans of the parts, once the file is cut
+        self._part_frames = dict.fromkeys(self.order, 0)
+        if run.part is not None:
+            assert self.split is not None, "a part of a file is run only by a pipeline that can split"
+            self._keep(self.split.in_parts)
         self._stack: list[_Drain | _Deliver] = []
         self._pending: list[Outgoing] = []  # waiting for a slot
         self._active = ""
@@ -101,16 +129,40 @@ class FileSession:
         self.lineage = lineages(pipeline) if run.memo is not None else {}
         self.started = time.perf_counter()
 
+    def _keep(self, names: frozenset[str] | set[str]) -> None:
+        """Run only the stages ``names`` (a part's, or those of a file cut into parts) in this session."""
+        self.order = [n for n in self.order if n in names]
+        self.local = [n for n in self.local if n in names]
+        self.roots = [n for n in self.roots if n in names]
+        self.children = {n: [(c, a) for c, a in kids if c in names] for n, kids in self.children.items()
+                         if n in names}
+
     # Driving ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Replay what the cache remembers, begin every other local stage, queue the file for the roots."""
+        """Replay what the cache remembers, begin every other local stage, queue the file for the roots.
+
+        A file the source cuts into parts runs here without the stages its parts run (the first step says how
+        it was cut).
+        """
+        if self.split is not None and self.run.part is None:
+            self._cut(self.split)
         self.replayed = self._replay_remembered()
         self.children = {n: [(c, a) for c, a in kids if c not in self.replayed] for n, kids in self.children.items()}
         for n in self.local:
             if n not in self.replayed:
                 self._call(n, self.stages[n].begin, self.ctx[n])
         self._stack.append(_Deliver(self.run.file, [r for r in self.roots if r not in self.replayed]))
+
+    def _cut(self, split: SplitPlan) -> None:
+        """Ask the source where to cut the file; cut in two or more parts, this session runs the rest."""
+        source = self.stages[split.source]
+        spans = self._call(split.source, source.parts, self.run.file, self.ctx[split.source], self.run.workers)
+        if spans is None or len(spans) < 2:
+            return
+        self.parts = list(spans)
+        self.run.parts = len(self.parts)
+        self._keep({n for n in self.order if n not in split.joined})
 
     def _replay_remembered(self) -> set[str]:
         """Stages whose results for this file are remembered, replayed now instead of run.
@@ -175,6 +227,7 @@ class FileSession:
             out.need_nbytes = max(self._pending[0].item.shared_nbytes(), 1)
         out.unused = credits
         out.exhausted = not self._stack and not self._pending
+        out.parts, self.parts = self.parts, None
         return out
 
     def _walk(self, stack: list[_Drain | _Deliver], credits: list[FrameRef], out: StepResult | None,
@@ -252,8 +305,7 @@ class FileSession:
         finally:
             self.stats[name].busy_s += time.perf_counter() - t0
 
-    def finish(self) -> FileResult:
-        """End every local stage in order (map stages left are run here), and return the file's result."""
+    def _end_stages(self) -> None:
         self._inline_all = True  # what end() emits has no scheduler to go back to: run it all here
         for n in self.order:
             if n in self.remote or n in self.replayed:
@@ -262,11 +314,40 @@ class FileSession:
             if out is not None:
                 self._stack.append(_Drain(n, iter(out)))
                 self.step()
+
+    def finish(self, parts: list[PartResult] | None = None) -> FileResult:
+        """End every local stage in order (map stages left are run here), join the ``parts`` of a file cut into
+        parts, and return the file's result."""
+        self._end_stages()
+        if parts:
+            self._join(parts)
         self._remember()
         digests = seal_outputs(self.run.out_dir, self.run.outputs)  # an output that cannot be made durable fails it
         result = self._result(OK)
         result.digests = digests
         return result
+
+    def _join(self, parts: list[PartResult]) -> None:
+        """Take the parts' statistics and warnings, and let each stage the parts alone ran join their pieces."""
+        assert self.split is not None
+        for part in parts:
+            for n, st in part.stats.items():
+                self.stats[n].add(st)
+                self.stats[n].files = 1
+                self._part_frames[n] += st.frames
+            self.run.warnings += [w for w in part.warnings if w not in self.run.warnings]
+        for n in self.split.joined:
+            self.order.append(n)  # in the result (its statistics); a failure of its join names it
+            self._call(n, self.stages[n].join, [p.pieces[n] for p in parts], self.ctx[n])
+
+    def finish_part(self) -> PartResult:
+        """End the stages of a part of a file and hand back their pieces (nothing is published)."""
+        self._end_stages()
+        for n in self.order:
+            self.stats[n].frames = max(self._frames_in[n], self._frames_out[n])
+        pieces = {n: Piece(dict(self.ctx[n].recorded), self.ctx[n].handed) for n in self.order}
+        return PartResult(pieces, {n: self.stats[n] for n in self.order}, list(self.run.scratch),
+                          list(self.run.warnings))
 
     def fail(self, exc: BaseException) -> FileResult:
         """Abort every local stage and describe the failure (the stage active when it was raised)."""
@@ -297,11 +378,41 @@ class FileSession:
 
     def _result(self, status: str) -> FileResult:
         for n in self.order:
-            self.stats[n].frames = max(self._frames_in[n], self._frames_out[n])
-        stats = {n: s for n, s in self.stats.items() if n not in self.remote}
+            self.stats[n].frames = max(self._frames_in[n], self._frames_out[n]) + self._part_frames[n]
+        stats = {n: self.stats[n] for n in self.order if n not in self.remote}
         result = FileResult(self.run.file, status, self.run.record, self.run.outputs, self.run.warnings, stats)
         result.wall_s = time.perf_counter() - self.started
         return result
+
+
+def run_part(pipeline: Pipeline, task: FileTask,
+             fail: Callable[[FileSession, Exception], FileResult] | None = None) -> PartResult | FileResult:
+    """Run the stages of one part of a file (``task.part``) over its span in this process: its pieces, or the
+    failure (``fail`` describes it; by default the session's own ``fail``). A failed part leaves no scratch."""
+    # A part writes into the file's output folder: only scratch files, which its join reads and removes.
+    staging = task.staging
+    run = FileRun(task.file, staging.folder if staging is not None else task.out_dir, task.output_key,
+                  task.cpu_budget, part=task.part)
+    session = FileSession(pipeline, run)
+    try:
+        session.start()
+        while not session.step().exhausted:
+            pass
+        return session.finish_part()
+    except Exception as exc:
+        remove_scratch(run.scratch)
+        return fail(session, exc) if fail is not None else session.fail(exc)
+
+
+def part_failed(session: FileSession, failed: FileResult, parts: list[PartResult | FileResult]) -> FileResult:
+    """The file's failure for a part that failed: its stages aborted, the part's error told as its own."""
+    for done in parts:
+        if isinstance(done, PartResult):
+            remove_scratch(done.scratch)
+    result = session.fail(RuntimeError(failed.error or "a part failed"))
+    result.failed_stage, result.error, result.error_type = failed.failed_stage, failed.error, failed.error_type
+    result.traceback = failed.traceback
+    return result
 
 
 def replay_whole_file(pipeline: Pipeline, run: FileRun) -> FileResult | None:
@@ -362,14 +473,40 @@ class FileRunner:
                     pass
             self._is_setup = False
 
-    def run(self, run: FileRun) -> FileResult:
-        """Push ``run.file`` through the graph and return its result; never raises for a bad file."""
+    def run(self, run: FileRun, start_parts: PartsStarter | None = None) -> FileResult:
+        """Push ``run.file`` through the graph and return its result; never raises for a bad file.
+
+        A file cut into parts has them run by ``start_parts`` (without it: here, one after another) while its
+        own session goes on, and joined at its end.
+        """
         self.setup()
         session = FileSession(self.pipeline, run, order=self.order)
+        done: list[PartResult | FileResult] = []
         try:
             session.start()
-            while not session.step().exhausted:
-                pass
-            return session.finish()
+            wait = None
+            while True:
+                step = session.step()
+                if step.parts:
+                    wait = (start_parts or self._parts_here(run))(step.parts)
+                if step.exhausted:
+                    break
+            done = wait() if wait is not None else []
+            failed = next((d for d in done if isinstance(d, FileResult)), None)
+            if failed is not None:
+                return part_failed(session, failed, done)
+            result = session.finish([d for d in done if isinstance(d, PartResult)] or None)
         except Exception as exc:  # one file fails; the caller's batch goes on
-            return session.fail(exc)
+            result = session.fail(exc)
+        for d in done:
+            if isinstance(d, PartResult):
+                remove_scratch(d.scratch)
+        return result
+
+    def _parts_here(self, run: FileRun) -> PartsStarter:
+        """Parts run in this process, one after another, when they are waited for."""
+        def start(spans: list[Any]) -> Callable[[], list[PartResult | FileResult]]:
+            tasks = [FileTask(run.file, run.out_dir, run.output_key, run.cpu_budget, part=FilePart(i, len(spans), s))
+                     for i, s in enumerate(spans)]
+            return lambda: [run_part(self.pipeline, t) for t in tasks]
+        return start

@@ -23,10 +23,10 @@ from ..results import FileResult
 from ..runtime.limits import limit_reason
 from ..stage import FileRun, Stage
 from .base import FileTask
-from .file_runner import FileSession, StepResult
+from .file_runner import FileSession, PartResult, StepResult, run_part
 
 __all__ = ["ActorReply", "MapOutcome", "MapContext", "actor_start", "actor_step", "actor_finish", "actor_abort",
-           "run_map"]
+           "actor_part", "run_map"]
 
 _PIPELINES: dict[str, Pipeline] = {}
 _SESSIONS: dict[int, FileSession] = {}
@@ -37,11 +37,12 @@ _WHERE = "worker limit"  # a limit as a worker names it: the one it inherited
 
 @dataclass(slots=True)
 class ActorReply:
-    """An actor call's answer: a step's result, or the file's final result (done or failed)."""
+    """An actor call's answer: a step's result, a part's pieces, or the file's final result (done or failed)."""
 
     step: StepResult | None = None
     result: FileResult | None = None
     busy_s: float = 0.0
+    part: PartResult | None = None
 
 
 def _pipeline(token: str, pipeline: Pipeline | None) -> Pipeline:
@@ -73,7 +74,7 @@ def actor_start(token: str, pipeline: Pipeline, task: FileTask, remote: frozense
         progress_board.update(row, stage_numbers.get(stage, -1), done, total)
 
     run = FileRun(task.file, task.begin_attempt(), task.output_key, task.cpu_budget, progress=progress,
-                  memo=StageMemo.open(task.cache_dir) if task.cache_dir else None)
+                  memo=StageMemo.open(task.cache_dir) if task.cache_dir else None, workers=task.part_workers)
     session = FileSession(pipe, run, remote)
     _SESSIONS[row] = session
     try:
@@ -97,15 +98,24 @@ def actor_step(row: int, credits: list[FrameRef], inbox: list[tuple[str, list[An
         return ActorReply(result=_fail(session, exc), busy_s=time.perf_counter() - t0)
 
 
-def actor_finish(row: int) -> ActorReply:
-    """End the file's stages and return its result."""
+def actor_finish(row: int, parts: list[PartResult] | None = None) -> ActorReply:
+    """End the file's stages, join its ``parts`` (a file cut into parts), and return its result."""
     t0 = time.perf_counter()
     session = _SESSIONS.pop(row)
     try:
-        result = session.finish()
+        result = session.finish(parts)
     except Exception as exc:
         result = _fail(session, exc)
     return ActorReply(result=result, busy_s=time.perf_counter() - t0)
+
+
+def actor_part(token: str, pipeline: Pipeline, task: FileTask) -> ActorReply:
+    """Run one part of a file (``task.part``) to its end in this actor: its pieces, or its failure."""
+    t0 = time.perf_counter()
+    done = run_part(_pipeline(token, pipeline), task, _fail)
+    reply = ActorReply(part=done) if isinstance(done, PartResult) else ActorReply(result=done)
+    reply.busy_s = time.perf_counter() - t0
+    return reply
 
 
 def _fail(session: FileSession, exc: Exception) -> FileResult:

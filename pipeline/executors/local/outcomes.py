@@ -18,12 +18,13 @@ from collections import deque
 from ...errors import Cancelled, PoolUnavailable, ResourceExhausted, TaskTimeout, WorkerCrashed
 from ...results import FAILED, FileResult
 from ..failures import timed_out, worker_died, worker_failed
+from ..parts import remove_scratch
 from ..worker import actor_abort
 from .observe import actor_label
 from .state import FileInFlight, FileState, LocalRun, ReadyEntry
 
-__all__ = ["complete", "fail", "retire", "restart", "call_failed", "time_left", "time_out", "kill_overdue",
-           "release_credits"]
+__all__ = ["complete", "fail", "retire", "restart", "call_failed", "part_call_failed", "time_left", "time_out",
+           "kill_overdue", "release_credits"]
 
 log = logging.getLogger("framepipe.executor")
 
@@ -61,10 +62,11 @@ def retire(run: LocalRun, fs: FileInFlight, result: FileResult, keep_actor: bool
         memo[1] += st.cache_misses
     release_credits(fs)  # else when its call in flight returns: the actor may be writing into them
     _release_waiting(fs)
+    _drop_parts(run, fs)
     fs.order.clear()
     if fs in run.active:
         run.active.remove(fs)
-    if fs.actor is not None and not keep_actor and fs.calls == 0:
+    if fs.actor is not None and not keep_actor and fs.calls == 0 and fs.lent_to is None:
         run.workers.free_actors.append(fs.actor)
     run.events.file_done(result)
     if run.stopping:  # fail fast: the files not started yet are not run
@@ -74,8 +76,19 @@ def retire(run: LocalRun, fs: FileInFlight, result: FileResult, keep_actor: bool
                                                "and fail_fast is set", error_type=Cancelled.__name__)
 
 
+def _drop_parts(run: LocalRun, fs: FileInFlight) -> None:
+    """Forget the file's parts: those not started are not run, those running are dropped as they return, and
+    the scratch files of those done are removed."""
+    for part in fs.parts:
+        if part in run.parts_waiting:
+            run.parts_waiting.remove(part)
+    remove_scratch(fs.scratch)
+    fs.scratch.clear()
+
+
 def restart(run: LocalRun, fs: FileInFlight) -> None:
     """The file's actor died with its session: drop what is in flight for it and start it over."""
+    _drop_parts(run, fs)
     release_credits(fs)
     for m, ready in run.queues.ready.items():
         keep: deque[ReadyEntry] = deque()
@@ -111,6 +124,36 @@ def call_failed(run: LocalRun, fs: FileInFlight, failure: Exception) -> None:
         reason = failure.reason if isinstance(failure, ResourceExhausted) \
             else f"{type(failure).__name__}: {failure}"
         fail(run, fs, worker_failed(fs.task, reason, type(failure).__name__, fs.attempts))
+
+
+def part_call_failed(run: LocalRun, part: FileInFlight, failure: Exception, lender: FileInFlight | None) -> None:
+    """A part's call failed: its worker died (the part runs again, while retries last), ran past the file's
+    timeout, or could not be made; failing, it fails its file. On an actor lent by a file, that file's session
+    died with the worker: the file starts over."""
+    parent = part.parent
+    assert parent is not None
+    if lender is not None and isinstance(failure, (WorkerCrashed, TaskTimeout)) and lender.row not in run.results:
+        if lender is not parent or isinstance(failure, WorkerCrashed):
+            restart(run, lender)  # (its parts, this one among them if it is the part's file, are dropped)
+            if lender is parent:
+                return
+    if isinstance(failure, TaskTimeout) and parent.deadline is not None:
+        time_out(run, parent, abort_actor=lender is not parent)
+        return
+    if isinstance(failure, WorkerCrashed) and part.attempts <= run.ex.retries:
+        log.warning("worker died running a part of %s: running the part again (attempt %d)",
+                    parent.task.file.relpath, part.attempts + 1,
+                    extra={"file": parent.task.file.relpath, "attempt": part.attempts + 1})
+        part.state, part.attempts = FileState.NEW, part.attempts + 1
+        run.parts_waiting.appendleft(part)
+        return
+    if isinstance(failure, WorkerCrashed):
+        fail(run, parent, worker_died(parent.task, part.attempts, failure), abort_actor=True)
+    else:
+        reason = failure.reason if isinstance(failure, ResourceExhausted) \
+            else f"{type(failure).__name__}: {failure}"
+        fail(run, parent, worker_failed(parent.task, reason, type(failure).__name__, part.attempts),
+             abort_actor=True)
 
 
 def _unable_to_start(run: LocalRun, fs: FileInFlight, failure: ResourceExhausted) -> None:

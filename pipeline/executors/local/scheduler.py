@@ -31,6 +31,7 @@ from ...runtime.interrupts import InterruptFlag
 from ...runtime.limits import limit_reason
 from ...runtime.pool import CoreBudget, Priority, TaskPoolConfig, WorkerPool
 from ..base import FileTask, RunEvents, credits_per_file
+from ..parts import split_plan
 from . import actors, maps, observe, outcomes
 from .state import ActorCall, FileInFlight, LocalRun, MapQueues, RunGraph, Sampling, Workers
 
@@ -78,8 +79,11 @@ def start(ex: LocalExecutor, pipeline: Pipeline, tasks: Sequence[FileTask], even
                 # guard would otherwise restart map workers in the middle of a run.
                 pools[pool_name] = WorkerPool(f"{pipeline.name}.{pool_name}", config, budget=budget,
                                               keep_alive=True)
-        n_actors = ex.files_in_flight or min(len(tasks), ex.workers if not maps_ else max(1, ex.workers // 2))
-        for i in range(max(1, min(n_actors, len(tasks)))):
+        # A pipeline that can cut files into parts keeps an actor per worker even for one file: its parts need them.
+        splits = split_plan(pipeline) is not None and not maps_
+        n_actors = ex.files_in_flight or (ex.workers if splits else
+                                          min(len(tasks), ex.workers if not maps_ else max(1, ex.workers // 2)))
+        for i in range(max(1, n_actors if splits else min(n_actors, len(tasks)))):
             actor_pools.append(WorkerPool(f"{pipeline.name}.file{i}",
                                           TaskPoolConfig(1, priority=Priority.HIGH, retries=0), keep_alive=True))
         # Start the map workers now, beside the first actor, instead of after its first frames.
@@ -88,7 +92,7 @@ def start(ex: LocalExecutor, pipeline: Pipeline, tasks: Sequence[FileTask], even
                 pool.submit(_warm_up)
         map_workers = sum(p.max_concurrent_tasks for p in pools.values())
         credits = ex.credits_per_file or credits_per_file(map_workers)
-        cpu_budget = max(1, (os.cpu_count() or 1) // len(actor_pools)) if not maps_ else 1
+        cores = (os.cpu_count() or 1) if not maps_ else 0
         board = ProgressBoard.create(len(tasks))
     except BaseException as exc:  # a pool could not start (out of descriptors, threads, memory): none is left
         for pool in [*pools.values(), *actor_pools]:
@@ -98,7 +102,7 @@ def start(ex: LocalExecutor, pipeline: Pipeline, tasks: Sequence[FileTask], even
         if reason is None:
             raise
         raise PoolUnavailable(f"could not start the run's workers: {reason}") from exc
-    workers = Workers(pools, actor_pools, board, cpu_budget, free_actors=list(actor_pools),
+    workers = Workers(pools, actor_pools, board, cores, free_actors=list(actor_pools),
                       numbers={id(a): i for i, a in enumerate(actor_pools)})
     files = [FileInFlight(t, i) for i, t in enumerate(tasks)]
     queues = MapQueues(ready={m: deque() for m in maps_}, running=dict.fromkeys(maps_, 0),

@@ -24,6 +24,7 @@ from ...results import FileResult
 from ...runtime.pool import WorkerPool
 from ...stage import Stage
 from ..base import FileTask, RunEvents
+from ..file_runner import PartResult
 from .calls import Calls, Label
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class FileState(enum.Enum):
     # order. A result delivered may make a local stage send more to map stages: back to RUNNING then.
     EXHAUSTED = "exhausted"
     FINISHING = "finishing"  # actor_finish sent: its stages end and its result comes back
+    # A part of a file cut into parts: NEW until its one call (actor_part) is sent, then FINISHING.
 
 
 @dataclass(eq=False)
@@ -76,6 +78,26 @@ class FileInFlight:
     attempts: int = 1
     deadline: float | None = None  # monotonic time past which the attempt is killed (with a file timeout)
     spans: list[Span] = field(default_factory=list)  # its actor calls, when tracing
+    # A file cut into parts: its parts, the results of those done (by part number), and the scratch files they
+    # left; a part runs on a free actor, or on its file's own while the file waits for its parts (lent to it).
+    parts: list[FileInFlight] = field(default_factory=list)
+    part_results: dict[int, PartResult] = field(default_factory=dict)
+    scratch: list[str] = field(default_factory=list)
+    lent_to: FileInFlight | None = None  # the part running on this file's actor
+    # One part of a file: the file, the file's epoch when the part was made, and the file whose actor it borrows.
+    parent: FileInFlight | None = None
+    parent_epoch: int = 0
+    lender: FileInFlight | None = None
+
+    @property
+    def parts_left(self) -> int:
+        """Parts of this file not done yet."""
+        return len(self.parts) - len(self.part_results)
+
+    @property
+    def waits_for_parts(self) -> bool:
+        """The file's own session is done with its frames: only its parts are left before its finish."""
+        return self.state is FileState.EXHAUSTED and self.parts_left > 0 and not self.busy and not self.in_maps
 
     def reset(self) -> None:
         """Forget all progress (the actor died): the file starts over on the next call."""
@@ -88,6 +110,8 @@ class FileInFlight:
         self.epoch += 1
         self.attempts += 1
         self.spans.clear()
+        self.parts.clear()  # the parts made by the session that died are dropped as they come back
+        self.part_results.clear()
 
 
 class ReadyEntry(NamedTuple):
@@ -166,7 +190,7 @@ class Workers:
     pools: dict[str, WorkerPool]
     actors: list[WorkerPool]
     board: ProgressBoard  # the workers' progress table
-    cpu_budget: int  # the cores a file's stages may use
+    cores: int  # the cores files in flight share for their codec threads (0: one each, map stages do the work)
     free_actors: list[WorkerPool] = field(default_factory=list)
     unstartable: set[int] = field(default_factory=set)  # ids of actors that could not start (resources ran out)
     numbers: dict[int, int] = field(default_factory=dict)  # id(actor) -> its number (its trace track)
@@ -215,6 +239,7 @@ class LocalRun:
     started: float  # time.monotonic() at the start
     calls: Calls[ActorCall | MapCall] = field(default_factory=Calls)
     waiting: deque[FileInFlight] = field(default_factory=deque)  # not admitted yet: no actor
+    parts_waiting: deque[FileInFlight] = field(default_factory=deque)  # parts of files, before any new file
     active: list[FileInFlight] = field(default_factory=list)  # admitted, not retired
     results: dict[int, FileResult] = field(default_factory=dict)  # by row: retired files
     stopping: bool = False  # nothing more is dispatched (fail fast, or an interrupt)

@@ -23,10 +23,10 @@ from ...graph import Pipeline
 from ...items import slot_of
 from ...observe.metrics import StageStats
 from ...results import FileResult
-from ...stage import FileRun
+from ...stage import FilePart, FileRun
 from ..base import FileTask
-from ..failures import map_task_failed
-from ..file_runner import FileRunner, FileSession
+from ..failures import map_task_failed, worker_died
+from ..file_runner import FileRunner, FileSession, PartResult, run_part
 from ..worker import MapOutcome, run_map
 
 __all__ = ["ArrayRef", "FileActor", "map_frame", "as_remote"]
@@ -107,6 +107,11 @@ def map_frame(token: str, box: list[Any], stage_name: str, item: Any, file: Any)
     return run_map(token, stage, [(0, 0, item, slot, file)])[0]  # type: ignore[list-item]  # (duck-typed FrameRef)
 
 
+def part_task(token: str, box: list[Any], task: FileTask) -> PartResult | FileResult:
+    """One part of a file (a Ray task, on whichever node has room): its pieces, or its failure."""
+    return run_part(_load_pipeline(token, box), task)
+
+
 @cache
 def as_remote(fn_or_class: Any) -> Any:
     """``ray.remote`` of a function or class, made once per process (Ray exports each definition it is given)."""
@@ -135,11 +140,30 @@ class FileActor:
         """Run one file through every stage; never raises for a bad file. ``box``: the pipeline for map tasks."""
         self.box = box
         run = FileRun(task.file, task.begin_attempt(), task.output_key, task.cpu_budget,
-                      memo=StageMemo.open(task.cache_dir) if task.cache_dir else None)
+                      memo=StageMemo.open(task.cache_dir) if task.cache_dir else None,
+                      workers=task.part_workers if not self.maps else 1)
         if not self.maps:
-            return self.runner.run(run)
+            return self.runner.run(run, lambda spans: self._start_parts(task, spans))
         self.runner.setup()
         return _MapFeeder(self, run).run()
+
+    def _start_parts(self, task: FileTask, spans: list[Any]) -> Any:
+        """Start a file's parts as Ray tasks across the cluster (each holding the file's CPUs, run again if its
+        worker dies); what waits for their outcomes."""
+        remote = as_remote(part_task).options(num_cpus=task.cpu_budget, max_retries=self.retries)
+        parts = [dataclasses.replace(task, part=FilePart(i, len(spans), span), cache_dir=None)
+                 for i, span in enumerate(spans)]
+        refs = [remote.remote(self.token, self.box, part) for part in parts]
+
+        def wait() -> list[PartResult | FileResult]:
+            done: list[PartResult | FileResult] = []
+            for part, ref in zip(parts, refs, strict=True):
+                try:
+                    done.append(ray.get(ref))
+                except Exception as exc:  # its worker died past its retries
+                    done.append(worker_died(part, self.retries + 1, type(exc).__name__))
+            return done
+        return wait
 
     def ready(self) -> None:
         """Answers once the actor is up (its pipeline loaded)."""

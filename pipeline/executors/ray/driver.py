@@ -1,6 +1,7 @@
 """``RayExecutor``: the driver. It connects to Ray, starts ``files_in_flight`` file actors, hands each free
 actor the next file, waits on the files in flight, runs again a file whose actor died (``retries``), kills the
-actor of a file past its timeout, and ends the actors at the end.
+actor of a file past its timeout, and ends the actors at the end. A long file cut into parts has them run as Ray
+tasks, spread over the cluster's nodes, while its actor runs the rest of the file and then joins them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ...results import FileResult
 from ...runtime.interrupts import InterruptFlag, capture_interrupts
 from ..base import ExecutionReport, Executor, FileTask, RunEvents, credits_per_file
 from ..failures import timed_out, worker_died, worker_failed
+from ..parts import split_plan
 from .actor import FileActor, as_remote
 from .cluster import init_ray, start_local_ray
 
@@ -139,8 +141,10 @@ class RayExecutor(Executor):
         # Without map stages a file's actor does all its work: it holds its CPUs. With them, the map tasks do the
         # heavy part while the actor waits for them, and an actor never gives its CPUs back while it waits: it
         # takes Ray's default instead (a CPU free to be placed, none held after), and decodes beside the tasks.
+        # So too when a long file's parts run as tasks: an actor waiting for them must not hold the CPUs they need.
         has_maps = any(s.is_map for s in pipeline.stages.values())
-        cpus_held = {} if has_maps else {"num_cpus": self.cpus_per_file}
+        waits = has_maps or split_plan(pipeline) is not None
+        cpus_held = {} if waits else {"num_cpus": self.cpus_per_file}
         actor_class = as_remote(FileActor).options(max_restarts=-1, max_task_retries=0, **cpus_held)
         actors = [actor_class.remote(token, blob, max_in_flight, self.map_options, self.retries)
                   for _ in range(n_actors)]
@@ -211,8 +215,9 @@ class RayExecutor(Executor):
         """The task with absolute paths and this executor's core budget: every node resolves them alike."""
         file = dataclasses.replace(task.file, path=os.path.abspath(task.file.path))
         cache_dir = os.path.abspath(task.cache_dir) if task.cache_dir else None
+        cpus = int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else 1
         return dataclasses.replace(task, file=file, out_dir=task.out_dir.absolute(), cache_dir=cache_dir,
-                                   cpu_budget=self.cpus_per_file)
+                                   cpu_budget=self.cpus_per_file, part_workers=max(1, cpus // self.cpus_per_file))
 
     def _wait_s(self, running: dict[Any, tuple[_File, Any]]) -> float:
         deadlines = [fs.deadline for fs, _ in running.values() if fs.deadline is not None]
