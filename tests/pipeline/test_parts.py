@@ -8,6 +8,7 @@ file outlives its file.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,20 @@ def test_a_part_whose_worker_dies_runs_again(tmp_path: Path) -> None:
     assert collected(tmp_path / "out", "crash.txt") == list(range(40))
     assert result.record["collected_parts"] == 4
     assert hidden_files(tmp_path / "out" / "collected") == []
+
+
+def test_a_file_alone_gets_every_core_and_files_started_together_share_them(tmp_path: Path) -> None:
+    cores = os.cpu_count() or 1
+    alone, together = tmp_path / "alone", tmp_path / "together"
+    alone.mkdir()
+    together.mkdir()
+    write_input(alone, "one.txt", 5)
+    for name in ("a.txt", "b.txt"):
+        write_input(together, name, 5)
+    (result,) = run(numbers_pipeline(), alone, tmp_path / "o1", workers=2, cache=False).files
+    assert result.record["threads"] == cores  # two workers, but nothing else runs: it gets them all
+    both = run(numbers_pipeline(), together, tmp_path / "o2", workers=2, cache=False).files
+    assert [r.record["threads"] for r in both] == [max(1, cores // 2)] * 2
 
 
 def test_the_inline_executor_runs_files_whole(tmp_path: Path) -> None:

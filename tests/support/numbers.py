@@ -4,7 +4,8 @@ An input is a text file: ``<count>`` and optional words ``fail=<part>`` (that pa
 ``die=<part>`` (that part's worker exits the first time: a marker file beside the input says it did).
 ``Numbers`` gives 0..count-1 (a part: the numbers of its span); ``Collect`` is a splitting stage that writes
 the numbers it got to OUT/collected/<file>.txt, a part's to a scratch file that ``join`` puts together;
-``Tally`` counts what the whole file gives (it runs in the file's own session, never in parts).
+``Tally`` counts what the whole file gives (it runs in the file's own session, never in parts) and records the
+codec threads the file was given.
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ class Tally(Stage):
 
     def begin(self, ctx: StageContext) -> None:
         ctx.state["n"] = 0
+        ctx.record(threads=ctx.cpu_budget)
 
     def process(self, item: Number, ctx: StageContext) -> None:
         ctx.state["n"] += 1

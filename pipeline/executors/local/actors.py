@@ -31,12 +31,12 @@ __all__ = ["admit", "advance", "on_reply", "core_share"]
 
 
 def core_share(run: LocalRun) -> int:
-    """The codec threads a call that opens codecs now may use: the cores over the files and parts at work (a
-    file waiting for its parts does no work); one each when map stages do the heavy work."""
+    """The codec threads a call that opens codecs now may use: the cores over the files and parts at work or
+    about to be (a file waiting for its parts does no work); one each when map stages do the heavy work."""
     if not run.workers.cores:
         return 1
-    working = sum(1 for f in run.active if not f.waits_for_parts)
-    return max(1, run.workers.cores // max(1, working))
+    working = sum(1 for f in run.active if not f.waits_for_parts) + len(run.parts_waiting)  # (parts start soon)
+    return max(1, run.workers.cores // max(1, min(working, len(run.workers.actors))))
 
 
 def admit(run: LocalRun) -> None:
