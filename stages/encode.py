@@ -633,7 +633,11 @@ class Encode(Stage):
         st = ctx.state
         frame, info = item.frame, item.stream
         st["first_time"], st["info"] = item.time, info
-        dw, dh = display_size(frame.width, frame.height, item.rotation, info.sample_aspect)
+        # A part sizes its output by the stream's first size, as the first part's first picture does: every
+        # part's output is the same size even where the stream changes size (pictures are fitted to it).
+        width, height = (info.width, info.height) if ctx.part is not None and info.width and info.height \
+            else (frame.width, frame.height)
+        dw, dh = display_size(width, height, item.rotation, info.sample_aspect)
         w, h = fit_within(dw, dh, self.max_width or dw, self.max_height or dh)
         st["size"] = (w, h)
         st["turns"] = rotation_turns(item.rotation)
@@ -853,7 +857,7 @@ class Encode(Stage):
         first = parts[0]
         if any(p.size != first.size or p.codec != first.codec or p.time_base != first.time_base for p in parts):
             raise StageError(self.name, ctx.file.relpath, "the parts of the file were encoded at different sizes "
-                             "(its picture size changes): encode it whole (Decode(split_s=None))")
+                             "or with different codecs: encode it whole (Decode(split_s=None))")
         st = ctx.state
         st["codec"] = first.codec
         out = st["out"] = PartialOutput(_output_file(ctx, self.category, self.extension))
