@@ -62,7 +62,7 @@ from pipeline import FILE, FileItem, Stage, StageContext
 from .colour import COLOR_PRIMARIES, COLOR_RANGES, COLOR_SPACES, COLOR_TRANSFERS, HDR_TRANSFERS, Colour
 from .decode import STREAM_NUMBER, frame_rate
 from .deinterlace import INTERLACED_ORDERS, field_order_name
-from .media import choose_streams, display_size, open_media
+from .media import choose_streams, display_size, open_media, sample_aspect
 
 __all__ = ["MediaInfo", "probe", "Metadata", "METADATA_FIELDS", "COLOR_PRIMARIES", "COLOR_TRANSFERS",
            "COLOR_SPACES", "COLOR_RANGES"]
@@ -203,7 +203,7 @@ def _video_facts(c: Any, v: Any, duration: float | None) -> tuple[dict[str, Any]
     field_order = field_order_name(cc.field_order)
     colour = Colour.from_frame(first) if first is not None else None
     mastering = colour.mastering if colour is not None else None
-    sar = _positive(v.sample_aspect_ratio)
+    sar = sample_aspect(v)
     dw, dh = display_size(cc.width, cc.height, rotation, sar)
     dar = Fraction(cc.width, cc.height) * (sar or 1) if cc.width and cc.height else None
     depth = _bit_depth(cc.pix_fmt)
