@@ -44,6 +44,7 @@ from .media import (
     open_decoder,
     open_media,
     rotation_turns,
+    sample_aspect,
 )
 from .thumbnails import Sampling, TimeTicks, is_blank
 from .transforms import rotate_frame
@@ -565,6 +566,9 @@ class Decode(Stage):
                         if info.colour is None:  # tags and side data do not cross processes: the stream carries them
                             info = dataclasses.replace(info, colour=Colour.from_frame(frame))
                         assert fields is not None
+                        if decoded == 1 and not info.sample_aspect:  # opened without probing: the decoder tells
+                            aspect = fields.sample_aspect = sample_aspect(vstream)
+                            info = dataclasses.replace(info, sample_aspect=aspect)
                         if run is not None and not run.place(ts, skip):
                             continue  # decoded before, by a seek that landed early
                         pictures = fields.feed(frame, t)

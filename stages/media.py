@@ -20,7 +20,7 @@ from .errors import CorruptMedia, UndecodableStream, UnsupportedMedia
 
 __all__ = ["VIDEO_EXTENSIONS", "open_media", "check_readable", "open_decoder", "StreamChoice", "choose_streams",
            "video_candidates", "audio_candidates", "check_picture_size", "ffmpeg_reason", "display_size",
-           "rotation_turns", "fit_within"]
+           "rotation_turns", "fit_within", "sample_aspect"]
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mxf", ".mts", ".m2ts", ".ts", ".mpg", ".mpeg",
@@ -38,7 +38,12 @@ av.logging.set_level(None)
 logging.getLogger("libav").setLevel(logging.CRITICAL)
 
 
-_NO_PROBE = {"probesize": "32"}  # FFmpeg's least: find_stream_info reads (and decodes) next to nothing
+# Opening without probing. ``probesize`` 32 (FFmpeg's least) keeps find_stream_info from reading
+# ahead, but not from decoding the first video packet it reads with a throwaway decoder (~16 ms
+# a 720p keyframe, more at 1080p and 4K): ``skip_frame`` all has that decoder drop every frame.
+# The option reaches only find_stream_info's decoders: PyAV opens the ones a caller decodes with
+# without it. Audio decoders ignore it (what the header says of audio is known either way).
+_NO_PROBE = {"probesize": "32", "skip_frame": "all"}
 _DESCRIBED_BY_HEADER = frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})
 
 
@@ -81,10 +86,11 @@ def check_readable(path: str) -> None:
 def open_media(path: str, *, probe: bool = True) -> Iterator[av.container.InputContainer]:
     """Open ``path`` for reading, turning every way it can fail into an ``InputError``.
 
-    ``probe=False`` skips FFmpeg's stream probing (it decodes the first frames
-    with a throwaway decoder: ~16 ms a 1080p file) where the container's header
-    already describes every stream (MP4/MOV); what only a decoded frame tells
-    (pixel format, colour) is then known once the caller has decoded one.
+    ``probe=False`` skips FFmpeg's stream probing (it decodes the first frame
+    with a throwaway decoder: ~16 ms a 720p keyframe) where the container's
+    header already describes every stream (MP4/MOV); what only a decoded frame
+    tells (pixel format, colour, a sample aspect ratio stated only in the
+    bitstream: ``sample_aspect``) is then known once the caller has decoded one.
     """
     check_readable(path)
     try:
@@ -258,6 +264,21 @@ def open_decoder(path: str, codec_context: Any) -> None:
 
 
 _MAX_PICTURE = (1 << 31) - 1  # FFmpeg's av_image_check_size: (w + 128) x (h + 128) < INT_MAX / 8
+
+
+def sample_aspect(stream: Any) -> Fraction | None:
+    """A video stream's sample (pixel) aspect ratio as FFmpeg guesses it; None when nothing says.
+
+    The container's (MP4's ``pasp``) first, else the codec's: what its
+    decoder read from the bitstream (H.264's VUI) once it has decoded a frame,
+    which a file opened without probing (``open_media(probe=False)``) knows
+    only then.
+    """
+    for value in (stream.sample_aspect_ratio, stream.codec_context.sample_aspect_ratio
+                  if stream.codec_context is not None else None):
+        if value and value > 0:
+            return Fraction(value)
+    return None
 
 
 def check_picture_size(path: str, width: int, height: int) -> None:

@@ -62,7 +62,7 @@ from pipeline import FILE, FileItem, Stage, StageContext
 from .colour import COLOR_PRIMARIES, COLOR_RANGES, COLOR_SPACES, COLOR_TRANSFERS, HDR_TRANSFERS, Colour
 from .decode import STREAM_NUMBER, frame_rate
 from .deinterlace import INTERLACED_ORDERS, field_order_name
-from .media import choose_streams, display_size, open_media
+from .media import choose_streams, display_size, open_media, sample_aspect
 
 __all__ = ["MediaInfo", "probe", "Metadata", "METADATA_FIELDS", "COLOR_PRIMARIES", "COLOR_TRANSFERS",
            "COLOR_SPACES", "COLOR_RANGES"]
@@ -153,6 +153,9 @@ _VFR_TOLERANCE = 0.005
 def probe(path: str, *, video_stream: int | None = None, audio_stream: int | None = None) -> MediaInfo:
     """Read ``path``'s facts from its headers; decodes one frame to learn its rotation, pixel format and colour.
 
+    That frame is the first keyframe, decoded alone (``_first_frame``): a
+    probe costs about one keyframe's decode, however long the file.
+
     The streams described are FFmpeg's choice, or the numbers asked for
     (``video_stream`` / ``audio_stream``, as ffmpeg's ``0:v:N`` / ``0:a:N``).
     """
@@ -203,7 +206,7 @@ def _video_facts(c: Any, v: Any, duration: float | None) -> tuple[dict[str, Any]
     field_order = field_order_name(cc.field_order)
     colour = Colour.from_frame(first) if first is not None else None
     mastering = colour.mastering if colour is not None else None
-    sar = _positive(v.sample_aspect_ratio)
+    sar = sample_aspect(v)
     dw, dh = display_size(cc.width, cc.height, rotation, sar)
     dar = Fraction(cc.width, cc.height) * (sar or 1) if cc.width and cc.height else None
     depth = _bit_depth(cc.pix_fmt)
@@ -283,13 +286,32 @@ def _tags_json(metadata: Any) -> str | None:
 
 
 def _first_frame(container: Any, stream: Any) -> av.VideoFrame | None:
-    """The stream's first frame, or None when it gives none (empty, or nothing decodes)."""
+    """The stream's first decoded frame, or None when it gives none (empty, or nothing decodes).
+
+    Only its facts are wanted, not its pixels, so as little is decoded as can
+    be: once a keyframe is in, the decoder is drained rather than fed on
+    until its reordering delay lets a frame out (a stream with B-frames would
+    otherwise cost two or three frames' decoding more). The frame is then the
+    first in decoding order, which carries the stream's first parameter sets
+    and SEI (mastering display, light levels). One thread: slice threads
+    would shorten one multi-slice frame's decode at more CPU, and a batch
+    fills the cores with files.
+    """
+    cc = stream.codec_context
+    cc.thread_type = "NONE"
+    cc.thread_count = 1
     try:
-        for frame in container.decode(stream):
-            return frame
+        for packet in container.demux(stream):
+            frames = cc.decode(packet) if packet.size else []
+            if not frames and packet.is_keyframe:
+                frames = cc.decode(None)  # drain: what the decoder holds comes out now
+                if not frames:
+                    cc.flush_buffers()  # a keyframe that gave nothing: on to the next packets
+            if frames:
+                return frames[0]
+        return next(iter(cc.decode(None)), None)  # the end: what a stream without a keyframe flag left held
     except av.FFmpegError:
-        pass
-    return None
+        return None
 
 
 class Metadata(Stage):

@@ -8,6 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from support.clips import make_bitstream_aspect_clip
 
 from pipeline import FileItem, FileRun
 from stages import ClipSpec, Decode, make_clip, read_frame_marker
@@ -119,6 +120,13 @@ def test_upright_turns_the_pixels_and_clears_the_rotation(bframes_clip: Path) ->
     assert stored[0].rotation == -90 and (stored[0].width, stored[0].height) == (320, 180)
     assert upright[0].rotation == 0 and (upright[0].width, upright[0].height) == (180, 320)
     assert np.array_equal(np.rot90(stored[0].array("gray"), k=-1), upright[0].array("gray"))
+
+
+def test_a_sample_aspect_only_the_bitstream_states_reaches_every_frame(tmp_path: Path) -> None:
+    # No pasp box: the MP4 is opened without probing, so the aspect is known once the first frame is decoded.
+    video, _, _ = decode(make_bitstream_aspect_clip(tmp_path / "vui_aspect.mp4"))
+    assert len(video) == 15
+    assert {(item.stream.sample_aspect, item.stream.pix_fmt) for item in video} == {(Fraction(4, 3), "yuv420p")}
 
 
 def test_audio_resampled_to_float32_in_one_second_blocks(bframes_clip: Path) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from support.clips import BROKEN, CLIPS
+from support.clips import BROKEN, CLIPS, make_bitstream_aspect_clip
 from support.runs import result_for
 
 from pipeline import RunResult, run
@@ -143,6 +143,15 @@ def test_sample_and_display_aspect_ratio_of_an_anamorphic_clip(infos: dict[str, 
     assert (info.sar, info.sar_value) == ("4:3", pytest.approx(4 / 3))
     assert (info.dar, info.dar_value) == ("64:27", pytest.approx(160 * 4 / 3 / 90))
     assert (info.display_width, info.display_height) == (213, 90)
+
+
+def test_facts_only_a_decoded_frame_tells_are_read_from_a_b_frame_clip_without_header_aspect(tmp_path: Path) -> None:
+    # The header of this MP4 states neither the sample aspect (only the H.264 VUI does) nor the pixel format.
+    info = probe(str(make_bitstream_aspect_clip(tmp_path / "vui_aspect.mp4")))
+    assert (info.sar, info.sar_value, info.dar) == ("4:3", pytest.approx(4 / 3), "64:27")
+    assert (info.rotation, info.display_width, info.display_height) == (-90, 90, 213)
+    assert (info.pix_fmt, info.bit_depth, info.video_profile) == ("yuv420p", 8, "High")
+    assert (info.frame_count, info.frame_count_exact, info.interlaced) == (15, True, False)
 
 
 def test_a_clip_without_pixel_aspect_reports_none_and_a_square_pixel_dar(infos: dict[str, MediaInfo]) -> None:

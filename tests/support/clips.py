@@ -34,3 +34,30 @@ def assert_same_outputs(out: Path, reference: Path, frames: int) -> None:
             assert frame_count(path) == frame_count(whole[rel]) == frames, rel
         else:
             assert path.read_bytes() == whole[rel].read_bytes(), rel
+
+
+
+def make_bitstream_aspect_clip(path: Path, frames: int = 15) -> Path:
+    """A 160x90 H.264 MP4 with B-frames, shown turned (-90), whose 4:3 sample aspect only its bitstream states.
+
+    The aspect is in the H.264 VUI and no ``pasp`` box: the container's
+    header says nothing of it, as with files from muxers that do not copy it
+    there, so what reads it must have it from a decoder. ``b-adapt=0`` makes
+    every third frame a P-frame and the two between B-frames.
+    """
+    import av
+    import numpy as np
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 160, 90, "yuv420p"
+        v.options = {"preset": "veryfast", "x264-params": "bframes=2:b-adapt=0:scenecut=0:sar=4/3"}
+        v.set_display_rotation(-90)
+        ramp = np.tile(np.linspace(0, 255, 160, dtype=np.uint8), (90, 1))
+        for i in range(frames):
+            picture = np.repeat(np.roll(ramp, i * 5, axis=1)[..., None], 3, axis=2)
+            picture[30:60, i * 8:i * 8 + 20] = (255, 0, 0)  # a square crossing the frame
+            for packet in v.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+                out.mux(packet)
+        for packet in v.encode(None):
+            out.mux(packet)
+    return path
