@@ -75,7 +75,7 @@ import av
 
 from pipeline import Pipeline, run
 from pipeline.runtime.forkserver import stop_server
-from stages import presets
+from stages import Decode, presets
 
 from ._table import machine_line, print_table, verdict
 from .clipsets import ClipSet, Footage, cache_root, clip_sets, ensure, footage_table
@@ -114,7 +114,8 @@ JOBS: dict[str, tuple[str, list[tuple[str, str]]]] = {
         ("fp", f"(b) framepipe default preset, {WORKERS} workers")]),
     "proxies": ("4. Proxies -> 720p H.264 veryfast crf 23 + AAC; outputs: proxy frames", [
         ("xargs", f"(a) ffmpeg, xargs -P{WORKERS} (one file: one process)"),
-        ("fp", f"(b) framepipe proxies preset, {WORKERS} workers")]),
+        ("whole", f"(b) framepipe, files kept whole (Decode split_s=None), {WORKERS} workers"),
+        ("fp", f"(c) framepipe proxies preset (a file of 20 s or more in parts), {WORKERS} workers")]),
 }
 COMMANDS = {
     "thumbs": [f"(a), (b): {THUMB}"],
@@ -295,12 +296,23 @@ class SetBench:
         frames = proxy_packets(sorted((o / "proxies").glob("*.mp4")))
         self._expect("framepipe proxy frames", frames, self.cs.frames)
         sides = {"fp": Timed(ours, str(frames))}
+        if self.cs.seconds >= 20:  # long enough to be cut into parts: what keeping it whole costs
+            whole, o = self.ours(lambda: _kept_whole(presets.proxies()), "fp-proxies-whole")
+            sides["whole"] = Timed(whole, str(proxy_packets(sorted((o / "proxies").glob("*.mp4")))))
         if self.peer:
             seconds, p = self.shell(PROXY, WORKERS, "ff-proxies-xargs")
             frames = proxy_packets(sorted(p.glob("*/proxy.mp4")))
             self._expect("ffmpeg proxy frames", frames, self.cs.frames)
             sides["xargs"] = Timed(seconds, str(frames))
         return sides
+
+
+def _kept_whole(pipeline: Pipeline) -> Pipeline:
+    """The pipeline with every file decoded and encoded whole, by one worker (no parts)."""
+    for stage in pipeline.stages.values():
+        if isinstance(stage, Decode):
+            stage.split_s = None
+    return pipeline
 
 
 # --- tables and targets ----------------------------------------------------------------------
