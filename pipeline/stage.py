@@ -183,6 +183,7 @@ class FileRun:
     workers: int = 1  # how many workers a file's parts could spread over (1: it is never cut)
     part: FilePart | None = None  # set in the session of one part of a file
     parts: int = 0  # in a file's own session: how many parts its splitting stages run in elsewhere
+    batch_ending: bool = False  # no other file waited to start when this one did
     scratch: list[str] = field(default_factory=list)  # files to remove once the file is done (parts' pieces)
 
 
@@ -213,6 +214,12 @@ class StageContext:
     def part(self) -> FilePart | None:
         """The part of the file this session runs (None: the whole file)."""
         return self.run.part
+
+    @property
+    def batch_ending(self) -> bool:
+        """Whether no other file of the batch waited to start when this one started: workers left idle at the
+        end of a batch could take its parts (a source may cut shorter files then)."""
+        return self.run.batch_ending
 
     @property
     def split(self) -> bool:

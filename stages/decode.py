@@ -165,7 +165,9 @@ class Decode(Stage):
       its pipeline's encoders can run in parts (segment-parallel encoding,
       ``Encode``): each part decodes its own span in its own worker, without
       sound (the encoder takes it from the whole file when it joins the
-      parts); progressive video only. None: never cut.
+      parts); progressive video only. A file that starts when no other waits
+      (the end of a batch, where workers would idle) is cut from half of
+      ``split_s``. None: never cut.
     * ``sampling_when_split``: when the file is cut, what the stages that see
       the whole file need (``Thumbnails.sampling()``...), given as ``sampling``
       is, without sound (the default preset sets it beside a proxy).
@@ -348,9 +350,10 @@ class Decode(Stage):
         if index is None or not index.times:
             return None
         length = index.times[-1] - index.times[0]
-        if length < self.split_s:
+        shortest = self.split_s / 4  # a part's least length
+        if length < (2 * shortest if ctx.batch_ending else self.split_s):  # (at a batch's end, workers are idle)
             return None
-        count = min(PARTS_PER_WORKER * workers, max(2, int(length // (self.split_s / 4))))
+        count = min(PARTS_PER_WORKER * workers, max(2, int(length // shortest)))
         keys = [(float(index.pts[k] * index.time_base) - origin, index.pts[k]) for k in index.keyframes]
         cuts: list[tuple[float, int]] = []
         for i in range(1, count):

@@ -48,7 +48,8 @@ class FileTask:
     """One file to run (or one part of it): the item, where its outputs go, and its share of the cores.
 
     ``part_workers``: how many workers the file's parts could spread over (1: it is never cut into parts).
-    ``part``: set on the task of one part of a file that the executor cut.
+    ``part``: set on the task of one part of a file that the executor cut. ``batch_ending``: no other file waited
+    to start when this one did.
     """
 
     file: FileItem
@@ -59,6 +60,7 @@ class FileTask:
     staged: bool = False  # outputs wait in a staging folder until run() publishes them with the ledger line
     part_workers: int = 1
     part: FilePart | None = None
+    batch_ending: bool = False
 
     @property
     def staging(self) -> OutputStaging | None:

@@ -74,7 +74,8 @@ def actor_start(token: str, pipeline: Pipeline, task: FileTask, remote: frozense
         progress_board.update(row, stage_numbers.get(stage, -1), done, total)
 
     run = FileRun(task.file, task.begin_attempt(), task.output_key, task.cpu_budget, progress=progress,
-                  memo=StageMemo.open(task.cache_dir) if task.cache_dir else None, workers=task.part_workers)
+                  memo=StageMemo.open(task.cache_dir) if task.cache_dir else None, workers=task.part_workers,
+                  batch_ending=task.batch_ending)
     session = FileSession(pipe, run, remote)
     _SESSIONS[row] = session
     try:

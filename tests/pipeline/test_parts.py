@@ -43,10 +43,22 @@ def test_a_long_file_runs_in_parts_and_writes_what_one_worker_writes(tmp_path: P
 def test_a_short_file_is_not_cut(tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()
-    write_input(src, "short.txt", 5)
+    write_input(src, "short.txt", 4)
     (result,) = run(numbers_pipeline(), src, tmp_path / "out", workers=2, cache=False).files
     assert result.ok and result.record["collected_parts"] == 0
-    assert collected(tmp_path / "out", "short.txt") == list(range(5))
+    assert collected(tmp_path / "out", "short.txt") == list(range(4))
+
+
+def test_a_shorter_file_is_cut_when_it_starts_with_no_other_waiting(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    for name, count in (("a.txt", 30), ("b.txt", 6), ("c.txt", 6)):
+        write_input(src, name, count)
+    results = run(numbers_pipeline(), src, tmp_path / "out", workers=2, cache=False).files
+    # a and b start at once (c waits): b is kept whole; c starts last, when workers would idle: it is cut.
+    assert [r.record["collected_parts"] for r in results] == [4, 0, 4]
+    for name, count in (("a.txt", 30), ("b.txt", 6), ("c.txt", 6)):
+        assert collected(tmp_path / "out", name) == list(range(count))
 
 
 def test_files_and_parts_share_the_workers_and_each_file_gets_its_own_numbers(tmp_path: Path) -> None:

@@ -35,13 +35,14 @@ def read_input(path: str) -> tuple[int, dict[str, int]]:
 
 
 class Numbers(Stage):
-    """The file's numbers; cut, two parts a worker, when there are ``SPLIT_AT`` or more."""
+    """The file's numbers; cut, two parts a worker, when there are ``SPLIT_AT`` or more (half as many for a file
+    that starts when no other waits)."""
 
     emits = (NUMBER,)
 
     def parts(self, file: FileItem, ctx: StageContext, workers: int) -> list[tuple[int, int]] | None:
         count, _ = read_input(file.path)
-        if count < SPLIT_AT:
+        if count < (SPLIT_AT // 2 if ctx.batch_ending else SPLIT_AT):
             return None
         n = 2 * workers
         bounds = [count * i // n for i in range(n + 1)]

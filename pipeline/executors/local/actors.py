@@ -77,6 +77,7 @@ def advance(run: LocalRun, fs: FileInFlight) -> None:
                            timeout=outcomes.time_left(fs))
         return
     if fs.state is FileState.NEW:
+        task = dataclasses.replace(task, batch_ending=not run.waiting)
         fs.state, fs.busy = FileState.RUNNING, True
         if run.ex.file_timeout is not None:
             fs.deadline = time.monotonic() + run.ex.file_timeout

@@ -141,7 +141,7 @@ class FileActor:
         self.box = box
         run = FileRun(task.file, task.begin_attempt(), task.output_key, task.cpu_budget,
                       memo=StageMemo.open(task.cache_dir) if task.cache_dir else None,
-                      workers=task.part_workers if not self.maps else 1)
+                      workers=task.part_workers if not self.maps else 1, batch_ending=task.batch_ending)
         if not self.maps:
             return self.runner.run(run, lambda spans: self._start_parts(task, spans))
         self.runner.setup()

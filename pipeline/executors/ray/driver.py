@@ -165,7 +165,8 @@ class RayExecutor(Executor):
                         events.file_started(fs.task)
                     if self.file_timeout is not None:
                         fs.deadline = time.monotonic() + self.file_timeout
-                    running[actor.run_file.remote(fs.task, box)] = (fs, actor)
+                    task = dataclasses.replace(fs.task, batch_ending=not files)
+                    running[actor.run_file.remote(task, box)] = (fs, actor)
                 done, _ = ray.wait([*running, *starting], num_returns=1, timeout=self._wait_s(running))
                 interrupt.raise_if_set()
                 self._kill_overdue(running)
