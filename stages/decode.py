@@ -334,8 +334,13 @@ class Decode(Stage):
         if self.split_s is None or workers < 2 or self._drops_frames or self.resample or self.rate != "frame" \
                 or self.deinterlace not in ("auto", "off") or file.path.lower().endswith(".y4m"):
             return None
+        shortest = self.split_s / 4  # a part's least length
+        least = 2 * shortest if ctx.batch_ending else self.split_s  # (at a batch's end, workers are idle)
         try:
             with open_media(file.path, probe=False) as container:
+                stated = container.duration / av.time_base if container.duration else None
+                if stated is not None and stated < least:
+                    return None  # (before reading the file's index)
                 choice = choose_streams(file.path, container, video=self.video_stream, audio=self.audio_stream,
                                         with_audio=self.audio)
                 vstream = choice.video
@@ -344,14 +349,13 @@ class Decode(Stage):
                     return None
                 origin = _start_seconds(container, vstream)
                 number = vstream.index
+            index = scan_index(file.path, number, origin)
         except InputError:
-            return None  # the file's own decode says what is wrong with it
-        index = scan_index(file.path, number, origin)
+            return None  # the file's own decode says what is wrong with it, as it would have
         if index is None or not index.times:
             return None
         length = index.times[-1] - index.times[0]
-        shortest = self.split_s / 4  # a part's least length
-        if length < (2 * shortest if ctx.batch_ending else self.split_s):  # (at a batch's end, workers are idle)
+        if length < least:
             return None
         count = min(PARTS_PER_WORKER * workers, max(2, int(length // shortest)))
         keys = [(float(index.pts[k] * index.time_base) - origin, index.pts[k]) for k in index.keyframes]
