@@ -117,6 +117,17 @@ def test_a_file_alone_gets_every_core_and_files_started_together_share_them(tmp_
     assert [r.record["threads"] for r in both] == [max(1, cores // 2)] * 2
 
 
+def test_a_pipeline_with_map_stages_runs_files_whole_on_the_local_executor(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.txt", "b.txt"):  # two files: two actors beside the map pool
+        write_input(src, name, 37)
+    results = run(numbers_pipeline(mapped=True), src, tmp_path / "out", workers=4, cache=False).files
+    assert [r.record["collected_parts"] for r in results] == [0, 0]  # a part would run the map stage itself
+    for name in ("a.txt", "b.txt"):
+        assert collected(tmp_path / "out", name) == list(range(37))
+
+
 def test_the_inline_executor_runs_files_whole(tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()

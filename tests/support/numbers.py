@@ -110,11 +110,22 @@ class Tally(Stage):
         ctx.record(tally=ctx.state["n"])
 
 
-def numbers_pipeline(tally: bool = True) -> Pipeline:
-    """Numbers -> Collect (in parts for a long file), and -> Tally (whole)."""
+class Same(Stage):
+    """A map stage (frame-parallel, in the map pool's workers) that passes each number on."""
+
+    accepts = (NUMBER,)
+    emits = (NUMBER,)
+    stateful = False
+
+    def process(self, item: Number, ctx: StageContext) -> list[Number]:
+        return [item]
+
+
+def numbers_pipeline(tally: bool = True, mapped: bool = False) -> Pipeline:
+    """Numbers -> Collect (in parts for a long file), and -> Tally (whole); ``mapped``: through a map stage."""
     p = Pipeline("numbers", extensions=[".txt"])
     source = p.add(Numbers())
-    p.add(Collect(), after=source)
+    p.add(Collect(), after=p.add(Same(), after=source) if mapped else source)
     if tally:
         p.add(Tally(), after=source)
     return p

@@ -67,7 +67,9 @@ def advance(run: LocalRun, fs: FileInFlight) -> None:
     """Make the file's next actor call if it has something to do and is not busy."""
     if fs.busy or fs.actor is None or run.stopping:
         return
-    task = dataclasses.replace(fs.task, cpu_budget=core_share(run), part_workers=len(run.workers.actors))
+    # Parts run their stages in one call, map stages too: a pipeline with map stages keeps its files whole here.
+    part_workers = len(run.workers.actors) if not run.graph.maps else 1
+    task = dataclasses.replace(fs.task, cpu_budget=core_share(run), part_workers=part_workers)
     if fs.parent is not None:
         if fs.state is FileState.NEW:
             fs.state, fs.busy, fs.deadline = FileState.FINISHING, True, fs.parent.deadline
