@@ -2,7 +2,9 @@
 
 It starts at once: ``--version`` and ``--help`` load none of numpy, PyAV, pyarrow or loky (the parser's
 imports are light, a command's own modules load when it runs, and the commands that packages add register
-their arguments without their work's imports); ``--version`` answers before those commands are looked up.
+their arguments without their work's imports); ``--version`` answers before those commands are looked up, and
+the engine's own commands (``run``, ``cache``, ``presets``) run without them. Nor does a ``run`` whose every
+file is done already (by an earlier run into its output folder) load any of those libraries or start a worker.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["main", "build_parser"]
 
 EXIT_OK, EXIT_FILES_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_ENGINE_COMMANDS = ("run", "cache", "presets")  # those _engine_parser adds
 log = logging.getLogger("framepipe.cli")
 
 
@@ -56,7 +59,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     select = FileSelection(include=tuple(args.include), exclude=tuple(args.exclude),
                            recursive=not args.no_recursive, hidden=args.hidden)
     skipped: list[SkippedInput] = []
-    items = collect_inputs(inputs, pipeline.extensions, select=select, out=args.output, skipped=skipped)
+    # What run() will take, counted (it lists them again, and reads each file's fingerprint then).
+    items = collect_inputs(inputs, pipeline.extensions, select=select, out=args.output, skipped=skipped,
+                           identify=False)
     where = inputs[0] if len(inputs) == 1 else f"{len(inputs)} inputs"
     if not args.log_json or not items:  # under --log-json, run() logs each as a record of its own
         for entry in skipped:
@@ -213,6 +218,18 @@ def _engine_parser() -> tuple[argparse.ArgumentParser, Any]:
     return parser, sub
 
 
+def _engine_command(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` names one of the engine's own commands (``run``, ``cache``, ``presets``) before anything
+    that needs the others (``--help``): then the commands that packages add are not looked up (nor their modules
+    loaded), and a re-run with nothing to do starts sooner."""
+    for arg in argv:
+        if arg in _ENGINE_COMMANDS:
+            return True
+        if arg not in ("--verbose", "--log-json") and not re.fullmatch(r"-v+", arg):
+            return False
+    return False
+
+
 def _asks_version(argv: Sequence[str]) -> bool:
     """Whether ``argv`` asks for ``--version`` before anything else it could mean (a command, ``--help``).
 
@@ -258,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # that wherever it lands (a scan of the inputs, a blocked read) the line and the status name it (143).
     signal.signal(signal.SIGTERM, _raise_interrupted)
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = _top_parser() if _asks_version(argv) else build_parser()
+    parser = _top_parser() if _asks_version(argv) else _engine_parser()[0] if _engine_command(argv) else build_parser()
     args = parser.parse_args(argv)
     from .observe.logs import configure_logging  # (its imports are a run's: not paid by --version or --help)
     # Without -v, run's -q (its quiet switch) also keeps the log to errors; --log-json keeps its lines on stderr.

@@ -126,7 +126,7 @@ class FileItem:
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None,
-                  index: int = 0) -> FileItem:
+                  index: int = 0, *, identify: bool = True) -> FileItem:
         """Stat a file and describe it; ``relpath`` is relative to ``root`` (or the bare name).
 
         A path that cannot be stat'ed (a dangling link, a link loop) is still
@@ -134,6 +134,7 @@ class FileItem:
         reports why, and the batch goes on. A FIFO, socket or device node
         (a link to ``/dev/zero``) raises ``UnreadableFile`` (``not a regular
         file (FIFO)``) without being opened: reading one would block or never end.
+        ``identify=False`` leaves the fingerprint out (a listing that only counts the files reads none of them).
         """
         p = Path(path)
         rel = p.relative_to(root).as_posix() if root is not None else p.name
@@ -145,7 +146,7 @@ class FileItem:
         if kind is not None:
             raise UnreadableFile(str(p), f"not a regular file ({kind})")
         try:
-            fp = fingerprint(p, st.st_size, st.st_mtime_ns)
+            fp = fingerprint(p, st.st_size, st.st_mtime_ns) if identify else ""
         except OSError:  # unreadable or not a file: the stage that opens it reports why
             fp = ""
         return cls(str(p), rel, st.st_size, st.st_mtime_ns, fp, index)

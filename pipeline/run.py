@@ -23,7 +23,7 @@ from .items import FileItem
 from .observe.logs import LoggedEvents
 from .observe.metrics import StageStats, merge_stats
 from .observe.progress import SilentProgress
-from .observe.report import write_report
+from .observe.report import report_is_current, report_key, write_report
 from .observe.trace import RunTrace
 from .outputs import check_writable, output_error, sweep_partial_outputs, write_output
 from .results import FileResult, RunResult
@@ -45,7 +45,7 @@ LOCK_NAME = ".framepipe.lock"
 def collect_inputs(inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
                    extensions: Iterable[str] | None = None, *,
                    select: FileSelection | None = None, out: str | os.PathLike[str] | None = None,
-                   skipped: list[SkippedInput] | None = None) -> list[FileItem]:
+                   skipped: list[SkippedInput] | None = None, identify: bool = True) -> list[FileItem]:
     """Input files as numbered items: each folder is walked (``select``, ``extensions``); files are taken as given.
 
     Names (``relpath``) are relative to the one folder given, else to the
@@ -57,7 +57,7 @@ def collect_inputs(inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[
     Nor is anything in ``out``, the run's output folder (compared by resolved
     path), or in a sub-folder that is another run's output folder: outputs are
     never inputs. What is left out is appended to ``skipped``; without that list it
-    is logged as warnings.
+    is logged as warnings. ``identify=False``: items without fingerprints (no file is read), to count them.
     """
     select = select or FileSelection()
     exts = select.extensions if select.extensions is not None else extensions
@@ -80,11 +80,11 @@ def collect_inputs(inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[
     else:
         skipped += notes
     if len(given) == 1 and given[0].is_dir():
-        return file_items(paths, given[0])
+        return file_items(paths, given[0], identify=identify)
     resolved = [Path(os.path.realpath(p)) for p in paths]  # realpath: a link loop is a file that fails, not an error
     common = Path(os.path.commonpath(anchors)) if anchors else None
     unique = list(dict.fromkeys(resolved))  # a file listed twice runs once (the first place it is listed)
-    return file_items(unique, common)
+    return file_items(unique, common, identify=identify)
 
 
 def _replay_remembered_files(pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents,
@@ -241,7 +241,10 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
                  len(result.failed), wall, extra={"pipeline": pipeline.name, "files": len(results),
                                                   "failed": len(result.failed), "wall_s": round(wall, 3)})
         if write_reports:
-            write_report(pipeline, result)
+            # A run that did no file's work keeps the report of the run that did, when it holds the same rows.
+            key = report_key(ledger.pipeline, results)
+            if todo or not report_is_current(out_dir, key):
+                write_report(pipeline, result, key)
         if recorder is not None:
             _write_timeline(recorder, stats, trace, chart)
         return result

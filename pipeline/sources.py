@@ -281,9 +281,11 @@ def _links_to_ancestor(path: Path, here: Path) -> bool:
     return target == here or target in here.parents
 
 
-def file_items(paths: Sequence[str | os.PathLike[str]], root: str | os.PathLike[str] | None = None) -> list[FileItem]:
-    """Describe ``paths`` as numbered :class:`FileItem` s, relative to ``root`` when given."""
+def file_items(paths: Sequence[str | os.PathLike[str]], root: str | os.PathLike[str] | None = None, *,
+               identify: bool = True) -> list[FileItem]:
+    """Describe ``paths`` as numbered :class:`FileItem` s, relative to ``root`` when given (``identify=False``:
+    without their fingerprints)."""
     items = []
     for i, p in enumerate(paths):
-        items.append(FileItem.from_path(p, root, index=i))
+        items.append(FileItem.from_path(p, root, index=i, identify=identify))
     return items

@@ -48,7 +48,11 @@ class Stage:
 
     Class attributes declare the stage to the graph: ``accepts`` and ``emits``
     are item kinds; ``report_fields`` are the Arrow fields this stage adds to
-    each file's row of the report.
+    each file's row of the report (read only when the report is written: a
+    property that imports pyarrow there keeps building a pipeline light).
+    ``preload`` names modules the stage's work imports where it runs, in its
+    methods rather than at its module's top: the workers' server imports them
+    ahead, with the stage's module, so that no worker pays for them.
 
     How it runs: a ``stateful`` stage (the default) sees one file's items in
     order in one process, and may keep per-file state in ``ctx.state``. A
@@ -75,6 +79,7 @@ class Stage:
     accepts: tuple[str, ...] = (FILE,)
     emits: tuple[str, ...] = ()
     report_fields: tuple[pa.Field, ...] = ()
+    preload: tuple[str, ...] = ()
     stateful: bool = True
     pool: str = "default"
     concurrency: int | None = None

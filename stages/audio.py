@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
-
-import av
-import numpy as np
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from pipeline import AUDIO, Stage, StageContext
 
 from .frames import AudioFrameItem
+from .media import WORK_MODULES
+
+if TYPE_CHECKING:  # imported where used: building a pipeline loads none of them
+    import av
+    import numpy as np
+    import pyarrow as pa
 
 __all__ = ["AudioLevels", "float_samples", "dbfs"]
 
@@ -19,6 +22,7 @@ _SCALE = {"s16": 2.0 ** 15, "s32": 2.0 ** 31, "s64": 2.0 ** 63}
 
 def float_samples(frame: av.AudioFrame) -> np.ndarray:
     """The frame's samples as float32 in [-1, 1], channels first (``channels x samples``)."""
+    import numpy as np
     name = frame.format.name
     arr = frame.to_ndarray()
     base = name.rstrip("p")
@@ -49,16 +53,22 @@ class AudioLevels(Stage):
 
     accepts = (AUDIO,)
     cacheable = True
+    preload = WORK_MODULES
 
     def __init__(self, *, prefix: str = "audio_", name: str | None = None) -> None:
         super().__init__(name)
         self.prefix = prefix
-        self.report_fields = (pa.field(f"{prefix}peak_dbfs", pa.float64()), pa.field(f"{prefix}rms_dbfs", pa.float64()))
+
+    @property
+    def report_fields(self) -> tuple[pa.Field, ...]:  # built for the report: pyarrow loads then
+        import pyarrow as pa
+        return (pa.field(f"{self.prefix}peak_dbfs", pa.float64()), pa.field(f"{self.prefix}rms_dbfs", pa.float64()))
 
     def begin(self, ctx: StageContext) -> None:
         ctx.state.update(peak=0.0, sum_squares=0.0, samples=0)
 
     def process(self, item: AudioFrameItem, ctx: StageContext) -> None:
+        import numpy as np
         x = float_samples(item.frame)
         if x.size:
             st = ctx.state

@@ -72,13 +72,13 @@ import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
-import av
-import numpy as np
-
 if TYPE_CHECKING:
+    import av
+    import numpy as np
+
     from pipeline import StageContext
 
     from .frames import VideoFrameItem
@@ -195,6 +195,7 @@ SDR_BT709 = Colour("bt709", "bt709", "bt709", "tv")
 
 @lru_cache(maxsize=64)
 def _is_rgb(pix_fmt: str) -> bool:
+    from ._av import av
     try:
         return bool(av.VideoFormat(pix_fmt).is_rgb)
     except (ValueError, av.FFmpegError):
@@ -290,7 +291,6 @@ _PQ_M1, _PQ_M2 = 2610 / 16384, 2523 / 4096 * 128
 _PQ_C1, _PQ_C2, _PQ_C3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
 _HLG_A = 0.17883277
 _HLG_B = 1 - 4 * _HLG_A
-_HLG_C = 0.5 - _HLG_A * np.log(4 * _HLG_A)
 _WHITE_D65 = (0.3127, 0.3290)
 _PRIMARIES_XY = {"bt709": ((0.64, 0.33), (0.30, 0.60), (0.15, 0.06)),
                  "bt2020": ((0.708, 0.292), (0.170, 0.797), (0.131, 0.046))}
@@ -298,26 +298,33 @@ _PRIMARIES_XY = {"bt709": ((0.64, 0.33), (0.30, 0.60), (0.15, 0.06)),
 
 def _rgb_to_xyz(primaries: str) -> np.ndarray:
     """The 3x3 matrix from linear RGB of ``primaries`` (D65 white) to CIE XYZ."""
+    import numpy as np
     xyz = np.array([[x / y, 1.0, (1 - x - y) / y] for x, y in _PRIMARIES_XY[primaries]]).T
     wx, wy = _WHITE_D65
     white = np.array([wx / wy, 1.0, (1 - wx - wy) / wy])
     return xyz * np.linalg.solve(xyz, white)
 
 
-BT2020_TO_BT709 = np.linalg.solve(_rgb_to_xyz("bt709"), _rgb_to_xyz("bt2020"))
-"""Linear BT.2020 RGB to linear BT.709 RGB."""
+@cache
+def _bt2020_to_bt709() -> np.ndarray:
+    """Linear BT.2020 RGB to linear BT.709 RGB."""
+    import numpy as np
+    return np.linalg.solve(_rgb_to_xyz("bt709"), _rgb_to_xyz("bt2020"))
 
 
 def _pq_to_linear(signal: np.ndarray) -> np.ndarray:
     """ST 2084 EOTF: PQ signal (0..1) to light, 1.0 = 100 nits."""
+    import numpy as np
     p = np.power(np.clip(signal, 0.0, 1.0), 1 / _PQ_M2)
     return 100.0 * np.power(np.maximum(p - _PQ_C1, 0.0) / (_PQ_C2 - _PQ_C3 * p), 1 / _PQ_M1)
 
 
 def _hlg_to_linear(rgb: np.ndarray) -> np.ndarray:
     """BT.2100 HLG as display light (1000-nit display, system gamma 1.2), 1.0 = 100 nits; ``rgb`` is ... x 3."""
+    import numpy as np
     e = np.clip(rgb, 0.0, 1.0)
-    scene = np.where(e <= 0.5, e * e / 3.0, (np.exp((e - _HLG_C) / _HLG_A) + _HLG_B) / 12.0)
+    c = 0.5 - _HLG_A * np.log(4 * _HLG_A)
+    scene = np.where(e <= 0.5, e * e / 3.0, (np.exp((e - c) / _HLG_A) + _HLG_B) / 12.0)
     ys = scene @ np.array([0.2627, 0.6780, 0.0593], dtype=scene.dtype)
     return scene * (np.power(np.maximum(ys, 0.0), np.float32(0.2)) * np.float32(10.0))[..., None]
 
@@ -334,13 +341,15 @@ def _bt1886_inverse_eotf(linear: np.ndarray) -> np.ndarray:
     (``1.099 L^0.45 - 0.099``) would make the darks of a tone-mapped picture several times darker
     than FFmpeg's (a 1-nit grey: 4 instead of 25).
     """
+    import numpy as np
     return np.power(np.clip(linear, 0.0, 1.0), 1 / 2.4)
 
 
 def tone_map_formula(rgb: np.ndarray, transfer: str, peak: float) -> np.ndarray:
     """The HDR-to-SDR operator (module docstring) on non-linear BT.2020 R'G'B' (... x 3, 0..1): BT.709 R'G'B'."""
+    import numpy as np
     linear = _pq_to_linear(rgb) if transfer == "smpte2084" else _hlg_to_linear(rgb)
-    linear = np.maximum(linear @ BT2020_TO_BT709.T.astype(linear.dtype), 0.0)  # float32 in, float32 out
+    linear = np.maximum(linear @ _bt2020_to_bt709().T.astype(linear.dtype), 0.0)  # float32 in, float32 out
     sig = np.maximum(np.maximum(np.maximum(linear[..., 0], linear[..., 1]), linear[..., 2]), 1e-6)  # max(R, G, B)
     linear = linear * (_hable(sig) / _hable(peak) / sig)[..., None]
     return _bt1886_inverse_eotf(linear)
@@ -357,6 +366,7 @@ _MAX_GRAPHS = 8
 @lru_cache(maxsize=16)
 def _cube_path(transfer: str, peak: float) -> str:
     """A ``.cube`` file of the operator for (transfer, peak), written once per machine (atomically)."""
+    import numpy as np
     key = hashlib.sha1(f"{_LUT_VERSION}:{transfer}:{peak!r}:{LUT_SIZE}".encode()).hexdigest()[:16]
     folder = os.path.join(tempfile.gettempdir(), "framepipe-colour")
     path = os.path.join(folder, f"{transfer}-{key}.cube")
@@ -376,6 +386,7 @@ def _cube_path(transfer: str, peak: float) -> str:
 
 def _lut_graph(width: int, height: int, transfer: str, peak: float, threads: int) -> Any:
     """A filter graph (cached per process) that applies the operator's LUT to gbrp16le pictures of this size."""
+    from ._av import av
     key = (width, height, transfer, peak, threads)
     graph = _GRAPHS.get(key)
     if graph is not None:
@@ -443,6 +454,7 @@ def to_rgb24(frame: av.VideoFrame, colour: Colour, width: int, height: int) -> n
     PQ and HLG ones by the operator of this module: small pictures by its
     exact formula, larger ones through its 3D LUT.
     """
+    import numpy as np
     if not colour.hdr:
         return frame.reformat(width=width, height=height, format="rgb24", **source_args(frame, colour)).to_ndarray()
     if width * height <= _EXACT_PIXELS:

@@ -24,8 +24,6 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-import av
-
 from .errors import CorruptMedia, EmptyStream, TruncatedMedia, UndecodableStream
 from .media import ffmpeg_reason
 
@@ -137,6 +135,7 @@ def read_packets(container: Any, streams: list[Any], damage: VideoDamage | None)
     The failure goes to ``damage``; without one it is raised. At a clean end
     the demuxer gives the flushing packets itself.
     """
+    from ._av import av
     packets = container.demux(*streams)
     while True:
         try:

@@ -10,10 +10,7 @@ import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
-
-import av
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from pipeline import (
     AUDIO,
@@ -27,7 +24,6 @@ from pipeline import (
     Stage,
     StageContext,
 )
-from pipeline.dataplane import BufferPool
 from pipeline.presets import Option
 
 from .colour import Colour
@@ -37,6 +33,7 @@ from .deinterlace import DEINTERLACE, FIELD_RATE, FieldPolicy, field_order_name
 from .errors import EmptyStream, UnsupportedMedia
 from .frames import AudioFrameItem, StreamInfo, VideoFrameItem, wrap_pixels
 from .media import (
+    WORK_MODULES,
     StreamChoice,
     check_picture_size,
     check_readable,
@@ -49,6 +46,12 @@ from .media import (
 from .thumbnails import Sampling, TimeTicks, is_blank
 from .transforms import rotate_frame
 from .y4m import Y4MFile
+
+if TYPE_CHECKING:  # imported where used: building a pipeline loads none of them
+    import av
+    import pyarrow as pa
+
+    from pipeline.dataplane import BufferPool
 
 _RAW_SLOTS = 3
 
@@ -192,12 +195,16 @@ class Decode(Stage):
     emits = (FRAME, AUDIO)
     cacheable = True  # its report columns (frame count, decode errors); it runs while a consumer needs frames
     cache_version = "4"  # 2: streams chosen by FFmpeg's rules, size changes told; 3: deinterlacing; 4: plans
+    preload = WORK_MODULES
 
-    report_fields = (pa.field("video_stream", pa.int32()), pa.field("video_streams", pa.int32()),
-                     pa.field("audio_stream", pa.int32()), pa.field("audio_streams", pa.int32()),
-                     pa.field("size_changes", pa.int32()), pa.field("pix_fmt_changes", pa.int32()),
-                     pa.field("deinterlaced", pa.string()), pa.field("decode_plan", pa.string()),
-                     pa.field("frames_decoded", pa.int32()))
+    @property
+    def report_fields(self) -> tuple[pa.Field, ...]:  # built for the report: pyarrow loads then
+        import pyarrow as pa
+        return (pa.field("video_stream", pa.int32()), pa.field("video_streams", pa.int32()),
+                pa.field("audio_stream", pa.int32()), pa.field("audio_streams", pa.int32()),
+                pa.field("size_changes", pa.int32()), pa.field("pix_fmt_changes", pa.int32()),
+                pa.field("deinterlaced", pa.string()), pa.field("decode_plan", pa.string()),
+                pa.field("frames_decoded", pa.int32()))
 
     def __init__(self, *, audio: bool = True, pixel_format: str | None = None, start: float | None = None,
                  end: float | None = None, fps: float | None = None, every_nth: int = 1,
@@ -297,6 +304,7 @@ class Decode(Stage):
 
     def _sound_alone(self, item: FileItem, ctx: StageContext) -> Iterator[AudioFrameItem]:
         """The chosen audio stream's blocks in a pass of their own, timed as ``_decode`` times them."""
+        from ._av import av
         with open_media(item.path, probe=False) as container:
             choice = self._streams(item.path, container, ctx, None)
             astream = choice.audio
@@ -331,6 +339,7 @@ class Decode(Stage):
     def parts(self, file: FileItem, ctx: StageContext, workers: int) -> list[Span] | None:
         """Where to cut a long file for encoders that run in parts: at keyframes, into parts of about equal
         length (see ``split_s``); None to keep it whole."""
+        from ._av import av
         if self.split_s is None or workers < 2 or self._drops_frames or self.resample or self.rate != "frame" \
                 or self.deinterlace not in ("auto", "off") or file.path.lower().endswith(".y4m"):
             return None
@@ -423,6 +432,7 @@ class Decode(Stage):
 
     def _slot_pool(self, frame_size: int) -> BufferPool:
         """This process's pool of slots for raw frames, made (or remade larger) on demand; ``teardown`` closes it."""
+        from pipeline.dataplane import BufferPool
         if self._pool is None or self._pool.slot_size < frame_size:
             self.teardown()
             self._pool = BufferPool(frame_size, _RAW_SLOTS, name="y4m")
@@ -468,6 +478,7 @@ class Decode(Stage):
         What it used and saw goes into ``result``. ``planned``: decode by a
         seek plan where the file's index says that is cheaper (``_may_plan``).
         """
+        from ._av import av
         with open_media(item.path, probe=False) as container:
             choice = result.choice = self._streams(item.path, container, ctx, video)
             vstream, astream = choice.video, choice.audio
@@ -933,6 +944,7 @@ class _PlanRun:
 
     def _seek(self, container: Any, vstream: Any, damage: VideoDamage, key: int) -> Generator[Any, None, None]:
         """Seek to the keyframe of packet ``key``; the packets from there on (``_PlanBroken`` if it landed past it)."""
+        from ._av import av
         try:
             container.seek(seek_target(self.index, key), stream=vstream, backward=True, any_frame=False)
         except av.FFmpegError as exc:
@@ -1003,6 +1015,7 @@ def _samplings(sampling: Sampling | Sequence[Sampling], option: str) -> tuple[Sa
 
 def _seek(container: Any, stream: Any, seconds: float) -> None:
     """Seek to the keyframe at or before ``seconds`` (file time); a failed seek decodes from the start."""
+    from ._av import av
     try:
         container.seek(max(0, int(seconds / stream.time_base)), stream=stream, backward=True, any_frame=False)
     except av.FFmpegError:
@@ -1051,6 +1064,7 @@ def decode_file(path: str | os.PathLike[str], *, run: FileRun | None = None,
 
 def _start_seconds(container: Any, vstream: Any) -> float:
     """The file's time origin: the container's start time, else the video stream's."""
+    from ._av import av
     if container.start_time is not None:
         return container.start_time / av.time_base
     if vstream.start_time is not None and vstream.time_base:
@@ -1059,6 +1073,7 @@ def _start_seconds(container: Any, vstream: Any) -> float:
 
 
 def _stream_info(container: Any, vstream: Any, astream: Any, choice: StreamChoice) -> StreamInfo:
+    from ._av import av
     duration = container.duration / av.time_base if container.duration else None
     if vstream is None:  # audio only
         return StreamInfo(width=0, height=0, fps=None, time_base=astream.time_base, frame_count=0,

@@ -26,11 +26,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
-
-import av
-import numpy as np
+from typing import TYPE_CHECKING
 
 from pipeline.presets import Option
+
+if TYPE_CHECKING:  # imported where used: building a pipeline loads none of them
+    import av
+    import numpy as np
 
 __all__ = ["Deinterlacer", "FieldPolicy", "FieldDetection", "detect_fields", "combing", "field_order_name",
            "FIELD_ORDERS", "INTERLACED_ORDERS", "DEINTERLACE", "FIELD_RATE"]
@@ -70,6 +72,7 @@ def combing(luma: np.ndarray, margin: int = 0) -> float:
     ``margin`` leaves out that many pixels at each border (pass the moving
     region alone, e.g. ``luma[y0:y1, x0:x1]``, to measure only motion).
     """
+    import numpy as np
     y = luma.astype(np.float32)
     diff = np.abs(y[1:-1] - (y[:-2] + y[2:]) / 2)
     if margin:
@@ -82,6 +85,7 @@ def combing(luma: np.ndarray, margin: int = 0) -> float:
 
 def _drain(graph: av.filter.Graph, out: list[av.VideoFrame]) -> None:
     """Move every frame the graph has ready into ``out``."""
+    from ._av import av
     while True:
         try:
             out.append(graph.vpull())
@@ -92,6 +96,7 @@ def _drain(graph: av.filter.Graph, out: list[av.VideoFrame]) -> None:
 def _graph(frame: av.VideoFrame, time_base: Fraction, chain: Iterable[tuple[str, str]], threads: int,
            sample_aspect: Fraction | None = None) -> av.filter.Graph:
     """buffer (sized, formatted and coloured as ``frame``) → each (filter, args) of ``chain`` → buffersink."""
+    from ._av import av
     graph = av.filter.Graph()
     graph.threads = threads
     aspect = sample_aspect if sample_aspect and sample_aspect > 0 else Fraction(1)

@@ -32,11 +32,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
-
-import av
-import numpy as np
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, Literal
 
 from pipeline import (
     AUDIO,
@@ -66,8 +62,12 @@ from .colour import (
     x265_hdr_params,
 )
 from .frames import AudioFrameItem, VideoFrameItem
-from .media import choose_streams, display_size, fit_within, rotation_turns
+from .media import WORK_MODULES, choose_streams, display_size, fit_within, rotation_turns
 from .transforms import rotate_frame
+
+if TYPE_CHECKING:  # imported where used: building a pipeline loads none of them
+    import av
+    import pyarrow as pa
 
 __all__ = ["Encode", "Proxy", "VideoCodec", "VIDEO_CODECS", "CONTAINERS", "AudioMode", "HdrMode", "ENCODER_PRESETS",
            "ENCODER_CRF", "VIDEO_SIDE", "CATEGORY"]
@@ -90,6 +90,9 @@ _HDR_MODES = ("auto", "tonemap", "keep")
 
 def _rotate_444(frame: av.VideoFrame, turns: int, deep: bool) -> av.VideoFrame:
     """``frame`` turned as full-resolution 4:4:4 (16-bit when ``deep``), for targets that are not 4:2:0."""
+    import numpy as np
+
+    from ._av import av
     if deep:  # PyAV gives yuv444p16le as H x W x 3
         arr = frame.reformat(format="yuv444p16le").to_ndarray()
         return av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(arr, k=turns, axes=(0, 1))),
@@ -184,15 +187,18 @@ _LOSSY_AUDIO = {"aac", "libopus"}
 
 def _bit_depth(pix_fmt: str) -> int:
     """Bits per sample of the pixel format's widest component."""
+    from ._av import av
     return max((c.bits for c in av.VideoFormat(pix_fmt).components), default=8)
 
 
 def _is_rgb(pix_fmt: str) -> bool:
+    from ._av import av
     return bool(av.VideoFormat(pix_fmt).is_rgb)
 
 
 def _pixel_formats(codec: str) -> set[str]:
     """The pixel formats the encoder ``codec`` takes."""
+    from ._av import av
     return {f.name for f in (av.codec.Codec(codec, "w").video_formats or [])}
 
 
@@ -275,6 +281,7 @@ class _AudioEncode:
 
     @staticmethod
     def _decoded(packets: Iterator[Any], origin_s: float) -> Iterator[tuple[Any, float]]:
+        from ._av import av
         for packet in packets:
             try:
                 frames = packet.decode()
@@ -335,6 +342,7 @@ def _joined_packets(sources: list[Any], parts: list[_EncodedPart], video: Any) -
     Two passes over the scratch files: the stamps first (the deepest reordering of any part sets the decode
     delay), then the packets, one at a time.
     """
+    from ._av import av
     ranks: list[list[int]] = []  # per part, per packet in decode order: its picture's number in shown order
     shown: list[int] = []  # every picture's stamp, in shown order
     delay = 0
@@ -374,6 +382,7 @@ def _open_source_audio(path: str, number: int | None) -> tuple[Any, Any] | None:
     have chosen (``choose_streams``). None when there is no audio, or the file
     cannot be read again.
     """
+    from ._av import av
     try:
         source = av.open(path, metadata_errors="replace")
     except av.FFmpegError:
@@ -391,6 +400,7 @@ def _open_source_audio(path: str, number: int | None) -> tuple[Any, Any] | None:
 def _origin_seconds(container: Any, video_number: int | None) -> float:
     """The time the decoder counts pictures from (as ``Decode`` does): the container's start time, else
     that of the video stream it decoded."""
+    from ._av import av
     if container.start_time is not None:
         return container.start_time / av.time_base
     videos = container.streams.video
@@ -426,6 +436,7 @@ class _Padder:
     """
 
     def __init__(self, key: tuple[tuple[int, int], str], width: int, height: int) -> None:
+        from ._av import av
         (w, h), fmt = key
         self.key = key
         self.graph = av.filter.Graph()
@@ -481,6 +492,7 @@ class Encode(Stage):
 
     accepts = (FRAME, AUDIO)
     splits = True
+    preload = WORK_MODULES
 
     def __init__(self, *, codec: str = "libx264", crf: int | None = None, bitrate: int | None = None,
                  preset: str | None = None, gop: int | None = None, pix_fmt: str | None = None,
@@ -526,10 +538,13 @@ class Encode(Stage):
         self.codec_options = dict(codec_options or {})
         self.hdr: HdrMode = hdr
         self.column = column or self.name
+
+    @property
+    def report_fields(self) -> tuple[pa.Field, ...]:  # built for the report: pyarrow loads then
+        import pyarrow as pa
         c = self.column
-        self.report_fields = (pa.field(c, pa.string()), pa.field(f"{c}_width", pa.int32()),
-                              pa.field(f"{c}_height", pa.int32()), pa.field(f"{c}_codec", pa.string()),
-                              pa.field(f"{c}_audio_remuxed", pa.bool_()))
+        return (pa.field(c, pa.string()), pa.field(f"{c}_width", pa.int32()), pa.field(f"{c}_height", pa.int32()),
+                pa.field(f"{c}_codec", pa.string()), pa.field(f"{c}_audio_remuxed", pa.bool_()))
 
     def _check_settings(self, codec: str, crf: float | None, bitrate: int | None, preset: str | None,
                         gop: int | None, max_width: int | None, max_height: int | None, audio_bitrate: int,
@@ -622,6 +637,7 @@ class Encode(Stage):
             st["out"].discard()
 
     def _record(self, ctx: StageContext, path: str, width: int, height: int, remuxed: bool) -> None:
+        from ._av import av
         c = self.column
         ctx.record(**{c: path, f"{c}_width": width, f"{c}_height": height,
                       f"{c}_codec": av.codec.Codec(ctx.state["codec"], "w").canonical_name,
@@ -630,6 +646,7 @@ class Encode(Stage):
     # Opening the output ---------------------------------------------------------------
 
     def _open(self, item: VideoFrameItem, ctx: StageContext) -> None:
+        from ._av import av
         st = ctx.state
         frame, info = item.frame, item.stream
         st["first_time"], st["info"] = item.time, info
@@ -816,6 +833,7 @@ class Encode(Stage):
     @staticmethod
     def _upright(source: av.VideoFrame, size: tuple[int, int], turns: int, fmt: str) -> av.VideoFrame:
         """The picture at ``size`` (width x height as shown) and pixel format ``fmt``, turned upright."""
+        from ._av import av
         w, h = size
         if not turns:
             return source.reformat(width=w, height=h, format=fmt)
@@ -850,6 +868,7 @@ class Encode(Stage):
 
     def join(self, pieces: Sequence[Piece], ctx: StageContext) -> None:
         """The file's output from its parts' packets (no re-encoding), with the whole file's sound."""
+        from ._av import av
         parts: list[_EncodedPart] = [p.value for p in pieces if p.value is not None]
         if not parts:
             ctx.warn("no picture to encode; nothing written")
@@ -934,8 +953,12 @@ class Proxy(Encode):
                          audio_codec="aac", audio_bitrate=audio_bitrate, hdr=hdr, name=name)
         self.passthrough = passthrough
         self.splits = not passthrough  # whether a source is copied is told at its first picture: whole files only
-        self.report_fields = (pa.field("proxy", pa.string()), pa.field("proxy_width", pa.int32()),
-                              pa.field("proxy_height", pa.int32()), pa.field("proxy_passthrough", pa.bool_()))
+
+    @property
+    def report_fields(self) -> tuple[pa.Field, ...]:  # built for the report: pyarrow loads then
+        import pyarrow as pa
+        return (pa.field("proxy", pa.string()), pa.field("proxy_width", pa.int32()),
+                pa.field("proxy_height", pa.int32()), pa.field("proxy_passthrough", pa.bool_()))
 
     def begin(self, ctx: StageContext) -> None:
         super().begin(ctx)

@@ -12,16 +12,18 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, ClassVar
-
-import av
-import numpy as np
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipeline import AUDIO, FRAME
-from pipeline.dataplane import FrameRef
 
 from .colour import Colour
 from .pixels import frame_layout
+
+if TYPE_CHECKING:  # imported where used: building a pipeline loads none of them
+    import av
+    import numpy as np
+
+    from pipeline.dataplane import FrameRef
 
 __all__ = ["StreamInfo", "VideoFrameItem", "AudioFrameItem", "wrap_pixels"]
 
@@ -35,6 +37,7 @@ def wrap_pixels(arr: np.ndarray, fmt: str) -> av.VideoFrame:
     PyAV 18 computes a stacked 4:2:0 array's height as ``rows // 6 * 4``, which
     is short by two lines unless the height is a multiple of 4: those are copied.
     """
+    from ._av import av
     if fmt in _WRAPPABLE and arr.flags.c_contiguous and (
             fmt != "yuv420p" or (arr.ndim == 2 and (arr.shape[0] * 2 // 3) % 4 == 0)):
         return av.VideoFrame.from_numpy_buffer(arr, format=fmt)
@@ -146,6 +149,7 @@ class VideoFrameItem:
     @property
     def nbytes(self) -> int:
         """Bytes of the picture (what the stage table's MB column adds up); no conversion."""
+        import numpy as np
         if self.pixels is not None:
             return int(self.pixels.nbytes)
         if self.ref is not None:
@@ -161,6 +165,7 @@ class VideoFrameItem:
 
     def shared_nbytes(self) -> int:
         """Bytes of slot this frame needs to cross to another process."""
+        import numpy as np
         if self.pixels is not None:
             return int(self.pixels.nbytes)
         if self.ref is not None:
@@ -171,6 +176,7 @@ class VideoFrameItem:
 
     def to_shared(self, slot: FrameRef) -> VideoFrameItem:
         """This frame with its pixels copied into ``slot`` (a byte slot granted by the scheduler)."""
+        import numpy as np
         if self.ref is not None and self.pixels is None:
             return self._without_local()
         arr = self.array()
@@ -233,6 +239,7 @@ class AudioFrameItem:
     @property
     def frame(self) -> av.AudioFrame:
         """The block as a PyAV frame."""
+        from ._av import av
         if self.local is None:
             assert self.ref is not None
             self.local = av.AudioFrame.from_ndarray(self.ref.array(), format=self.sample_format, layout=self.layout)
@@ -247,6 +254,9 @@ class AudioFrameItem:
 
     def with_samples(self, samples: np.ndarray) -> AudioFrameItem:
         """The same block (time, format, layout, rate) with new samples, e.g. the output of a map stage."""
+        import numpy as np
+
+        from ._av import av
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format=self.sample_format,
                                            layout=self.layout)
         frame.sample_rate = self.sample_rate
@@ -258,6 +268,7 @@ class AudioFrameItem:
 
     def to_shared(self, slot: FrameRef) -> AudioFrameItem:
         """This block with its samples copied into ``slot``."""
+        import numpy as np
         if self.ref is not None:
             return dataclasses.replace(self, local=None)
         arr = self.samples()

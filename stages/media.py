@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
-
-import av
-import av.logging
-from av.stream import Disposition
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import UnreadableFile
 
 from .errors import CorruptMedia, UndecodableStream, UnsupportedMedia
 
-__all__ = ["VIDEO_EXTENSIONS", "open_media", "check_readable", "open_decoder", "StreamChoice", "choose_streams",
-           "video_candidates", "audio_candidates", "check_picture_size", "ffmpeg_reason", "display_size",
-           "rotation_turns", "fit_within", "sample_aspect"]
+if TYPE_CHECKING:  # imported where used: building a pipeline loads none of them
+    import av
+
+__all__ = ["VIDEO_EXTENSIONS", "WORK_MODULES", "open_media", "check_readable", "open_decoder", "StreamChoice",
+           "choose_streams", "video_candidates", "audio_candidates", "check_picture_size", "ffmpeg_reason",
+           "display_size", "rotation_turns", "fit_within", "sample_aspect"]
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mxf", ".mts", ".m2ts", ".ts", ".mpg", ".mpeg",
@@ -28,14 +26,11 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (
 )
 """Suffixes a folder walk picks up as video."""
 
-# PyAV's Python log callback can deadlock a threaded codec: a decoder thread
-# that logs waits for the GIL while the thread holding it waits for the decoder
-# (PyAV issues #751, #909; seen here about once in 30 runs of a file failing
-# mid-decode). It is off, except around ``av.open``, where no codec thread runs
-# yet and FFmpeg's own reason ("moov atom not found") is worth having on the
-# exception (``exc.log``). PyAV's Python logger stays quiet in either case.
-av.logging.set_level(None)
-logging.getLogger("libav").setLevel(logging.CRITICAL)
+WORK_MODULES: tuple[str, ...] = ("stages._av", "numpy", "pyarrow", "PIL.Image")
+"""What the stages' work imports where it runs, in their methods (building a pipeline imports none of it): every
+stage's ``preload``, so that the workers' server imports it once, ahead of the workers."""
+
+# PyAV is imported where it is used, through ``_av`` (FFmpeg's logging set up there, once).
 
 
 # Opening without probing. ``probesize`` 32 (FFmpeg's least) keeps find_stream_info from reading
@@ -50,6 +45,7 @@ _DESCRIBED_BY_HEADER = frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})
 @contextmanager
 def ffmpeg_reasons() -> Iterator[None]:
     """Let FFmpeg's error lines reach exceptions inside the block; keep codec threads out of it."""
+    from ._av import av
     av.logging.set_level(av.logging.ERROR)
     try:
         yield
@@ -92,6 +88,7 @@ def open_media(path: str, *, probe: bool = True) -> Iterator[av.container.InputC
     tells (pixel format, colour, a sample aspect ratio stated only in the
     bitstream: ``sample_aspect``) is then known once the caller has decoded one.
     """
+    from ._av import av
     check_readable(path)
     try:
         with ffmpeg_reasons():
@@ -126,8 +123,6 @@ def open_media(path: str, *, probe: bool = True) -> Iterator[av.container.InputC
 
 _PACKETS_SEEN = 100_000_000
 _DEFAULT_DISPOSITION = 5_000_000
-_NOT_PICTURES = Disposition.attached_pic | Disposition.timed_thumbnails  # cover art, chapter thumbnails
-_IMPAIRED = Disposition.hearing_impaired | Disposition.visual_impaired
 _INDEXED_FORMATS = frozenset({"mov", "mp4"})  # demuxers whose stream frame count is an index of every frame
 
 
@@ -142,6 +137,7 @@ def _has_data(container: Any, stream: Any, known: bool) -> bool:
 
 def _video_score(container: Any, stream: Any) -> int:
     """The ffmpeg command line's score of a video stream (higher is better)."""
+    from av.stream import Disposition
     cc = stream.codec_context
     pixels = max(0, cc.width) * max(0, cc.height)
     return (pixels + _PACKETS_SEEN * _has_data(container, stream, pixels > 0)
@@ -150,8 +146,16 @@ def _video_score(container: Any, stream: Any) -> int:
 
 def _audio_rank(container: Any, stream: Any) -> tuple[bool, bool, bool, int]:
     """An audio stream's rank (higher is better): data seen, default, not for impaired audiences, channels."""
+    from av.stream import Disposition
     return (_has_data(container, stream, True), bool(stream.disposition & Disposition.default),
-            not stream.disposition & _IMPAIRED, stream.channels or 0)
+            not stream.disposition & (Disposition.hearing_impaired | Disposition.visual_impaired),
+            stream.channels or 0)
+
+
+def _not_pictures(stream: Any) -> bool:
+    """Whether ``stream`` is pictures that are not the video: cover art, chapter thumbnails."""
+    from av.stream import Disposition
+    return bool(stream.disposition & (Disposition.attached_pic | Disposition.timed_thumbnails))
 
 
 def video_candidates(container: Any) -> list[Any]:
@@ -161,7 +165,7 @@ def video_candidates(container: Any) -> list[Any]:
     default disposition, then the most pixels, roughly); ties go to the first.
     """
     streams = [s for s in container.streams.video
-               if s.codec_context is not None and not s.disposition & _NOT_PICTURES]
+               if s.codec_context is not None and not _not_pictures(s)]
     return sorted(streams, key=lambda s: -_video_score(container, s))
 
 
@@ -207,6 +211,7 @@ def _number(streams: Any, stream: Any) -> int | None:
 
 def _asked_stream(path: str, streams: Any, kind: str, number: int) -> Any:
     """Stream ``number`` of ``kind`` (``video``/``audio``), or ``UnsupportedMedia`` saying how many there are."""
+    from av.stream import Disposition
     if number >= len(streams):
         have = {0: f"no {kind} stream", 1: f"1 {kind} stream (0:{kind[0]}:0)"}.get(
             len(streams), f"{len(streams)} {kind} streams (0:{kind[0]}:0 to 0:{kind[0]}:{len(streams) - 1})")
@@ -214,7 +219,7 @@ def _asked_stream(path: str, streams: Any, kind: str, number: int) -> Any:
     stream = streams[number]
     if stream.codec_context is None:
         raise UnsupportedMedia(path, f"no decoder for {kind} stream 0:{kind[0]}:{number}'s codec")
-    if stream.disposition & _NOT_PICTURES:
+    if _not_pictures(stream):
         what = "cover art" if stream.disposition & Disposition.attached_pic else "timed thumbnails"
         raise UnsupportedMedia(path, f"video stream 0:v:{number} is {what}, not video")
     return stream
@@ -255,6 +260,7 @@ def open_decoder(path: str, codec_context: Any) -> None:
     off and say only "Invalid data found"; opened here it says what is wrong
     ("Picture size 65535x65535 is invalid"). No codec thread runs yet to log.
     """
+    from ._av import av
     try:
         with ffmpeg_reasons():
             codec_context.open(strict=False)

@@ -52,17 +52,22 @@ import json
 import os
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
-
-import av
-import pyarrow as pa
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from pipeline import FILE, FileItem, Stage, StageContext
 
 from .colour import COLOR_PRIMARIES, COLOR_RANGES, COLOR_SPACES, COLOR_TRANSFERS, HDR_TRANSFERS, Colour
 from .decode import STREAM_NUMBER, frame_rate
 from .deinterlace import INTERLACED_ORDERS, field_order_name
-from .media import choose_streams, display_size, open_media, sample_aspect
+from .media import WORK_MODULES, choose_streams, display_size, open_media, sample_aspect
+
+if TYPE_CHECKING:  # imported where used: building a pipeline loads none of them
+    import av
+    import pyarrow as pa
+
+    METADATA_FIELDS: tuple[pa.Field, ...]
+    """The Arrow fields of a :class:`MediaInfo`, in order (made on first use, by ``__getattr__``)."""
 
 __all__ = ["MediaInfo", "probe", "Metadata", "METADATA_FIELDS", "COLOR_PRIMARIES", "COLOR_TRANSFERS",
            "COLOR_SPACES", "COLOR_RANGES"]
@@ -121,28 +126,38 @@ class MediaInfo:
     audio_bit_rate: int | None = None
 
 
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "container": pa.string(), "container_long": pa.string(), "duration_s": pa.float64(),
-    "bit_rate": pa.int64(), "stream_count": pa.int32(),
-    "video_stream": pa.int32(), "video_streams": pa.int32(), "audio_stream": pa.int32(), "audio_streams": pa.int32(),
-    "size_bytes": pa.int64(), "tags": pa.string(),
-    "video_codec": pa.string(), "video_profile": pa.string(), "video_bit_rate": pa.int64(),
-    "width": pa.int32(), "height": pa.int32(), "display_width": pa.int32(), "display_height": pa.int32(),
-    "sar": pa.string(), "sar_value": pa.float64(), "dar": pa.string(), "dar_value": pa.float64(),
-    "fps": pa.float64(), "base_fps": pa.float64(), "variable_frame_rate": pa.bool_(),
-    "field_order": pa.string(), "interlaced": pa.bool_(),
-    "frame_count": pa.int64(), "frame_count_exact": pa.bool_(), "pix_fmt": pa.string(),
-    "bit_depth": pa.int32(), "color_primaries": pa.string(), "color_transfer": pa.string(),
-    "color_space": pa.string(), "color_range": pa.string(), "hdr": pa.bool_(),
-    "mastering_max_nits": pa.float64(), "mastering_min_nits": pa.float64(), "max_cll": pa.int32(),
-    "max_fall": pa.int32(),
-    "rotation": pa.int32(), "has_audio": pa.bool_(), "audio_codec": pa.string(),
-    "audio_sample_rate": pa.int32(), "audio_channels": pa.int32(), "audio_layout": pa.string(),
-    "audio_bit_rate": pa.int64(),
-}
-METADATA_FIELDS: tuple[pa.Field, ...] = tuple(
-    pa.field(f.name, _ARROW_TYPES[f.name]) for f in dataclasses.fields(MediaInfo))
-"""The Arrow fields of a :class:`MediaInfo`, in order."""
+@cache
+def _metadata_fields() -> tuple[pa.Field, ...]:
+    """The Arrow fields of a :class:`MediaInfo`, in order (``METADATA_FIELDS``)."""
+    import pyarrow as pa
+    types: dict[str, pa.DataType] = {
+        "container": pa.string(), "container_long": pa.string(), "duration_s": pa.float64(),
+        "bit_rate": pa.int64(), "stream_count": pa.int32(),
+        "video_stream": pa.int32(), "video_streams": pa.int32(),
+        "audio_stream": pa.int32(), "audio_streams": pa.int32(),
+        "size_bytes": pa.int64(), "tags": pa.string(),
+        "video_codec": pa.string(), "video_profile": pa.string(), "video_bit_rate": pa.int64(),
+        "width": pa.int32(), "height": pa.int32(), "display_width": pa.int32(), "display_height": pa.int32(),
+        "sar": pa.string(), "sar_value": pa.float64(), "dar": pa.string(), "dar_value": pa.float64(),
+        "fps": pa.float64(), "base_fps": pa.float64(), "variable_frame_rate": pa.bool_(),
+        "field_order": pa.string(), "interlaced": pa.bool_(),
+        "frame_count": pa.int64(), "frame_count_exact": pa.bool_(), "pix_fmt": pa.string(),
+        "bit_depth": pa.int32(), "color_primaries": pa.string(), "color_transfer": pa.string(),
+        "color_space": pa.string(), "color_range": pa.string(), "hdr": pa.bool_(),
+        "mastering_max_nits": pa.float64(), "mastering_min_nits": pa.float64(), "max_cll": pa.int32(),
+        "max_fall": pa.int32(),
+        "rotation": pa.int32(), "has_audio": pa.bool_(), "audio_codec": pa.string(),
+        "audio_sample_rate": pa.int32(), "audio_channels": pa.int32(), "audio_layout": pa.string(),
+        "audio_bit_rate": pa.int64(),
+    }
+    return tuple(pa.field(f.name, types[f.name]) for f in dataclasses.fields(MediaInfo))
+
+
+def __getattr__(name: str) -> Any:
+    """``METADATA_FIELDS``, made on first use: pyarrow loads then, not when a pipeline is built."""
+    if name == "METADATA_FIELDS":
+        return _metadata_fields()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # Demuxers whose nb_frames is their index of every frame (MP4/MOV's sample table).
@@ -171,6 +186,7 @@ def probe(path: str, *, video_stream: int | None = None, audio_stream: int | Non
 
 def _probe(path: str, video_stream: int | None, audio_stream: int | None) -> tuple[MediaInfo, bool, tuple[int, ...]]:
     """The facts of the streams chosen, whether the video stream gave a frame, and the other video candidates."""
+    from ._av import av
     with open_media(path, probe=False) as c:
         duration = c.duration / av.time_base if c.duration else None
         choice = choose_streams(path, c, video=video_stream, audio=audio_stream)
@@ -256,6 +272,7 @@ def _frame_count(c: Any, v: Any, duration: float | None, fps: float | None) -> t
 
 def _bit_depth(pix_fmt: str | None) -> int | None:
     """Bits per sample of the pixel format's widest component (10 for ``yuv420p10le``)."""
+    from ._av import av
     if not pix_fmt:
         return None
     try:
@@ -297,6 +314,7 @@ def _first_frame(container: Any, stream: Any) -> av.VideoFrame | None:
     would shorten one multi-slice frame's decode at more CPU, and a batch
     fills the cores with files.
     """
+    from ._av import av
     cc = stream.codec_context
     cc.thread_type = "NONE"
     cc.thread_count = 1
@@ -326,7 +344,12 @@ class Metadata(Stage):
     accepts = (FILE,)
     cacheable = True
     cache_version = "4"  # 2: streams chosen and named; 3: field_order and interlaced; 4: HDR light levels
-    report_fields = METADATA_FIELDS + (pa.field("decode_errors", pa.int32()),)
+    preload = WORK_MODULES
+
+    @property
+    def report_fields(self) -> tuple[pa.Field, ...]:  # built for the report: pyarrow loads then
+        import pyarrow as pa
+        return _metadata_fields() + (pa.field("decode_errors", pa.int32()),)
 
     def __init__(self, name: str | None = None, *, video_stream: int | None = None,
                  audio_stream: int | None = None, **options: Any) -> None:

@@ -7,9 +7,11 @@ video knowledge, so it lives here and the stages that write or read frames
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # imported where used: building a pipeline loads none of them
+    import numpy as np
+
 
 __all__ = ["frame_layout", "frame_nbytes"]
 
@@ -19,9 +21,9 @@ _PLANAR: dict[str, tuple[int, int, int, int]] = {
     "yuv420p10le": (2, 2, 2, 2), "yuv422p10le": (2, 2, 1, 2), "yuv444p10le": (2, 1, 1, 2),
     "nv12": (1, 2, 2, 1),  # one interleaved UV plane at half height, full width in bytes
 }
-_PACKED: dict[str, tuple[int, Any]] = {  # channels, dtype
-    "gray": (1, np.uint8), "gray16le": (1, np.uint16), "rgb24": (3, np.uint8), "bgr24": (3, np.uint8),
-    "rgba": (4, np.uint8), "bgra": (4, np.uint8), "rgb48le": (3, np.uint16), "flt": (1, np.float32),
+_PACKED: dict[str, tuple[int, str]] = {  # channels, numpy dtype
+    "gray": (1, "uint8"), "gray16le": (1, "uint16"), "rgb24": (3, "uint8"), "bgr24": (3, "uint8"),
+    "rgba": (4, "uint8"), "bgra": (4, "uint8"), "rgb48le": (3, "uint16"), "flt": (1, "float32"),
 }
 
 
@@ -31,6 +33,7 @@ def frame_layout(width: int, height: int, pixel_format: str) -> tuple[tuple[int,
     Packed formats are ``(height, width[, channels])``; planar YUV is its planes
     back to back: ``(height * 3 // 2, width)`` for even 4:2:0 sizes, else flat.
     """
+    import numpy as np
     if pixel_format in _PACKED:
         channels, dtype = _PACKED[pixel_format]
         shape = (height, width) if channels == 1 else (height, width, channels)
@@ -48,5 +51,6 @@ def frame_layout(width: int, height: int, pixel_format: str) -> tuple[tuple[int,
 
 def frame_nbytes(width: int, height: int, pixel_format: str) -> int:
     """Bytes a frame of this size and pixel format takes in a slot."""
+    import numpy as np
     shape, dtype = frame_layout(width, height, pixel_format)
     return int(np.prod(shape)) * dtype.itemsize

@@ -8,15 +8,14 @@ cue of ``sprites.vtt`` covers a span of the video and points at a tile as
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import pyarrow as pa
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from pipeline import FRAME, PipelineDefinitionError, Stage, StageContext, write_atomic
 from pipeline.presets import Option
 
 from .colour import picture_colour
 from .frames import VideoFrameItem
+from .media import WORK_MODULES
 from .thumbnails import (
     IMAGE_FORMATS,
     IMAGE_QUALITY,
@@ -27,6 +26,10 @@ from .thumbnails import (
     encode_image,
     frame_to_image,
 )
+
+if TYPE_CHECKING:  # imported where used: building a pipeline loads none of them
+    import pyarrow as pa
+    from PIL import Image
 
 __all__ = ["SpriteSheet", "SpriteCue", "vtt_timestamp", "parse_vtt", "TILE_WIDTH", "SHEET_TILES"]
 
@@ -84,6 +87,7 @@ def parse_vtt(text: str) -> list[SpriteCue]:
 
 def _letterboxed(tile: Image.Image, width: int, height: int) -> Image.Image:
     """``tile`` (a frame of a stream that changed shape) fitted in the sheet's tile size, centred on black."""
+    from PIL import Image
     scale = min(width / tile.width, height / tile.height)
     w, h = max(1, round(tile.width * scale)), max(1, round(tile.height * scale))
     if abs(w - width) <= 1 and abs(h - height) <= 1:  # the same shape, but for rounding
@@ -108,8 +112,13 @@ class SpriteSheet(Stage):
     accepts = (FRAME,)
     cacheable = True
     cache_version = "2"  # tiles in SDR BT.709 (HDR tone-mapped), sheets tagged sRGB
-    report_fields = (pa.field("sprite_vtt", pa.string()), pa.field("sprite_sheets", pa.int32()),
-                     pa.field("sprite_tiles", pa.int32()))
+    preload = WORK_MODULES
+
+    @property
+    def report_fields(self) -> tuple[pa.Field, ...]:  # built for the report: pyarrow loads then
+        import pyarrow as pa
+        return (pa.field("sprite_vtt", pa.string()), pa.field("sprite_sheets", pa.int32()),
+                pa.field("sprite_tiles", pa.int32()))
 
     def __init__(self, *, every: float = 2.0, count: int = 0, tile_width: int = 160, columns: int = 10,
                  rows: int = 10, fmt: str = "jpg", quality: int = 80, name: str | None = None) -> None:
@@ -154,6 +163,7 @@ class SpriteSheet(Stage):
         return None
 
     def _place(self, tile: Image.Image, t: float, ctx: StageContext) -> None:
+        from PIL import Image
         st = ctx.state
         if st["tile_size"] is None:
             st["tile_size"] = tile.size

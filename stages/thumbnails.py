@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
-import pyarrow as pa
-from PIL import Image
+from typing import TYPE_CHECKING, Any
 
 from pipeline import FRAME, OutputError, PipelineDefinitionError, Stage, StageContext, write_atomic
 from pipeline.presets import Option
 
 from .colour import picture_colour, srgb_icc_profile, to_rgb24
 from .frames import StreamInfo, VideoFrameItem
-from .media import display_size, rotation_turns
+from .media import WORK_MODULES, display_size, rotation_turns
+
+if TYPE_CHECKING:  # imported where used: building a pipeline loads none of them
+    import pyarrow as pa
+    from PIL import Image
 
 __all__ = ["Thumbnails", "TimeTicks", "Sampling", "frame_to_image", "encode_image", "is_blank",
            "check_name_template", "IMAGE_FORMATS", "PICTURE_SIDE", "PICTURE_COUNT", "SECONDS_APART", "IMAGE_QUALITY"]
@@ -38,6 +38,7 @@ def is_blank(item: VideoFrameItem, *, min_std: float = 6.0, min_mean: float = 16
 
     An HDR frame is judged as it will be shown, tone-mapped (its PQ or HLG code values are not SDR luma).
     """
+    import numpy as np
     colour = picture_colour(item)
     if colour.hdr:
         small = to_rgb24(item.frame, colour, 64, 36) @ np.array([0.2126, 0.7152, 0.0722])
@@ -54,6 +55,8 @@ def frame_to_image(item: VideoFrameItem, width: int | None = None, height: int |
     Always SDR BT.709 R'G'B' (what ``encode_image`` tags as sRGB): converted with the source's own matrix and
     range, HDR (PQ, HLG) tone-mapped after scaling (``stages.colour``).
     """
+    import numpy as np
+    from PIL import Image
     frame = item.frame
     dw, dh = display_size(frame.width, frame.height, item.rotation, item.stream.sample_aspect)
     if fit:
@@ -189,7 +192,12 @@ class Thumbnails(Stage):
     accepts = (FRAME,)
     cacheable = True
     cache_version = "2"  # pictures in SDR BT.709 (HDR tone-mapped), tagged sRGB
-    report_fields = (pa.field("poster", pa.string()), pa.field("thumbnail_count", pa.int32()))
+    preload = WORK_MODULES
+
+    @property
+    def report_fields(self) -> tuple[pa.Field, ...]:  # built for the report: pyarrow loads then
+        import pyarrow as pa
+        return (pa.field("poster", pa.string()), pa.field("thumbnail_count", pa.int32()))
 
     def __init__(self, *, every: float = 2.0, count: int = 0, width: int | None = 320, height: int | None = None,
                  fit: tuple[int, int] | None = None, poster: bool = True, fmt: str = "jpg", quality: int = 85,

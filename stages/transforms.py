@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, Literal
-
-import av
-import numpy as np
+from typing import TYPE_CHECKING, Any, Literal
 
 from pipeline import FRAME, Stage, StageContext
 
 from .frames import VideoFrameItem
-from .media import display_size
+from .media import WORK_MODULES, display_size
+
+if TYPE_CHECKING:  # imported where used: building a pipeline loads none of them
+    import av
+    import numpy as np
 
 __all__ = ["Resize", "Crop", "Convert", "PixelFunction", "numpy_stage", "rotate_frame", "resize_box",
            "crop_pixels", "pad_pixels", "split_yuv420p", "join_yuv420p"]
@@ -40,6 +41,7 @@ def split_yuv420p(packed: np.ndarray, width: int, height: int) -> tuple[np.ndarr
 
 def join_yuv420p(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Stack Y, U and V planes into the array ``VideoFrame.from_ndarray(..., format="yuv420p")`` takes."""
+    import numpy as np
     h, w = y.shape
     return np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(h * 3 // 2, w)
 
@@ -52,6 +54,7 @@ def _split(arr: np.ndarray, fmt: str) -> list[np.ndarray]:
 
 
 def _join(planes: list[np.ndarray]) -> np.ndarray:
+    import numpy as np
     if len(planes) == 1:
         return np.ascontiguousarray(planes[0])
     return join_yuv420p(*planes)
@@ -66,6 +69,9 @@ def rotate_frame(frame: av.VideoFrame, turns: int) -> av.VideoFrame:
 
     Formats other than 4:2:0, RGB and gray are turned as rgb24.
     """
+    import numpy as np
+
+    from ._av import av
     fmt = frame.format.name
     if not (_is_420(fmt) or fmt in ("rgb24", "bgr24", "gray", "rgba", "bgra")) or \
             (_is_420(fmt) and (frame.width % 2 or frame.height % 2)):
@@ -104,6 +110,7 @@ def resize_box(width: int, height: int, box_width: int | None, box_height: int |
 
 def crop_pixels(arr: np.ndarray, fmt: str, x: int, y: int, width: int, height: int) -> np.ndarray:
     """The ``width`` x ``height`` region at (``x``, ``y``), as a new contiguous array in the same layout."""
+    import numpy as np
     if _is_420(fmt):
         x, y, width, height = x - x % 2, y - y % 2, width - width % 2, height - height % 2
         planes = _split(arr, fmt)
@@ -114,6 +121,7 @@ def crop_pixels(arr: np.ndarray, fmt: str, x: int, y: int, width: int, height: i
 
 def pad_pixels(arr: np.ndarray, fmt: str, width: int, height: int) -> np.ndarray:
     """``arr`` centred on a black ``width`` x ``height`` canvas (letterbox or pillarbox)."""
+    import numpy as np
     planes = _split(arr, fmt)
     h, w = planes[0].shape[:2]
     x, y = (width - w) // 2, (height - h) // 2
@@ -144,6 +152,7 @@ class Resize(Stage):
     accepts = (FRAME,)
     emits = (FRAME,)
     stateful = False
+    preload = WORK_MODULES
 
     def __init__(self, width: int | None = None, height: int | None = None, *, mode: ResizeMode = "fit",
                  pixel_format: str | None = None, interpolation: str = "BICUBIC", name: str | None = None) -> None:
@@ -179,6 +188,7 @@ class Crop(Stage):
     accepts = (FRAME,)
     emits = (FRAME,)
     stateful = False
+    preload = WORK_MODULES
 
     def __init__(self, x: int, y: int, width: int, height: int, *, name: str | None = None) -> None:
         super().__init__(name)
@@ -200,6 +210,7 @@ class Convert(Stage):
     accepts = (FRAME,)
     emits = (FRAME,)
     stateful = False
+    preload = WORK_MODULES
 
     def __init__(self, pixel_format: str, *, name: str | None = None) -> None:
         super().__init__(name)
@@ -220,6 +231,7 @@ class PixelFunction(Stage):
     accepts = (FRAME,)
     emits = (FRAME,)
     stateful = False
+    preload = WORK_MODULES
 
     def __init__(self, fn: Callable[[np.ndarray], np.ndarray], *, pixel_format: str = "rgb24",
                  out_format: str | None = None, name: str | None = None) -> None:
@@ -229,6 +241,7 @@ class PixelFunction(Stage):
         self.out_format = out_format or pixel_format
 
     def process(self, item: VideoFrameItem, ctx: StageContext) -> Any:
+        import numpy as np
         out = self.fn(item.array(self.pixel_format))
         if not isinstance(out, np.ndarray):
             raise TypeError(f"{self.name} returned {type(out).__name__}, not a numpy array")

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from pipeline.dataplane import BufferPool, FrameRef, MappedFile, SlotLease, read_into
+from pipeline.dataplane import MappedFile, read_into
 
 from .errors import CorruptMedia, TruncatedMedia
 from .media import check_picture_size
 from .pixels import frame_layout, frame_nbytes
+
+if TYPE_CHECKING:  # imported where used: building a pipeline loads none of them
+    import numpy as np
+
+    from pipeline.dataplane import BufferPool, FrameRef, SlotLease
 
 __all__ = ["Y4MFile"]
 
@@ -103,6 +107,7 @@ class Y4MFile:
 
     def read_array(self, index: int) -> np.ndarray:
         """Frame ``index`` read into a new array of its own (no slot, nothing to release)."""
+        import numpy as np
         arr = np.empty(self.shape, self.dtype)
         self._fill(index, memoryview(arr))
         return arr

@@ -45,6 +45,39 @@ def test_version_and_help_load_none_of_numpy_pyav_pyarrow_or_loky(flag: str, loa
     assert "framepipe " in said[0] if flag == "--version" else {"bench", "samples"} <= set(" ".join(said).split())
 
 
+# `framepipe run ARGS` in a process of its own, then its exit status, the heavy libraries it loaded (by top-level
+# name) and whether it loaded multiprocessing (what a worker server, a pool or a shared segment needs).
+RUN_THEN_MODULES = """
+import sys
+from pipeline.cli import main
+status = main(sys.argv[1:])
+print(status, sorted({m.split(".")[0] for m in sys.modules} & {"numpy", "av", "pyarrow", "loky", "PIL"}),
+      "multiprocessing" in sys.modules)
+"""
+
+
+def test_a_run_with_every_file_done_loads_no_heavy_library(clip_dir: Path, tmp_path: Path) -> None:
+    """A re-run with nothing to do starts at once: it builds the preset, finds every file done in the ledger and
+    keeps the report, importing none of numpy, PyAV, pyarrow, Pillow or loky (nor multiprocessing)."""
+    out = tmp_path / "out"
+    args = ["run", str(clip_dir), "-o", str(out), "-p", "thumbnails", "-q", "--exclude", "broken*",
+            "--cache-dir", str(tmp_path / "cache")]
+
+    def run_apart() -> str:
+        proc = subprocess.run([sys.executable, "-c", RUN_THEN_MODULES, *args], capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.splitlines()[-1]
+
+    first = run_apart()  # the work: its pools (loky), its report (pyarrow)...
+    assert first.startswith("0 ") and "'pyarrow'" in first and first.endswith("True")
+    report = {name: (out / name).stat().st_mtime_ns for name in ("report.parquet", "report.json", "stages.parquet")}
+    assert run_apart() == "0 [] False"
+    assert {name: (out / name).stat().st_mtime_ns for name in report} == report  # the same rows: kept as written
+    rows = pq.read_table(out / "report.parquet").to_pylist()
+    assert sorted(r["relpath"] for r in rows) == sorted(CLIPS) and {r["status"] for r in rows} == {"ok"}
+
+
 def test_run_makes_every_output_reports_the_broken_file_and_exits_1(clip_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = framepipe("run", clip_dir, "-o", out, "-q", "-j", "2")

@@ -34,9 +34,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Protocol
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import errors
 from ..errors import InputError
@@ -44,6 +42,9 @@ from ..graph import Pipeline
 from ..items import FileItem, fingerprint
 from ..outputs import safe_join, write_atomic
 from ..stage import FileRun, Stage
+
+if TYPE_CHECKING:  # pyarrow is loaded where an entry is read or made: a run that resumes every file needs none
+    import pyarrow as pa
 
 __all__ = ["StageMemo", "Replay", "memo_key", "memo_dir", "lineages", "pipeline_digest", "KeyValueStore"]
 
@@ -164,6 +165,7 @@ class Replay:
         run.record.update(record)
 
     def to_table(self) -> pa.Table:
+        import pyarrow as pa
         schema = pa.schema([("name", pa.string()), ("data", pa.large_binary())],
                            metadata={_RECORD: json.dumps(self.record).encode()})
         return pa.table({"name": list(self.outputs), "data": list(self.outputs.values())}, schema=schema)
@@ -211,6 +213,7 @@ class StageMemo:
         except Exception as exc:  # the cache must never fail a file: a store that errs is a miss
             self._note(stage, "not looked up", exc)
             value = None
+        import pyarrow as pa
         if isinstance(value, pa.Table):
             try:
                 replay = Replay.from_table(value)

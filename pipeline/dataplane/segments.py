@@ -19,9 +19,10 @@ import _posixshmem
 import mmap
 import os
 import secrets
-from multiprocessing import shared_memory
+from typing import TYPE_CHECKING
 
-import psutil
+if TYPE_CHECKING:  # loaded (with the resource tracker) where a segment is made: a run that makes none loads neither
+    from multiprocessing import shared_memory
 
 __all__ = ["SharedSegment", "SEGMENT_PREFIX", "sweep_stale_segments"]
 
@@ -45,6 +46,7 @@ class SharedSegment:
     @classmethod
     def create(cls, size: int, tag: str = "seg") -> SharedSegment:
         """Create a new segment of ``size`` bytes (zero-filled), owned by this process."""
+        from multiprocessing import shared_memory
         name = f"{SEGMENT_PREFIX}{os.getpid()}_{tag}_{secrets.token_hex(8)}"
         shm = shared_memory.SharedMemory(name=name, create=True, size=max(1, size))
         try:
@@ -110,6 +112,7 @@ def sweep_stale_segments(shm_dir: str = "/dev/shm") -> list[str]:
         if not name.startswith(SEGMENT_PREFIX):
             continue
         pid_text = name[len(SEGMENT_PREFIX):].split("_", 1)[0]
+        import psutil  # here: most starts find nothing to sweep
         if not pid_text.isdigit() or psutil.pid_exists(int(pid_text)):
             continue
         try:

@@ -1,45 +1,89 @@
-"""The run report: one row per input file in ``report.parquet`` and ``report.json``."""
+"""The run report: one row per input file in ``report.parquet`` and ``report.json``.
+
+``report.json`` also holds the report's key (``report_key``): a digest of the pipeline that made the rows and of
+every row. A run that did no file's work (each done by an earlier run into the folder) and finds the report of
+that key in place leaves it as it is: the report it would write holds the same rows, and writing it would load
+pyarrow (and numpy), most of such a run's time. The run-wide figures (wall time, stage statistics) then stay
+those of the run that did the work.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
-from collections.abc import Iterable
+import os
+import stat
+from collections.abc import Iterable, Sequence
+from functools import cache
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from ..graph import Pipeline
 from ..items import readable
-from ..outputs import write_atomic
+from ..outputs import no_follow, write_atomic
 from ..results import FileResult, RunResult
 from .metrics import find_bottleneck, stats_table
 
-__all__ = ["BASE_FIELDS", "report_schema", "report_table", "write_report"]
+if TYPE_CHECKING:  # pyarrow is loaded where a report is written: a run that leaves it in place loads none
+    import pyarrow as pa
 
-BASE_FIELDS: tuple[pa.Field, ...] = (
-    pa.field("path", pa.string(), nullable=False),
-    pa.field("relpath", pa.string(), nullable=False),
-    pa.field("status", pa.string(), nullable=False),
-    pa.field("error", pa.string()),
-    pa.field("failed_stage", pa.string()),
-    pa.field("size_bytes", pa.int64()),
-    pa.field("fingerprint", pa.string()),
-    pa.field("outputs", pa.list_(pa.string())),
-    pa.field("warnings", pa.list_(pa.string())),
-    pa.field("wall_s", pa.float64()),
-)
+__all__ = ["REPORT_NAMES", "base_fields", "report_key", "report_is_current", "report_schema", "report_table",
+           "write_report"]
+
+REPORT_NAMES = ("report.parquet", "stages.parquet", "report.json")
+"""The files a run's report is, in the output folder."""
+_FORMAT = 1  # part of every report key: bump when the report of the same rows changes (a base field, a type)
+
+
+@cache
+def base_fields() -> tuple[pa.Field, ...]:
+    """The fields every report row starts with, before the stages' own."""
+    import pyarrow as pa
+    return (
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("relpath", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+        pa.field("failed_stage", pa.string()),
+        pa.field("size_bytes", pa.int64()),
+        pa.field("fingerprint", pa.string()),
+        pa.field("outputs", pa.list_(pa.string())),
+        pa.field("warnings", pa.list_(pa.string())),
+        pa.field("wall_s", pa.float64()),
+    )
 
 
 def report_schema(pipeline: Pipeline) -> pa.Schema:
     """The base fields followed by every stage's ``report_fields`` (first declaration wins)."""
-    fields = {f.name: f for f in BASE_FIELDS}
+    import pyarrow as pa
+    fields = {f.name: f for f in base_fields()}
     for stage in pipeline.stages.values():
         for f in stage.report_fields:
             fields.setdefault(f.name, f)
     return pa.schema(list(fields.values()))
+
+
+def report_key(pipeline_digest: str, results: Sequence[FileResult]) -> str:
+    """The key of the report of ``results`` made by the pipeline of ``pipeline_digest``
+    (``bookkeeping.memo.pipeline_digest``: its stages, and so their report fields): a digest of it and every row."""
+    text = json.dumps([_FORMAT, pipeline_digest, [_row(r) for r in results]], sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def report_is_current(out_dir: str | os.PathLike[str], key: str) -> bool:
+    """Whether the report in ``out_dir`` is the one of ``key``: ``report.json`` says so, and ``report.parquet``
+    and ``stages.parquet`` are there (regular files, never followed through a link)."""
+    out = Path(out_dir)
+    try:
+        for name in REPORT_NAMES[:-1]:
+            if not stat.S_ISREG(os.lstat(out / name).st_mode):
+                return False
+        with open(out / REPORT_NAMES[-1], "rb", opener=no_follow) as f:
+            doc = json.load(f)
+    except (OSError, ValueError):  # missing, a link, unreadable, not JSON: written again
+        return False
+    return isinstance(doc, dict) and doc.get("report_key") == key
 
 
 def _row(r: FileResult) -> dict[str, Any]:
@@ -61,6 +105,7 @@ def _text(value: Any) -> Any:
 
 def report_table(pipeline: Pipeline, results: Iterable[FileResult]) -> pa.Table:
     """The report as an Arrow table; columns no stage declared are added with inferred types."""
+    import pyarrow as pa
     rows = [_row(r) for r in results]
     schema = report_schema(pipeline)
     extra = sorted({k for row in rows for k in row} - set(schema.names))
@@ -75,8 +120,10 @@ def report_table(pipeline: Pipeline, results: Iterable[FileResult]) -> pa.Table:
     return table
 
 
-def write_report(pipeline: Pipeline, result: RunResult) -> tuple[Path, Path]:
-    """Write ``report.parquet`` and ``report.json`` into the run's output folder, atomically."""
+def write_report(pipeline: Pipeline, result: RunResult, key: str | None = None) -> tuple[Path, Path]:
+    """Write ``report.parquet`` and ``report.json`` into the run's output folder, atomically; ``report.json``
+    holds ``key`` (``report_key``) when given."""
+    import pyarrow.parquet as pq
     table = report_table(pipeline, result.files)
     buf = io.BytesIO()
     pq.write_table(table, buf)
@@ -96,6 +143,7 @@ def write_report(pipeline: Pipeline, result: RunResult) -> tuple[Path, Path]:
                                                          "reason": b.reason})(find_bottleneck(result.stages,
                                                                                               result.wall_s)),
         "decisions": [d.to_dict() for d in result.decisions],
+        "report_key": key,
         "files": table.to_pylist(),
     }
     json_path = write_atomic(result.out_dir / "report.json",

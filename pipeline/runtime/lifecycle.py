@@ -218,6 +218,24 @@ def stop_helpers(timeout: float = 10.0) -> None:
     process still there after ``timeout`` seconds in all is killed.
     """
     deadline = time.monotonic() + timeout
+    if "multiprocessing" in sys.modules:  # else no forkserver, tracker or queue was ever made (loky needs it too)
+        _stop_multiprocessing(deadline)
+    if _token is None or _token[0] != os.getpid():  # nothing was started tagged as ours
+        _stop_watchdog(deadline)
+        return
+    token = root_token()
+    left = tagged_processes(token)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.02)
+        left = tagged_processes(token)
+    mark = f"{ROOT_ENV}={token}".encode()
+    for pid in left:
+        _signal(pid, signal.SIGKILL, partial(_is_tagged, pid, mark))
+    _stop_watchdog(deadline)
+
+
+def _stop_multiprocessing(deadline: float) -> None:
+    """End the forkserver and the resource trackers (the standard library's, loky's) and wait for each."""
     # What exit would do first: free the semaphores and queues still about (a pool that could not start leaves
     # some), so that the trackers see them released rather than leaked, and nothing is unlinked twice.
     import gc
@@ -232,18 +250,6 @@ def stop_helpers(timeout: float = 10.0) -> None:
         trackers.append(loky_tracker._resource_tracker)
     for tracker in trackers:
         _stop_tracker(tracker, deadline)
-    if _token is None or _token[0] != os.getpid():  # nothing was started tagged as ours
-        _stop_watchdog(deadline)
-        return
-    token = root_token()
-    left = tagged_processes(token)
-    while left and time.monotonic() < deadline:
-        time.sleep(0.02)
-        left = tagged_processes(token)
-    mark = f"{ROOT_ENV}={token}".encode()
-    for pid in left:
-        _signal(pid, signal.SIGKILL, partial(_is_tagged, pid, mark))
-    _stop_watchdog(deadline)
 
 
 def _stop_forkserver(deadline: float) -> None:

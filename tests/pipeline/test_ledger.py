@@ -15,6 +15,7 @@ from pipeline import FILE, Pipeline, Stage, StageContext, run, write_atomic
 from pipeline.bookkeeping.ledger import LEDGER_NAME, RunLedger
 from pipeline.cache.locks import FileLock
 from pipeline.errors import OutputFolderInUse
+from pipeline.observe.report import REPORT_NAMES
 from pipeline.outputs import WRITE_FAULT_ENV
 from pipeline.run import LOCK_NAME
 from pipeline.sources import file_items
@@ -77,6 +78,25 @@ def test_a_second_run_skips_every_finished_file_and_reports_it_as_before(texts: 
     rows = json.loads((out / "report.json").read_text())["files"]
     assert [(r["relpath"], r["status"], r["chars"], r["outputs"]) for r in rows] == \
         [("a.txt", "ok", 5, ["upper/a.txt"]), ("b.txt", "ok", 4, ["upper/b.txt"]), ("c.txt", "ok", 5, ["upper/c.txt"])]
+
+
+def test_a_run_with_nothing_to_do_keeps_the_report_until_its_rows_change(texts: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run(upper(), texts, out, executor="inline")
+    key = json.loads((out / "report.json").read_text())["report_key"]
+    written = {name: stamp(out / name) for name in REPORT_NAMES}
+    assert ran(run(upper(), texts, out, executor="inline")) == set()
+    assert {name: stamp(out / name) for name in REPORT_NAMES} == written  # the same rows: left as written
+    (out / "stages.parquet").unlink()  # a report file missing: all of it is written again
+    run(upper(), texts, out, executor="inline")
+    assert all(stamp(out / name) != written[name] for name in REPORT_NAMES)
+    assert json.loads((out / "report.json").read_text())["report_key"] == key
+    (texts / "c.txt").unlink()  # fewer files: other rows, though every file left is done
+    assert ran(run(upper(), texts, out, executor="inline")) == set()
+    doc = json.loads((out / "report.json").read_text())
+    assert [r["relpath"] for r in doc["files"]] == ["a.txt", "b.txt"] and doc["report_key"] != key
+    run(upper(suffix="!"), texts, out, executor="inline")  # another pipeline: its rows, under another key
+    assert json.loads((out / "report.json").read_text())["report_key"] not in (key, doc["report_key"])
 
 
 def test_a_changed_input_is_redone(texts: Path, tmp_path: Path) -> None:

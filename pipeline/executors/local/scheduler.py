@@ -50,9 +50,11 @@ def _warm_up() -> None:
 
 
 def stage_modules(pipeline: Pipeline) -> set[str]:
-    """The modules that define the pipeline's stages (and the functions of function stages)."""
+    """The modules that define the pipeline's stages (and the functions of function stages), and those their
+    work imports (``Stage.preload``)."""
     stages = pipeline.stages.values()
-    return {type(s).__module__ for s in stages} | {getattr(s, "fn", _warm_up).__module__ for s in stages}
+    return {type(s).__module__ for s in stages} | {getattr(s, "fn", _warm_up).__module__ for s in stages} | \
+        {m for s in stages for m in s.preload}
 
 
 # Start-up -------------------------------------------------------------------------------------------
