@@ -743,9 +743,13 @@ class Encode(Stage):
         """Encoder threads within the file's core budget, in the way each encoder uses them best."""
         cc = video.codec_context
         if codec == "libx264":
-            # x264's default in PyAV is sliced threads, which barely help; frame threads do.
+            # x264's default in PyAV is sliced threads, which barely help; frame threads do. One
+            # more than the budget: with as many threads as the file's cores, the file's own
+            # thread waits on x264 while it encodes, so decoding and encoding never overlap, and
+            # a file left alone at the end of a batch keeps one of two cores idle (with a budget
+            # of 2, 3 is what x264 itself picks for 2 cores).
             cc.thread_type = "FRAME"
-            cc.thread_count = budget
+            cc.thread_count = budget + 1
         elif codec == "libx265":
             return {"x265-params": f"log-level=error:pools={budget}"}
         elif codec == "libsvtav1":
@@ -932,7 +936,7 @@ class Proxy(Encode):
     """Encode an upright H.264 MP4 that fits ``max_width`` x ``max_height`` (turned for portrait).
 
     ``Encode`` configured for review copies: never upscales, audio re-encoded
-    to AAC, x264 frame-threaded on the file's core budget, written to
+    to AAC, x264 frame-threaded on the file's core budget plus one, written to
     ``OUT/proxies/<file>.mp4`` atomically. With ``passthrough``, a source that
     already is such a file (H.264 4:2:0 in MP4/MOV, within the box, unrotated,
     AAC or no audio, not HDR) is copied in the kernel instead of re-encoded.
