@@ -3,7 +3,7 @@
 It starts at once: ``--version`` and ``--help`` load none of numpy, PyAV, pyarrow or loky (the parser's
 imports are light, a command's own modules load when it runs, and the commands that packages add register
 their arguments without their work's imports); ``--version`` answers before those commands are looked up, and
-the engine's own commands (``run``, ``cache``, ``presets``) run without them. Nor does a ``run`` whose every
+the engine's own commands (``run``, ``report``, ``cache``, ``presets``) run without them. Nor does a ``run`` whose every
 file is done already (by an earlier run into its output folder) load any of those libraries or start a worker.
 """
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["main", "build_parser"]
 
 EXIT_OK, EXIT_FILES_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-_ENGINE_COMMANDS = ("run", "cache", "presets")  # those _engine_parser adds
+_ENGINE_COMMANDS = ("run", "report", "cache", "presets")  # those _engine_parser adds
 log = logging.getLogger("framepipe.cli")
 
 
@@ -85,10 +85,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress.close()
     print(result.table())
     print(result.summary())
+    page = Path(args.output) / "index.html"
+    if page.is_file():
+        print(f"report page: {page}")
     if not args.log_json:
         for failed in result.failed:
             print(failed.summary_line(), file=sys.stderr)
     return result.exit_code
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .observe.report_page import write_report_page
+    page = write_report_page(args.folder)
+    print(f"framepipe: report page written: {page}")
+    return EXIT_OK
 
 
 def _cmd_cache(args: argparse.Namespace) -> int:
@@ -208,6 +218,10 @@ def _engine_parser() -> tuple[argparse.ArgumentParser, Any]:
     p_run.add_argument("--metrics-port", type=int, metavar="N",
                        help="serve the run's figures for Prometheus on http://127.0.0.1:N/metrics (0: a free port)")
 
+    p_report = sub.add_parser("report", help="draw OUT/index.html again from the run report in OUT")
+    p_report.add_argument("folder", metavar="OUT", help="an output folder of framepipe run")
+    p_report.set_defaults(func=_cmd_report)
+
     p_cache = sub.add_parser("cache", help="the cache of stage results: where it is, what it holds, clear, prune")
     p_cache.add_argument("action", choices=("path", "stats", "clear", "prune"))
     p_cache.add_argument("--cache-dir", metavar="DIR", help="cache folder (default: as for run)")
@@ -219,9 +233,9 @@ def _engine_parser() -> tuple[argparse.ArgumentParser, Any]:
 
 
 def _engine_command(argv: Sequence[str]) -> bool:
-    """Whether ``argv`` names one of the engine's own commands (``run``, ``cache``, ``presets``) before anything
-    that needs the others (``--help``): then the commands that packages add are not looked up (nor their modules
-    loaded), and a re-run with nothing to do starts sooner."""
+    """Whether ``argv`` names one of the engine's own commands (``run``, ``report``, ``cache``, ``presets``) before
+    anything that needs the others (``--help``): then the commands that packages add are not looked up (nor their
+    modules loaded), and a re-run with nothing to do starts sooner."""
     for arg in argv:
         if arg in _ENGINE_COMMANDS:
             return True

@@ -32,6 +32,7 @@ class FileResult:
     wall_s: float = 0.0
     attempts: int = 1
     resumed: bool = False  # done by an earlier run into the same folder (see ``RunLedger``), not run again
+    replayed: bool = False  # every stage's results replayed from the cache (``replay_whole_file``), none run
     digests: dict[str, str] = field(default_factory=dict)  # output -> BLAKE2b of its bytes (``staging.seal_outputs``)
 
     @property

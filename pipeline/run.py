@@ -24,6 +24,7 @@ from .observe.logs import LoggedEvents
 from .observe.metrics import StageStats, merge_stats
 from .observe.progress import SilentProgress
 from .observe.report import report_is_current, report_key, write_report
+from .observe.report_page import PAGE_NAME, write_report_page
 from .observe.trace import RunTrace
 from .outputs import check_writable, output_error, sweep_partial_outputs, write_output
 from .results import FileResult, RunResult
@@ -100,6 +101,7 @@ def _replay_remembered_files(pipeline: Pipeline, tasks: Sequence[FileTask], even
         t0 = time.perf_counter()
         result = replay_whole_file(pipeline, run_)
         if result is not None:
+            result.replayed = result.ok
             if trace is not None:
                 trace.span(f"cache replay (pid {os.getpid()})", f"replay {task.file.relpath}", trace.since(t0),
                            trace.since(time.perf_counter()), {"file": task.file.relpath, "status": result.status},
@@ -210,7 +212,8 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
             events.file_done(done_before)
         events = LedgerEvents(events, ledger, tasks)  # each file is in the ledger before anyone hears it finished
         start = time.perf_counter()
-        recorder = RunTrace(origin=start) if trace is not None or chart is not None else None
+        # the report page's charts come from the timeline, as do the trace and the chart asked for
+        recorder = RunTrace(origin=start) if trace is not None or chart is not None or write_reports else None
         replayed = _replay_remembered_files(pipeline, tasks, events, recorder) if replayable else []
         if replayable:
             log.info("%d of %d file(s) replayed from the cache", len(replayed), len(tasks),
@@ -243,8 +246,9 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         if write_reports:
             # A run that did no file's work keeps the report of the run that did, when it holds the same rows.
             key = report_key(ledger.pipeline, results)
-            if todo or not report_is_current(out_dir, key):
-                write_report(pipeline, result, key)
+            if todo or not report_is_current(out_dir, key) or not (out_dir / PAGE_NAME).is_file():
+                write_report(pipeline, result, key, recorder)
+                write_report_page(out_dir)
         if recorder is not None:
             _write_timeline(recorder, stats, trace, chart)
         return result

@@ -542,9 +542,12 @@ class Encode(Stage):
     @property
     def report_fields(self) -> tuple[pa.Field, ...]:  # built for the report: pyarrow loads then
         import pyarrow as pa
+
+        from pipeline.observe import card_field
         c = self.column
-        return (pa.field(c, pa.string()), pa.field(f"{c}_width", pa.int32()), pa.field(f"{c}_height", pa.int32()),
-                pa.field(f"{c}_codec", pa.string()), pa.field(f"{c}_audio_remuxed", pa.bool_()))
+        return (card_field(c, pa.string(), "link"), pa.field(f"{c}_width", pa.int32()),
+                pa.field(f"{c}_height", pa.int32()), pa.field(f"{c}_codec", pa.string()),
+                pa.field(f"{c}_audio_remuxed", pa.bool_()))
 
     def _check_settings(self, codec: str, crf: float | None, bitrate: int | None, preset: str | None,
                         gop: int | None, max_width: int | None, max_height: int | None, audio_bitrate: int,
@@ -961,7 +964,9 @@ class Proxy(Encode):
     @property
     def report_fields(self) -> tuple[pa.Field, ...]:  # built for the report: pyarrow loads then
         import pyarrow as pa
-        return (pa.field("proxy", pa.string()), pa.field("proxy_width", pa.int32()),
+
+        from pipeline.observe import card_field
+        return (card_field("proxy", pa.string(), "link"), pa.field("proxy_width", pa.int32()),
                 pa.field("proxy_height", pa.int32()), pa.field("proxy_passthrough", pa.bool_()))
 
     def begin(self, ctx: StageContext) -> None:

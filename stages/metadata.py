@@ -150,7 +150,17 @@ def _metadata_fields() -> tuple[pa.Field, ...]:
         "audio_sample_rate": pa.int32(), "audio_channels": pa.int32(), "audio_layout": pa.string(),
         "audio_bit_rate": pa.int64(),
     }
-    return tuple(pa.field(f.name, types[f.name]) for f in dataclasses.fields(MediaInfo))
+    from pipeline.observe import card_field
+    return tuple(card_field(f.name, types[f.name], *_ON_CARD[f.name]) if f.name in _ON_CARD
+                 else pa.field(f.name, types[f.name]) for f in dataclasses.fields(MediaInfo))
+
+
+_ON_CARD = {  # what the report page shows of a file's metadata: (role, label, unit)
+    "duration_s": ("fact", "duration", "s"), "display_width": ("fact", "picture"),
+    "display_height": ("fact", "picture"), "fps": ("fact", "frame rate", "fps"), "video_codec": ("fact", "video"),
+    "audio_codec": ("fact", "audio"), "audio_layout": ("fact", "channels"), "hdr": ("flag", "HDR"),
+    "variable_frame_rate": ("flag", "VFR"), "interlaced": ("flag", "interlaced"), "rotation": ("flag", "rotated"),
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -117,7 +117,9 @@ class SpriteSheet(Stage):
     @property
     def report_fields(self) -> tuple[pa.Field, ...]:  # built for the report: pyarrow loads then
         import pyarrow as pa
-        return (pa.field("sprite_vtt", pa.string()), pa.field("sprite_sheets", pa.int32()),
+
+        from pipeline.observe import card_field
+        return (card_field("sprite_vtt", pa.string(), "scrubber"), pa.field("sprite_sheets", pa.int32()),
                 pa.field("sprite_tiles", pa.int32()))
 
     def __init__(self, *, every: float = 2.0, count: int = 0, tile_width: int = 160, columns: int = 10,

@@ -197,7 +197,9 @@ class Thumbnails(Stage):
     @property
     def report_fields(self) -> tuple[pa.Field, ...]:  # built for the report: pyarrow loads then
         import pyarrow as pa
-        return (pa.field("poster", pa.string()), pa.field("thumbnail_count", pa.int32()))
+
+        from pipeline.observe import card_field
+        return (card_field("poster", pa.string(), "poster"), pa.field("thumbnail_count", pa.int32()))
 
     def __init__(self, *, every: float = 2.0, count: int = 0, width: int | None = 320, height: int | None = None,
                  fit: tuple[int, int] | None = None, poster: bool = True, fmt: str = "jpg", quality: int = 85,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .metrics import Bottleneck, StageStats, find_bottleneck, percentile, text_table
     from .progress import ConsoleProgress, SilentProgress
+    from .report import card_field
     from .trace import RunTrace, Span
 else:  # a module of this package loads alone (``results`` needs ``metrics``, and ``progress`` needs ``results``)
     from .._lazy import lazy_exports
@@ -22,11 +23,12 @@ else:  # a module of this package loads alone (``results`` needs ``metrics``, an
     __getattr__, __dir__ = lazy_exports(__name__, {
         ".metrics": ("Bottleneck", "StageStats", "find_bottleneck", "percentile", "text_table"),
         ".progress": ("ConsoleProgress", "SilentProgress"),
+        ".report": ("card_field",),
         ".trace": ("RunTrace", "Span"),
     })
     del lazy_exports
 
 __all__ = [  # sorted; tests/test_public_api.py keeps it so
-    "Bottleneck", "ConsoleProgress", "find_bottleneck", "percentile", "RunTrace",
+    "Bottleneck", "card_field", "ConsoleProgress", "find_bottleneck", "percentile", "RunTrace",
     "SilentProgress", "Span", "StageStats", "text_table",
 ]

@@ -3,22 +3,24 @@
 Both come from a ``RunTrace``'s spans, binned (about 0.25 s): a span's frames
 (``args["frames"]``: a count for ``args["stage"]``, or a count per stage)
 are spread evenly over its duration; a group's utilization is its tracks'
-busy time in a bin over the time they had. Drawn with matplotlib (Agg) when
-it is installed (``pip install framepipe[chart]``), else plainly with Pillow.
+busy time in a bin over the time they had. Drawn with matplotlib (Agg), as a
+PNG beside the run or as the SVG inside its report page.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from ..outputs import atomic_output
-from .metrics import StageStats
+from ..outputs import write_atomic
+from .metrics import StageStats, find_bottleneck
 from .trace import RunTrace, Span
 
-__all__ = ["write_chart", "throughput_series", "utilization_series", "bin_width"]
+__all__ = ["write_chart", "draw_timeline", "timeline", "throughput_series", "utilization_series", "bin_width"]
 
 _BIN_S = 0.25
 _MIN_BINS, _MAX_BINS = 20, 2000
@@ -79,75 +81,63 @@ def utilization_series(trace: RunTrace, width: float | None = None) -> tuple[flo
     return width, out
 
 
-def write_chart(trace: RunTrace, stats: Sequence[StageStats] | None, path: str | os.PathLike[str]) -> Path:
-    """Write the run's chart as a PNG at ``path`` (atomically); return the path."""
+def timeline(trace: RunTrace, order: Sequence[str] = ()) -> dict[str, Any]:
+    """The run's series as a JSON-ready record, kept in ``report.json`` so that a report page drawn later (``framepipe
+    report``) has its charts: ``bin_s``, ``throughput`` (frames/s per stage, in ``order``) and ``utilization``
+    (busy share per worker group), values rounded to what a chart shows."""
     width, throughput = throughput_series(trace)
     _, utilization = utilization_series(trace, width)
-    order = [s.name for s in stats or ()]
-    throughput = dict(sorted(throughput.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
-    with atomic_output(path) as part:
-        try:
-            _draw_matplotlib(part, width, throughput, utilization)
-        except ImportError:
-            _draw_pillow(part, width, throughput, utilization)
-    return Path(path)
+    ranked = sorted(throughput, key=lambda k: order.index(k) if k in order else len(order))
+    return {"bin_s": round(width, 6),
+            "throughput": {k: [round(v, 2) for v in throughput[k]] for k in ranked},
+            "utilization": {k: [round(v, 4) for v in vs] for k, vs in utilization.items()}}
 
 
-def _draw_matplotlib(path: Path, width: float, throughput: dict[str, list[float]],
-                     utilization: dict[str, list[float]]) -> None:
+def draw_timeline(series: dict[str, Any], fmt: str = "png", bottleneck: str | None = None) -> bytes:
+    """The charts of a ``timeline`` record as ``png`` or ``svg`` bytes: a throughput panel per stage (so that
+    stages with equal frame counts do not hide each other), then utilization per worker group; the
+    ``bottleneck`` stage's panel is highlighted."""
     import matplotlib
-    matplotlib.use("Agg")  # no display needed; only PNGs are drawn here
+    matplotlib.use("Agg")  # no display needed
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 6), dpi=100, layout="constrained")
-    top, bottom = fig.subplots(2, 1, sharex=True)
-    for i, (stage, values) in enumerate(throughput.items()):
-        top.stairs(values, [b * width for b in range(len(values) + 1)], label=stage, color=_COLOURS[i % len(_COLOURS)],
-                   linewidth=1.5)
-    top.set_ylabel("frames/s")
-    top.set_title(f"throughput per stage ({width * 1e3:.0f} ms bins)")
-    for i, (group, values) in enumerate(utilization.items()):
-        bottom.stairs([v * 100 for v in values], [b * width for b in range(len(values) + 1)], label=group,
-                      color=_COLOURS[i % len(_COLOURS)], linewidth=1.5)
-    bottom.set_ylabel("busy %")
-    bottom.set_ylim(0, 105)
-    bottom.set_xlabel("seconds since the run began")
-    bottom.set_title("utilization per worker group")
-    for ax, data in ((top, throughput), (bottom, utilization)):
-        ax.grid(alpha=0.3)
-        if data:
-            ax.legend(loc="upper right", fontsize="small")
-    fig.savefig(path, format="png")
+    width = float(series.get("bin_s") or 1.0)
+    throughput: dict[str, list[float]] = series.get("throughput") or {}
+    utilization: dict[str, list[float]] = series.get("utilization") or {}
+    panels = max(1, len(throughput)) + 1
+    with matplotlib.rc_context({"svg.fonttype": "none", "font.size": 9}):  # SVG text stays text: small, searchable
+        fig = Figure(figsize=(9, 1.5 + 1.45 * panels), dpi=100, layout="constrained")
+        axes = fig.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
+        for ax, (stage, values) in zip(axes, throughput.items() or [("no frames", [])]):
+            neck = stage == bottleneck
+            colour = "#d62728" if neck else "#1f77b4"
+            if values:
+                ax.stairs(values, [b * width for b in range(len(values) + 1)], color=colour, fill=True, alpha=0.35)
+                ax.stairs(values, [b * width for b in range(len(values) + 1)], color=colour, linewidth=1.2)
+            ax.set_ylabel("frames/s")
+            ax.set_ylim(bottom=0)
+            ax.set_title(f"{stage}: throughput" + ("  (the bottleneck)" if neck else ""), loc="left",
+                         color=colour, fontweight="bold" if neck else "normal")
+        util = axes[-1]
+        for i, (group, values) in enumerate(utilization.items()):
+            util.stairs([v * 100 for v in values], [b * width for b in range(len(values) + 1)], label=group,
+                        color=_COLOURS[i % len(_COLOURS)], linewidth=1.5)
+        util.set_ylabel("busy %")
+        util.set_ylim(0, 105)
+        util.set_title("utilization per worker group", loc="left")
+        util.set_xlabel(f"seconds since the run began ({width * 1e3:.0f} ms bins)")
+        if utilization:
+            util.legend(loc="upper right", fontsize="small")
+        for ax in axes:
+            ax.grid(alpha=0.3)
+            ax.set_xlim(left=0)
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, metadata={"Date": None} if fmt == "svg" else None)
+    return buf.getvalue()
 
 
-def _draw_pillow(path: Path, width: float, throughput: dict[str, list[float]],
-                 utilization: dict[str, list[float]]) -> None:
-    """The same two panels drawn plainly, for when matplotlib is not installed."""
-    from PIL import Image, ImageDraw
-
-    w, h, margin = 1000, 600, 60
-    img = Image.new("RGB", (w, h), "white")
-    draw = ImageDraw.Draw(img)
-    panel_h = (h - 3 * margin) // 2
-    panels = [("throughput per stage (frames/s)", throughput, None),
-              ("utilization per worker group (busy %)", {k: [v * 100 for v in vs] for k, vs in utilization.items()},
-               100.0)]
-    for p, (title, data, top_value) in enumerate(panels):
-        y0 = margin + p * (panel_h + margin)
-        x0, x1, y1 = margin, w - margin, y0 + panel_h
-        peak = top_value or max((max(vs) for vs in data.values() if vs), default=0.0) or 1.0
-        draw.rectangle((x0, y0, x1, y1), outline="black")
-        draw.text((x0, y0 - 15), f"{title}; max {peak:.1f}", fill="black")
-        n = max((len(vs) for vs in data.values()), default=1)
-        for i, (name, values) in enumerate(data.items()):
-            colour = _COLOURS[i % len(_COLOURS)]
-            points = []
-            for b, v in enumerate(values):
-                x = x0 + (x1 - x0) * b / n
-                points += [(x, y1 - (y1 - y0) * v / peak), (x0 + (x1 - x0) * (b + 1) / n, y1 - (y1 - y0) * v / peak)]
-            if len(points) > 1:
-                draw.line(points, fill=colour, width=2)
-            draw.text((x1 - 200, y0 + 5 + 12 * i), name, fill=colour)
-        draw.text((x0, y1 + 3), "0 s", fill="black")
-        draw.text((x1 - 50, y1 + 3), f"{n * width:.1f} s", fill="black")
-    img.save(path, format="PNG")
+def write_chart(trace: RunTrace, stats: Sequence[StageStats] | None, path: str | os.PathLike[str]) -> Path:
+    """Write the run's charts as a PNG at ``path`` (atomically); return the path."""
+    series = timeline(trace, [s.name for s in stats or ()])
+    neck = find_bottleneck(stats, trace.end_s) if stats else None
+    return write_atomic(path, draw_timeline(series, "png", neck.stage if neck else None))

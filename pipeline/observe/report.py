@@ -23,17 +23,37 @@ from ..graph import Pipeline
 from ..items import readable
 from ..outputs import no_follow, write_atomic
 from ..results import FileResult, RunResult
+from .chart import timeline
 from .metrics import find_bottleneck, stats_table
+from .trace import RunTrace
 
 if TYPE_CHECKING:  # pyarrow is loaded where a report is written: a run that leaves it in place loads none
     import pyarrow as pa
 
-__all__ = ["REPORT_NAMES", "base_fields", "report_key", "report_is_current", "report_schema", "report_table",
-           "write_report"]
+__all__ = ["CARD_KEY", "CARD_ROLES", "REPORT_NAMES", "base_fields", "card_field", "report_key", "report_is_current",
+           "report_schema", "report_table", "write_report"]
 
 REPORT_NAMES = ("report.parquet", "stages.parquet", "report.json")
 """The files a run's report is, in the output folder."""
-_FORMAT = 1  # part of every report key: bump when the report of the same rows changes (a base field, a type)
+CARD_KEY = b"framepipe.card"
+"""The Arrow field-metadata key that says what a report column is on a file's card (``card_field``)."""
+CARD_ROLES = ("poster", "scrubber", "link", "fact", "flag")
+_HOW_DONE = ("resumed", "replayed")  # not in the key: a run that did nothing keeps the report of the one that did
+_FORMAT = 2  # part of every report key: bump when the report of the same rows changes (a base field, a type)
+
+
+def card_field(name: str, type: pa.DataType, role: str, label: str | None = None, unit: str = "") -> pa.Field:
+    """A report field that the report page shows on each file's card.
+
+    ``role``: ``poster`` (the path of the file's picture, relative to OUT), ``scrubber`` (a WebVTT of sprite
+    tiles, ``sheet.jpg#xywh=x,y,w,h`` per cue), ``link`` (an output worth a link, e.g. a proxy), ``fact`` (a
+    value shown as ``label: value unit``; facts of one label are joined with ×) or ``flag`` (a badge while
+    the value is true or non-zero).
+    """
+    import pyarrow as pa
+    if role not in CARD_ROLES:
+        raise ValueError(f"card role {role!r} is not one of {', '.join(CARD_ROLES)}")
+    return pa.field(name, type, metadata={CARD_KEY: json.dumps([role, label or name, unit]).encode()})
 
 
 @cache
@@ -46,11 +66,13 @@ def base_fields() -> tuple[pa.Field, ...]:
         pa.field("status", pa.string(), nullable=False),
         pa.field("error", pa.string()),
         pa.field("failed_stage", pa.string()),
-        pa.field("size_bytes", pa.int64()),
+        card_field("size_bytes", pa.int64(), "fact", "file size", "bytes"),
         pa.field("fingerprint", pa.string()),
         pa.field("outputs", pa.list_(pa.string())),
         pa.field("warnings", pa.list_(pa.string())),
         pa.field("wall_s", pa.float64()),
+        pa.field("resumed", pa.bool_()),  # done by an earlier run into the folder, not run again
+        pa.field("replayed", pa.bool_()),  # its results replayed from the cache
     )
 
 
@@ -67,7 +89,8 @@ def report_schema(pipeline: Pipeline) -> pa.Schema:
 def report_key(pipeline_digest: str, results: Sequence[FileResult]) -> str:
     """The key of the report of ``results`` made by the pipeline of ``pipeline_digest``
     (``bookkeeping.memo.pipeline_digest``: its stages, and so their report fields): a digest of it and every row."""
-    text = json.dumps([_FORMAT, pipeline_digest, [_row(r) for r in results]], sort_keys=True, default=str)
+    rows = [{k: v for k, v in _row(r).items() if k not in _HOW_DONE} for r in results]
+    text = json.dumps([_FORMAT, pipeline_digest, rows], sort_keys=True, default=str)
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
@@ -90,7 +113,8 @@ def _row(r: FileResult) -> dict[str, Any]:
     row = dict(r.record)
     row.update(path=r.file.path, relpath=r.file.relpath, status=r.status, error=r.error,
                failed_stage=r.failed_stage, size_bytes=r.file.size, fingerprint=r.file.fingerprint,
-               outputs=list(r.outputs), warnings=list(r.warnings), wall_s=round(r.wall_s, 4))
+               outputs=list(r.outputs), warnings=list(r.warnings), wall_s=round(r.wall_s, 4), resumed=r.resumed,
+               replayed=r.replayed)
     return {k: _text(v) for k, v in row.items()}
 
 
@@ -120,9 +144,11 @@ def report_table(pipeline: Pipeline, results: Iterable[FileResult]) -> pa.Table:
     return table
 
 
-def write_report(pipeline: Pipeline, result: RunResult, key: str | None = None) -> tuple[Path, Path]:
+def write_report(pipeline: Pipeline, result: RunResult, key: str | None = None,
+                 trace: RunTrace | None = None) -> tuple[Path, Path]:
     """Write ``report.parquet`` and ``report.json`` into the run's output folder, atomically; ``report.json``
-    holds ``key`` (``report_key``) when given."""
+    holds ``key`` (``report_key``) when given, and the ``timeline`` of ``trace`` (the series the report page
+    charts) when given."""
     import pyarrow.parquet as pq
     table = report_table(pipeline, result.files)
     buf = io.BytesIO()
@@ -144,6 +170,7 @@ def write_report(pipeline: Pipeline, result: RunResult, key: str | None = None) 
                                                                                               result.wall_s)),
         "decisions": [d.to_dict() for d in result.decisions],
         "report_key": key,
+        "timeline": None if trace is None else timeline(trace, [s.name for s in result.stages]),
         "files": table.to_pylist(),
     }
     json_path = write_atomic(result.out_dir / "report.json",

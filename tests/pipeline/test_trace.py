@@ -18,8 +18,7 @@ from support.arrays import array_pipeline, write_frames, write_pipeline_file
 from support.traces import check_events, spans, track_names
 
 from pipeline import FILE, Pipeline, Stage, StageContext, run
-from pipeline.observe import chart as chart_module
-from pipeline.observe.chart import throughput_series, utilization_series, write_chart
+from pipeline.observe.chart import draw_timeline, throughput_series, timeline, utilization_series, write_chart
 from pipeline.observe.trace import RunTrace
 
 COUNTERS = {"slots in use", "files in flight", "map tasks running"}
@@ -179,7 +178,7 @@ def test_a_pure_python_pipeline_is_traced_on_either_executor(executor: str, tmp_
 
 
 @pytest.mark.parametrize("executor", ["inline", "local"])
-def test_without_trace_or_chart_no_recorder_is_made(executor: str, tmp_path: Path,
+def test_without_trace_chart_or_report_no_recorder_is_made(executor: str, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     run_module = importlib.import_module("pipeline.run")  # the module, not the function of that name
 
@@ -191,21 +190,21 @@ def test_without_trace_or_chart_no_recorder_is_made(executor: str, tmp_path: Pat
     (tmp_path / "in" / "a.txt").write_text("x")
     p = Pipeline("lines", extensions=[".txt"])
     p.add(Count(), after=p.add(SplitLines()))
-    assert run(p, tmp_path / "in", tmp_path / "out", executor=executor, workers=1, cache=False).files[0].ok
+    assert run(p, tmp_path / "in", tmp_path / "out", executor=executor, workers=1, cache=False,
+               write_reports=False).files[0].ok
 
 
-def test_the_chart_is_drawn_with_pillow_when_matplotlib_is_missing(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_matplotlib(*_args: object) -> None:
-        raise ImportError("no matplotlib")
-
-    monkeypatch.setattr(chart_module, "_draw_matplotlib", no_matplotlib)
+def test_the_chart_names_its_axes_gives_each_stage_a_panel_and_marks_the_bottleneck() -> None:
     t = RunTrace(origin=0.0)
-    for i in range(8):
-        t.span("a", "map s x2", i * 0.1, i * 0.1 + 0.05, {"stage": "s", "frames": 2}, group="map:default")
-    path = write_chart(t, None, tmp_path / "c.png")
-    with Image.open(path) as img:
-        assert img.format == "PNG" and img.size == (1000, 600)
+    for i in range(8):  # two stages with the same frames: one panel each, neither hides the other
+        t.span("a", "file", i * 0.1, i * 0.1 + 0.05, {"frames": {"decode": 2, "thumbs": 2}}, group="actors")
+    series = timeline(t, ["decode", "thumbs"])
+    assert list(series["throughput"]) == ["decode", "thumbs"] and list(series["utilization"]) == ["actors"]
+    svg = draw_timeline(series, "svg", bottleneck="thumbs").decode()
+    for text in ("frames/s", "busy %", "seconds since the run began", "decode: throughput",
+                 "thumbs: throughput  (the bottleneck)", "utilization per worker group", "actors"):
+        assert text in svg, text
+    assert svg.count("frames/s") == 2
 
 
 def test_an_empty_trace_still_makes_a_chart(tmp_path: Path) -> None:

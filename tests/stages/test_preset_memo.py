@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 from support.clips import CLIPS
-from support.runs import result_for
+from support.runs import output_files, result_for
 
 from pipeline import run
-from pipeline.bookkeeping.ledger import LEDGER_NAME
 from pipeline.bookkeeping.memo import lineages, memo_key
 from pipeline.cache.disk import DiskCache
 from stages import presets
@@ -19,8 +18,7 @@ GOOD = sorted(CLIPS)
 
 
 def outputs(out: Path) -> dict[str, bytes]:
-    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file() and not p.name.startswith("report") and p.name not in ("stages.parquet", LEDGER_NAME)}
+    return {rel: p.read_bytes() for rel, p in output_files(out).items()}
 
 
 def stage(result, name: str):  # noqa: ANN001, ANN201

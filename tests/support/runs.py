@@ -16,11 +16,11 @@ def result_for(batch: RunResult, relpath: str) -> FileResult:
     raise AssertionError(f"{relpath} not in batch: {[r.file.relpath for r in batch.files]}")
 
 
-BOOKKEEPING = {"report.parquet", "report.json", "stages.parquet", "ledger.jsonl"}
-"""What a run writes about itself in OUT, beside the outputs of its files."""
+BOOKKEEPING = {"report.parquet", "report.json", "stages.parquet", "ledger.jsonl", "index.html"}
+"""What a run writes about itself in OUT, beside the outputs of its files (and the report page's ``index_files``)."""
 
 
 def output_files(out: Path) -> dict[str, Path]:
     """Every output of a run in ``out`` by its path relative to ``out`` (bookkeeping files left out)."""
     return {p.relative_to(out).as_posix(): p for p in sorted(out.rglob("*"))
-            if p.is_file() and p.name not in BOOKKEEPING}
+            if p.is_file() and p.name not in BOOKKEEPING and p.relative_to(out).parts[0] != "index_files"}
