@@ -76,7 +76,10 @@ def test_a_good_files_card_shows_its_pictures_scrubber_facts_and_proxy(report: R
     assert card["strip"] and all((report.out_dir / s).is_file() and s.endswith(".jpg") for s in card["strip"])
     assert card["poster"] not in card["strip"] and len(card["strip"]) <= 8
     assert len(card["tiles"]) == result.record["sprite_tiles"] >= 4
-    assert all((report.out_dir / s).is_file() for s in card["sheets"])
+    from PIL import Image
+    for sheet, size in zip(card["sheets"], card["sizes"], strict=True):  # the scrubber scales the sheet it has
+        with Image.open(report.out_dir / sheet) as image:
+            assert list(image.size) == size
     starts = [t[0] for t in card["tiles"]]
     assert starts == sorted(starts) and starts[0] == 0
     facts = dict(card["facts"])

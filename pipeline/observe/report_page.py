@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from ..errors import FramepipeError
 from ..outputs import no_follow, write_atomic
@@ -167,11 +167,21 @@ def _scrubber(out: Path, vtt: str) -> dict[str, Any] | None:
         tiles.append([round(start, 3), round(end, 3), index, *map(int, ref.groups()[1:])])
     if not tiles:
         return None
-    sizes = [[0, 0] for _ in sheets]
-    for t in tiles:
+    sizes = [_picture_size(out / unquote(url)) or [0, 0] for url in sheets]
+    for t in tiles:  # a sheet that cannot be read: as large as its tiles reach
         s = sizes[int(t[2])]
         s[0], s[1] = max(s[0], int(t[3] + t[5])), max(s[1], int(t[4] + t[6]))
     return {"sheets": list(sheets), "sizes": sizes, "tiles": tiles}
+
+
+def _picture_size(path: Path) -> list[int] | None:
+    """A picture's width and height from its header (a sheet may be wider than its tiles: a grid not filled)."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with open(path, "rb", opener=no_follow) as f, Image.open(f) as image:
+            return [int(image.width), int(image.height)]
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
 
 
 def _inside(relpath: str) -> bool:
