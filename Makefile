@@ -27,7 +27,7 @@ samples: $(SAMPLES)/.complete
 # ("some files failed"); any other status is a real failure.
 demo: $(VENV)/.installed-test $(SAMPLES)/.complete
 	@status=0; $(BIN)/framepipe run $(SAMPLES) -o $(OUT) || status=$$?; \
-	if [ $$status -eq 1 ]; then echo "demo: done; the one failure above is the deliberately corrupt sample"; \
+	if [ $$status -eq 1 ]; then echo "demo: done; the one failure above is the deliberately corrupt sample; open $(OUT)/index.html"; \
 	elif [ $$status -ne 0 ]; then exit $$status; fi
 
 # pytest exits 5 when it collects nothing: a broken suite, not a pass.
