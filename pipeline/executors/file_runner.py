@@ -498,14 +498,15 @@ class FileRunner:
                     pass
             self._is_setup = False
 
-    def run(self, run: FileRun, start_parts: PartsStarter | None = None) -> FileResult:
+    def run(self, run: FileRun, start_parts: PartsStarter | None = None,
+            spans: list[StageSpan] | None = None) -> FileResult:
         """Push ``run.file`` through the graph and return its result; never raises for a bad file.
 
         A file cut into parts has them run by ``start_parts`` (without it: here, one after another) while its
-        own session goes on, and joined at its end.
+        own session goes on, and joined at its end. ``spans``: where the spans of its stages' work go (traced).
         """
         self.setup()
-        session = FileSession(self.pipeline, run, order=self.order)
+        session = FileSession(self.pipeline, run, order=self.order, traced=spans is not None)
         done: list[PartResult | FileResult] = []
         try:
             session.start()
@@ -523,6 +524,8 @@ class FileRunner:
             result = session.finish([d for d in done if isinstance(d, PartResult)] or None)
         except Exception as exc:  # one file fails; the caller's batch goes on
             result = session.fail(exc)
+        if spans is not None:
+            spans += session.take_spans()
         for d in done:
             if isinstance(d, PartResult):
                 remove_scratch(d.scratch)

@@ -269,7 +269,12 @@ def test_a_pure_python_pipeline_is_traced_on_either_executor(executor: str, tmp_
     trace = json.loads((tmp_path / "t.json").read_text())
     check_events(trace, result.wall_s)
     if executor == "inline":
-        assert sorted(e["name"] for e in spans(trace)) == ["file a.txt", "file b.txt", "file c.txt"]
+        files = [e for e in spans(trace) if "stage" not in e.get("args", {})]
+        assert sorted(e["name"] for e in files) == ["file a.txt", "file b.txt", "file c.txt"]
+        work = stage_spans(trace)
+        assert {(e["args"]["file"], e["name"]) for e in work} == {(f"{n}.txt", s) for n in "abc"
+                                                                  for s in ("split_lines", "count")}
+        assert all(any(inside(e, f) for f in files) for e in work)
         assert list(track_names(trace).values()) == [f"inline (pid {os.getpid()})"]
     else:
         starts = [e for e in spans(trace) if e["name"].startswith("start ")]
