@@ -161,6 +161,9 @@ def test_each_stages_work_is_a_span_inside_its_actor_call_on_the_actors_track(lo
                             if e["args"]["file"] == file and e["args"]["stage"] == stage and e["args"]["frames"])
             assert [r for pair in ranges for r in pair][0] == 0 and ranges[-1][1] == 29
             assert all(b[0] == a[1] + 1 for a, b in zip(ranges, ranges[1:], strict=False))
+    for track in {(e["pid"], e["tid"]) for e in work}:  # laid end to end: Perfetto nests them in their call
+        mine = sorted((e["ts"], e["ts"] + e["dur"]) for e in work if (e["pid"], e["tid"]) == track)
+        assert all(b[0] >= a[1] - 1 for a, b in zip(mine, mine[1:], strict=False))
     frames = {s.name: s.frames for s in result.stages}
     assert sum(e["args"]["frames"] for e in work if e["name"] == "read_frames") == frames["read_frames"] == 60
 
