@@ -49,7 +49,7 @@ class FileTask:
 
     ``part_workers``: how many workers the file's parts could spread over (1: it is never cut into parts).
     ``part``: set on the task of one part of a file that the executor cut. ``batch_ending``: no other file waited
-    to start when this one did.
+    to start when this one did. ``traced``: the run records a trace, so the file's session records its stages' spans.
     """
 
     file: FileItem
@@ -61,6 +61,7 @@ class FileTask:
     part_workers: int = 1
     part: FilePart | None = None
     batch_ending: bool = False
+    traced: bool = False
 
     @property
     def staging(self) -> OutputStaging | None:

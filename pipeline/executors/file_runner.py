@@ -14,7 +14,8 @@ between any two items and resume on the next ``step``::
     [deliver(file, roots)]  ->  [drain(decode, <generator>)]
                             ->  [drain(decode, gen), deliver(frame, [thumbs, proxy])] ...
 
-Busy time is measured per stage, excluding the time of the stages it feeds.
+Busy time is measured per stage, excluding the time of the stages it feeds. A traced session (``traced=True``)
+also hands each stretch of a stage's work to its ``StageTimeline``, whose spans the actor's replies carry back.
 
 A long file may run in parts (``executors.parts``): its session asks the source at ``start`` where to cut it
 (the first step's ``parts``), runs only the stages the parts do not, and ``finish`` joins the parts' pieces. A
@@ -36,6 +37,7 @@ from ..errors import InputError, OutputError, StageError
 from ..graph import Pipeline
 from ..items import FILE, FRAME, is_shareable
 from ..observe.metrics import StageStats
+from ..observe.stage_timeline import StageSpan, StageTimeline
 from ..outputs import as_output_error
 from ..results import FAILED, OK, FileResult
 from ..stage import FilePart, FileRun, Piece, Stage, StageContext
@@ -100,7 +102,7 @@ class FileSession:
     """The local part of a pipeline for one file. ``remote`` names the map stages that run elsewhere."""
 
     def __init__(self, pipeline: Pipeline, run: FileRun, remote: frozenset[str] = frozenset(),
-                 order: list[str] | None = None) -> None:
+                 order: list[str] | None = None, traced: bool = False) -> None:
         self.pipeline = pipeline
         self.run = run
         self.order = order or pipeline.order()
@@ -128,6 +130,23 @@ class FileSession:
         self.replayed: set[str] = set()
         self.lineage = lineages(pipeline) if run.memo is not None else {}
         self.started = time.perf_counter()
+        # Where the stages' time went, when the run is traced (None: nothing is recorded, nothing costs).
+        self.timeline = StageTimeline(pipeline.order(), self.frames_done) if traced else None
+
+    def frames_done(self, stage: str) -> int:
+        """The frames ``stage`` has taken or made so far in this session (its frame count, as its result says)."""
+        return max(self._frames_in[stage], self._frames_out[stage]) if stage in self._frames_in else 0
+
+    def take_spans(self) -> list[StageSpan]:
+        """The spans of the stages' work since the last call (none when the session is not traced)."""
+        return self.timeline.take() if self.timeline is not None else []
+
+    def _worked(self, stage: str, t0: float) -> None:
+        """Count the time since ``t0`` as ``stage``'s busy time (and on the timeline when traced)."""
+        t1 = time.perf_counter()
+        self.stats[stage].busy_s += t1 - t0
+        if self.timeline is not None:
+            self.timeline.work(stage, t0, t1)
 
     def _keep(self, names: frozenset[str] | set[str]) -> None:
         """Run only the stages ``names`` (a part's, or those of a file cut into parts) in this session."""
@@ -189,7 +208,7 @@ class FileSession:
                 self._active = n
                 self.replayed.add(n)  # a remembered failure raised here is not remembered again
                 found[n].apply(self.run)
-                self.stats[n].busy_s += time.perf_counter() - t0
+                self._worked(n, t0)
                 self.stats[n].cache_hits += 1
         return set(found)
 
@@ -242,10 +261,10 @@ class FileSession:
                 try:
                     produced = next(top.it)
                 except StopIteration:
-                    self.stats[top.stage].busy_s += time.perf_counter() - t0
+                    self._worked(top.stage, t0)
                     stack.pop()
                     continue
-                self.stats[top.stage].busy_s += time.perf_counter() - t0
+                self._worked(top.stage, t0)
                 self._emit(top.stage, produced, stack)
                 if out is not None:
                     self._flush(credits, out)
@@ -303,7 +322,7 @@ class FileSession:
         try:
             return fn(*args)
         finally:
-            self.stats[name].busy_s += time.perf_counter() - t0
+            self._worked(name, t0)
 
     def _end_stages(self) -> None:
         self._inline_all = True  # what end() emits has no scheduler to go back to: run it all here
@@ -386,14 +405,17 @@ class FileSession:
 
 
 def run_part(pipeline: Pipeline, task: FileTask,
-             fail: Callable[[FileSession, Exception], FileResult] | None = None) -> PartResult | FileResult:
+             fail: Callable[[FileSession, Exception], FileResult] | None = None,
+             spans: list[StageSpan] | None = None) -> PartResult | FileResult:
     """Run the stages of one part of a file (``task.part``) over its span in this process: its pieces, or the
-    failure (``fail`` describes it; by default the session's own ``fail``). A failed part leaves no scratch."""
+    failure (``fail`` describes it; by default the session's own ``fail``). A failed part leaves no scratch.
+
+    ``spans``: where the spans of its stages' work go, when the part is traced (``task.traced``)."""
     # A part writes into the file's output folder: only scratch files, which its join reads and removes.
     staging = task.staging
     run = FileRun(task.file, staging.folder if staging is not None else task.out_dir, task.output_key,
                   task.cpu_budget, part=task.part)
-    session = FileSession(pipeline, run)
+    session = FileSession(pipeline, run, traced=task.traced and spans is not None)
     try:
         session.start()
         while not session.step().exhausted:
@@ -402,6 +424,9 @@ def run_part(pipeline: Pipeline, task: FileTask,
     except Exception as exc:
         remove_scratch(run.scratch)
         return fail(session, exc) if fail is not None else session.fail(exc)
+    finally:
+        if spans is not None:
+            spans += session.take_spans()
 
 
 def part_failed(session: FileSession, failed: FileResult, parts: list[PartResult | FileResult]) -> FileResult:
@@ -473,14 +498,15 @@ class FileRunner:
                     pass
             self._is_setup = False
 
-    def run(self, run: FileRun, start_parts: PartsStarter | None = None) -> FileResult:
+    def run(self, run: FileRun, start_parts: PartsStarter | None = None,
+            spans: list[StageSpan] | None = None) -> FileResult:
         """Push ``run.file`` through the graph and return its result; never raises for a bad file.
 
         A file cut into parts has them run by ``start_parts`` (without it: here, one after another) while its
-        own session goes on, and joined at its end.
+        own session goes on, and joined at its end. ``spans``: where the spans of its stages' work go (traced).
         """
         self.setup()
-        session = FileSession(self.pipeline, run, order=self.order)
+        session = FileSession(self.pipeline, run, order=self.order, traced=spans is not None)
         done: list[PartResult | FileResult] = []
         try:
             session.start()
@@ -498,6 +524,8 @@ class FileRunner:
             result = session.finish([d for d in done if isinstance(d, PartResult)] or None)
         except Exception as exc:  # one file fails; the caller's batch goes on
             result = session.fail(exc)
+        if spans is not None:
+            spans += session.take_spans()
         for d in done:
             if isinstance(d, PartResult):
                 remove_scratch(d.scratch)

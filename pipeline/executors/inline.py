@@ -2,7 +2,8 @@
 
 The reference the parallel executors are checked against, and the one to use
 under a debugger. With a ``trace``, each file is one span (its per-stage
-frames and busy seconds in the span's args) on this process's track.
+busy seconds in the span's args) on this process's track, with the spans of
+its stages' work inside it (``observe.stage_timeline``: their frames).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 
 from ..bookkeeping.memo import StageMemo
 from ..graph import Pipeline
+from ..observe.stage_timeline import StageSpan
 from ..observe.trace import RunTrace
 from ..results import FileResult
 from ..stage import FileRun
@@ -46,9 +48,10 @@ class InlineExecutor(Executor):
                               progress=lambda s, d, t, i=index: events.file_progress(i, s, d, t),
                               memo=StageMemo.open(task.cache_dir) if task.cache_dir else None)
                 t0 = time.perf_counter()
-                result = runner.run(run)
+                work: list[StageSpan] | None = [] if trace is not None else None
+                result = runner.run(run, spans=work)
                 if trace is not None:
-                    self._record(trace, task, result, t0, time.perf_counter())
+                    self._record(trace, task, result, t0, time.perf_counter(), work or [])
                 events.file_done(result)
                 results.append(result)
         finally:
@@ -56,11 +59,15 @@ class InlineExecutor(Executor):
         return ExecutionReport(tuple(results), self.workers, trace=trace)
 
     @staticmethod
-    def _record(trace: RunTrace, task: FileTask, result: FileResult, t0: float, t1: float) -> None:
-        rel = task.file.relpath
-        trace.span(f"inline (pid {os.getpid()})", f"file {rel}", trace.since(t0), trace.since(t1),
+    def _record(trace: RunTrace, task: FileTask, result: FileResult, t0: float, t1: float,
+                work: list[StageSpan]) -> None:
+        rel, track = task.file.relpath, f"inline (pid {os.getpid()})"
+        trace.span(track, f"file {rel}", trace.since(t0), trace.since(t1),
                    {"file": rel, "status": result.status,
-                    "frames": {n: st.frames for n, st in result.stats.items() if st.frames},
                     "busy_s": {n: round(st.busy_s, 6) for n, st in result.stats.items()}}, group="inline")
+        for s in work:  # the frames are theirs (the file's span carries none: they would count twice)
+            start = min(max(s.start, t0), t1)
+            trace.span(track, s.stage, trace.since(start), trace.since(min(max(s.end, start), t1)),
+                       {"file": rel, **s.args()}, group="inline", busy=False)
         trace.counter("files in flight", trace.since(t0), {"files": 1})
         trace.counter("files in flight", trace.since(t1), {"files": 0})

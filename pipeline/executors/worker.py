@@ -2,7 +2,8 @@
 
 A file's *actor* is a one-worker pool that holds the file's ``FileSession``
 between calls (the decoder stays open, an encoder keeps its state). Map tasks
-run stateless frame stages on any worker of their pool.
+run stateless frame stages on any worker of their pool. A traced file's replies carry the spans of its stages'
+work since the last call (``observe.stage_timeline``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..dataplane.buffers import FrameRef
 from ..errors import FramepipeError, StageError
 from ..graph import Pipeline
 from ..items import FileItem, is_shareable
+from ..observe.stage_timeline import StageSpan
 from ..results import FileResult
 from ..runtime.limits import limit_reason
 from ..stage import FileRun, Stage
@@ -37,12 +39,14 @@ _WHERE = "worker limit"  # a limit as a worker names it: the one it inherited
 
 @dataclass(slots=True)
 class ActorReply:
-    """An actor call's answer: a step's result, a part's pieces, or the file's final result (done or failed)."""
+    """An actor call's answer: a step's result, a part's pieces, or the file's final result (done or failed);
+    with a trace, the spans of the stages' work in the call."""
 
     step: StepResult | None = None
     result: FileResult | None = None
     busy_s: float = 0.0
     part: PartResult | None = None
+    spans: list[StageSpan] = field(default_factory=list)
 
 
 def _pipeline(token: str, pipeline: Pipeline | None) -> Pipeline:
@@ -76,14 +80,14 @@ def actor_start(token: str, pipeline: Pipeline, task: FileTask, remote: frozense
     run = FileRun(task.file, task.begin_attempt(), task.output_key, task.cpu_budget, progress=progress,
                   memo=StageMemo.open(task.cache_dir) if task.cache_dir else None, workers=task.part_workers,
                   batch_ending=task.batch_ending)
-    session = FileSession(pipe, run, remote)
+    session = FileSession(pipe, run, remote, traced=task.traced)
     _SESSIONS[row] = session
     try:
         session.start()
-        return ActorReply(step=session.step(), busy_s=time.perf_counter() - t0)
+        return ActorReply(step=session.step(), busy_s=time.perf_counter() - t0, spans=session.take_spans())
     except Exception as exc:
         del _SESSIONS[row]
-        return ActorReply(result=_fail(session, exc), busy_s=time.perf_counter() - t0)
+        return ActorReply(result=_fail(session, exc), busy_s=time.perf_counter() - t0, spans=session.take_spans())
 
 
 def actor_step(row: int, credits: list[FrameRef], inbox: list[tuple[str, list[Any]]]) -> ActorReply:
@@ -93,10 +97,10 @@ def actor_step(row: int, credits: list[FrameRef], inbox: list[tuple[str, list[An
     try:
         for stage, items in inbox:
             session.deliver(stage, items)
-        return ActorReply(step=session.step(credits), busy_s=time.perf_counter() - t0)
+        return ActorReply(step=session.step(credits), busy_s=time.perf_counter() - t0, spans=session.take_spans())
     except Exception as exc:
         del _SESSIONS[row]
-        return ActorReply(result=_fail(session, exc), busy_s=time.perf_counter() - t0)
+        return ActorReply(result=_fail(session, exc), busy_s=time.perf_counter() - t0, spans=session.take_spans())
 
 
 def actor_finish(row: int, parts: list[PartResult] | None = None) -> ActorReply:
@@ -107,15 +111,17 @@ def actor_finish(row: int, parts: list[PartResult] | None = None) -> ActorReply:
         result = session.finish(parts)
     except Exception as exc:
         result = _fail(session, exc)
-    return ActorReply(result=result, busy_s=time.perf_counter() - t0)
+    return ActorReply(result=result, busy_s=time.perf_counter() - t0, spans=session.take_spans())
 
 
 def actor_part(token: str, pipeline: Pipeline, task: FileTask) -> ActorReply:
     """Run one part of a file (``task.part``) to its end in this actor: its pieces, or its failure."""
     t0 = time.perf_counter()
-    done = run_part(_pipeline(token, pipeline), task, _fail)
+    spans: list[StageSpan] = []
+    done = run_part(_pipeline(token, pipeline), task, _fail, spans)
     reply = ActorReply(part=done) if isinstance(done, PartResult) else ActorReply(result=done)
     reply.busy_s = time.perf_counter() - t0
+    reply.spans = spans
     return reply
 
 

@@ -3,7 +3,9 @@
 Both come from a ``RunTrace``'s spans, binned (about 0.25 s): a span's frames
 (``args["frames"]``: a count for ``args["stage"]``, or a count per stage)
 are spread evenly over its duration; a group's utilization is its tracks'
-busy time in a bin over the time they had. Drawn with matplotlib (Agg), as a
+busy time in a bin over the time they had, from their busy spans only
+(``Span.busy``: a stage's span nested in an actor call, or a wait, is not
+counted again). Drawn with matplotlib (Agg), as a
 PNG beside the run or as the SVG inside its report page.
 """
 
@@ -73,7 +75,8 @@ def utilization_series(trace: RunTrace, width: float | None = None) -> tuple[flo
     n = _bins(trace, width)
     busy: dict[str, list[float]] = {}
     for span in trace.spans:
-        _spread(busy.setdefault(trace.groups[span.track], [0.0] * n), span, span.duration_s, width)
+        if span.busy:
+            _spread(busy.setdefault(trace.groups[span.track], [0.0] * n), span, span.duration_s, width)
     out = {}
     for group, values in busy.items():
         tracks = len(trace.tracks(group))

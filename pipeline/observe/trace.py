@@ -24,13 +24,18 @@ __all__ = ["RunTrace", "Span", "CounterSample"]
 
 @dataclass(slots=True)
 class Span:
-    """One piece of work on one track: from ``start_s`` to ``end_s`` seconds after the run began."""
+    """One piece of work on one track: from ``start_s`` to ``end_s`` seconds after the run began.
+
+    ``busy``: the span counts as its track's busy time; False for one inside another (a stage's work within an
+    actor call) and for a wait, so that utilization counts a track's time once.
+    """
 
     track: str
     name: str
     start_s: float
     end_s: float
     args: dict[str, Any] | None = None
+    busy: bool = True
 
     @property
     def duration_s(self) -> float:
@@ -64,11 +69,13 @@ class RunTrace:
         return t_perf - self.origin
 
     def span(self, track: str, name: str, start_s: float, end_s: float, args: dict[str, Any] | None = None,
-             *, group: str = "run") -> Span:
-        """Record work ``name`` on ``track`` (a track keeps the ``group`` of its first span); return the span."""
+             *, group: str = "run", busy: bool = True) -> Span:
+        """Record work ``name`` on ``track`` (a track keeps the ``group`` of its first span); return the span.
+
+        ``busy=False``: a span nested in another, or a wait (left out of the track's busy time)."""
         if track not in self.groups:
             self.groups[track] = group
-        span = Span(track, name, start_s, max(start_s, end_s), args)
+        span = Span(track, name, start_s, max(start_s, end_s), args, busy)
         self.spans.append(span)
         return span
 

@@ -15,13 +15,31 @@ from typing import Any, ClassVar
 import pytest
 from PIL import Image
 from support.arrays import array_pipeline, write_frames, write_pipeline_file
+from support.numbers import numbers_pipeline, write_input
 from support.traces import check_events, spans, track_names
 
-from pipeline import FILE, Pipeline, Stage, StageContext, run
+from pipeline import FILE, PerformanceConfig, Pipeline, Stage, StageContext, run
 from pipeline.observe.chart import draw_timeline, throughput_series, timeline, utilization_series, write_chart
+from pipeline.observe.stage_timeline import WINDOW_S
 from pipeline.observe.trace import RunTrace
 
 COUNTERS = {"slots in use", "files in flight", "map tasks running"}
+CALLS = re.compile(r"(start|step|finish|part) ?")  # the names of actor calls' spans
+
+
+def stage_spans(trace: dict[str, Any]) -> list[dict[str, Any]]:
+    """The spans of stages' work inside actor calls."""
+    return [e for e in spans(trace) if "stage" in e.get("args", {}) and "file" in e["args"]]
+
+
+def call_spans(trace: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in spans(trace) if CALLS.match(e["name"]) and "stage" not in e.get("args", {})]
+
+
+def inside(inner: dict[str, Any], outer: dict[str, Any]) -> bool:
+    """``inner`` lies within ``outer`` on the same track (to a microsecond of rounding)."""
+    return (inner["pid"], inner["tid"]) == (outer["pid"], outer["tid"]) and outer["ts"] - 1 <= inner["ts"] \
+        and inner["ts"] + inner["dur"] <= outer["ts"] + outer["dur"] + 1
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +103,18 @@ def test_throughput_and_utilization_come_from_the_spans_binned() -> None:
     assert busy["g"] == pytest.approx([1.0, 0.5])  # two tracks: both busy, then one
 
 
+def test_stage_spans_inside_a_call_count_frames_but_not_busy_time_again() -> None:
+    t = RunTrace(origin=0.0)
+    t.span("a", "step", 0.0, 0.25, {"file": "f"}, group="actors")
+    t.span("a", "decode", 0.0, 0.2, {"file": "f", "stage": "decode", "frames": 5}, group="actors", busy=False)
+    t.span("a", "wait for slots", 0.25, 0.5, {"file": "f"}, group="actors", busy=False)
+    t.span("b", "step", 0.0, 0.5, group="actors")
+    width, throughput = throughput_series(t, 0.25)
+    assert throughput == {"decode": pytest.approx([20.0, 0.0])}
+    _, busy = utilization_series(t, width)
+    assert busy["actors"] == pytest.approx([1.0, 0.5])  # a's call once (not its stage's span), b all along
+
+
 # Recording in the executors ---------------------------------------------------------------------
 
 
@@ -108,11 +138,86 @@ def test_the_local_executor_records_each_actor_call_and_map_task_on_its_worker_t
     assert sum(e["args"]["frames"] for e in maps) == 2 * 30  # every frame of both clips crossed
     assert all(e["args"]["stage"] == "invert" and e["args"]["files"] for e in maps)
     assert {e["args"]["file"] for e in spans(trace) if e["name"].startswith("start")} == {"c0.npy", "c1.npy"}
-    actor_frames = Counter()
+    stage_frames: Counter[str] = Counter()
     for e in spans(trace):
-        if "file" in e.get("args", {}):
-            actor_frames.update(e["args"].get("frames", {}))
-    assert actor_frames["read_frames"] == pytest.approx(60, abs=0.1)  # each file's frames shared over its calls
+        if "stage" in e.get("args", {}) and "file" in e["args"]:
+            stage_frames[e["args"]["stage"]] += e["args"]["frames"]
+    assert stage_frames == {"read_frames": 60, "save_frames": 60}  # each stage's own spans, in the actors
+    assert not [e for e in spans(trace) if isinstance(e.get("args", {}).get("frames"), dict)]  # none counted twice
+
+
+def test_each_stages_work_is_a_span_inside_its_actor_call_on_the_actors_track(local_run) -> None:  # noqa: ANN001
+    result, trace, _chart = local_run
+    calls, work = call_spans(trace), stage_spans(trace)
+    assert {e["name"] for e in work} == {"read_frames", "save_frames"}  # the map stage's spans are its tasks'
+    for e in work:
+        assert e["name"] == e["args"]["stage"] and e["args"]["file"] in {"c0.npy", "c1.npy"}
+        assert any(inside(e, c) and c["args"]["file"] == e["args"]["file"] for c in calls), e
+        if e["args"]["frames"]:
+            assert e["args"]["last"] - e["args"]["first"] + 1 == e["args"]["frames"]
+    for file in ("c0.npy", "c1.npy"):  # each stage's frames of a file: in order, every one once
+        for stage in ("read_frames", "save_frames"):
+            ranges = sorted((e["args"]["first"], e["args"]["last"]) for e in work
+                            if e["args"]["file"] == file and e["args"]["stage"] == stage and e["args"]["frames"])
+            assert [r for pair in ranges for r in pair][0] == 0 and ranges[-1][1] == 29
+            assert all(b[0] == a[1] + 1 for a, b in zip(ranges, ranges[1:], strict=False))
+    for track in {(e["pid"], e["tid"]) for e in work}:  # laid end to end: Perfetto nests them in their call
+        mine = sorted((e["ts"], e["ts"] + e["dur"]) for e in work if (e["pid"], e["tid"]) == track)
+        assert all(b[0] >= a[1] - 1 for a, b in zip(mine, mine[1:], strict=False))
+    frames = {s.name: s.frames for s in result.stages}
+    assert sum(e["args"]["frames"] for e in work if e["name"] == "read_frames") == frames["read_frames"] == 60
+
+
+def test_a_file_that_waits_for_slots_shows_each_wait_between_its_calls(clips: Path, tmp_path: Path) -> None:
+    # One slot a file: its session pauses after every frame it sends to the map stage, until the next credit.
+    result = run(array_pipeline(keep_every=15), clips, tmp_path / "o", workers=2, cache=False,
+                 trace=tmp_path / "t.json", performance=PerformanceConfig(credits_per_file=1))
+    assert all(f.ok for f in result.files)
+    trace = json.loads((tmp_path / "t.json").read_text())
+    check_events(trace, result.wall_s)
+    waits = [e for e in spans(trace) if e["name"] == "wait for slots"]
+    calls = call_spans(trace)
+    for file in ("c0.npy", "c1.npy"):
+        assert len([w for w in waits if w["args"]["file"] == file]) >= 30 - 1  # every frame's but the last's
+    for w in waits:  # between two calls of its file's actor, never during one
+        mine = [c for c in calls if (c["pid"], c["tid"]) == (w["pid"], w["tid"])]
+        assert not any(c["ts"] + 1 < w["ts"] + w["dur"] and w["ts"] < c["ts"] + c["dur"] - 1 for c in mine), w
+        assert any(abs(c["ts"] - (w["ts"] + w["dur"])) <= 1 for c in mine)  # it ends as the next call starts
+
+
+def test_a_long_file_makes_spans_by_time_not_by_frames(tmp_path: Path) -> None:
+    frames = 18_000  # ten minutes at 30 fps, in tiny frames
+    write_frames(tmp_path / "in" / "long.npy", frames, height=4, width=16)
+    result = run(array_pipeline(keep_every=frames, mapped=False), tmp_path / "in", tmp_path / "o", workers=1,
+                 cache=False, trace=tmp_path / "t.json")
+    assert result.files[0].ok, result.files[0].error
+    assert (tmp_path / "t.json").stat().st_size < 3 << 20
+    trace = json.loads((tmp_path / "t.json").read_text())
+    work, calls = stage_spans(trace), call_spans(trace)
+    for stage in ("read_frames", "save_frames"):
+        mine = [e for e in work if e["name"] == stage]
+        assert sum(e["args"]["frames"] for e in mine) == frames
+        # The rule: a span per stage per window of work (WINDOW_S of wall time) and per actor call.
+        assert len(mine) <= len(calls) + result.wall_s / WINDOW_S + 1
+    assert len(work) < frames / 20
+
+
+def test_a_file_in_parts_shows_each_parts_stages_on_the_track_of_the_actor_that_ran_it(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    write_input(tmp_path / "in", "long.txt", 37)
+    result = run(numbers_pipeline(), tmp_path / "in", tmp_path / "o", workers=2, cache=False,
+                 trace=tmp_path / "t.json")
+    assert result.files[0].ok and result.files[0].record["collected_parts"] == 4
+    trace = json.loads((tmp_path / "t.json").read_text())
+    work = stage_spans(trace)
+    parts = [e for e in call_spans(trace) if e["name"].startswith("part ")]
+    assert sorted(e["name"] for e in parts) == [f"part {i}/4" for i in range(1, 5)]
+    for part in parts:
+        mine = [e for e in work if e["args"].get("part") == part["name"].removeprefix("part ")]
+        assert {e["name"] for e in mine} >= {"numbers", "collect"}
+        assert all(inside(e, part) for e in mine)
+    joined = [e for e in work if "part" not in e["args"]]  # the file's own session: its tally, and collect's join
+    assert {e["name"] for e in joined} >= {"numbers", "tally", "collect"}
 
 
 def test_the_scheduler_samples_its_counters(local_run) -> None:  # noqa: ANN001
@@ -167,7 +272,12 @@ def test_a_pure_python_pipeline_is_traced_on_either_executor(executor: str, tmp_
     trace = json.loads((tmp_path / "t.json").read_text())
     check_events(trace, result.wall_s)
     if executor == "inline":
-        assert sorted(e["name"] for e in spans(trace)) == ["file a.txt", "file b.txt", "file c.txt"]
+        files = [e for e in spans(trace) if "stage" not in e.get("args", {})]
+        assert sorted(e["name"] for e in files) == ["file a.txt", "file b.txt", "file c.txt"]
+        work = stage_spans(trace)
+        assert {(e["args"]["file"], e["name"]) for e in work} == {(f"{n}.txt", s) for n in "abc"
+                                                                  for s in ("split_lines", "count")}
+        assert all(any(inside(e, f) for f in files) for e in work)
         assert list(track_names(trace).values()) == [f"inline (pid {os.getpid()})"]
     else:
         starts = [e for e in spans(trace) if e["name"].startswith("start ")]

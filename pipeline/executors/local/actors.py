@@ -69,7 +69,8 @@ def advance(run: LocalRun, fs: FileInFlight) -> None:
         return
     # Parts run their stages in one call, map stages too: a pipeline with map stages keeps its files whole here.
     part_workers = len(run.workers.actors) if not run.graph.maps else 1
-    task = dataclasses.replace(fs.task, cpu_budget=core_share(run), part_workers=part_workers)
+    task = dataclasses.replace(fs.task, cpu_budget=core_share(run), part_workers=part_workers,
+                               traced=run.trace is not None)
     if fs.parent is not None:
         if fs.state is FileState.NEW:
             fs.state, fs.busy, fs.deadline = FileState.FINISHING, True, fs.parent.deadline

@@ -3,7 +3,11 @@ starved and blocked time, and ``MetricsSnapshot`` s.
 
 Tracing (``run(..., trace=RunTrace)``): each call is sent wrapped in ``calls.timed``, which returns the worker's
 pid and its own start and end with the result; the parent records a span per actor call and map task on the
-track of that worker, and a counter sample per scheduler tick. Without a trace nothing of this runs.
+track of that worker, and a counter sample per scheduler tick. Inside an actor call's span go the spans of its
+stages' work that its reply brings (``observe.stage_timeline``: a stage's frames and their range in the file, per
+window of about 100 ms), and before it a "wait for slots" span when the file's session sat paused for a slot
+since its last call. Stage spans and waits are not busy time (``Span.busy``): the call's span counts it once.
+Without a trace nothing of this runs.
 """
 
 from __future__ import annotations
@@ -30,24 +34,31 @@ def actor_label(run: LocalRun, fs: FileInFlight, name: str, **args: Any) -> Labe
 
 
 def trace_actor(run: LocalRun, fs: FileInFlight, fut: TimedFuture, reply: ActorReply | None) -> None:
-    """A span for an actor call on its worker's track; at the file's end, its frames spread over its spans."""
-    assert run.trace is not None
-    track, name, args = fut.label
+    """A span for an actor call on its worker's track, the spans of its stages' work inside it, and before it the
+    time the file's session waited for a slot (since a call that left it paused)."""
+    trace = run.trace
+    assert trace is not None
+    label_track, name, args = fut.label
     pid, t0, t1 = fut.where()
+    track = f"{label_track} (pid {pid})" if pid else label_track
+    file = fs.task.file.relpath
+    if fs.waiting_since is not None:
+        trace.span(track, "wait for slots", trace.since(fs.waiting_since), trace.since(t0), {"file": file},
+                   group="actors", busy=False)
+        fs.waiting_since = None
     if reply is not None and reply.step is not None:
         args["sent_to_maps"] = len(reply.step.outbox)
-    span = run.trace.span(f"{track} (pid {pid})" if pid else track, name, run.trace.since(t0),
-                          run.trace.since(t1), args, group="actors")
-    fs.spans.append(span)
-    if reply is not None and reply.result is not None:
-        # Per-stage frames are known only at the file's end: shared out by each call's duration.
-        spans, fs.spans = fs.spans, []
-        total = sum(s.duration_s for s in spans)
-        frames = {n: st.frames for n, st in reply.result.stats.items() if st.frames}
-        for s in spans:
-            share = s.duration_s / total if total > 0 else 1 / len(spans)
-            assert s.args is not None
-            s.args["frames"] = {n: round(f * share, 3) for n, f in frames.items()}
+    trace.span(track, name, trace.since(t0), trace.since(t1), args, group="actors")
+    if reply is None:
+        return
+    part = fs.task.part
+    where = {"file": file} if part is None else {"file": file, "part": f"{part.index + 1}/{part.count}"}
+    for s in reply.spans:  # kept inside the call's span (the same clock; rounding aside)
+        start = min(max(s.start, t0), t1)
+        trace.span(track, s.stage, trace.since(start), trace.since(min(max(s.end, start), t1)),
+                   {**where, **s.args()}, group="actors", busy=False)
+    if reply.step is not None and reply.step.need_nbytes:
+        fs.waiting_since = t1  # paused: an item waits for a slot
 
 
 def trace_map(run: LocalRun, fut: TimedFuture) -> None:

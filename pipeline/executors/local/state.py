@@ -19,7 +19,7 @@ from ...dataplane.buffers import FrameRef, SlotLease
 from ...dataplane.frame_pools import SlotAllocator
 from ...graph import Pipeline
 from ...observe.metrics import StageStats
-from ...observe.trace import RunTrace, Span
+from ...observe.trace import RunTrace
 from ...results import FileResult
 from ...runtime.pool import WorkerPool
 from ...stage import Stage
@@ -77,7 +77,7 @@ class FileInFlight:
     epoch: int = 0  # bumped when the file restarts after its actor died: late results of before are dropped
     attempts: int = 1
     deadline: float | None = None  # monotonic time past which the attempt is killed (with a file timeout)
-    spans: list[Span] = field(default_factory=list)  # its actor calls, when tracing
+    waiting_since: float | None = None  # when tracing: its session paused for a slot then (perf_counter)
     # A file cut into parts: its parts, the results of those done (by part number), and the scratch files they
     # left; a part runs on a free actor, or on its file's own while the file waits for its parts (lent to it).
     parts: list[FileInFlight] = field(default_factory=list)
@@ -109,7 +109,7 @@ class FileInFlight:
         self.warnings.clear()
         self.epoch += 1
         self.attempts += 1
-        self.spans.clear()
+        self.waiting_since = None
         self.parts.clear()  # the parts made by the session that died are dropped as they come back
         self.part_results.clear()
 
