@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ConsoleProgress", "SilentProgress"]
 
-BAR_WIDTH = 24
+BAR_WIDTH = 16
 
 
 class SilentProgress:
@@ -173,10 +173,10 @@ class ConsoleProgress:
 
 
 def batch_line(f: BatchFigures) -> str:
-    """``3/10 files, 1 failed  ·  240 frames/s  ·  12.5 MB/s  ·  ETA 0:01:05  ·  0:00:42``."""
+    """``3/10 files, 1 failed · 240 frames/s · 12.5 MB/s · ETA 0:01:05 · 0:00:42`` (the last: time so far)."""
     failed = f", {f.files_failed} failed" if f.files_failed else ""
     eta = "ETA " + (clock_time(f.eta_s) if f.eta_s is not None else "-:--:--")
-    return "  ·  ".join((f"{f.files_done}/{f.files_total} files{failed}", f"{f.frames_per_s:.0f} frames/s",
+    return " · ".join((f"{f.files_done}/{f.files_total} files{failed}", f"{f.frames_per_s:.0f} frames/s",
                          f"{f.bytes_per_s / 1e6:.1f} MB/s", eta, clock_time(f.elapsed_s)))
 
 

@@ -74,6 +74,7 @@ class BatchTally:
         self._bytes_done = 0  # input of the worked files done
         self._frames_done = 0
         self._began: float | None = None  # when the first file started
+        self._ended: float | None = None  # when the last file finished: the pace stops there
         self._active: dict[int, FileInFlight] = {}
 
     def started(self, task: FileTask) -> None:
@@ -91,6 +92,8 @@ class BatchTally:
         f = self._active.pop(result.file.index, None)
         self.files_done += 1
         self.files_failed += 0 if result.ok else 1
+        if self.files_done >= self.total_files and self._ended is None:
+            self._ended = self.clock()
         if result.resumed or result.replayed:
             self._skipped_bytes += result.file.size
             return
@@ -101,7 +104,8 @@ class BatchTally:
 
     def figures(self) -> BatchFigures:
         """Where the batch stands now."""
-        elapsed = self.clock() - self._began if self._began is not None else 0.0
+        now = self._ended if self._ended is not None else self.clock()
+        elapsed = now - self._began if self._began is not None else 0.0
         in_flight = tuple(FileInFlight(f.name, f.size, f.stage, f.done, f.total, f.frames)
                           for f in self._active.values())
         frames = self._frames_done + sum(f.frames for f in in_flight)

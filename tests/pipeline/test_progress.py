@@ -60,8 +60,12 @@ def test_rates_and_eta_come_from_input_bytes_and_frames_done() -> None:
     assert [(x.name, x.stage, x.done, x.total) for x in f.in_flight] == [("b.mp4", "decode", 50, 100)]
     tally.started(c)
     tally.finished(result(b, FAILED))
+    clock.now += 10
     tally.finished(result(c, frames=10))
-    assert tally.figures().eta_s == 0 and tally.figures().files_failed == 1 and not tally.figures().in_flight
+    clock.now += 60  # the report is written: the batch's pace is that of its files
+    f = tally.figures()
+    assert f.eta_s == 0 and f.files_failed == 1 and not f.in_flight
+    assert f.elapsed_s == 20 and f.bytes_per_s == 30 * MB / 20  # a failed file was gone through too
 
 
 def test_files_that_took_no_work_count_as_done_but_not_in_the_pace() -> None:
