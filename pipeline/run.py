@@ -238,9 +238,10 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         pending = [t for t in tasks if t.file.index not in done]
         if pending and replayable:  # files not remembered: workers are needed
             ex.prepare(pipeline)
-        exports = _metrics_exports(ex, metrics_at, metrics_push, {"pipeline": pipeline.name,
-                                                                  "out": str(out_dir.resolve())})
-        try:
+        exports: list[Any] = []  # the metrics endpoint and pusher asked for
+        try:  # (an address that cannot be bound stops the executor prepared above, as a failed run does)
+            exports += _metrics_exports(ex, metrics_at, metrics_push, {"pipeline": pipeline.name,
+                                                                       "out": str(out_dir.resolve())})
             report = ex.run(pipeline, pending, events, trace=recorder)
         finally:  # its workers are gone: half files left are a killed worker's or an interrupted run's
             ex.close()  # what prepare() started (a Ray instance), stopped
