@@ -71,16 +71,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     # Under --log-json stderr carries only JSON lines: each file's end is a log record instead.
     progress = SilentProgress() if args.log_json else \
-        ConsoleProgress(len(items), live=None if not (args.quiet or args.verbose) else False)
+        ConsoleProgress(len(items), live=None if not (args.quiet or args.verbose) else False,
+                        total_bytes=sum(i.size for i in items))
     _say(args, f"{pipeline.name}: {len(items)} file(s) from {where} -> {args.output}")
-    if args.metrics_port is not None and logging.getLogger("framepipe").getEffectiveLevel() > logging.INFO:
-        logging.getLogger("framepipe.prometheus").setLevel(logging.INFO)  # its address is always told
+    metrics_address = f"127.0.0.1:{args.metrics_port}" if args.metrics_port is not None else args.metrics_address
+    if (metrics_address or args.metrics_push) and logging.getLogger("framepipe").getEffectiveLevel() > logging.INFO:
+        logging.getLogger("framepipe.prometheus").setLevel(logging.INFO)  # where its figures go is always told
     try:
         result = run(pipeline, inputs, args.output, executor=args.executor, workers=args.workers,
-                     select=select, events=progress, cache=False if args.no_cache else args.cache_dir,
-                     trace=args.trace, chart=args.chart, metrics_port=args.metrics_port,
-                     performance=args.profile, resume=not args.fresh, file_timeout=args.timeout,
-                     address=args.address)
+                     select=select, progress=progress, cache=False if args.no_cache else args.cache_dir,
+                     trace=args.trace, chart=args.chart, metrics_address=metrics_address,
+                     metrics_push=args.metrics_push, performance=args.profile, resume=not args.fresh,
+                     file_timeout=args.timeout, address=args.address)
     finally:
         progress.close()
     print(result.table())
@@ -144,6 +146,16 @@ def _seconds(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
     return value
+
+
+def _address(text: str) -> str:
+    """``HOST:PORT``, checked (called only when the option is given: ``--help`` loads no prometheus_client)."""
+    from .observe.prometheus import parse_address
+    try:
+        parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,8 +227,15 @@ def _engine_parser() -> tuple[argparse.ArgumentParser, Any]:
     p_run.add_argument("--trace", metavar="FILE.json",
                        help="write a timeline of every worker's calls (Chrome trace; open in ui.perfetto.dev)")
     p_run.add_argument("--chart", metavar="FILE.png", help="write a chart of per-stage throughput and utilization")
-    p_run.add_argument("--metrics-port", type=int, metavar="N",
-                       help="serve the run's figures for Prometheus on http://127.0.0.1:N/metrics (0: a free port)")
+    metrics_at = p_run.add_mutually_exclusive_group()
+    metrics_at.add_argument("--metrics-address", type=_address, metavar="HOST:PORT",
+                            help="serve the run's figures for Prometheus on http://HOST:PORT/metrics while it runs "
+                                 "(port 0: a free one, logged; :PORT: every interface)")
+    metrics_at.add_argument("--metrics-port", type=int, metavar="N",
+                            help="short for --metrics-address 127.0.0.1:N (this machine only)")
+    p_run.add_argument("--metrics-push", metavar="URL",
+                       help="push the run's figures to the Prometheus Pushgateway at URL every few seconds and at "
+                            "the end (job framepipe; a failed push is a warning)")
 
     p_report = sub.add_parser("report", help="draw OUT/index.html again from the run report in OUT")
     p_report.add_argument("folder", metavar="OUT", help="an output folder of framepipe run")

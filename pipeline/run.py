@@ -34,6 +34,7 @@ from .tuning.performance import PerformanceConfig
 
 if TYPE_CHECKING:
     from .cache.locks import FileLock
+    from .observe.progress import ConsoleProgress
 
 __all__ = ["run", "collect_inputs", "output_keys", "LOCK_NAME"]
 
@@ -139,8 +140,10 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         events: RunEvents | None = None, write_reports: bool = True,
         cache: bool | str | os.PathLike[str] | None = None, trace: str | os.PathLike[str] | None = None,
         chart: str | os.PathLike[str] | None = None, metrics_port: int | None = None,
+        metrics_address: str | None = None, metrics_push: str | None = None,
         performance: PerformanceConfig | str | None = None, resume: bool = True,
-        file_timeout: float | None = None, address: str | None = None) -> RunResult:
+        file_timeout: float | None = None, address: str | None = None,
+        progress: bool | RunEvents = False) -> RunResult:
     """Run ``pipeline`` over ``inputs`` into the folder ``out`` and return what happened.
 
     ``inputs``: a folder, a file, or several of either. A folder is walked
@@ -156,7 +159,13 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     holds it (``out/.framepipe.lock``), this one raises ``OutputFolderInUse`` at once, having changed nothing there.
     ``trace``: write a timeline of every worker's calls there (Chrome trace JSON,
     for Perfetto); ``chart``: a PNG of per-stage throughput and utilization over time.
-    ``metrics_port``: serve the run's figures for Prometheus on that port (0: a free one, logged) until it ends.
+    ``metrics_address``: serve the run's figures for Prometheus at ``http://HOST:PORT/metrics`` until it ends
+    (``HOST:PORT``; port 0: a free one, logged); ``metrics_port=N`` is short for ``127.0.0.1:N``.
+    ``metrics_push``: a Prometheus Pushgateway URL the figures are pushed to every few seconds and at the end
+    (job ``framepipe``, grouped by pipeline and output folder); a push that fails is a warning, never the run's end.
+    ``progress``: True shows the batch's progress on stderr (live on a terminal or in a notebook, plain lines
+    elsewhere); a ``RunEvents`` object (``ConsoleProgress``) is told instead, as ``events`` is. By default a run
+    prints nothing.
     ``performance``: a ``PerformanceConfig`` or a profile name (``"video_processing"``, ``"low_memory"``,
     ``"auto"``: video_processing with the optimizer retuning buffer, map pools and caches as the run goes)
     sizing the local executor; ``workers``, when given, still sets the core budget. The optimizer's
@@ -167,6 +176,9 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     ``$RAY_ADDRESS``, else a local Ray instance started for the run; ``pip install framepipe[ray]``.
     """
     pipeline.validate()
+    if not isinstance(progress, bool) and events is not None:
+        raise ValueError("give run() a progress object or events, not both")
+    metrics_at = _metrics_address(metrics_port, metrics_address)
     ex = get_executor(executor, workers, file_timeout=file_timeout, address=address)
     if performance is not None:
         config = PerformanceConfig.named(performance)
@@ -187,6 +199,7 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
     # may find that no file needs a worker: each one done by an earlier run (there is a ledger to resume from)
     # or remembered (every stage is cacheable). Such a run prepares it once it knows that a file needs one.
     resumable = resume and os.path.lexists(out_dir / LEDGER_NAME)
+    display: ConsoleProgress | None = None  # the one this run shows (progress=True), and closes
     try:
         if not replayable and not resumable:
             ex.prepare(pipeline)
@@ -202,7 +215,10 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         n_parallel = max(1, min(ex.workers, len(todo)))
         budget = max(1, (os.cpu_count() or 1) // n_parallel)
         tasks = [FileTask(item, out_dir, key, budget, cache_dir, staged=True) for item, key in todo]
-        events = LoggedEvents(events or SilentProgress())
+        if progress is True:
+            display = _progress_display(items)
+        given = None if isinstance(progress, bool) else progress
+        events = LoggedEvents(events or given or display or SilentProgress())
         log.info("run %s: %d file(s) on the %s executor, %d at once", pipeline.name, len(items), ex.name, n_parallel,
                  extra={"pipeline": pipeline.name, "files": len(items), "executor": ex.name, "parallel": n_parallel})
         if ledger.entries:
@@ -222,15 +238,17 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         pending = [t for t in tasks if t.file.index not in done]
         if pending and replayable:  # files not remembered: workers are needed
             ex.prepare(pipeline)
-        server = _metrics_server(ex, metrics_port)
-        try:
+        exports: list[Any] = []  # the metrics endpoint and pusher asked for
+        try:  # (an address that cannot be bound stops the executor prepared above, as a failed run does)
+            exports += _metrics_exports(ex, metrics_at, metrics_push, {"pipeline": pipeline.name,
+                                                                       "out": str(out_dir.resolve())})
             report = ex.run(pipeline, pending, events, trace=recorder)
         finally:  # its workers are gone: half files left are a killed worker's or an interrupted run's
             ex.close()  # what prepare() started (a Ray instance), stopped
             sweep_partial_outputs(out_dir)
             sweep_staging(out_dir)  # the outputs of files that did not finish
-            if server is not None:
-                server.stop()
+            for export in exports:  # the pusher's last push carries the run's final figures
+                export.stop()
         results = sorted(earlier + replayed + list(report.results), key=lambda r: r.file.index)
         wall = time.perf_counter() - start
         stats = merge_stats((r.stats for r in results), pipeline.order())
@@ -253,6 +271,8 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
             _write_timeline(recorder, stats, trace, chart)
         return result
     finally:  # released on every way out (Ctrl-C included); a killed run's lock goes with its process
+        if display is not None:
+            display.close()
         lock.release()
 
 
@@ -295,12 +315,35 @@ def _holder(lock_file: Path) -> int | None:
         return None
 
 
-def _metrics_server(ex: Executor, port: int | None) -> Any:
-    """The Prometheus endpoint over the executor's snapshots, started (None when no port is asked for)."""
-    if port is None:
-        return None
-    from .observe.prometheus import MetricsServer  # http.server is loaded only for runs that serve metrics
-    return MetricsServer(port, ex.snapshot).start()
+def _metrics_address(port: int | None, address: str | None) -> str | None:
+    """The ``HOST:PORT`` to serve metrics on (``port`` is short for loopback), checked now, before any work."""
+    if port is not None and address is not None:
+        raise ValueError("give run() metrics_port or metrics_address, not both")
+    if port is not None:
+        address = f"127.0.0.1:{port}"
+    if address is not None:
+        from .observe.prometheus import parse_address  # prometheus_client is loaded only for runs that export
+        parse_address(address)
+    return address
+
+
+def _metrics_exports(ex: Executor, address: str | None, push: str | None,
+                     grouping_key: dict[str, str]) -> list[Any]:
+    """The Prometheus endpoint and the Pushgateway pusher asked for, over the executor's snapshots, started."""
+    exports: list[Any] = []
+    if address is not None:
+        from .observe.prometheus import MetricsServer
+        exports.append(MetricsServer.at(address, ex.snapshot).start())
+    if push is not None:
+        from .observe.pushgateway import MetricsPusher
+        exports.append(MetricsPusher(push, ex.snapshot, grouping_key).start())
+    return exports
+
+
+def _progress_display(items: Sequence[FileItem]) -> ConsoleProgress:
+    """The display of ``run(progress=True)``: a ``ConsoleProgress`` of ``items`` on stderr."""
+    from .observe.progress import ConsoleProgress  # rich is loaded only for runs that show progress
+    return ConsoleProgress(len(items), total_bytes=sum(i.size for i in items))
 
 
 def _write_timeline(recorder: RunTrace, stats: Sequence[StageStats], trace: str | os.PathLike[str] | None,

@@ -23,7 +23,8 @@ def test_version_and_presets_are_listed() -> None:
     assert "default:" in listing and "-O thumb_every=2.0" in listing and "metadata:" in listing
 
 
-# `python -m pipeline ARG`, and then the modules loaded, by top-level name: those of the heavy libraries and stages.
+# `python -m pipeline ARG`, and then the modules loaded, by top-level name: those of the heavy libraries and stages
+# (the display and metrics libraries, rich and prometheus_client, among them).
 COMMAND_THEN_MODULES = """
 import runpy, sys
 sys.argv = ["framepipe", sys.argv[1]]
@@ -31,7 +32,8 @@ try:
     runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
 except SystemExit as exc:
     assert exc.code in (0, None), exc.code
-print(sorted({m.split(".")[0] for m in sys.modules} & {"numpy", "av", "pyarrow", "loky", "stages"}))
+print(sorted({m.split(".")[0] for m in sys.modules} & {"numpy", "av", "pyarrow", "loky", "stages", "rich",
+                                                    "prometheus_client"}))
 """
 
 
@@ -51,14 +53,15 @@ RUN_THEN_MODULES = """
 import sys
 from pipeline.cli import main
 status = main(sys.argv[1:])
-print(status, sorted({m.split(".")[0] for m in sys.modules} & {"numpy", "av", "pyarrow", "loky", "PIL"}),
+print(status, sorted({m.split(".")[0] for m in sys.modules} & {"numpy", "av", "pyarrow", "loky", "PIL", "rich",
+                                                            "prometheus_client"}),
       "multiprocessing" in sys.modules)
 """
 
 
 def test_a_run_with_every_file_done_loads_no_heavy_library(clip_dir: Path, tmp_path: Path) -> None:
     """A re-run with nothing to do starts at once: it builds the preset, finds every file done in the ledger and
-    keeps the report, importing none of numpy, PyAV, pyarrow, Pillow or loky (nor multiprocessing)."""
+    keeps the report, importing none of numpy, PyAV, pyarrow, Pillow, loky or rich (nor multiprocessing)."""
     out = tmp_path / "out"
     args = ["run", str(clip_dir), "-o", str(out), "-p", "thumbnails", "-q", "--exclude", "broken*",
             "--cache-dir", str(tmp_path / "cache")]

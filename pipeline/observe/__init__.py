@@ -2,9 +2,10 @@
 
 Per-stage statistics and the bottleneck (``metrics``), moment-by-moment
 figures (``snapshots``), the Chrome trace (``trace``) and its chart
-(``chart``), the Prometheus endpoint (``prometheus``), the live display
-(``progress``, fed by ``board``), logging (``logs``) and the per-file report
-(``report``). ``chart`` and ``prometheus`` load Pillow and ``http.server``;
+(``chart``), Prometheus metrics (``prometheus``, ``pushgateway``), the live
+display (``progress`` over ``tally``, fed by ``board``), logging (``logs``)
+and the per-file report (``report``). ``chart`` loads matplotlib,
+``prometheus`` prometheus_client, and ``progress`` rich once it draws;
 import them only where needed. This package's top imports nothing (each name
 loads its module when first used), so the runtime's pools can use ``metrics``
 (``percentile``).

@@ -1,71 +1,65 @@
-"""An optional Prometheus endpoint: ``/metrics`` in the text exposition format, from ``MetricsSnapshot`` s.
+"""A run's figures for Prometheus (``prometheus_client``): a collector over ``MetricsSnapshot`` s, served on an address.
 
-``MetricsServer(port, source)`` serves, on each scrape, ``render(source())``
-from a daemon thread (``http.server``; no dependency). Figures of one run are
-gauges (they start again at each run) except the task, lookup and busy-time
-totals, which are counters. Every name starts with ``framepipe_``.
+``SnapshotCollector(source)`` turns ``source()`` (the latest snapshot, or
+None before a run) into metric families on each collection; ``MetricsServer``
+serves it at ``/metrics`` on the address the user chose, and
+``pushgateway.MetricsPusher`` pushes it. Figures of one run are gauges (they
+start again at each run) except the task, lookup and busy-time totals, which
+are counters. Every name starts with ``framepipe_``.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from collections.abc import Callable, Iterator
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from ..errors import MetricsPortError
 from .snapshots import MetricsSnapshot
 
-__all__ = ["MetricsServer", "MetricsPortError", "render", "CONTENT_TYPE"]
+__all__ = ["MetricsServer", "MetricsPortError", "SnapshotCollector", "snapshot_registry", "render",
+           "parse_address", "CONTENT_TYPE", "LOOPBACK"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LOOPBACK = "127.0.0.1"
 log = logging.getLogger("framepipe.prometheus")
 
-Sample = tuple[dict[str, str], float]
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _number(value: float) -> str:
-    if value != value:
-        return "NaN"
-    if value in (float("inf"), float("-inf")):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(int(value)) if float(value).is_integer() else repr(float(value))
+SnapshotSource = Callable[[], MetricsSnapshot | None]
+Family = GaugeMetricFamily | CounterMetricFamily
 
 
 class _Families:
-    """Metric families in the order first seen: name -> (type, help, samples)."""
+    """Metric families in the order first seen, each with its label names fixed by its first sample."""
 
     def __init__(self) -> None:
-        self.items: dict[str, tuple[str, str, list[Sample]]] = {}
+        self.items: dict[str, Family] = {}
 
     def add(self, name: str, type_: str, help_: str, value: float | None, /, **labels: str) -> None:
-        entry = self.items.setdefault(f"framepipe_{name}", (type_, help_, []))
+        full = f"framepipe_{name}"
+        family = self.items.get(full)
+        if family is None:
+            kind = CounterMetricFamily if type_ == "counter" else GaugeMetricFamily
+            family = self.items[full] = kind(full, help_, labels=list(labels))
         if value is not None:
-            entry[2].append((labels, float(value)))
-
-    def lines(self) -> Iterable[str]:
-        for name, (kind, help_, samples) in self.items.items():
-            if not samples:
-                continue
-            yield f"# HELP {name} {help_}"
-            yield f"# TYPE {name} {kind}"
-            for labels, value in samples:
-                text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-                yield f"{name}{{{text}}} {_number(value)}" if text else f"{name} {_number(value)}"
+            family.add_metric(list(labels.values()), float(value))
 
 
-def render(snapshot: MetricsSnapshot | None) -> str:
-    """The exposition text for ``snapshot`` (only ``framepipe_up`` when there is none yet)."""
+def snapshot_families(snapshot: MetricsSnapshot | None) -> list[Family]:
+    """The metric families of ``snapshot`` (only ``framepipe_up`` when there is none yet); those without samples
+    left out."""
     f = _Families()
     f.add("up", "gauge", "1 while the endpoint serves.", 1)
-    if snapshot is None:
-        return "\n".join(f.lines()) + "\n"
-    s = snapshot
+    if snapshot is not None:
+        _add_run(f, snapshot)
+    return [family for family in f.items.values() if family.samples]
+
+
+def _add_run(f: _Families, s: MetricsSnapshot) -> None:
     f.add("run_running", "gauge", "1 while a run is in progress, 0 once it has ended.", int(s.running))
     f.add("run_elapsed_seconds", "gauge", "Seconds since the run started.", s.elapsed_s)
     f.add("files_inputs", "gauge", "Input files of the run.", s.files_total)
@@ -111,38 +105,46 @@ def render(snapshot: MetricsSnapshot | None) -> str:
         f.add("cache_misses_total", "counter", "Cache lookups that found none.", c.misses, **lb)
         f.add("cache_entries", "gauge", "Entries the cache holds.", c.entries, **lb)
         f.add("cache_bytes", "gauge", "Bytes the cache holds.", c.bytes, **lb)
-    return "\n".join(f.lines()) + "\n"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+class SnapshotCollector(Collector):
+    """A ``prometheus_client`` collector of the figures of ``source()``, the latest snapshot, taken at each collection.
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        if self.path.split("?", 1)[0] not in ("/metrics", "/metrics/"):
-            self.send_error(404, "only /metrics is served here")
-            return
-        try:
-            body = render(self.server.source()).encode()
-        except Exception:  # a scrape must not take the run down; say what broke in the log
-            log.exception("could not render the metrics")
-            self.send_error(500, "could not render the metrics")
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", CONTENT_TYPE)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    ``source`` is called from the server's (or the pusher's) thread: ``Executor.snapshot`` is safe from any.
+    """
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
-        log.debug("%s " + format, self.address_string(), *args)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], source: Callable[[], MetricsSnapshot | None]) -> None:
-        super().__init__(address, _Handler)
+    def __init__(self, source: SnapshotSource) -> None:
         self.source = source
+
+    def collect(self) -> Iterator[Family]:
+        yield from snapshot_families(self.source())
+
+
+def snapshot_registry(source: SnapshotSource) -> CollectorRegistry:
+    """A registry of its own holding only a ``SnapshotCollector`` over ``source`` (not the process-wide one, whose
+    process and platform figures are not the run's)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(source))
+    return registry
+
+
+def render(snapshot: MetricsSnapshot | None) -> str:
+    """The exposition text for ``snapshot`` (only ``framepipe_up`` when there is none yet)."""
+    return generate_latest(snapshot_registry(lambda: snapshot)).decode()
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` as (host, port): ``[::1]:9100`` for IPv6, ``:9100`` for every interface (``0.0.0.0``), a bare
+    ``9100`` for loopback only. ``ValueError`` names what is wrong."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = LOOPBACK, text
+    elif not host:
+        host = "0.0.0.0"  # noqa: S104 (the user asked for every interface)
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT (a port from 0 to 65535; 0: a free one)")
+    return host, int(port)
 
 
 class MetricsServer:
@@ -152,34 +154,39 @@ class MetricsServer:
     yet). Use as a context manager, or ``start()`` and ``stop()``.
     """
 
-    def __init__(self, port: int, source: Callable[[], MetricsSnapshot | None], host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int, source: SnapshotSource, host: str = LOOPBACK) -> None:
         self.host = host
         self.requested_port = port
         self.source = source
-        self._server: _Server | None = None
+        self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def at(cls, address: str, source: SnapshotSource) -> MetricsServer:
+        """A server for ``address`` (``HOST:PORT``, see ``parse_address``), not started."""
+        host, port = parse_address(address)
+        return cls(port, source, host)
 
     @property
     def port(self) -> int:
         """The port it listens on (the one picked, when 0 was asked)."""
-        return self._server.server_address[1] if self._server is not None else self.requested_port
+        return int(self._server.server_address[1]) if self._server is not None else self.requested_port
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/metrics"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
 
     def start(self) -> MetricsServer:
-        """Listen and serve (``MetricsPortError`` when the port is taken)."""
+        """Listen and serve (``MetricsPortError`` when the address cannot be bound)."""
         if self._server is None:
             try:
-                self._server = _Server((self.host, self.requested_port), self.source)
+                self._server, self._thread = start_http_server(self.requested_port, self.host,
+                                                               snapshot_registry(self.source))
             except OSError as exc:
                 raise MetricsPortError(f"cannot serve metrics on {self.host}:{self.requested_port}: "
                                        f"{exc.strerror or exc}") from exc
-            self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                            name="framepipe-metrics", daemon=True)
-            self._thread.start()
-            log.info("serving metrics on %s", self.url, extra={"port": self.port})
+            log.info("serving metrics on %s", self.url, extra={"host": self.host, "port": self.port})
         return self
 
     def stop(self) -> None:

@@ -1,19 +1,26 @@
-"""Observability: log records through ``logging`` (text or JSON lines), metrics snapshots, the Prometheus endpoint."""
+"""Observability: log records through ``logging`` (text or JSON lines), metrics snapshots, the Prometheus endpoint
+and Pushgateway pushes."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
 import re
+import socket
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from support import runtime_tasks as rt
 from support.arrays import array_pipeline, write_frames, write_pipeline_file
 from support.cli import framepipe
@@ -23,7 +30,8 @@ from pipeline.executors import FileTask
 from pipeline.executors.local import LocalExecutor
 from pipeline.observe.logs import configure_logging
 from pipeline.observe.progress import SilentProgress
-from pipeline.observe.prometheus import MetricsServer, render
+from pipeline.observe.prometheus import MetricsServer, parse_address, render
+from pipeline.observe.pushgateway import MetricsPusher
 from pipeline.observe.snapshots import MetricsSnapshot
 from pipeline.run import collect_inputs, output_keys
 
@@ -199,7 +207,7 @@ def test_the_endpoint_serves_a_run_in_progress_and_is_gone_after_it(tmp_path: Pa
     pipeline = Pipeline("gated", extensions=[".txt"])
     pipeline.add(WaitAtGate(str(gate)))
 
-    # run(metrics_port=0) logs the port it picked: the test learns it from that record.
+    # run(metrics_address="127.0.0.1:0") logs the port it picked: the test learns it from that record.
     told: dict[str, int] = {}
     listening = threading.Event()
 
@@ -217,7 +225,8 @@ def test_the_endpoint_serves_a_run_in_progress_and_is_gone_after_it(tmp_path: Pa
 
     def go() -> None:
         try:
-            outcome["result"] = run(pipeline, inputs, tmp_path / "out", workers=2, cache=False, metrics_port=0)
+            outcome["result"] = run(pipeline, inputs, tmp_path / "out", workers=2, cache=False,
+                                    metrics_address="127.0.0.1:0")
         except BaseException as exc:  # noqa: BLE001  (reported by the test below)
             outcome["error"] = exc
 
@@ -241,8 +250,6 @@ def test_the_endpoint_serves_a_run_in_progress_and_is_gone_after_it(tmp_path: Pa
         assert value(samples, "framepipe_pool_workers", pool="files", kind="files") == 2
         assert value(samples, "framepipe_slots_budget_bytes") > 0
         assert "framepipe_pool_tasks_executed_total" in samples and "framepipe_cache_hits_total" in samples
-        with pytest.raises(urllib.error.HTTPError):
-            urllib.request.urlopen(url.replace("/metrics", "/other"), timeout=10)
     finally:
         gate.write_text("open")
         thread.join(300)
@@ -256,8 +263,163 @@ def test_the_endpoint_serves_a_run_in_progress_and_is_gone_after_it(tmp_path: Pa
 
 def test_render_without_a_run_and_a_server_on_a_taken_port(tmp_path: Path) -> None:
     assert parse_exposition(render(None)) == {"framepipe_up": [({}, 1.0)]}
-    with MetricsServer(0, lambda: None) as first:
+    with MetricsServer.at("127.0.0.1:0", lambda: None) as first:
         assert parse_exposition(scrape(first.url))["framepipe_up"] == [({}, 1.0)]
         from pipeline.errors import FramepipeError
         with pytest.raises(FramepipeError, match="cannot serve metrics"):
             MetricsServer(first.port, lambda: None).start()
+
+
+@pytest.mark.parametrize("text, address", [
+    ("127.0.0.1:9100", ("127.0.0.1", 9100)), ("0.0.0.0:0", ("0.0.0.0", 0)), (":9100", ("0.0.0.0", 9100)),
+    ("[::1]:9100", ("::1", 9100)), ("9100", ("127.0.0.1", 9100)), ("localhost:80", ("localhost", 80)),
+])
+def test_an_address_is_host_and_port(text: str, address: tuple[str, int]) -> None:
+    assert parse_address(text) == address
+
+
+@pytest.mark.parametrize("text", ["host:", "host:http", "host:70000", "", "a:-1"])
+def test_a_bad_address_says_what_an_address_is(text: str) -> None:
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        parse_address(text)
+
+
+def test_metrics_port_and_address_are_one_or_the_other(tmp_path: Path) -> None:
+    pipeline, inputs, _ = gated_inputs(tmp_path)
+    with pytest.raises(ValueError, match="not both"):
+        run(pipeline, inputs, tmp_path / "out", metrics_port=0, metrics_address="127.0.0.1:0")
+    assert not (tmp_path / "out").exists()  # refused before anything was done
+
+
+# Pushes to a Pushgateway ----------------------------------------------------------------------------------
+
+
+class Gateway:
+    """A stand-in Pushgateway on loopback: records each push (method, path, body) and signals each one."""
+
+    def __init__(self) -> None:
+        self.pushes: list[tuple[str, str, str]] = []
+        self.pushed = threading.Condition()
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                with gateway.pushed:
+                    gateway.pushes.append((self.command, self.path, body))
+                    gateway.pushed.notify_all()
+                self.send_response(200)
+                self.end_headers()
+
+            do_POST = do_PUT  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def wait_for_pushes(self, n: int, limit_s: float = 120.0) -> None:
+        with self.pushed:
+            assert self.pushed.wait_for(lambda: len(self.pushes) >= n, limit_s), f"fewer than {n} pushes came"
+
+    def figures(self, push: int = -1) -> dict[str, list[tuple[dict[str, str], float]]]:
+        """The samples of one push, by name, read with prometheus_client's own parser."""
+        out: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for family in text_string_to_metric_families(self.pushes[push][2]):
+            for sample in family.samples:
+                out.setdefault(sample.name, []).append((sample.labels, sample.value))
+        return out
+
+
+@pytest.fixture
+def gateway() -> Iterator[Gateway]:
+    g = Gateway()
+    g.thread.start()
+    yield g
+    g.server.shutdown()
+    g.server.server_close()
+
+
+@contextmanager
+def records_of(name: str) -> Iterator[list[logging.LogRecord]]:
+    """The records the logger ``name`` emits in the block (whatever handlers and levels are set elsewhere)."""
+    caught: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            caught.append(record)
+
+    logger, keep = logging.getLogger(name), Keep()
+    before = logger.level
+    logger.addHandler(keep)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield caught
+    finally:
+        logger.removeHandler(keep)
+        logger.setLevel(before)
+
+
+def gated_inputs(tmp_path: Path, files: int = 3) -> tuple[Pipeline, Path, Path]:
+    """A pipeline that holds each file until the gate file exists, its input folder, and the gate."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(files):
+        (inputs / f"f{i}.txt").write_text(str(i))
+    gate = tmp_path / "gate"
+    pipeline = Pipeline("gated", extensions=[".txt"])
+    pipeline.add(WaitAtGate(str(gate)))
+    return pipeline, inputs, gate
+
+
+def test_a_run_pushes_its_final_figures_to_the_gateway_at_the_end(tmp_path: Path, gateway: Gateway) -> None:
+    pipeline, inputs, gate = gated_inputs(tmp_path)
+    gate.write_text("open")
+    result = run(pipeline, inputs, tmp_path / "out", workers=2, cache=False, metrics_push=gateway.url)
+    assert result.exit_code == 0
+    gateway.wait_for_pushes(1)
+    method, path, _ = gateway.pushes[-1]
+    assert method == "PUT" and path.startswith("/metrics/job/framepipe/")
+    parts = path.removeprefix("/metrics/job/framepipe/").split("/")
+    group = dict(zip(parts[::2], parts[1::2]))  # grouped by pipeline and output folder (a path: base64)
+    assert group["pipeline"] == "gated"
+    assert base64.urlsafe_b64decode(group["out@base64"]).decode() == str((tmp_path / "out").resolve())
+    final = gateway.figures()
+    assert final["framepipe_run_running"] == [({}, 0.0)]
+    assert final["framepipe_files_inputs"] == [({}, 3.0)] and final["framepipe_files_done"] == [({}, 3.0)]
+    assert final["framepipe_files_failed"] == [({}, 0.0)] and final["framepipe_files_in_flight"] == [({}, 0.0)]
+    executed = {lb["pool"]: v for lb, v in final["framepipe_pool_tasks_executed_total"]}
+    assert executed["files"] >= 3
+
+
+def test_the_pusher_pushes_while_running_then_once_more_at_stop(gateway: Gateway) -> None:
+    figures = iter(range(1, 1000))
+    last: list[int] = []
+
+    def source() -> MetricsSnapshot:
+        last.append(next(figures))
+        return MetricsSnapshot(time.time(), 1.0, True, files_total=last[-1], files_done=0, files_failed=0,
+                               files_in_flight=0)
+
+    pusher = MetricsPusher(gateway.url, source, {"pipeline": "p"}, every_s=0.01).start()
+    gateway.wait_for_pushes(2)  # two periodic pushes, while it runs
+    pusher.stop()
+    assert pusher.pushes == len(gateway.pushes) >= 3
+    assert gateway.figures()["framepipe_files_inputs"] == [({}, float(last[-1]))]  # the last push: the last figures
+    assert all(path == "/metrics/job/framepipe/pipeline/p" for _, path, _ in gateway.pushes)
+
+
+def test_a_push_that_fails_is_one_warning_and_the_run_goes_on(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    pipeline, inputs, gate = gated_inputs(tmp_path)
+    gate.write_text("open")
+    with records_of("framepipe.prometheus") as records:
+        result = run(pipeline, inputs, tmp_path / "out", workers=2, cache=False,
+                     metrics_push=f"http://127.0.0.1:{closed}")
+    assert result.exit_code == 0 and len(result.files) == 3
+    warnings = [r for r in records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "could not push metrics" in warnings[0].getMessage()
