@@ -24,7 +24,7 @@ def test_version_and_presets_are_listed() -> None:
 
 
 # `python -m pipeline ARG`, and then the modules loaded, by top-level name: those of the heavy libraries and stages
-# (the display and metrics libraries, rich and prometheus_client, among them).
+# (the display and metrics libraries, rich, prometheus_client and matplotlib, among them).
 COMMAND_THEN_MODULES = """
 import runpy, sys
 sys.argv = ["framepipe", sys.argv[1]]
@@ -32,7 +32,7 @@ try:
     runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
 except SystemExit as exc:
     assert exc.code in (0, None), exc.code
-print(sorted({m.split(".")[0] for m in sys.modules} & {"numpy", "av", "pyarrow", "loky", "stages", "rich",
+print(sorted({m.split(".")[0] for m in sys.modules} & {"numpy", "av", "pyarrow", "loky", "stages", "rich", "matplotlib",
                                                     "prometheus_client"}))
 """
 
@@ -54,7 +54,7 @@ import sys
 from pipeline.cli import main
 status = main(sys.argv[1:])
 print(status, sorted({m.split(".")[0] for m in sys.modules} & {"numpy", "av", "pyarrow", "loky", "PIL", "rich",
-                                                            "prometheus_client"}),
+                                                            "matplotlib", "prometheus_client"}),
       "multiprocessing" in sys.modules)
 """
 
