@@ -5,6 +5,7 @@ its end, leaving no Ray process behind (the engine's Ray cases are in tests/pipe
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("local_ray")]  # one Ray 
 from support.cli import PLANTED  # noqa: E402
 from support.clips import BROKEN, CLIPS  # noqa: E402
 from support.gop_clips import GopSpec, make_gop_clip  # noqa: E402
+from support.traces import check_events, spans  # noqa: E402
 
 from pipeline import Pipeline, RunResult, run  # noqa: E402
 from stages import Decode, Encode, presets, read_frame_marker  # noqa: E402
@@ -32,7 +34,8 @@ def _frames(path: Path) -> int:
 def test_the_default_preset_gives_the_local_executors_outputs(batch: RunResult, clip_dir: Path,
                                                               tmp_path: Path) -> None:
     out = tmp_path / "ray"
-    result = run(presets.default(thumb_every=1.0, thumb_width=160), clip_dir, out, executor="ray", cache=False)
+    result = run(presets.default(thumb_every=1.0, thumb_width=160), clip_dir, out, executor="ray", cache=False,
+                 trace=tmp_path / "t.json")
 
     assert result.executor == "ray"
     local = {r.file.relpath: r for r in batch.files}
@@ -53,6 +56,13 @@ def test_the_default_preset_gives_the_local_executors_outputs(batch: RunResult, 
     for s in batch.stages:
         assert (ours[s.name].where, ours[s.name].files, ours[s.name].frames) == (s.where, s.files, s.frames)
     assert ours["proxy"].busy_s > 0
+
+    trace = json.loads((tmp_path / "t.json").read_text())  # each good file's stages, inside its actor's call
+    check_events(trace, result.wall_s)
+    work = {(e["args"]["file"], e["name"]) for e in spans(trace) if "stage" in e.get("args", {})}
+    for r in result.succeeded:
+        for stage in ("decode", "thumbnails", "sprite_sheet", "audio_levels", "proxy"):
+            assert (r.file.relpath, stage) in work, (r.file.relpath, stage)
 
 
 def test_long_files_are_encoded_in_parts_across_the_cluster_and_joined(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from ..bookkeeping.memo import StageMemo
 from ..graph import Pipeline
-from ..observe.stage_timeline import StageSpan
+from ..observe.stage_timeline import StageSpan, record_stage_spans
 from ..observe.trace import RunTrace
 from ..results import FileResult
 from ..stage import FileRun
@@ -65,9 +65,7 @@ class InlineExecutor(Executor):
         trace.span(track, f"file {rel}", trace.since(t0), trace.since(t1),
                    {"file": rel, "status": result.status,
                     "busy_s": {n: round(st.busy_s, 6) for n, st in result.stats.items()}}, group="inline")
-        for s in work:  # the frames are theirs (the file's span carries none: they would count twice)
-            start = min(max(s.start, t0), t1)
-            trace.span(track, s.stage, trace.since(start), trace.since(min(max(s.end, start), t1)),
-                       {"file": rel, **s.args()}, group="inline", busy=False)
+        # the frames are in its stages' spans (the file's span carries none: they would count twice)
+        record_stage_spans(trace, track, work, t0, t1, {"file": rel}, group="inline")
         trace.counter("files in flight", trace.since(t0), {"files": 1})
         trace.counter("files in flight", trace.since(t1), {"files": 0})

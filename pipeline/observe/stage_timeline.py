@@ -10,15 +10,20 @@ interleave). A span carries the stage's frames in the window and their index ran
 file: in the part). So a file makes at most one span per stage per 100 ms of its work and per actor call.
 
 The spans travel back with each actor call's reply; the parent puts them on the actor's track
-(``perf_counter`` is system-wide, as ``calls.timed`` relies on too).
+(``record_stage_spans``: ``perf_counter`` is system-wide, as ``calls.timed`` relies on too; a Ray process on
+another machine has its readings shifted onto the driver's clock first).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["StageTimeline", "StageSpan", "WINDOW_S"]
+if TYPE_CHECKING:
+    from .trace import RunTrace
+
+__all__ = ["StageTimeline", "StageSpan", "WINDOW_S", "record_stage_spans"]
 
 WINDOW_S = 0.1  # a window's wall time: at most one span per stage per this much of a file's work
 
@@ -85,3 +90,15 @@ class StageTimeline:
                 self._busy[stage] = 0.0
                 self._marks[stage] = done
         self._start = -1.0
+
+
+def record_stage_spans(trace: RunTrace, track: str, spans: Iterable[StageSpan], t0: float, t1: float,
+                       where: dict[str, Any], *, group: str, shift: float = 0.0) -> None:
+    """Put the stage spans of one call on ``track``, kept inside the call's ``t0``..``t1`` (this process's
+    ``perf_counter``), each with ``where`` (the file, a part) in its args. They are not busy time: the call's own
+    span counts it once. ``shift``: added to each span's readings first, when they are another clock's."""
+    for s in spans:  # kept inside the call's span (the same clock; rounding aside)
+        start = min(max(s.start + shift, t0), t1)
+        end = min(max(s.end + shift, start), t1)
+        trace.span(track, s.stage, trace.since(start), trace.since(end), {**where, **s.args()}, group=group,
+                   busy=False)

@@ -6,7 +6,9 @@ One Ray instance serves the whole module and is stopped at its end, leaving no R
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socket
 import threading
@@ -19,7 +21,9 @@ ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("local_ray")]  # one Ray for the module
 
 from support.arrays import array_pipeline, write_frames  # noqa: E402
+from support.numbers import numbers_pipeline, write_input  # noqa: E402
 from support.ray_stages import text_pipeline, where_pixels_are  # noqa: E402
+from support.traces import check_events, spans, track_names  # noqa: E402
 
 from pipeline import RunResult, run  # noqa: E402
 
@@ -134,3 +138,77 @@ def test_a_file_past_its_timeout_fails_alone_and_its_worker_is_killed(tmp_path: 
     stuck, fine = (next(r for r in result.files if r.file.relpath == n) for n in ("stuck.txt", "fine.txt"))
     assert stuck.error_type == "FileTimeout" and "5 s" in (stuck.error or "")
     assert fine.ok and (tmp_path / "out" / "lines" / "fine.txt").read_text() == "0 fine"
+
+
+# The trace ----------------------------------------------------------------------------------------
+
+ACTOR = re.compile(r"actor \d+ \(node [0-9a-f]{8}, pid \d+\)")  # a track's name: its actor, node and pid
+
+
+def _groups(trace: dict[str, Any]) -> dict[int, str]:
+    """Each span's group (its process row) by the row's id."""
+    return {e["pid"]: e["args"]["name"] for e in trace["traceEvents"] if e["ph"] == "M" and e["name"] == "process_name"}
+
+
+def _inside(inner: dict[str, Any], outer: dict[str, Any]) -> bool:
+    """``inner`` lies within ``outer`` on the same track (to a microsecond of rounding)."""
+    return (inner["pid"], inner["tid"]) == (outer["pid"], outer["tid"]) and outer["ts"] - 1 <= inner["ts"] \
+        and inner["ts"] + inner["dur"] <= outer["ts"] + outer["dur"] + 1
+
+
+def test_a_traced_run_shows_each_files_actor_call_its_stages_work_and_its_map_tasks(tmp_path: Path) -> None:
+    clips = [write_frames(tmp_path / "in" / f"c{i}.npy", 30, seed=i) for i in range(2)]
+    result = run(array_pipeline(keep_every=15), clips, tmp_path / "o", executor="ray", cache=False,
+                 trace=tmp_path / "t.json")
+    assert all(f.ok for f in result.files), [f.error for f in result.files]
+    trace = json.loads((tmp_path / "t.json").read_text())
+    check_events(trace, result.wall_s)
+    names, groups = track_names(trace), _groups(trace)
+
+    calls = [e for e in spans(trace) if e["name"].startswith("file ")]
+    assert sorted(e["args"]["file"] for e in calls) == ["c0.npy", "c1.npy"]
+    assert all(ACTOR.fullmatch(names[e["pid"], e["tid"]]) and groups[e["pid"]] == "actors" for e in calls)
+    work = [e for e in spans(trace) if "stage" in e.get("args", {}) and "file" in e["args"]]
+    assert {e["name"] for e in work} == {"read_frames", "save_frames"}  # the map stage's spans are its tasks'
+    for e in work:  # inside its file's call, on its actor's track
+        assert any(_inside(e, c) and c["args"]["file"] == e["args"]["file"] for c in calls), e
+    frames = {s.name: s.frames for s in result.stages}
+    for stage in ("read_frames", "save_frames"):
+        assert sum(e["args"]["frames"] for e in work if e["name"] == stage) == frames[stage] == 60
+
+    maps = [e for e in spans(trace) if e["name"] == "map invert x1"]
+    assert sum(e["args"]["frames"] for e in maps) == frames["invert"] == 60  # a span per map task
+    assert {tuple(e["args"]["files"]) for e in maps} == {("c0.npy",), ("c1.npy",)}
+    for e in maps:
+        assert re.fullmatch(r"default worker \(node [0-9a-f]{8}, pid \d+\)", names[e["pid"], e["tid"]])
+        assert groups[e["pid"]] == "map:default" and e["args"]["stage"] == "invert"
+        assert any(c["ts"] - 1 <= e["ts"] and e["ts"] + e["dur"] <= c["ts"] + c["dur"] + 1 and
+                   c["args"]["file"] == e["args"]["files"][0] for c in calls), e  # within its file's call
+    assert any(e["ph"] == "C" and e["name"] == "files in flight" for e in trace["traceEvents"])
+
+
+def test_a_traced_file_in_parts_shows_each_part_and_its_stages_on_the_track_of_the_process_that_ran_it(
+        tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    write_input(tmp_path / "in", "long.txt", 37)
+    result = run(numbers_pipeline(), tmp_path / "in", tmp_path / "o", executor="ray", cache=False,
+                 trace=tmp_path / "t.json")
+    assert result.files[0].ok, result.files[0].error
+    parts_made = result.files[0].record["collected_parts"]
+    assert parts_made >= 2
+    trace = json.loads((tmp_path / "t.json").read_text())
+    check_events(trace, result.wall_s)
+    names, groups = track_names(trace), _groups(trace)
+    parts = [e for e in spans(trace) if e["name"].startswith("part ")]
+    assert sorted(e["name"] for e in parts) == sorted(f"part {i}/{parts_made}" for i in range(1, parts_made + 1))
+    work = [e for e in spans(trace) if "stage" in e.get("args", {})]
+    for part in parts:
+        assert re.fullmatch(r"part worker \(node [0-9a-f]{8}, pid \d+\)", names[part["pid"], part["tid"]])
+        assert groups[part["pid"]] == "parts" and part["args"]["file"] == "long.txt"
+        mine = [e for e in work if e["args"].get("part") == part["name"].removeprefix("part ")]
+        assert {e["name"] for e in mine} >= {"numbers", "collect"} and all(_inside(e, part) for e in mine)
+    numbers = sum(e["args"]["frames"] for e in work if e["name"] == "numbers")
+    assert numbers == next(s.frames for s in result.stages if s.name == "numbers")
+    (call,) = [e for e in spans(trace) if e["name"] == "file long.txt"]
+    joined = [e for e in work if "part" not in e["args"]]  # the file's own session, in its actor's call
+    assert {e["name"] for e in joined} >= {"tally", "collect"} and all(_inside(e, call) for e in joined)

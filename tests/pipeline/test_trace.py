@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
@@ -113,6 +114,37 @@ def test_stage_spans_inside_a_call_count_frames_but_not_busy_time_again() -> Non
     assert throughput == {"decode": pytest.approx([20.0, 0.0])}
     _, busy = utilization_series(t, width)
     assert busy["actors"] == pytest.approx([1.0, 0.5])  # a's call once (not its stage's span), b all along
+
+
+def test_a_ray_reply_from_another_machine_is_placed_through_the_wall_clock_and_clipped_into_its_call() -> None:
+    tracing = pytest.importorskip("pipeline.executors.ray.tracing")
+    from pipeline.observe.stage_timeline import StageSpan
+
+    trace = RunTrace(origin=100.0)
+    here = time.perf_counter() - time.time()  # the driver's clocks, as record_file reads them
+    # Another machine whose perf_counter reads 5000 when its wall clock (agreeing with ours) reads 1e9.
+    there = tracing.Clock("abcd1234", 42, "another boot", 1e9, 5000.0)
+    on_ours = 1e9 + here  # our perf_counter at the reply's wall time
+    reply = tracing.FileTrace(4998.0, 4999.5, [StageSpan("decode", 4998.0, 4998.5, 7, 0),
+                                               StageSpan("encode", 4999.4, 4999.9, 7, 0)], [
+        tracing.TaskSpan(there, "default worker", "map:default", "map invert x1", 4998.2, 4998.3,
+                         {"stage": "invert", "frames": 1, "files": ["a.mp4"]})], there)
+    tracing.record_file(trace, 3, "a.mp4", on_ours - 3.0, on_ours - 1.0, "ok", reply)
+    by_name = {s.name: s for s in trace.spans}
+    call = by_name["file a.mp4"]
+    assert call.track == "actor 3 (node abcd1234, pid 42)" and trace.groups[call.track] == "actors"
+    # 4998 there is 2 s before the reply: its wall clock put it 1 s after the call was sent, and it ends at done.
+    assert call.start_s == pytest.approx(on_ours - 2.0 - 100.0, abs=1e-3)
+    assert call.end_s == pytest.approx(on_ours - 1.0 - 100.0, abs=1e-3)
+    assert by_name["decode"].duration_s == pytest.approx(0.5, abs=1e-3) and not by_name["decode"].busy
+    assert by_name["encode"].end_s == call.end_s  # clipped into its call
+    task = by_name["map invert x1"]
+    assert task.track == "default worker (node abcd1234, pid 42)" and trace.groups[task.track] == "map:default"
+    assert call.start_s <= task.start_s <= task.end_s <= call.end_s
+
+    boot = tracing.clock().boot
+    if boot:  # Linux: a process of our kernel's boot reads our perf_counter, used as it is
+        assert tracing.Clock("abcd1234", 42, boot, 1e9, 5000.0).shift(boot, here) == 0.0
 
 
 # Recording in the executors ---------------------------------------------------------------------

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from ...observe.snapshots import MetricsSnapshot, actors_snapshot, cache_snapshots, memory_snapshot, pool_snapshot
+from ...observe.stage_timeline import record_stage_spans
 from ..worker import ActorReply
 from .calls import Label, TimedFuture
 from .state import FileInFlight, LocalRun
@@ -53,10 +54,7 @@ def trace_actor(run: LocalRun, fs: FileInFlight, fut: TimedFuture, reply: ActorR
         return
     part = fs.task.part
     where = {"file": file} if part is None else {"file": file, "part": f"{part.index + 1}/{part.count}"}
-    for s in reply.spans:  # kept inside the call's span (the same clock; rounding aside)
-        start = min(max(s.start, t0), t1)
-        trace.span(track, s.stage, trace.since(start), trace.since(min(max(s.end, start), t1)),
-                   {**where, **s.args()}, group="actors", busy=False)
+    record_stage_spans(trace, track, reply.spans, t0, t1, where, group="actors")
     if reply.step is not None and reply.step.need_nbytes:
         fs.waiting_since = t1  # paused: an item waits for a slot
 

@@ -16,7 +16,8 @@ with no copy. A fan-out (one frame for two map stages) shares that one object.
 
 Ray is imported only when this package is, and this package only when the ``ray`` executor is asked for. The
 parts: ``driver`` (``RayExecutor``, the run loop in this process), ``actor`` (what runs in Ray's workers: file
-actors, map tasks, ``ArrayRef``), ``cluster`` (starting or joining Ray).
+actors, map tasks, ``ArrayRef``), ``cluster`` (starting or joining Ray), ``tracing`` (what a traced run sends
+back of its work, and its place on the driver's clock).
 """
 
 from ...errors import MissingExtra

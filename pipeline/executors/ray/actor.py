@@ -1,6 +1,7 @@
 """What runs in Ray's worker processes: ``FileActor`` (one file at a time through the pipeline), its map
 stages sent as ``map_frame`` Ray tasks with backpressure and in order (``_MapFeeder``), and ``ArrayRef``,
-the frames that travel through the object store.
+the frames that travel through the object store. A traced file (``FileTask.traced``) sends its timeline back
+with its result, its tasks' with theirs (``tracing``).
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from ...dataplane.buffers import FrameRef, array_nbytes
 from ...graph import Pipeline
 from ...items import slot_of
 from ...observe.metrics import StageStats
+from ...observe.stage_timeline import StageSpan
 from ...results import FileResult
 from ...stage import FilePart, FileRun
 from ..base import FileTask
 from ..failures import map_task_failed, worker_died
 from ..file_runner import FileRunner, FileSession, PartResult, run_part
 from ..worker import MapOutcome, run_map
+from .tracing import FileTrace, TaskSpan, clock
 
 __all__ = ["ArrayRef", "FileActor", "map_frame", "as_remote"]
 
@@ -99,17 +102,33 @@ def _load_pipeline(token: str, source: bytes | list[Any]) -> Pipeline:
     return found
 
 
-def map_frame(token: str, box: list[Any], stage_name: str, item: Any, file: Any) -> MapOutcome:
-    """A map stage over one frame (a Ray task); the result travels back in a slot as large as the input's."""
+def map_frame(token: str, box: list[Any], stage_name: str, item: Any, file: Any,
+              traced: bool = False) -> tuple[MapOutcome, TaskSpan | None]:
+    """A map stage over one frame (a Ray task); the result travels back in a slot as large as the input's.
+    ``traced``: with the task's span (its stage and frames, on this worker's track)."""
+    t0 = time.perf_counter()
     stage = _load_pipeline(token, box).stages[stage_name]
     ref = slot_of(item)
     slot = ArrayRef.empty(ref.nbytes) if ref is not None else None
-    return run_map(token, stage, [(0, 0, item, slot, file)])[0]  # type: ignore[list-item]  # (duck-typed FrameRef)
+    outcome = run_map(token, stage, [(0, 0, item, slot, file)])[0]  # type: ignore[list-item]  # (duck-typed FrameRef)
+    if not traced:
+        return outcome, None
+    args = {"stage": stage_name, "frames": int(ref is not None), "files": [file.relpath]}  # as its stats count
+    return outcome, TaskSpan(clock(), f"{stage.pool} worker", f"map:{stage.pool}", f"map {stage_name} x1", t0,
+                             time.perf_counter(), args)
 
 
-def part_task(token: str, box: list[Any], task: FileTask) -> PartResult | FileResult:
-    """One part of a file (a Ray task, on whichever node has room): its pieces, or its failure."""
-    return run_part(_load_pipeline(token, box), task)
+def part_task(token: str, box: list[Any], task: FileTask) -> tuple[PartResult | FileResult, TaskSpan | None]:
+    """One part of a file (a Ray task, on whichever node has room): its pieces, or its failure; when traced,
+    with the part's span and its stages' work inside it."""
+    t0 = time.perf_counter()
+    stages: list[StageSpan] | None = [] if task.traced else None
+    done = run_part(_load_pipeline(token, box), task, spans=stages)
+    if stages is None or task.part is None:
+        return done, None
+    where = f"{task.part.index + 1}/{task.part.count}"
+    return done, TaskSpan(clock(), "part worker", "parts", f"part {where}", t0, time.perf_counter(),
+                          {"file": task.file.relpath, "part": where}, stages)
 
 
 @cache
@@ -135,17 +154,31 @@ class FileActor:
         self.retries = retries
         self.children = {n: self.pipeline.children(n) for n in self.runner.order}
         self.cluster_cpus = int(ray.cluster_resources().get("CPU", 1)) if self.maps else 1
+        self.tasks: list[TaskSpan] | None = None  # the spans of the traced file's tasks (None: not traced)
 
-    def run_file(self, task: FileTask, box: list[Any]) -> FileResult:
-        """Run one file through every stage; never raises for a bad file. ``box``: the pipeline for map tasks."""
+    def run_file(self, task: FileTask, box: list[Any]) -> tuple[FileResult, FileTrace | None]:
+        """Run one file through every stage; never raises for a bad file. ``box``: the pipeline for map tasks.
+        A traced file (``task.traced``) comes back with its timeline, else None beside it."""
+        t0 = time.perf_counter()
         self.box = box
+        self.tasks = [] if task.traced else None
+        stages: list[StageSpan] | None = [] if task.traced else None
         run = FileRun(task.file, task.begin_attempt(), task.output_key, task.cpu_budget,
                       memo=StageMemo.open(task.cache_dir) if task.cache_dir else None,
                       workers=task.part_workers if not self.maps else 1, batch_ending=task.batch_ending)
         if not self.maps:
-            return self.runner.run(run, lambda spans: self._start_parts(task, spans))
-        self.runner.setup()
-        return _MapFeeder(self, run).run()
+            result = self.runner.run(run, lambda spans: self._start_parts(task, spans), spans=stages)
+        else:
+            self.runner.setup()
+            result = _MapFeeder(self, run, stages).run()
+        if stages is None or self.tasks is None:
+            return result, None
+        return result, FileTrace(t0, time.perf_counter(), stages, self.tasks, clock())
+
+    def took(self, span: TaskSpan | None) -> None:
+        """Keep the span a task of the traced file sent back with its result."""
+        if span is not None and self.tasks is not None:
+            self.tasks.append(span)
 
     def _start_parts(self, task: FileTask, spans: list[Any]) -> Any:
         """Start a file's parts as Ray tasks across the cluster (each holding the file's CPUs, run again if its
@@ -159,9 +192,12 @@ class FileActor:
             done: list[PartResult | FileResult] = []
             for part, ref in zip(parts, refs, strict=True):
                 try:
-                    done.append(ray.get(ref))
+                    outcome, span = ray.get(ref)
                 except Exception as exc:  # its worker died past its retries
                     done.append(worker_died(part, self.retries + 1, type(exc).__name__))
+                    continue
+                done.append(outcome)
+                self.took(span)
             return done
         return wait
 
@@ -196,11 +232,13 @@ class _MapFeeder:
     oldest first, so each local stage gets them in frame order with no reordering buffer.
     """
 
-    def __init__(self, actor: FileActor, run: FileRun) -> None:
+    def __init__(self, actor: FileActor, run: FileRun, spans: list[StageSpan] | None = None) -> None:
         self.actor = actor
         self.pipeline = actor.pipeline
         self.stages = self.pipeline.stages
-        self.session = FileSession(self.pipeline, run, actor.maps, order=actor.runner.order)
+        self.spans = spans  # where the spans of the stages' work go (traced), at the end
+        self.session = FileSession(self.pipeline, run, actor.maps, order=actor.runner.order,
+                                   traced=spans is not None)
         self.flight: deque[_InFlight] = deque()
         self.running: dict[str, int] = dict.fromkeys(actor.maps, 0)
         self.stats = {m: StageStats(m, files=1, where=f"map:{self.stages[m].pool}",
@@ -234,6 +272,8 @@ class _MapFeeder:
             result.traceback = failed.traceback
         except Exception as exc:  # a local stage raised: the file fails alone
             result = session.fail(exc)
+        if self.spans is not None:
+            self.spans += session.take_spans()
         result.record.update(self.records)
         result.warnings += self.warnings
         for m, st in self.stats.items():
@@ -251,7 +291,7 @@ class _MapFeeder:
                 self._take_oldest()
             options = {"num_cpus": 1, "max_retries": self.actor.retries, **self.actor.map_options.get(stage.pool, {})}
             task = as_remote(map_frame).options(**options).remote(self.actor.token, self.actor.box, m, obj,
-                                                                self.session.run.file)
+                                                                self.session.run.file, self.spans is not None)
             self.flight.append(_InFlight(m, task, time.perf_counter()))
             self.running[m] += 1
             st = self.stats[m]
@@ -266,9 +306,10 @@ class _MapFeeder:
         m = entry.stage
         self.running[m] -= 1
         try:
-            outcome: MapOutcome = ray.get(entry.ref)
+            outcome, span = ray.get(entry.ref)
         except Exception as exc:  # the task could not run (its worker died past its retries)
             raise _MapFailed(m, map_task_failed(m, exc), None) from exc
+        self.actor.took(span)
         self.latencies[m].append(time.perf_counter() - entry.sent)
         st = self.stats[m]
         st.busy_s += outcome.busy_s

@@ -2,6 +2,10 @@
 actor the next file, waits on the files in flight, runs again a file whose actor died (``retries``), kills the
 actor of a file past its timeout, and ends the actors at the end. A long file cut into parts has them run as Ray
 tasks, spread over the cluster's nodes, while its actor runs the rest of the file and then joins them.
+
+With a trace, each file's call comes back with its timeline (``tracing``): a span on its actor's track, its
+stages' work inside it, its map tasks and parts on the tracks of the processes that ran them; the driver maps
+other machines' clocks onto its own and samples the files in flight.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from ..failures import timed_out, worker_died, worker_failed
 from ..parts import split_plan
 from .actor import FileActor, as_remote
 from .cluster import init_ray, start_local_ray
+from .tracing import FileTrace, record_file
 
 __all__ = ["RayExecutor"]
 
@@ -46,6 +51,7 @@ class _File:
     attempts: int = 1
     deadline: float | None = None
     timed_out: bool = False
+    sent: float = 0.0  # when its call was sent (perf_counter)
 
 
 class RayExecutor(Executor):
@@ -58,7 +64,9 @@ class RayExecutor(Executor):
     run as Ray tasks of one CPU each, or what ``map_options[pool]`` asks for (``{"gpu": {"num_gpus": 1}}``), at
     most ``max_in_flight`` per file (a stage's ``concurrency`` bounds its own share). A file whose worker died is
     run again ``retries`` times; ``file_timeout`` kills a file's actor past it. ``runtime_env`` is Ray's, for a
-    cluster (``{"working_dir": ...}``). It records no trace (the files' stages run on other machines).
+    cluster (``{"working_dir": ...}``). A ``trace`` gets each file's call on the track of its actor ("actor 3
+    (node 1a2b3c4d, pid 4242)") with its stages' work inside it, and each map task and part on the track of the
+    process that ran it, on the driver's clock (another machine's mapped through the wall clock: ``tracing``).
     """
 
     name = "ray"
@@ -119,19 +127,19 @@ class RayExecutor(Executor):
 
     def run(self, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents, *,
             trace: RunTrace | None = None) -> ExecutionReport:
-        """Run every task on the cluster, then disconnect (``close``); ``trace`` is left empty."""
+        """Run every task on the cluster, then disconnect (``close``); with ``trace``, record the run's timeline."""
         try:
             if not tasks:
                 return ExecutionReport(workers=self.workers, trace=trace)
             self._connect()
             with capture_interrupts() as interrupt:
-                results = self._run(pipeline, tasks, events, interrupt)
+                results = self._run(pipeline, tasks, events, interrupt, trace)
             return ExecutionReport(tuple(results), self.workers, actor_count=self.actor_count, trace=trace)
         finally:
             self.close()
 
-    def _run(self, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents,
-             interrupt: InterruptFlag) -> list[FileResult]:
+    def _run(self, pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents, interrupt: InterruptFlag,
+             trace: RunTrace | None) -> list[FileResult]:
         token = uuid.uuid4().hex
         blob = cloudpickle.dumps(pipeline)  # cloudpickle: the stages of a user's pipeline file travel by value
         box = [ray.put(blob)]  # for map tasks: fetched once per worker process
@@ -149,7 +157,8 @@ class RayExecutor(Executor):
         actors = [actor_class.remote(token, blob, max_in_flight, self.map_options, self.retries)
                   for _ in range(n_actors)]
         self.actor_count = len(actors)
-        files = deque(_File(self._portable(t), i) for i, t in enumerate(tasks))
+        numbers = {id(actor): i for i, actor in enumerate(actors)}  # an actor's track: "actor <number> (...)"
+        files = deque(_File(self._portable(t, trace is not None), i) for i, t in enumerate(tasks))
         starting = {actor.ready.remote(): actor for actor in actors}  # a file goes only to an actor that is up
         free: list[Any] = []
         running: dict[Any, tuple[_File, Any]] = {}  # the run_file call -> (file, its actor)
@@ -166,7 +175,10 @@ class RayExecutor(Executor):
                     if self.file_timeout is not None:
                         fs.deadline = time.monotonic() + self.file_timeout
                     task = dataclasses.replace(fs.task, batch_ending=not files)
+                    fs.sent = time.perf_counter()
                     running[actor.run_file.remote(task, box)] = (fs, actor)
+                    if trace is not None:
+                        trace.counter("files in flight", trace.now(), {"files": len(running)})
                 done, _ = ray.wait([*running, *starting], num_returns=1, timeout=self._wait_s(running))
                 interrupt.raise_if_set()
                 self._kill_overdue(running)
@@ -175,7 +187,11 @@ class RayExecutor(Executor):
                         self._started_or_failed(ref, starting, free, running, files, results, events)
                         continue
                     fs, actor = running.pop(ref)
-                    result, lost = self._outcome(fs, ref)
+                    result, timeline, lost = self._outcome(fs, ref)
+                    if trace is not None:
+                        record_file(trace, numbers[id(actor)], fs.task.file.relpath, fs.sent, time.perf_counter(),
+                                    result.status if result is not None else "died", timeline)
+                        trace.counter("files in flight", trace.now(), {"files": len(running)})
                     if lost:  # Ray restarts it: it takes a file again once it answers, as a new actor does
                         starting[self._restarted(actor)] = actor
                     else:
@@ -212,13 +228,15 @@ class RayExecutor(Executor):
             results[fs.row] = worker_failed(fs.task, f"could not start: {why}", type(cause).__name__)
             events.file_done(results[fs.row])
 
-    def _portable(self, task: FileTask) -> FileTask:
-        """The task with absolute paths and this executor's core budget: every node resolves them alike."""
+    def _portable(self, task: FileTask, traced: bool) -> FileTask:
+        """The task with absolute paths and this executor's core budget: every node resolves them alike.
+        ``traced``: its session records its stages' work."""
         file = dataclasses.replace(task.file, path=os.path.abspath(task.file.path))
         cache_dir = os.path.abspath(task.cache_dir) if task.cache_dir else None
         cpus = int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else 1
         return dataclasses.replace(task, file=file, out_dir=task.out_dir.absolute(), cache_dir=cache_dir,
-                                   cpu_budget=self.cpus_per_file, part_workers=max(1, cpus // self.cpus_per_file))
+                                   cpu_budget=self.cpus_per_file, part_workers=max(1, cpus // self.cpus_per_file),
+                                   traced=traced)
 
     def _wait_s(self, running: dict[Any, tuple[_File, Any]]) -> float:
         deadlines = [fs.deadline for fs, _ in running.values() if fs.deadline is not None]
@@ -243,21 +261,24 @@ class RayExecutor(Executor):
         """
         return actor.ready.options(max_task_retries=-1).remote()
 
-    def _outcome(self, fs: _File, call: Any) -> tuple[FileResult | None, bool]:
-        """The file's result, a failure, or None when it should run again; and whether its actor's process died."""
+    def _outcome(self, fs: _File, call: Any) -> tuple[FileResult | None, FileTrace | None, bool]:
+        """The file's result, a failure, or None when it should run again; its timeline when traced (None when
+        it did not come back); and whether its actor's process died."""
         try:
-            return ray.get(call), False
+            result, timeline = ray.get(call)
+            return result, timeline, False
         except RayActorError as exc:  # the actor's process died (killed, out of memory, a crash)
             if fs.timed_out:
-                return timed_out(fs.task, self.file_timeout or 0.0, fs.attempts), True
+                return timed_out(fs.task, self.file_timeout or 0.0, fs.attempts), None, True
             if fs.attempts <= self.retries:
                 log.warning("worker died running %s: starting the file again (attempt %d)", fs.task.file.relpath,
                             fs.attempts + 1, extra={"file": fs.task.file.relpath, "attempt": fs.attempts + 1})
                 fs.attempts += 1
-                return None, True
-            return worker_died(fs.task, fs.attempts, type(exc).__name__), True
+                return None, None, True
+            return worker_died(fs.task, fs.attempts, type(exc).__name__), None, True
         except Exception as exc:  # the call itself failed (it could not be sent, or framepipe's own bug)
-            return worker_failed(fs.task, f"{type(exc).__name__}: {exc}", type(exc).__name__, fs.attempts), False
+            failed = worker_failed(fs.task, f"{type(exc).__name__}: {exc}", type(exc).__name__, fs.attempts)
+            return failed, None, False
 
     @staticmethod
     def _stop(actors: list[Any], graceful: bool) -> None:
