@@ -113,7 +113,7 @@ class Executor(ABC):
 
     ``run`` must: tell ``events`` of each file as it starts and ends; return one result per task, in task order,
     a failed file's included (never raise for a bad file); leave nothing running behind it; and record its
-    calls into ``trace`` when one is given and it can (inline and local do; Ray's run on other machines).
+    calls into ``trace`` when one is given (inline, local and Ray do: Ray's from other machines' clocks).
     ``prepare`` may be called once before ``run`` (or not at all); ``close`` is called after it, whatever
     happened, even without ``run``.
 
