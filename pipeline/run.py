@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -239,9 +240,13 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         if pending and replayable:  # files not remembered: workers are needed
             ex.prepare(pipeline)
         exports: list[Any] = []  # the metrics endpoint and pusher asked for
+        charting: threading.Thread | None = None
         try:  # (an address that cannot be bound stops the executor prepared above, as a failed run does)
             exports += _metrics_exports(ex, metrics_at, metrics_push, {"pipeline": pipeline.name,
                                                                        "out": str(out_dir.resolve())})
+            if pending and (write_reports or chart is not None):  # matplotlib loads while the workers work
+                from .observe.chart import load_in_background
+                charting = load_in_background()
             report = ex.run(pipeline, pending, events, trace=recorder)
         finally:  # its workers are gone: half files left are a killed worker's or an interrupted run's
             ex.close()  # what prepare() started (a Ray instance), stopped
@@ -261,6 +266,8 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         log.info("run %s ended: %d ok, %d failed in %.2f s", pipeline.name, len(results) - len(result.failed),
                  len(result.failed), wall, extra={"pipeline": pipeline.name, "files": len(results),
                                                   "failed": len(result.failed), "wall_s": round(wall, 3)})
+        if charting is not None:
+            charting.join()
         if write_reports:
             # A run that did no file's work keeps the report of the run that did, when it holds the same rows.
             key = report_key(ledger.pipeline, results)

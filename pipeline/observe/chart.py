@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from ..outputs import write_atomic
 from .metrics import StageStats, find_bottleneck
 from .trace import RunTrace, Span
 
-__all__ = ["write_chart", "draw_timeline", "timeline", "throughput_series", "utilization_series", "bin_width"]
+__all__ = ["write_chart", "draw_timeline", "load_in_background", "timeline", "throughput_series", "utilization_series",
+           "bin_width"]
 
 _BIN_S = 0.25
 _MIN_BINS, _MAX_BINS = 20, 2000
@@ -94,6 +96,24 @@ def timeline(trace: RunTrace, order: Sequence[str] = ()) -> dict[str, Any]:
     return {"bin_s": round(width, 6),
             "throughput": {k: [round(v, 2) for v in throughput[k]] for k in ranked},
             "utilization": {k: [round(v, 4) for v in vs] for k, vs in utilization.items()}}
+
+
+def load_in_background() -> threading.Thread:
+    """Import matplotlib in a thread of its own (0.3-0.5 s on 2 cores), started while a run's workers work, so
+    that drawing its charts at the end does not wait for the import; join it before drawing."""
+    thread = threading.Thread(target=_load_matplotlib, name="framepipe-load-matplotlib", daemon=True)
+    thread.start()
+    return thread
+
+
+def _load_matplotlib() -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.backends.backend_svg  # noqa: F401 - what draw_timeline uses, loaded ahead
+        import matplotlib.figure  # noqa: F401
+    except Exception:  # drawing will say what is wrong
+        pass
 
 
 def draw_timeline(series: dict[str, Any], fmt: str = "png", bottleneck: str | None = None) -> bytes:
