@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from support.cli import framepipe
+from support.runs import output_files
 
 from pipeline import FILE, Pipeline, Stage, StageContext, run, write_atomic
 from pipeline.bookkeeping.ledger import LEDGER_NAME
@@ -46,7 +47,7 @@ def entries(out: Path) -> dict[str, dict]:
 
 
 def files_in(out: Path) -> set[str]:
-    return {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.parent != out}
+    return set(output_files(out))
 
 
 def test_an_output_replaced_by_other_bytes_of_the_same_size_is_redone(tmp_path: Path) -> None:

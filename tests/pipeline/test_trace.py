@@ -142,7 +142,10 @@ def test_a_ray_reply_from_another_machine_is_placed_through_the_wall_clock_and_c
     assert task.track == "default worker (node abcd1234, pid 42)" and trace.groups[task.track] == "map:default"
     assert call.start_s <= task.start_s <= task.end_s <= call.end_s
 
+    import ray
+    connected = ray.is_initialized()
     boot = tracing.clock().boot
+    assert ray.is_initialized() == connected  # reading a clock outside Ray starts no Ray
     if boot:  # Linux: a process of our kernel's boot reads our perf_counter, used as it is
         assert tracing.Clock("abcd1234", 42, boot, 1e9, 5000.0).shift(boot, here) == 0.0
 

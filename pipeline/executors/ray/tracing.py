@@ -58,12 +58,19 @@ def _boot_id() -> str:
         return ""
 
 
-@cache
+_NODE: list[str] = []  # this process's node, once known
+
+
 def _node() -> str:
-    try:
-        return str(ray.get_runtime_context().get_node_id())[:8]
-    except Exception:  # not in a Ray process
+    if _NODE:
+        return _NODE[0]
+    if not ray.is_initialized():  # not a Ray process: asking Ray would start one here
         return "?"
+    try:
+        _NODE.append(str(ray.get_runtime_context().get_node_id())[:8])
+    except Exception:
+        return "?"
+    return _NODE[0]
 
 
 def clock() -> Clock:
