@@ -98,11 +98,15 @@ def timeline(trace: RunTrace, order: Sequence[str] = ()) -> dict[str, Any]:
             "utilization": {k: [round(v, 4) for v in vs] for k, vs in utilization.items()}}
 
 
-def load_in_background() -> threading.Thread:
+def load_in_background() -> threading.Thread | None:
     """Import matplotlib in a thread of its own (0.3-0.5 s on 2 cores), started while a run's workers work, so
-    that drawing its charts at the end does not wait for the import; join it before drawing."""
+    that drawing its charts at the end does not wait for the import; join it before drawing. None where no
+    thread can start (a process limit): the drawing imports it then."""
     thread = threading.Thread(target=_load_matplotlib, name="framepipe-load-matplotlib", daemon=True)
-    thread.start()
+    try:
+        thread.start()
+    except RuntimeError:  # "can't start new thread"
+        return None
     return thread
 
 
