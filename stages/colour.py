@@ -233,7 +233,8 @@ def _side_data(frame: av.VideoFrame) -> tuple[MasteringDisplay | None, int | Non
     """Mastering display, MaxCLL, MaxFALL and Dolby Vision presence from a decoded frame's side data."""
     mastering = cll = fall = None
     dovi = False
-    for sd in frame.side_data:
+    found = frame.side_data  # a mapping of type -> side data since PyAV 18.1.1, a sequence of side data before
+    for sd in found.values() if hasattr(found, "values") else found:
         kind = sd.type.name
         if kind == "MASTERING_DISPLAY_METADATA":
             raw = bytes(sd)
