@@ -10,12 +10,14 @@
      └── a local Ray's daemons ── Ray's workers and actors (they inherit the daemons' environment)
 
 When the root dies, by any signal, SIGKILL included, the watchdog wakes at once: it freezes (SIGSTOP) every
-process whose environment carries the root's token, their children, and what it last saw under them (it looks
+process whose environment carries the root's token, their children, what it last saw under them (it looks
 every second: a Ray agent overwrites its environment's memory with its process title, and its parent, a Ray
-daemon, dies with the root), scanning again until a scan finds none new (a frozen process starts no other),
-kills them (SIGKILL), waits a moment for the resource trackers, which end by themselves once no process holds
-their pipe (unlinking what was registered with them), and unlinks the shared segments and loky semaphores that
-the dead processes named after themselves, and multiprocessing's temporary folder. Then it exits.
+daemon, dies with the root), and, where the root led its process group (a shell's job), Ray's processes in
+that group (an agent started since the last look), scanning again until a scan finds none new (a frozen
+process starts no other), kills them (SIGKILL), waits a moment for the resource trackers, which end by
+themselves once no process holds their pipe (unlinking what was registered with them), and unlinks the shared
+segments and loky semaphores that the dead processes named after themselves, and multiprocessing's temporary
+folder. Then it exits.
 
 Why a process of its own: ``PR_SET_PDEATHSIG`` fires when the *thread* that started a child ends, and loky
 starts workers from whichever thread submits; a watcher thread in each worker cannot run while a task hangs in
@@ -367,6 +369,33 @@ def _child_of(pid: int, parents: frozenset[int] | set[int]) -> bool:
     return _parent(pid) in parents
 
 
+def _in_group(pid: int, group: int) -> bool:
+    """Whether ``pid`` is in process group ``group``."""
+    try:
+        return os.getpgid(pid) == group
+    except OSError:
+        return False
+
+
+def _group_members(group: int | None) -> set[int]:
+    """Ray's processes in the group the root led (its job): the agents of a Ray the run started, which the tags
+    miss (they overwrite their environment with their title). Only Ray's: a process of a library caller's own
+    in its group is not the run's to end."""
+    if group is None:
+        return set()
+    found = set()
+    for name in _pids():
+        if name.isdigit() and _in_group(int(name), group):
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    cmd = f.read()
+            except OSError:
+                continue
+            if cmd.startswith(b"ray::") or b"/ray/" in cmd:
+                found.add(int(name))
+    return found
+
+
 def _started_at(pid: int, start: int) -> bool:
     """Whether ``pid`` is still the process that started at ``start`` (not a reused pid)."""
     return _started(pid) == start
@@ -476,10 +505,13 @@ def _kill(pid: int, fd: int) -> None:
             os.close(fd)
 
 
-def _sweep(root: int, token: str, folders: Sequence[bytes] = (), family: dict[int, int] | None = None) -> None:
+def _sweep(root: int, token: str, folders: Sequence[bytes] = (), family: dict[int, int] | None = None,
+           group: int | None = None) -> None:
     """The root is dead: end every process tagged with its token, what they started (their children, and the
-    ``family`` last seen under them, ``_family``), then remove the shared memory they named after themselves (the
-    trackers remove what was registered with them) and the root's ``folders`` (``remove_at_death``)."""
+    ``family`` last seen under them, ``_family``), the processes of the ``group`` the root led (a Ray agent
+    started since the last look at the family, its parent gone with the root, is found by its group), then
+    remove the shared memory they named after themselves (the trackers remove what was registered with them)
+    and the root's ``folders`` (``remove_at_death``)."""
     mark = f"{ROOT_ENV}={token}".encode()
     family = family or {}
     frozen: dict[int, int] = {}  # pid -> its pidfd (-1: none)
@@ -492,7 +524,8 @@ def _sweep(root: int, token: str, folders: Sequence[bytes] = (), family: dict[in
         parents = frozenset(frozen)
         children = _children_of(set(frozen)) - seen - set(tagged)
         known = {pid for pid in family if pid not in seen and pid not in tagged and pid not in children}
-        if not tagged and not children and not known:
+        grouped = _group_members(group) - seen - set(tagged) - children - known - {root}
+        if not tagged and not children and not known and not grouped:
             break
         for pid, cmd in tagged.items():
             if b"resource_tracker" in cmd:
@@ -504,6 +537,10 @@ def _sweep(root: int, token: str, folders: Sequence[bytes] = (), family: dict[in
                 frozen[pid] = fd
         for pid in known:
             if (fd := _signal(pid, signal.SIGSTOP, partial(_started_at, pid, family[pid]), keep=True)) is not None:
+                frozen[pid] = fd
+        for pid in grouped:
+            if group is not None and \
+                    (fd := _signal(pid, signal.SIGSTOP, partial(_in_group, pid, group), keep=True)) is not None:
                 frozen[pid] = fd
         family = {pid: t for pid, t in family.items() if pid not in known}  # each looked at once
     for pid, fd in frozen.items():
@@ -560,6 +597,10 @@ def _watchdog_main(root: int, token: str) -> None:
     if pidfd is None or os.getppid() != root:  # the root (our parent) died before we could watch it
         _sweep(root, token, _folders(said))
         return
+    try:  # the job the root leads, where a shell or a test made it lead one (else its group is another's)
+        group = root if os.getpgid(root) == root else None
+    except OSError:
+        group = None
     poller = select.poll()
     poller.register(0, select.POLLIN)
     if pidfd >= 0:
@@ -580,7 +621,7 @@ def _watchdog_main(root: int, token: str) -> None:
                 return
             break
         said += data
-    _sweep(root, token, _folders(said), family)
+    _sweep(root, token, _folders(said), family, group)
 
 
 def _folders(said: bytes) -> list[bytes]:

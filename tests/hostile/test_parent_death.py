@@ -210,3 +210,23 @@ def test_library_run_returns_after_its_workers_have_exited(clips: Path, tmp_path
             continue
     assert len(result.succeeded) == N_CLIPS
     assert not left, f"workers still running when run() returned: {described(left)}"
+
+
+def test_rays_processes_in_the_group_the_root_led_are_found_there_and_no_other_process_is() -> None:
+    """A Ray agent started just before the root's death (after the watchdog's last look at its family), its
+    parent gone with the root and its environment overwritten, is still found: by the root's process group."""
+    from pipeline.runtime import lifecycle
+
+    agent = subprocess.Popen(["bash", "-c", 'exec -a "ray::DashboardAgent" sleep 600'], start_new_session=True)
+    other = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    try:
+        titled = lambda: Path(f"/proc/{agent.pid}/cmdline").read_bytes().startswith(b"ray::")  # noqa: E731
+        while not titled():  # bash has not exec'd yet: wait for it, not for a time
+            os.sched_yield()
+        assert lifecycle._group_members(agent.pid) == {agent.pid}
+        assert lifecycle._group_members(other.pid) == set()  # a process of its own in a caller's group stays
+        assert lifecycle._group_members(None) == set()  # a root that led no group: nothing found this way
+    finally:
+        for p in (agent, other):
+            p.kill()
+            p.wait()
