@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from ..errors import FramepipeError
 from ..outputs import no_follow, write_atomic
@@ -163,15 +163,15 @@ def _scrubber(out: Path, vtt: str) -> dict[str, Any] | None:
         sheet = posixpath.normpath(posixpath.join(base, ref.group(1)))
         if not _inside(sheet):
             continue
-        index = sheets.setdefault(_url(sheet), len(sheets))
+        index = sheets.setdefault(sheet, len(sheets))  # by its path in OUT
         tiles.append([round(start, 3), round(end, 3), index, *map(int, ref.groups()[1:])])
     if not tiles:
         return None
-    sizes = [_picture_size(out / unquote(url)) or [0, 0] for url in sheets]
+    sizes = [_picture_size(out / sheet) or [0, 0] for sheet in sheets]
     for t in tiles:  # a sheet that cannot be read: as large as its tiles reach
         s = sizes[int(t[2])]
         s[0], s[1] = max(s[0], int(t[3] + t[5])), max(s[1], int(t[4] + t[6]))
-    return {"sheets": list(sheets), "sizes": sizes, "tiles": tiles}
+    return {"sheets": [_url(sheet) for sheet in sheets], "sizes": sizes, "tiles": tiles}
 
 
 def _picture_size(path: Path) -> list[int] | None:
