@@ -8,7 +8,7 @@ table of every target line ("target NAME: X (goal G) MET|MISSED") found in them.
 Usage: python -m benchmarks [--quick] [--only NAME[,NAME...]] [--results PATH]
   --quick   passed to every benchmark (shorter runs)
   --only    run only these (handoff, runtime, pipeline, cache, vs_ffmpeg, scaling, memory, ray,
-            deinterlace, pictures, decode_plan)
+            ray_cluster, deinterlace, pictures, decode_plan)
   --results where to write the results (default benchmarks/RESULTS.md; "-" for nowhere)
 """
 
@@ -42,6 +42,7 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("scaling", "bench_scaling", []),
     ("memory", "bench_memory", []),
     ("ray", "bench_ray", []),
+    ("ray_cluster", "bench_ray_cluster", []),
     ("deinterlace", "bench_deinterlace", []),
     ("pictures", "bench_pictures", []),
     ("decode_plan", "bench_decode_plan", []),

@@ -1,0 +1,135 @@
+"""The Ray executor on a multi-node cluster: one to three nodes, against the local executor on the same CPUs.
+
+The cluster is Ray's own test cluster (``ray.cluster_utils.Cluster``): a head and worker nodes, each its own
+raylet with one CPU and its own object store, all on this machine. **Nodes on one machine share its cores**: on
+a 2-core machine a third node adds a raylet and a worker, not a core, so the figure past two nodes shows what
+the extra node costs, not what a real third machine would add. A real cluster's nodes bring their own cores.
+
+The job: the default preset (metadata, audio levels, thumbnails, a sprite sheet, a 720p proxy; ``cache=False``)
+over 8 files of the realistic ``small-files`` set (720p30 phone-like H.264, CABAC, B-frames, grain; made once
+by ``benchmarks.clipsets`` under ~/.cache/framepipe-bench), and, beside it, the same on the ``ultrafast`` test
+patterns' first 2 files. Each figure is the best of ``--rounds`` (default 2, ``--quick`` 1) after a warm-up
+run on the same cluster. Rows:
+
+* local executor, 1 and 2 workers: the baseline on the same cores;
+* Ray, 1, 2 and 3 nodes of 1 CPU each (the driver on the head's machine, as ``--address`` gives it);
+* speed-up = 1-node seconds / n-node seconds; overhead = Ray seconds / local seconds at the same CPUs.
+
+Usage: python -m benchmarks.bench_ray_cluster [--quick] [--rounds N] [--files N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pipeline import run
+from stages import presets
+
+from ._table import machine_line, print_table
+from .clipsets import clip_sets, ensure
+
+
+def _batch(work: Path, name: str, count: int) -> Path:
+    """The first ``count`` clips of a clip set, linked into a folder of their own."""
+    clip_set = next(s for s in clip_sets(quick=True) if s.name == name)
+    footage = ensure(clip_set)
+    folder = work / name
+    folder.mkdir()
+    for clip in footage.clips[:count]:
+        (folder / clip.name).symlink_to(clip)
+    return folder
+
+
+def _best(rounds: int, once) -> float:  # noqa: ANN001
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        once()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _timed(inputs: Path, work: Path, label: str, rounds: int, **options: object) -> float:
+    """Best wall seconds of the default preset over ``inputs`` (after a warm-up run), every file succeeding."""
+    counter = iter(range(1000))
+
+    def once() -> None:
+        r = run(presets.default(), inputs, work / f"{label}-{next(counter)}", cache=False, **options)  # type: ignore[arg-type]
+        bad = [f for f in r.files if not f.ok]
+        assert not bad, bad[0].error
+
+    once()  # warm-up: workers started, codecs loaded
+    return _best(rounds, once)
+
+
+def _on_cluster(nodes: int, jobs: list[tuple[str, Path]], work: Path, rounds: int) -> dict[str, float]:
+    """Seconds of each job on a cluster of ``nodes`` nodes of one CPU each, started for it and stopped after."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from pipeline.executors.ray.cluster import init_ray
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        for _ in range(nodes - 1):
+            cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        init_ray(address=cluster.address)
+        try:
+            return {name: _timed(inputs, work, f"ray{nodes}-{name}", rounds, executor="ray")
+                    for name, inputs in jobs}
+        finally:
+            ray.shutdown()
+    finally:
+        cluster.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one round, 4 files")
+    parser.add_argument("--rounds", type=int, default=0, help="runs per figure, best kept (default 2; quick 1)")
+    parser.add_argument("--files", type=int, default=0, help="files of the realistic set (default 8; quick 4)")
+    args = parser.parse_args(argv)
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        print("ray is not installed: pip install framepipe[ray]")
+        return 0
+    rounds = args.rounds or (1 if args.quick else 2)
+    files = args.files or (4 if args.quick else 8)
+    print(machine_line())
+    with tempfile.TemporaryDirectory(prefix="framepipe-cluster-bench-") as tmp:
+        work = Path(tmp)
+        jobs = [("small-files", _batch(work, "small-files", files)), ("ultrafast", _batch(work, "ultrafast", 2))]
+        local = {(name, w): _timed(inputs, work, f"local{w}-{name}", rounds, workers=w)
+                 for name, inputs in jobs for w in (1, 2)}
+        ray_s = {n: _on_cluster(n, jobs, work, rounds) for n in (1, 2, 3)}
+        shutil.rmtree(work, ignore_errors=True)
+    for name, _ in jobs:
+        count = files if name == "small-files" else 2
+        rows: list[tuple[object, ...]] = []
+        for w in (1, 2):
+            rows.append((f"local executor, {w} worker(s)", w, f"{local[name, w]:.2f}",
+                         f"{count / local[name, w]:.2f}", "", ""))
+        for n in (1, 2, 3):
+            secs = ray_s[n][name]
+            base = local[name, min(n, 2)]
+            rows.append((f"ray, {n} node(s) of 1 CPU", n, f"{secs:.2f}", f"{count / secs:.2f}",
+                         f"{ray_s[1][name] / secs:.2f}x", f"{secs / base:.2f}x"))
+        what = ("realistic 720p30 phone-like clips" if name == "small-files"
+                else "test patterns, x264 ultrafast (beside it)")
+        print_table(f"default preset over {count} files of {name} ({what}); best of {rounds}",
+                    ("executor", "CPUs", "seconds", "files/s", "speed-up vs 1 node", "overhead vs local"), rows)
+    print("\n  nodes on one machine share its cores: past the machine's cores a node adds processes, not CPU time")
+    speedup = ray_s[1]["small-files"] / ray_s[2]["small-files"]
+    print(f"  target ray 2 nodes vs 1 (realistic): {speedup:.2f}x (goal 1.6x) {'MET' if speedup >= 1.6 else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
