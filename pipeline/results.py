@@ -34,6 +34,7 @@ class FileResult:
     resumed: bool = False  # done by an earlier run into the same folder (see ``RunLedger``), not run again
     replayed: bool = False  # every stage's results replayed from the cache (``replay_whole_file``), none run
     digests: dict[str, str] = field(default_factory=dict)  # output -> BLAKE2b of its bytes (``staging.seal_outputs``)
+    sizes: dict[str, int] = field(default_factory=dict)  # output -> bytes, once put at its URL (``ship_outputs``)
 
     @property
     def ok(self) -> bool:
