@@ -303,7 +303,8 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
             if s.where == "file":
                 s.workers = report.actor_count or n_parallel
         result = RunResult(pipeline.name, out_dir, results, stats, wall, n_parallel, ex.name,
-                           peak_slots=report.peak_slots, decisions=list(report.decisions))
+                           peak_slots=report.peak_slots, decisions=list(report.decisions),
+                           out_url=remote.url if remote is not None else None)
         log.info("run %s ended: %d ok, %d failed in %.2f s", pipeline.name, len(results) - len(result.failed),
                  len(result.failed), wall, extra={"pipeline": pipeline.name, "files": len(results),
                                                   "failed": len(result.failed), "wall_s": round(wall, 3)})
