@@ -26,6 +26,7 @@ from .executors import EXECUTORS
 from .runtime.interrupts import Interrupted
 from .runtime.lifecycle import stop_helpers
 from .runtime.limits import limit_reason
+from .storage.location import is_url
 
 if TYPE_CHECKING:
     from .sources import SkippedInput
@@ -87,8 +88,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress.close()
     print(result.table())
     print(result.summary())
-    page = Path(args.output) / "index.html"
-    if page.is_file():
+    if is_url(args.output):  # put into OUT with the reports
+        print(f"report page: {args.output.rstrip('/')}/index.html")
+    elif (page := Path(args.output) / "index.html").is_file():
         print(f"report page: {page}")
     if not args.log_json:
         for failed in result.failed:

@@ -31,6 +31,10 @@ The whole tree (``tests/pipeline/test_errors.py`` keeps it true)::
         OutputFolderInUse
         OutputIsLink
       MetricsPortError (OSError)
+      StorageError (OSError): object storage could not be used (a bucket, a key, the endpoint)
+        BucketNotFound (FileNotFoundError)
+        StorageAccessDenied (PermissionError)
+        StorageUnreachable (ConnectionError)
       BufferPoolError: shared-memory slots
         BufferPoolExhausted (TimeoutError)
         StaleFrameRef (LookupError)
@@ -60,6 +64,10 @@ __all__ = [
     "OutputFolderInUse",
     "OutputIsLink",
     "MetricsPortError",
+    "StorageError",
+    "BucketNotFound",
+    "StorageAccessDenied",
+    "StorageUnreachable",
     "WorkerCrashed",
     "Cancelled",
     "FileTimeout",
@@ -259,6 +267,37 @@ class OutputIsLink(OutputError):
 
 class MetricsPortError(FramepipeError, OSError):
     """The metrics endpoint could not listen on the port asked for (taken, or not allowed)."""
+
+
+# Object storage -------------------------------------------------------------
+#
+# One line that names the URL and what went wrong: ``s3://media/in/a.mp4: access denied (AccessDenied)``.
+# Not an InputError: a lost connection says nothing about the file (the memo never remembers it, and a re-run
+# tries the file again). A walk of a missing bucket stops the run at once, as a missing folder does.
+
+
+class StorageError(FramepipeError, OSError):
+    """Object storage could not be used for ``url``: ``reason`` says why (the library's error is ``__cause__``)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[StorageError], tuple[str, str]]:
+        return type(self), (self.url, self.reason)  # crosses processes whole (OSError's own pickles args)
+
+
+class BucketNotFound(StorageError, FileNotFoundError):
+    """The bucket a URL names does not exist."""
+
+
+class StorageAccessDenied(StorageError, PermissionError):
+    """The store refused the credentials, or they do not allow the operation."""
+
+
+class StorageUnreachable(StorageError, ConnectionError):
+    """The store's endpoint could not be reached, or the connection to it was lost."""
 
 
 # Shared-memory buffers -------------------------------------------------------

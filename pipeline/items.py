@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TypeGuard, runtime_check
 
 from .dataplane.zerocopy import MappedFile, special_file_kind
 from .errors import UnreadableFile
+from .storage.location import is_url
 
 if TYPE_CHECKING:
     from .dataplane.buffers import FrameRef
@@ -98,7 +99,11 @@ def fingerprint(path: str | os.PathLike[str], size: int, mtime_ns: int) -> str:
     """A cheap identity of a file's content: size, mtime and a hash of its first and last MiB.
 
     ``path`` must be a regular file: a FIFO, socket or device raises ``UnreadableFile`` and is never opened.
+    A URL's object is identified by its size, ETag and version instead (one HEAD; ``storage.objects``).
     """
+    if is_url(path):
+        from .storage.objects import object_fingerprint
+        return object_fingerprint(str(path))[0]
     digest = hashlib.blake2b(digest_size=16)
     digest.update(f"{size}:{mtime_ns}".encode())
     with MappedFile(path) as f:  # hashed straight from the page cache, no copy

@@ -34,6 +34,7 @@ class FileResult:
     resumed: bool = False  # done by an earlier run into the same folder (see ``RunLedger``), not run again
     replayed: bool = False  # every stage's results replayed from the cache (``replay_whole_file``), none run
     digests: dict[str, str] = field(default_factory=dict)  # output -> BLAKE2b of its bytes (``staging.seal_outputs``)
+    sizes: dict[str, int] = field(default_factory=dict)  # output -> bytes, once put at its URL (``ship_outputs``)
 
     @property
     def ok(self) -> bool:
@@ -82,6 +83,12 @@ class RunResult:
     executor: str
     peak_slots: int = 0  # most shared-memory frame slots leased at once (local executor)
     decisions: list[Any] = field(default_factory=list)  # the optimizer's RunDecision s (performance="auto")
+    out_url: str | None = None  # OUT on object storage (out_dir was its local stand-in during the run, now gone)
+
+    @property
+    def out(self) -> str:
+        """Where the outputs are: OUT's URL, or its folder."""
+        return self.out_url or str(self.out_dir)
 
     @property
     def succeeded(self) -> list[FileResult]:
@@ -121,4 +128,4 @@ class RunResult:
         """One line: how many files succeeded (and were skipped as done before) and failed, and how long it took."""
         skipped = f" ({len(self.resumed)} skipped, done by an earlier run)" if self.resumed else ""
         return (f"{len(self.succeeded)} of {len(self.files)} files done{skipped}, {len(self.failed)} failed, "
-                f"in {self.wall_s:.2f} s on {self.workers} {self.executor} worker(s); outputs in {self.out_dir}")
+                f"in {self.wall_s:.2f} s on {self.workers} {self.executor} worker(s); outputs in {self.out}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import posixpath
 import threading
 import time
 from collections import Counter
@@ -16,7 +17,7 @@ from .bookkeeping.ledger import LEDGER_NAME, LedgerEvents, RunLedger
 from .bookkeeping.memo import StageMemo, memo_dir
 from .bookkeeping.staging import sweep_staging
 from .dataplane.segments import sweep_stale_segments
-from .errors import OutputFolderInUse, OutputIsLink
+from .errors import OutputFolderInUse, OutputIsLink, UnsupportedRunOption
 from .executors import Executor, FileTask, RunEvents, get_executor
 from .executors.file_runner import replay_whole_file
 from .graph import Pipeline
@@ -31,11 +32,13 @@ from .outputs import check_writable, output_error, sweep_partial_outputs, write_
 from .results import FileResult, RunResult
 from .sources import FileSelection, SkippedInput, file_items, find_files, report_skipped
 from .stage import FileRun
+from .storage.location import is_url, storage_environment
 from .tuning.performance import PerformanceConfig
 
 if TYPE_CHECKING:
     from .cache.locks import FileLock
     from .observe.progress import ConsoleProgress
+    from .storage.mirror import RemoteFolder
 
 __all__ = ["run", "collect_inputs", "output_keys", "LOCK_NAME"]
 
@@ -64,8 +67,14 @@ def collect_inputs(inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[
     """
     select = select or FileSelection()
     exts = select.extensions if select.extensions is not None else extensions
-    given = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]
-    avoid = [out] if out is not None else []
+    named = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    urls = [str(p) for p in named if is_url(p)]
+    if urls:
+        if len(urls) != len(named):
+            raise UnsupportedRunOption("inputs are either URLs or local paths, not both in one run")
+        return _collect_objects(urls, exts, select, out, identify)
+    given = [Path(p) for p in named]
+    avoid = [out] if out is not None and not is_url(out) else []
     notes: list[SkippedInput] = []
     paths: list[Path] = []
     anchors: list[Path] = []  # what names are relative to: each folder, and each file's folder (not one skipped)
@@ -90,6 +99,28 @@ def collect_inputs(inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[
     return file_items(unique, common, identify=identify)
 
 
+def _collect_objects(urls: list[str], extensions: Iterable[str] | None, select: FileSelection,
+                     out: str | os.PathLike[str] | None, identify: bool) -> list[FileItem]:
+    """``collect_inputs`` for URLs: each prefix listed as a folder is walked (``storage.objects.list_objects``),
+    each object fingerprinted by its ETag (one HEAD each, in threads). Names are relative to the one prefix given,
+    else to the prefix that holds every input."""
+    from .storage.objects import identify as identify_objects
+    from .storage.objects import list_objects
+    skip = [str(out)] if out is not None and is_url(out) else []
+    entries = []
+    for url in urls:
+        entries += list_objects(url, extensions, select, skip)
+    entries = list({e.url: e for e in entries}.values())  # an object listed twice runs once
+    if len(urls) == 1:
+        names = [e.relpath for e in entries]
+    else:
+        common = posixpath.commonpath([posixpath.dirname(e.url.split("://", 1)[1]) for e in entries] or ["/"])
+        names = [posixpath.relpath(e.url.split("://", 1)[1], common) for e in entries]
+    prints = identify_objects([e.url for e in entries]) if identify else [""] * len(entries)
+    return [FileItem(e.url, name, e.size, e.mtime_ns, fp, i)
+            for i, (e, name, fp) in enumerate(zip(entries, names, prints))]
+
+
 def _replay_remembered_files(pipeline: Pipeline, tasks: Sequence[FileTask], events: RunEvents,
                              trace: RunTrace | None) -> list[FileResult]:
     """Files whose every stage result is remembered, finished here without starting a worker.
@@ -99,7 +130,8 @@ def _replay_remembered_files(pipeline: Pipeline, tasks: Sequence[FileTask], even
     memo = StageMemo.open(tasks[0].cache_dir) if tasks and tasks[0].cache_dir else None
     out = []
     for task in tasks:
-        run_ = FileRun(task.file, task.begin_attempt(), task.output_key, task.cpu_budget, memo=memo)
+        run_ = FileRun(task.file, task.begin_attempt(), task.output_key, task.cpu_budget, memo=memo,
+                       publish_to=task.remote_out)
         t0 = time.perf_counter()
         result = replay_whole_file(pipeline, run_)
         if result is not None:
@@ -189,13 +221,20 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         log.info("performance profile %s: %s", config.name, config, extra={"profile": config.name})
     cache_dir = memo_dir(cache)
     replayable = cache_dir is not None and all(s.cacheable for s in pipeline.stages.values())
-    out_dir = Path(out)
+    remote = _remote_folder(out, resume)  # OUT on object storage: a local folder stands for it (storage.mirror)
+    out_dir = remote.local if remote is not None else Path(out)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise output_error("create output folder", out_dir, exc) from exc
-    check_writable(out_dir)  # a read-only folder is one clear error now, not one per file
-    lock = _claim_output_folder(out_dir)  # before anything is started, swept or read there
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise output_error("create output folder", out_dir, exc) from exc
+        check_writable(out_dir)  # a read-only folder is one clear error now, not one per file
+        lock = _claim_output_folder(out_dir)  # before anything is started, swept or read there
+    except BaseException:
+        if remote is not None:
+            remote.close()
+        raise
+    pushed = False  # a remote OUT has everything the run wrote
     # The executor warms up (the workers' server imports the stages) while the inputs are found, unless the run
     # may find that no file needs a worker: each one done by an earlier run (there is a ledger to resume from)
     # or remembered (every stage is cacheable). Such a run prepares it once it knows that a file needs one.
@@ -205,17 +244,19 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         if not replayable and not resumable:
             ex.prepare(pipeline)
         items = collect_inputs(inputs, extensions if extensions is not None else pipeline.extensions,
-                               select=select, out=out_dir)
+                               select=select, out=remote.url if remote is not None else out_dir)
         sweep_partial_outputs(out_dir)
         sweep_staging(out_dir)
         sweep_stale_segments()
-        ledger = RunLedger.open(out_dir, pipeline, fresh=not resume)
+        ledger = RunLedger.open(out_dir, pipeline, fresh=not resume, remote=remote)
         earlier, todo = _split_done(ledger, items)
         if todo and resumable and not replayable:  # files left to run: workers are needed
             ex.prepare(pipeline)
         n_parallel = max(1, min(ex.workers, len(todo)))
         budget = max(1, (os.cpu_count() or 1) // n_parallel)
-        tasks = [FileTask(item, out_dir, key, budget, cache_dir, staged=True) for item, key in todo]
+        storage_env = storage_environment() if remote is not None or any(is_url(i.path) for i in items) else ()
+        tasks = [FileTask(item, out_dir, key, budget, cache_dir, staged=True, storage_env=storage_env,
+                          remote_out=remote.url if remote is not None else None) for item, key in todo]
         if progress is True:
             display = _progress_display(items)
         given = None if isinstance(progress, bool) else progress
@@ -242,8 +283,8 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         exports: list[Any] = []  # the metrics endpoint and pusher asked for
         charting: threading.Thread | None = None
         try:  # (an address that cannot be bound stops the executor prepared above, as a failed run does)
-            exports += _metrics_exports(ex, metrics_at, metrics_push, {"pipeline": pipeline.name,
-                                                                       "out": str(out_dir.resolve())})
+            shown_out = remote.url if remote is not None else str(out_dir.resolve())
+            exports += _metrics_exports(ex, metrics_at, metrics_push, {"pipeline": pipeline.name, "out": shown_out})
             if pending and (write_reports or chart is not None):  # matplotlib loads while the workers work
                 from .observe.chart import load_in_background
                 charting = load_in_background()
@@ -262,7 +303,8 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
             if s.where == "file":
                 s.workers = report.actor_count or n_parallel
         result = RunResult(pipeline.name, out_dir, results, stats, wall, n_parallel, ex.name,
-                           peak_slots=report.peak_slots, decisions=list(report.decisions))
+                           peak_slots=report.peak_slots, decisions=list(report.decisions),
+                           out_url=remote.url if remote is not None else None)
         log.info("run %s ended: %d ok, %d failed in %.2f s", pipeline.name, len(results) - len(result.failed),
                  len(result.failed), wall, extra={"pipeline": pipeline.name, "files": len(results),
                                                   "failed": len(result.failed), "wall_s": round(wall, 3)})
@@ -276,11 +318,27 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
                 write_report_page(out_dir)
         if recorder is not None:
             _write_timeline(recorder, stats, trace, chart)
+        if remote is not None:  # the ledger, reports and report page, into OUT
+            remote.push_all()
+            pushed = True
         return result
     finally:  # released on every way out (Ctrl-C included); a killed run's lock goes with its process
         if display is not None:
             display.close()
         lock.release()
+        if remote is not None:
+            if not pushed:  # an interrupted or failed run: what its ledger says is kept for the next one
+                remote.push_ledger(force=True)
+            remote.close()
+
+
+def _remote_folder(out: str | os.PathLike[str], resume: bool) -> RemoteFolder | None:
+    """The ``RemoteFolder`` of ``out`` when it is a URL (checked now: a missing bucket is one line before any work),
+    its ledger read when the run resumes; None for a local folder."""
+    if not is_url(out):
+        return None
+    from .storage.mirror import RemoteFolder
+    return RemoteFolder.open(str(out), resume=resume)
 
 
 def _claim_output_folder(out_dir: Path) -> FileLock:

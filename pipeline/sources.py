@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from .dataplane.zerocopy import special_file_kind
 from .errors import UnreadableFile
 from .items import FileItem, readable
+from .storage.location import is_url
 
 __all__ = ["FileSelection", "SkippedInput", "find_files", "file_items", "read_file_list", "is_output_folder",
            "report_skipped"]
@@ -162,7 +163,10 @@ def _read_waking(fd: int) -> str:
 
 
 def read_file_list(source: str | os.PathLike[str]) -> list[Path]:
-    """Paths listed one per line in a file (``-``: standard input); blank lines and ``#`` comments skipped."""
+    """Paths listed one per line in a file (``-``: standard input); blank lines and ``#`` comments skipped.
+
+    A URL (``s3://bucket/key``) is listed as it is: a ``str``, not a ``Path`` (which would fold its ``//``).
+    """
     if str(source) == "-":
         fd = sys.stdin.fileno()
         lines = (_read_waking(fd) if not stat.S_ISREG(os.fstat(fd).st_mode) else sys.stdin.read()).splitlines()
@@ -178,7 +182,8 @@ def read_file_list(source: str | os.PathLike[str]) -> list[Path]:
                 lines = Path(source).read_text().splitlines()
         except OSError as exc:
             raise UnreadableFile(str(source), (exc.strerror or str(exc)).lower()) from exc
-    return [Path(line.strip()) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    listed = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return [line if is_url(line) else Path(line) for line in listed]  # type: ignore[misc]
 
 
 def find_files(root: str | os.PathLike[str], extensions: Iterable[str] | None = None, *,

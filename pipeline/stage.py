@@ -190,6 +190,7 @@ class FileRun:
     parts: int = 0  # in a file's own session: how many parts its splitting stages run in elsewhere
     batch_ending: bool = False  # no other file waited to start when this one did
     scratch: list[str] = field(default_factory=list)  # files to remove once the file is done (parts' pieces)
+    publish_to: str | None = None  # OUT's URL when it is on object storage: sealed outputs are put there
 
 
 class StageContext:

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from pipeline import fingerprint
 from pipeline.cache import Cache, CacheConfig, CacheManager, DiskCache, caching_disabled
+from pipeline.storage import is_url
 
 from .decode import decode_file
 from .media import choose_streams, open_media
@@ -31,7 +32,10 @@ _FORMAT_VERSION = 2  # 2: streams chosen by FFmpeg's rules, not the first of eac
 
 
 def _fingerprint(path: str | os.PathLike[str]) -> str:
-    """The file's fingerprint, hashed once per (path, size, mtime): a repeated ask reads nothing."""
+    """The file's fingerprint, hashed once per (path, size, mtime): a repeated ask reads nothing (a URL: its
+    object's size, ETag and version, one HEAD each ask)."""
+    if is_url(path):
+        return fingerprint(path, 0, 0)
     st = os.stat(path)
     return _fingerprint_of(os.fspath(path), st.st_size, st.st_mtime_ns)
 

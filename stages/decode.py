@@ -25,6 +25,7 @@ from pipeline import (
     StageContext,
 )
 from pipeline.presets import Option
+from pipeline.storage import is_url
 
 from .colour import Colour
 from .damage import VideoDamage, read_packets
@@ -288,7 +289,7 @@ class Decode(Stage):
             if self.audio:  # (a seek plan skips sound: it comes in a pass of its own)
                 yield from self._sound_alone(item, ctx)
             return
-        if item.path.lower().endswith(".y4m") and not (self._drops_frames or self.upright):
+        if item.path.lower().endswith(".y4m") and not (self._drops_frames or self.upright or is_url(item.path)):
             raw = self._open_y4m(item.path)
             if raw is not None:
                 yield from self._read_y4m(raw, ctx)

@@ -28,6 +28,7 @@ fitted inside and padded with black (letterbox or pillarbox), never stretched.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -49,6 +50,7 @@ from pipeline.dataplane import transfer
 from pipeline.errors import InvalidOption
 from pipeline.outputs import fit_name
 from pipeline.presets import Option
+from pipeline.storage import is_url, open_input
 
 from .colour import (
     SDR_BT709,
@@ -62,7 +64,7 @@ from .colour import (
     x265_hdr_params,
 )
 from .frames import AudioFrameItem, VideoFrameItem
-from .media import WORK_MODULES, choose_streams, display_size, fit_within, rotation_turns
+from .media import WORK_MODULES, choose_streams, display_size, fit_within, open_container, rotation_turns
 from .transforms import rotate_frame
 
 if TYPE_CHECKING:  # imported where used: building a pipeline loads none of them
@@ -384,8 +386,8 @@ def _open_source_audio(path: str, number: int | None) -> tuple[Any, Any] | None:
     """
     from ._av import av
     try:
-        source = av.open(path, metadata_errors="replace")
-    except av.FFmpegError:
+        source = open_container(path)
+    except (av.FFmpegError, OSError):  # (OSError: an object on storage that cannot be read again)
         return None
     try:
         stream = choose_streams(path, source, audio=number).audio
@@ -986,7 +988,11 @@ class Proxy(Encode):
         if not ctx.state["copy"]:
             return super().end(ctx)
         out = ctx.state["out"] = PartialOutput(_output_file(ctx, self.category, self.extension))
-        transfer(ctx.file.path, out.part)
+        if is_url(ctx.file.path):  # the object, copied as it is read (no file to copy by range)
+            with open_input(ctx.file.path) as src, open(out.part, "wb") as dst:
+                shutil.copyfileobj(src, dst, 8 << 20)
+        else:
+            transfer(ctx.file.path, out.part)
         ctx.add_output(out.commit())
         info = ctx.run.record
         ctx.record(proxy=ctx.run.outputs[-1], proxy_width=info.get("width"), proxy_height=info.get("height"),

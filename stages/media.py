@@ -10,15 +10,16 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import UnreadableFile
+from pipeline.storage import input_size, is_url, open_input
 
 from .errors import CorruptMedia, UndecodableStream, UnsupportedMedia
 
 if TYPE_CHECKING:  # imported where used: building a pipeline loads none of them
     import av
 
-__all__ = ["VIDEO_EXTENSIONS", "WORK_MODULES", "open_media", "check_readable", "open_decoder", "StreamChoice",
-           "choose_streams", "video_candidates", "audio_candidates", "check_picture_size", "ffmpeg_reason",
-           "display_size", "rotation_turns", "fit_within", "sample_aspect"]
+__all__ = ["VIDEO_EXTENSIONS", "WORK_MODULES", "open_media", "open_container", "check_readable", "open_decoder",
+           "StreamChoice", "choose_streams", "video_candidates", "audio_candidates", "check_picture_size",
+           "ffmpeg_reason", "display_size", "rotation_turns", "fit_within", "sample_aspect"]
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mxf", ".mts", ".m2ts", ".ts", ".mpg", ".mpeg",
@@ -63,7 +64,15 @@ def ffmpeg_reason(exc: BaseException) -> str:
 
 
 def check_readable(path: str) -> None:
-    """Raise :class:`UnreadableFile` saying why, unless ``path`` is a readable file with something in it."""
+    """Raise :class:`UnreadableFile` saying why, unless ``path`` is a readable file with something in it.
+
+    A URL (``s3://...``) is looked up (one HEAD): a missing object or an empty one is an ``UnreadableFile``; a
+    store that cannot be used (missing bucket, denied access, a dead endpoint), a ``StorageError`` naming it.
+    """
+    if is_url(path):
+        if input_size(path) == 0:
+            raise UnreadableFile(path, "file is empty (0 bytes)")
+        return
     if os.path.isdir(path):
         raise UnreadableFile(path, "is a folder, not a file")
     try:
@@ -76,6 +85,20 @@ def check_readable(path: str) -> None:
         raise UnreadableFile(path, "file is empty (0 bytes)")
     if not os.access(path, os.R_OK):
         raise UnreadableFile(path, "permission denied")
+
+
+def open_container(path: str, options: dict[str, str] | None = None) -> av.container.InputContainer:
+    """``av.open(path)`` for reading; a URL is read through ``pipeline.storage.open_input`` (ranged reads behind a
+    read-ahead buffer, closed with the container). Raises what ``av.open`` raises."""
+    from ._av import av
+    source = open_input(path)
+    if isinstance(source, str):
+        return av.open(source, metadata_errors="replace", options=options)
+    try:  # the container holds the file object; it is closed when the container lets go of it (collected)
+        return av.open(source, metadata_errors="replace", options=options)
+    except BaseException:
+        source.close()
+        raise
 
 
 @contextmanager
@@ -92,10 +115,10 @@ def open_media(path: str, *, probe: bool = True) -> Iterator[av.container.InputC
     check_readable(path)
     try:
         with ffmpeg_reasons():
-            container = av.open(path, metadata_errors="replace", options=None if probe else _NO_PROBE)
+            container = open_container(path, options=None if probe else _NO_PROBE)
             if not probe and container.format.name not in _DESCRIBED_BY_HEADER:
                 container.close()
-                container = av.open(path, metadata_errors="replace")
+                container = open_container(path)
     except av.error.PermissionError as exc:
         raise UnreadableFile(path, "permission denied") from exc
     except (av.error.FileNotFoundError, FileNotFoundError) as exc:

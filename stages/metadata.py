@@ -49,13 +49,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from pipeline import FILE, FileItem, Stage, StageContext
+from pipeline.storage import input_size
 
 from .colour import COLOR_PRIMARIES, COLOR_RANGES, COLOR_SPACES, COLOR_TRANSFERS, HDR_TRANSFERS, Colour
 from .decode import STREAM_NUMBER, frame_rate
@@ -203,7 +203,7 @@ def _probe(path: str, video_stream: int | None, audio_stream: int | None) -> tup
         info: dict[str, Any] = dict(
             container=c.format.name, container_long=c.format.long_name, duration_s=duration,
             bit_rate=c.bit_rate or None, stream_count=len(c.streams), **choice.report(),
-            size_bytes=os.path.getsize(path), tags=_tags_json(c.metadata))
+            size_bytes=input_size(path), tags=_tags_json(c.metadata))
         video, a = choice.video, choice.audio
         framed = False
         if video is not None:

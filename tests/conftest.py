@@ -11,12 +11,16 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
 from support.paths import FOOTAGE
 
 from pipeline import RunResult, run
+
+if TYPE_CHECKING:
+    from support.object_store import MotoServer
 
 # Hypothesis: no per-example deadline and no too-slow health check anywhere in the suite. Both are timing
 # thresholds (200 ms per example by default), which a loaded 2-core machine passes now and then: a test that
@@ -113,3 +117,26 @@ def _is_ray(process: psutil.Process) -> bool:  # noqa: F821 - psutil is imported
         return False
     home = os.path.dirname(ray.__file__)
     return bool(argv) and (argv[0].startswith("ray::") or any(a.startswith(home) for a in argv))
+
+
+@pytest.fixture(scope="module")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """A local S3 server (moto's, its own process on a free loopback port) for the module that asks for it."""
+    from support.object_store import MotoServer
+
+    server = MotoServer(log=tmp_path_factory.mktemp("moto") / "server.log").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """``moto_server``, with this test's environment pointing at it as the AWS SDKs read it (keys, region,
+    ``AWS_ENDPOINT_URL``)."""
+    for key in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(key)
+    for key, value in moto_server.env.items():
+        monkeypatch.setenv(key, value)
+    return moto_server

@@ -19,7 +19,7 @@ from support.paths import REPO
 
 PACKAGES = ["pipeline", "stages"]
 SUBPACKAGES = ["pipeline.bookkeeping", "pipeline.cache", "pipeline.dataplane", "pipeline.executors",
-               "pipeline.observe", "pipeline.runtime", "pipeline.tuning"]
+               "pipeline.observe", "pipeline.runtime", "pipeline.storage", "pipeline.tuning"]
 # The top-level modules of pipeline that stage authors may import from by name, beside the package itself.
 PUBLIC_MODULES = ["pipeline.errors", "pipeline.outputs", "pipeline.presets"]
 

@@ -20,6 +20,11 @@ pipeline and output key, and every output it lists is still there with the
 bytes written (size, then digest); anything else (failed, edited, another
 pipeline, an output removed or replaced, even by bytes of the same size) runs again.
 
+With OUT on object storage (``storage.mirror.RemoteFolder``), the ledger is kept in the run's local stand-in for
+OUT (read from OUT at the start) and put into OUT after files end and at the end of the run; an output is intact
+when its object has the size written (one HEAD: its bytes are not read back), the worker put it in place
+(``staging.ship_outputs``), and an input is unchanged while its fingerprint (size, ETag, version) is.
+
 One run at a time uses a folder's ledger: ``run()`` holds ``OUT/.framepipe.lock``
 from before the ledger is opened (and maybe compacted) to its end, so a
 compaction never drops a line another run appends.
@@ -33,7 +38,7 @@ import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import OutputError
 from ..executors.base import FileTask, RunEvents
@@ -41,8 +46,12 @@ from ..graph import Pipeline
 from ..items import FileItem, fingerprint
 from ..outputs import no_follow, output_error, write_atomic, write_output
 from ..results import FAILED, OK, FileResult
+from ..storage.location import is_url
 from .memo import pipeline_digest
 from .staging import output_digest, remove_stale
+
+if TYPE_CHECKING:
+    from ..storage.mirror import RemoteFolder
 
 __all__ = ["LEDGER_NAME", "RunLedger", "LedgerEvents"]
 
@@ -54,17 +63,20 @@ log = logging.getLogger("framepipe.run")
 class RunLedger:
     """The run ledger of one output folder for one pipeline: what is done, and a record of each file as it ends."""
 
-    def __init__(self, out_dir: str | os.PathLike[str], pipeline: str) -> None:
+    def __init__(self, out_dir: str | os.PathLike[str], pipeline: str, remote: RemoteFolder | None = None) -> None:
         self.out_dir = Path(out_dir)
+        self.remote = remote  # OUT is on object storage: out_dir stands for it
         self.path = self.out_dir / LEDGER_NAME
         self.pipeline = pipeline  # the digest of the pipeline now running
         self.entries: dict[str, dict[str, Any]] = {}
         self._torn = False  # the file may end mid-line: the next line starts on a new one
 
     @classmethod
-    def open(cls, out_dir: str | os.PathLike[str], pipeline: Pipeline, *, fresh: bool = False) -> RunLedger:
-        """The ledger in ``out_dir`` for ``pipeline``, read back (``fresh``: emptied instead)."""
-        ledger = cls(out_dir, pipeline_digest(pipeline))
+    def open(cls, out_dir: str | os.PathLike[str], pipeline: Pipeline, *, fresh: bool = False,
+             remote: RemoteFolder | None = None) -> RunLedger:
+        """The ledger in ``out_dir`` for ``pipeline``, read back (``fresh``: emptied instead); ``remote``: OUT is on
+        object storage, ``out_dir`` its local stand-in."""
+        ledger = cls(out_dir, pipeline_digest(pipeline), remote)
         if fresh:
             ledger.path.unlink(missing_ok=True)
         else:
@@ -106,7 +118,15 @@ class RunLedger:
                           resumed=True, digests={rel: d for rel, (_, d) in entry["outputs"].items()})
 
     def _outputs_intact(self, outputs: dict[str, list[Any]]) -> bool:
-        """Whether every output is in place with the bytes written: its size, then its digest (one read each)."""
+        """Whether every output is in place with the bytes written: its size, then its digest (one read each).
+        In a remote OUT, its size (one HEAD each)."""
+        if self.remote is not None:
+            from ..storage.objects import output_sizes
+            try:
+                found = output_sizes(self.remote.url, outputs)
+            except OSError:
+                return False
+            return all(found.get(rel) == size for rel, (size, _) in outputs.items())
         for rel, (size, digest) in outputs.items():
             path = self.out_dir / rel
             try:
@@ -129,7 +149,11 @@ class RunLedger:
             _fail(result, exc)
             outputs = {}
         if earlier is not None:
-            remove_stale(self.out_dir, earlier["outputs"], outputs)
+            if self.remote is not None:
+                from ..storage.objects import delete_objects
+                delete_objects(self.remote.url, [rel for rel in earlier["outputs"] if rel not in outputs])
+            else:
+                remove_stale(self.out_dir, earlier["outputs"], outputs)
         if not result.resumed and not _unchanged(task.file):
             # Read while it changed: what it gave is kept for this run, but no line vouches for it (runs again).
             log.info("%s changed while it ran; it will run again next time", task.file.relpath)
@@ -157,6 +181,8 @@ class RunLedger:
                 f.flush()
                 os.fsync(f.fileno())
             self._torn = False
+            if self.remote is not None:
+                self.remote.push_ledger()
         except OSError as exc:  # a full disk costs this file its place in the ledger, never the run
             self._torn = True
             log.warning("run ledger %s not written (%s); %s will run again next time", self.path,
@@ -164,6 +190,8 @@ class RunLedger:
 
     def _publish(self, task: FileTask, result: FileResult) -> dict[str, list[Any]]:
         """The file's outputs in their final places, as ``{relpath: [size, digest]}``."""
+        if task.remote_out is not None:
+            return _put_in_place(task.remote_out, result)
         staging = task.staging
         if staging is not None:
             return staging.publish(result.outputs, result.digests)
@@ -178,10 +206,27 @@ class RunLedger:
         return outputs
 
 
+def _put_in_place(url: str, result: FileResult) -> dict[str, list[Any]]:
+    """A remote OUT's publish: the worker put each output at its URL (``ship_outputs``); their sizes and digests."""
+    outputs: dict[str, list[Any]] = {}
+    for rel in result.outputs:
+        size, digest = result.sizes.get(rel), result.digests.get(rel)
+        if size is None or digest is None:
+            raise OutputError(f"{url.rstrip('/')}/{rel}: the worker did not put it in place")
+        outputs[rel] = [size, digest]
+    return outputs
+
+
 def _unchanged(file: FileItem) -> bool:
     """Whether ``file`` still has the size, mtime and content fingerprint it was listed with."""
     if not file.fingerprint:
         return True  # nothing was promised about it (it could not be read): its failure line is right
+    if is_url(file.path):  # an object: the same size, ETag and version (one HEAD)
+        from ..storage.objects import object_fingerprint
+        try:
+            return object_fingerprint(file.path)[0] == file.fingerprint
+        except OSError:
+            return False
     try:
         st = os.stat(file.path)
         return (st.st_size, st.st_mtime_ns) == (file.size, file.mtime_ns) and \

@@ -42,6 +42,7 @@ from ..graph import Pipeline
 from ..items import FileItem, fingerprint
 from ..outputs import safe_join, write_atomic
 from ..stage import FileRun, Stage
+from ..storage.location import is_url
 
 if TYPE_CHECKING:  # pyarrow is loaded where an entry is read or made: a run that resumes every file needs none
     import pyarrow as pa
@@ -200,7 +201,7 @@ class StageMemo:
     # Per file (path, fingerprint): its inode change time when first looked up and whether it still had its
     # listed size and mtime then; whether it was found unchanged after its attempt. A memo lives for one file's
     # session (or one run's replays): these stay small.
-    _listed: dict[tuple[str, str], tuple[int, bool]] = field(default_factory=dict)
+    _listed: dict[tuple[str, str], tuple[int | None, bool]] = field(default_factory=dict)
     _stable: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     def lookup(self, stage: Stage, file: FileItem, lineage: str, output_key: str) -> Replay | None:
@@ -271,6 +272,8 @@ class StageMemo:
         """
         key = (file.path, file.fingerprint)
         seen = self._listed.get(key)
+        if seen is None and is_url(file.path):  # an object has no inode: its fingerprint (ETag) is checked after
+            seen = self._listed[key] = (None, True)
         if seen is None:
             try:
                 st = os.stat(file.path)
@@ -281,6 +284,12 @@ class StageMemo:
 
     @staticmethod
     def _check(file: FileItem, ctime_ns: int | None) -> bool:
+        if is_url(file.path):  # an object: still the same size, ETag and version (one HEAD)
+            from ..storage.objects import object_fingerprint
+            try:
+                return object_fingerprint(file.path)[0] == file.fingerprint
+            except OSError:
+                return False
         try:
             st = os.stat(file.path)
             if (st.st_size, st.st_mtime_ns) != (file.size, file.mtime_ns):

@@ -7,6 +7,12 @@ are fsync'd, outputs that an earlier version of the file produced and this one d
 only then is the file's ledger line written. An interrupt at any point leaves nothing of an unfinished
 file under a final name: its staging folder is swept at the next start (and at the end of every run).
 
+With OUT on object storage (``FileTask.remote_out``; ``storage.mirror`` draws the whole run) no folder is shared
+between the nodes and the run: the staging folder is made on the node that runs the file, and the worker, once
+it has sealed the outputs, *ships* them (``ship_outputs``): each is put at its final URL, where it appears only
+once whole, and the local copies are removed. The run's publish then finds them in place and writes the ledger
+line. A failed file's outputs are not shipped (its staging folder is removed).
+
 Why hash after the write rather than while writing: an encoder's muxer seeks back (an MP4's index is
 written last, into space it reserved), so bytes seen in write order are not the file's bytes. The read
 comes from the page cache a moment after the write.
@@ -21,12 +27,16 @@ import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import OutputError
 from ..outputs import new_digest, output_error, safe_join, sealed_digest
 
-__all__ = ["STAGING_NAME", "OutputStaging", "final_names", "output_digest", "remove_stale", "seal_outputs",
-           "sweep_staging"]
+if TYPE_CHECKING:
+    from ..stage import FileRun
+
+__all__ = ["STAGING_NAME", "OutputStaging", "final_names", "output_digest", "remove_local_outputs", "remove_stale",
+           "seal_outputs", "ship_outputs", "sweep_staging"]
 
 STAGING_NAME = ".framepipe-staging"
 """The hidden folder in OUT that holds the outputs of files still running."""
@@ -62,6 +72,34 @@ def seal_outputs(folder: str | os.PathLike[str], outputs: Iterable[str]) -> dict
             raise output_error("write", rel, exc) from exc
         digests[rel] = digest.hexdigest()
     return digests
+
+
+def ship_outputs(run: FileRun) -> dict[str, int]:
+    """Put each sealed output of ``run`` at its URL under ``run.publish_to`` and remove the local copies; returns
+    ``{relpath: size}`` (nothing to do, ``{}``, when OUT is a local folder).
+
+    Raises ``StorageError`` naming the output's URL when one cannot be put (the file fails; what was put before
+    it stays, unlisted by any ledger line, and is put again when the file runs again).
+    """
+    if run.publish_to is None:
+        return {}
+    from ..storage.location import join_url
+    from ..storage.objects import put_file
+    sizes: dict[str, int] = {}
+    for rel in dict.fromkeys(run.outputs):
+        parts = rel.split("/")
+        if rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise OutputError(f"output path {rel!r} would land outside {run.publish_to}")
+        sizes[rel] = put_file(os.path.join(run.out_dir, rel), join_url(run.publish_to, rel))
+    remove_local_outputs(run)
+    return sizes
+
+
+def remove_local_outputs(run: FileRun) -> None:
+    """Remove the staging folder ``run`` wrote into (a remote OUT's outputs, put or given up)."""
+    folder = Path(run.out_dir)
+    if folder.parent.name == STAGING_NAME:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def final_names(text: str, folder: str | os.PathLike[str]) -> str:

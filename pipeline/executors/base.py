@@ -35,6 +35,7 @@ from ..observe.metrics import StageStats
 from ..observe.trace import RunTrace
 from ..results import FileResult
 from ..stage import FilePart
+from ..storage.location import adopt_environment
 
 if TYPE_CHECKING:
     from ..observe.snapshots import MetricsSnapshot
@@ -50,6 +51,10 @@ class FileTask:
     ``part_workers``: how many workers the file's parts could spread over (1: it is never cut into parts).
     ``part``: set on the task of one part of a file that the executor cut. ``batch_ending``: no other file waited
     to start when this one did. ``traced``: the run records a trace, so the file's session records its stages' spans.
+    ``remote_out``: OUT is on object storage (``storage.mirror``): ``out_dir`` is the run's local stand-in for it,
+    the staging folder is made under that name on whatever node runs the file, and the worker that seals the
+    outputs puts them at their URLs under ``remote_out``. ``storage_env``: the driver's ``AWS_*`` settings
+    (``storage.location.storage_environment``), taken by the worker at each attempt.
     """
 
     file: FileItem
@@ -62,6 +67,8 @@ class FileTask:
     part: FilePart | None = None
     batch_ending: bool = False
     traced: bool = False
+    remote_out: str | None = None  # OUT is this URL: out_dir is a local stand-in, outputs are put there by the worker
+    storage_env: tuple[tuple[str, str], ...] = ()  # the driver's AWS_* settings, for a run that reads or writes URLs
 
     @property
     def staging(self) -> OutputStaging | None:
@@ -71,6 +78,8 @@ class FileTask:
     def begin_attempt(self) -> Path:
         """The folder an attempt at the file writes its outputs in: its staging folder, emptied of what an
         earlier attempt left, or OUT itself when outputs are not staged."""
+        if self.storage_env:  # (a worker started before the driver's settings were made sees them now)
+            adopt_environment(self.storage_env)
         staging = self.staging
         return staging.clear() if staging is not None else self.out_dir
 

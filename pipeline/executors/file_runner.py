@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..bookkeeping.memo import lineages
-from ..bookkeeping.staging import final_names, seal_outputs
-from ..errors import InputError, OutputError, StageError
+from ..bookkeeping.staging import final_names, remove_local_outputs, seal_outputs, ship_outputs
+from ..errors import InputError, OutputError, StageError, StorageError
 from ..graph import Pipeline
 from ..items import FILE, FRAME, is_shareable
 from ..observe.metrics import StageStats
@@ -41,6 +41,7 @@ from ..observe.stage_timeline import StageSpan, StageTimeline
 from ..outputs import as_output_error
 from ..results import FAILED, OK, FileResult
 from ..stage import FilePart, FileRun, Piece, Stage, StageContext
+from ..storage.location import adopt_environment
 from .base import FileTask
 from .parts import SplitPlan, remove_scratch, split_plan
 
@@ -342,8 +343,10 @@ class FileSession:
             self._join(parts)
         self._remember()
         digests = seal_outputs(self.run.out_dir, self.run.outputs)  # an output that cannot be made durable fails it
+        sizes = ship_outputs(self.run)
         result = self._result(OK)
         result.digests = digests
+        result.sizes = sizes
         return result
 
     def _join(self, parts: list[PartResult]) -> None:
@@ -386,11 +389,16 @@ class FileSession:
                 pass
         result = self._result(FAILED)
         result.failed_stage = stage
-        result.outputs, result.digests = _sealed(self.run.out_dir, result.outputs)  # those whole kept (a truncation's)
+        if self.run.publish_to is None:
+            result.outputs, result.digests = _sealed(self.run.out_dir, result.outputs)  # those whole (a truncation's)
+        else:  # OUT is remote: a failed file's outputs are not put there (its local copies go with its staging)
+            result.outputs, result.digests = [], {}
+            remove_local_outputs(self.run)
         shown = as_output_error(exc) or exc  # an encoder's full disk reads as any other write's
         result.error_type = type(shown).__name__
         reason = shown.reason if isinstance(shown, (InputError, StageError)) else \
-            str(shown) if isinstance(shown, OutputError) else f"{type(shown).__name__}: {shown}"  # what and where
+            str(shown) if isinstance(shown, (OutputError, StorageError)) else \
+            f"{type(shown).__name__}: {shown}"  # what and where
         result.error = f"[{stage}] {final_names(reason, self.run.out_dir)}"
         result.traceback = "".join(traceback.format_exception(exc))
         return result
@@ -412,6 +420,8 @@ def run_part(pipeline: Pipeline, task: FileTask,
 
     ``spans``: where the spans of its stages' work go, when the part is traced (``task.traced``)."""
     # A part writes into the file's output folder: only scratch files, which its join reads and removes.
+    if task.storage_env:
+        adopt_environment(task.storage_env)
     staging = task.staging
     run = FileRun(task.file, staging.folder if staging is not None else task.out_dir, task.output_key,
                   task.cpu_budget, part=task.part)
@@ -458,7 +468,8 @@ def replay_whole_file(pipeline: Pipeline, run: FileRun) -> FileResult | None:
     result = session._result(OK)
     try:
         result.digests = seal_outputs(run.out_dir, run.outputs)
-    except OutputError as exc:
+        result.sizes = ship_outputs(run)
+    except (OutputError, StorageError) as exc:
         return session.fail(exc)
     return result
 

@@ -46,7 +46,8 @@ class InlineExecutor(Executor):
                 run = FileRun(task.file, task.begin_attempt(), task.output_key,
                               max(task.cpu_budget, os.cpu_count() or 1),
                               progress=lambda s, d, t, i=index: events.file_progress(i, s, d, t),
-                              memo=StageMemo.open(task.cache_dir) if task.cache_dir else None)
+                              memo=StageMemo.open(task.cache_dir) if task.cache_dir else None,
+                              publish_to=task.remote_out)
                 t0 = time.perf_counter()
                 work: list[StageSpan] | None = [] if trace is not None else None
                 result = runner.run(run, spans=work)

@@ -79,7 +79,7 @@ def actor_start(token: str, pipeline: Pipeline, task: FileTask, remote: frozense
 
     run = FileRun(task.file, task.begin_attempt(), task.output_key, task.cpu_budget, progress=progress,
                   memo=StageMemo.open(task.cache_dir) if task.cache_dir else None, workers=task.part_workers,
-                  batch_ending=task.batch_ending)
+                  batch_ending=task.batch_ending, publish_to=task.remote_out)
     session = FileSession(pipe, run, remote, traced=task.traced)
     _SESSIONS[row] = session
     try:

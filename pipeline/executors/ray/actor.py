@@ -165,7 +165,8 @@ class FileActor:
         stages: list[StageSpan] | None = [] if task.traced else None
         run = FileRun(task.file, task.begin_attempt(), task.output_key, task.cpu_budget,
                       memo=StageMemo.open(task.cache_dir) if task.cache_dir else None,
-                      workers=task.part_workers if not self.maps else 1, batch_ending=task.batch_ending)
+                      workers=task.part_workers if not self.maps else 1, batch_ending=task.batch_ending,
+                      publish_to=task.remote_out)
         if not self.maps:
             result = self.runner.run(run, lambda spans: self._start_parts(task, spans), spans=stages)
         else:

@@ -29,6 +29,7 @@ from ...graph import Pipeline
 from ...observe.trace import RunTrace
 from ...results import FileResult
 from ...runtime.interrupts import InterruptFlag, capture_interrupts
+from ...storage.location import is_url
 from ..base import ExecutionReport, Executor, FileTask, RunEvents, credits_per_file
 from ..failures import timed_out, worker_died, worker_failed
 from ..parts import split_plan
@@ -231,7 +232,8 @@ class RayExecutor(Executor):
     def _portable(self, task: FileTask, traced: bool) -> FileTask:
         """The task with absolute paths and this executor's core budget: every node resolves them alike.
         ``traced``: its session records its stages' work."""
-        file = dataclasses.replace(task.file, path=os.path.abspath(task.file.path))
+        path = task.file.path if is_url(task.file.path) else os.path.abspath(task.file.path)  # a URL stays one
+        file = dataclasses.replace(task.file, path=path)
         cache_dir = os.path.abspath(task.cache_dir) if task.cache_dir else None
         cpus = int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else 1
         return dataclasses.replace(task, file=file, out_dir=task.out_dir.absolute(), cache_dir=cache_dir,
