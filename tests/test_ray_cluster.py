@@ -309,3 +309,27 @@ def test_a_driver_interrupted_on_the_cluster_resumes_where_it_stopped(cluster: L
         assert (out / "lines" / name).read_text() == _lines_out(text)
     ledger = [json.loads(line)["file"] for line in (out / "ledger.jsonl").read_text().splitlines()]
     assert sorted(ledger) == sorted(texts)
+
+
+# The cluster itself --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_clusters_processes_die_with_a_test_process_killed_with_sigkill() -> None:
+    import psutil
+
+    code = ("import sys\nfrom support.ray_cluster import LocalCluster\nLocalCluster(workers=1)\n"
+            "print('up', flush=True)\nsys.stdin.read()\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))}
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "up\n"  # its head and node are up
+        family = psutil.Process(proc.pid).children(recursive=True)
+        assert len([p for p in family if "raylet" in " ".join(p.cmdline())]) == 2
+        proc.kill()
+        proc.wait()
+    finally:
+        proc.kill()
+    _, alive = psutil.wait_procs(family, timeout=60)  # waits on their exits (the watchdog's work), not a clock
+    assert not alive, [p.cmdline()[:2] for p in alive]
