@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from .items import FileItem, readable
 from .observe.metrics import Bottleneck, StageStats, find_bottleneck, format_stage_table
 
-__all__ = ["FileResult", "RunResult", "RunStatistics", "OK", "FAILED"]
+__all__ = ["FileResult", "RunResult", "RunStatistics", "OK", "FAILED", "this_host"]
 
 OK = "ok"
 FAILED = "failed"
+
+
+@cache
+def this_host() -> str:
+    """This machine's host name: where a file that ran in this process (or one of its local workers) ran."""
+    return socket.gethostname()
 
 
 @dataclass(slots=True)
@@ -35,6 +43,9 @@ class FileResult:
     replayed: bool = False  # every stage's results replayed from the cache (``replay_whole_file``), none run
     digests: dict[str, str] = field(default_factory=dict)  # output -> BLAKE2b of its bytes (``staging.seal_outputs``)
     sizes: dict[str, int] = field(default_factory=dict)  # output -> bytes, once put at its URL (``ship_outputs``)
+    # Where it ran: the host's name, and on Ray "<host>/<Ray node id, 8 hex digits>" (the node the trace's tracks
+    # name; one host may hold several nodes). "" where it ran nowhere, or an earlier run's ledger did not say.
+    node: str = field(default_factory=this_host)
 
     @property
     def ok(self) -> bool:

@@ -20,7 +20,9 @@ from support.paths import FOOTAGE
 from pipeline import RunResult, run
 
 if TYPE_CHECKING:
+    import psutil
     from support.object_store import MotoServer
+    from support.ray_cluster import LocalCluster
 
 # Hypothesis: no per-example deadline and no too-slow health check anywhere in the suite. Both are timing
 # thresholds (200 ms per example by default), which a loaded 2-core machine passes now and then: a test that
@@ -92,31 +94,41 @@ def footage() -> Path:
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
     """A local Ray of 2 CPUs for the module that asks for it, stopped at its end with every process it started."""
-    import psutil
     import ray
+    from support.ray_cluster import ray_processes
 
     from pipeline.executors.ray import start_local_ray
 
     start_local_ray(num_cpus=2)
     yield
-    ours = [p for p in psutil.Process().children(recursive=True) if _is_ray(p)]
+    ours = ray_processes()
     assert ours, "no Ray process found to check"
     ray.shutdown()
-    _, alive = psutil.wait_procs(ours, timeout=30)  # waits on the processes' exit, not on a clock
-    assert not alive, f"Ray processes left running: {[p.cmdline()[:2] for p in alive]}"
+    _all_ended(ours)
 
 
-def _is_ray(process: psutil.Process) -> bool:  # noqa: F821 - psutil is imported where Ray runs
-    """A daemon or worker of Ray's (not a loky worker of the local executor's tests)."""
-    import psutil
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[LocalCluster]:
+    """A Ray cluster on this machine for the module that asks for it: a head and 2 worker nodes of 1 CPU each, this
+    process its driver; ended at the module's end with every process it started. A test that adds or removes
+    nodes leaves it so: ``reshape`` puts it back."""
     import ray
+    from support.ray_cluster import LocalCluster, ray_processes
 
-    try:
-        argv = process.cmdline()[:3]
-    except psutil.Error:
-        return False
-    home = os.path.dirname(ray.__file__)
-    return bool(argv) and (argv[0].startswith("ray::") or any(a.startswith(home) for a in argv))
+    assert not ray.is_initialized(), "a Ray of another module's is still connected"
+    cluster = LocalCluster(workers=2, cpus=1)
+    yield cluster
+    ours = ray_processes()
+    assert ours, "no Ray process found to check"
+    cluster.shutdown()
+    _all_ended(ours)
+
+
+def _all_ended(processes: list[psutil.Process]) -> None:
+    import psutil
+
+    _, alive = psutil.wait_procs(processes, timeout=30)  # waits on the processes' exit, not on a clock
+    assert not alive, f"Ray processes left running: {[p.cmdline()[:2] for p in alive]}"
 
 
 @pytest.fixture(scope="module")

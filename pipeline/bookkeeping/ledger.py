@@ -115,7 +115,8 @@ class RunLedger:
             return None
         return FileResult(file, OK, record=dict(entry["record"]), outputs=list(entry["outputs"]),
                           warnings=list(entry["warnings"]), wall_s=entry["wall_s"], attempts=entry["attempts"],
-                          resumed=True, digests={rel: d for rel, (_, d) in entry["outputs"].items()})
+                          resumed=True, digests={rel: d for rel, (_, d) in entry["outputs"].items()},
+                          node=entry["node"] if isinstance(entry.get("node"), str) else "")
 
     def _outputs_intact(self, outputs: dict[str, list[Any]]) -> bool:
         """Whether every output is in place with the bytes written: its size, then its digest (one read each).
@@ -165,7 +166,8 @@ class RunLedger:
                 "fingerprint": task.file.fingerprint, "pipeline": self.pipeline, "key": task.output_key,
                 "outputs": outputs, "record": result.record, "warnings": result.warnings,
                 "error": result.error, "failed_stage": result.failed_stage, "wall_s": round(result.wall_s, 4),
-                "attempts": result.attempts, "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                "attempts": result.attempts, "node": result.node,
+                "time": datetime.now(UTC).isoformat(timespec="seconds"),
             }
             line = _line(entry)
         except (TypeError, ValueError) as exc:  # a column JSON cannot hold: done again

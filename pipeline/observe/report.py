@@ -39,7 +39,7 @@ CARD_KEY = b"framepipe.card"
 """The Arrow field-metadata key that says what a report column is on a file's card (``card_field``)."""
 CARD_ROLES = ("poster", "scrubber", "link", "fact", "flag")
 _HOW_DONE = ("resumed", "replayed")  # not in the key: a run that did nothing keeps the report of the one that did
-_FORMAT = 2  # part of every report key: bump when the report of the same rows changes (a base field, a type)
+_FORMAT = 3  # part of every report key: bump when the report of the same rows changes (a base field, a type)
 
 
 def card_field(name: str, type: pa.DataType, role: str, label: str | None = None, unit: str = "") -> pa.Field:
@@ -71,6 +71,7 @@ def base_fields() -> tuple[pa.Field, ...]:
         pa.field("outputs", pa.list_(pa.string())),
         pa.field("warnings", pa.list_(pa.string())),
         pa.field("wall_s", pa.float64()),
+        pa.field("node", pa.string()),  # where it ran: FileResult.node
         pa.field("resumed", pa.bool_()),  # done by an earlier run into the folder, not run again
         pa.field("replayed", pa.bool_()),  # its results replayed from the cache
     )
@@ -113,8 +114,8 @@ def _row(r: FileResult) -> dict[str, Any]:
     row = dict(r.record)
     row.update(path=r.file.path, relpath=r.file.relpath, status=r.status, error=r.error,
                failed_stage=r.failed_stage, size_bytes=r.file.size, fingerprint=r.file.fingerprint,
-               outputs=list(r.outputs), warnings=list(r.warnings), wall_s=round(r.wall_s, 4), resumed=r.resumed,
-               replayed=r.replayed)
+               outputs=list(r.outputs), warnings=list(r.warnings), wall_s=round(r.wall_s, 4), node=r.node,
+               resumed=r.resumed, replayed=r.replayed)
     return {k: _text(v) for k, v in row.items()}
 
 

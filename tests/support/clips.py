@@ -37,6 +37,17 @@ def assert_same_outputs(out: Path, reference: Path, frames: int) -> None:
 
 
 
+def frame_hashes(path: Path) -> list[tuple[str, str]]:
+    """Each video frame of ``path`` as decoded: its time and a BLAKE2b digest of its pixels (in the stream's own
+    pixel format). Two files with the same list show the same pictures at the same times."""
+    import hashlib
+
+    import av
+    with av.open(str(path)) as c:
+        return [(f"{float(f.time or 0):.4f}", hashlib.blake2b(f.to_ndarray().tobytes(), digest_size=16).hexdigest())
+                for f in c.decode(c.streams.video[0])]
+
+
 def make_bitstream_aspect_clip(path: Path, frames: int = 15) -> Path:
     """A 160x90 H.264 MP4 with B-frames, shown turned (-90), whose 4:3 sample aspect only its bitstream states.
 

@@ -25,9 +25,22 @@ def hand_over_and_wait(rendezvous: str) -> None:
     raise RuntimeError("the test closed the rendezvous without killing this worker")
 
 
+def hold(rendezvous: str) -> None:
+    """Tell the test listening on the unix socket ``rendezvous`` where this file runs (``<pid> <Ray node id>``),
+    then wait until it says go on (one byte). The test may remove the node instead: the process dies here."""
+    import ray
+    where = f"{os.getpid()} {ray.get_runtime_context().get_node_id()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(rendezvous)
+        sock.sendall(where.encode())
+        if not sock.recv(1):
+            raise RuntimeError("the test closed the rendezvous without a go")
+
+
 class SplitLines(Stage):
     """One item per line of a text file. ``kill-me PATH``: the first attempt (it creates PATH.attempted) hands
-    its pid over on the socket PATH and waits to be killed; ``hang PATH``: waits on the socket PATH forever."""
+    its pid over on the socket PATH and waits to be killed; ``hang PATH``: waits on the socket PATH forever;
+    ``hold PATH``: says where it runs on the socket PATH and waits for a go (``hold``), every attempt."""
 
     accepts = (FILE,)
     emits = (LINE,)
@@ -44,6 +57,8 @@ class SplitLines(Stage):
                     hand_over_and_wait(arg)
             if word == "hang":
                 hand_over_and_wait(arg)
+            if word == "hold":
+                hold(arg)
             yield Line(n, line)
 
 

@@ -24,7 +24,7 @@ from ...graph import Pipeline
 from ...items import slot_of
 from ...observe.metrics import StageStats
 from ...observe.stage_timeline import StageSpan
-from ...results import FileResult
+from ...results import FileResult, this_host
 from ...stage import FilePart, FileRun
 from ..base import FileTask
 from ..failures import map_task_failed, worker_died
@@ -32,7 +32,7 @@ from ..file_runner import FileRunner, FileSession, PartResult, run_part
 from ..worker import MapOutcome, run_map
 from .tracing import FileTrace, TaskSpan, clock
 
-__all__ = ["ArrayRef", "FileActor", "map_frame", "as_remote"]
+__all__ = ["ArrayRef", "FileActor", "map_frame", "as_remote", "node_name"]
 
 
 # -----------------------------------------------------------------------------
@@ -131,6 +131,12 @@ def part_task(token: str, box: list[Any], task: FileTask) -> tuple[PartResult | 
                           {"file": task.file.relpath, "part": where}, stages)
 
 
+def node_name() -> str:
+    """Where this Ray process runs, as ``FileResult.node`` says it: ``<host name>/<Ray node id, 8 hex digits>``
+    (the node as the trace's tracks name it: one host may hold several nodes)."""
+    return f"{this_host()}/{clock().node}"
+
+
 @cache
 def as_remote(fn_or_class: Any) -> Any:
     """``ray.remote`` of a function or class, made once per process (Ray exports each definition it is given)."""
@@ -202,8 +208,9 @@ class FileActor:
             return done
         return wait
 
-    def ready(self) -> None:
-        """Answers once the actor is up (its pipeline loaded)."""
+    def ready(self) -> str:
+        """Answers once the actor is up (its pipeline loaded), with the node it is on (``node_name``)."""
+        return node_name()
 
     def close(self) -> None:
         """Tear the stages down (decoders, encoders, buffer pools) before the actor is killed."""

@@ -41,6 +41,7 @@ __all__ = ["RayExecutor"]
 
 log = logging.getLogger("framepipe.executor")
 _TICK_S = 0.2  # how often the driver looks at Ctrl-C / SIGTERM while it waits
+_LOOK_S = 1.0  # how often it looks for nodes that joined, while files wait for an actor
 
 
 @dataclass(eq=False)
@@ -91,6 +92,7 @@ class RayExecutor(Executor):
         self.actor_count = 0
         self._started = False
         self._workdir = ""
+        self._next_look = 0.0  # when to look for nodes that joined again (time.monotonic)
 
     # Connection -------------------------------------------------------------------------------
 
@@ -159,6 +161,7 @@ class RayExecutor(Executor):
                   for _ in range(n_actors)]
         self.actor_count = len(actors)
         numbers = {id(actor): i for i, actor in enumerate(actors)}  # an actor's track: "actor <number> (...)"
+        nodes: dict[int, str] = {}  # an actor's node, as it said when it came up (FileResult.node)
         files = deque(_File(self._portable(t, trace is not None), i) for i, t in enumerate(tasks))
         starting = {actor.ready.remote(): actor for actor in actors}  # a file goes only to an actor that is up
         free: list[Any] = []
@@ -169,6 +172,13 @@ class RayExecutor(Executor):
         finished = False
         try:
             while len(results) < len(tasks):
+                if files and not free:  # nodes may have joined since: more actors, each starting on one
+                    for actor in self._more_actors(pipeline, actor_class, len(actors), len(files), token, blob,
+                                                   max_in_flight):
+                        numbers[id(actor)] = len(actors)
+                        actors.append(actor)
+                        starting[actor.ready.remote()] = actor
+                    self.actor_count = len(actors)
                 while files and free:
                     fs, actor = files.popleft(), free.pop()
                     if fs.attempts == 1:
@@ -185,7 +195,7 @@ class RayExecutor(Executor):
                 self._kill_overdue(running)
                 for ref in done:
                     if ref in starting:
-                        self._started_or_failed(ref, starting, free, running, files, results, events)
+                        self._started_or_failed(ref, starting, free, running, files, results, events, nodes)
                         continue
                     fs, actor = running.pop(ref)
                     result, timeline, lost = self._outcome(fs, ref)
@@ -201,20 +211,38 @@ class RayExecutor(Executor):
                         files.appendleft(fs)
                         continue
                     result.attempts = fs.attempts
+                    result.node = nodes.get(id(actor), "")  # it ran there (the driver's failures too: it died there)
                     results[fs.row] = result
                     events.file_done(result)
             finished = True
         finally:
-            self._stop(actors, graceful=finished)
+            # A graceful end waits on the actors that are up: one Ray could not place again (its node gone, no
+            # room left for it) would answer no close.
+            pending = {id(a) for a in starting.values()}
+            self._stop(actors, [a for a in actors if id(a) not in pending] if finished else [])
         return [results[i] for i in range(len(tasks))]
+
+    def _more_actors(self, pipeline: Pipeline, actor_class: Any, have: int, waiting: int, *args: Any) -> list[Any]:
+        """New actors for the CPUs of nodes that joined the cluster since the run started, while ``waiting`` files
+        wait for one (looked at once a second; none when ``files_in_flight`` was given)."""
+        now = time.monotonic()
+        if self.files_in_flight is not None or now < self._next_look:
+            return []
+        self._next_look = now + _LOOK_S
+        more = min(self._files_in_flight(pipeline), have + waiting) - have
+        if more > 0:
+            log.info("ray: %d more CPU(s) in the cluster: %d more file actor(s)", more * self.cpus_per_file, more)
+        return [actor_class.remote(*args, self.map_options, self.retries) for _ in range(more)]
 
     @staticmethod
     def _started_or_failed(ref: Any, starting: dict[Any, Any], free: list[Any], running: dict[Any, Any],
-                           files: deque[_File], results: dict[int, FileResult], events: RunEvents) -> None:
-        """An actor is up (it takes files now), or could not start: when none is left, the files fail with why."""
+                           files: deque[_File], results: dict[int, FileResult], events: RunEvents,
+                           nodes: dict[int, str]) -> None:
+        """An actor is up (it takes files now; ``nodes`` notes where), or could not start: when none is left, the
+        files fail with why."""
         actor = starting.pop(ref)
         try:
-            ray.get(ref)
+            nodes[id(actor)] = ray.get(ref)
             free.append(actor)
             return
         except Exception as exc:  # its constructor raised: a stage's module missing on that node, most often
@@ -227,6 +255,7 @@ class RayExecutor(Executor):
             fs = files.popleft()
             events.file_started(fs.task)
             results[fs.row] = worker_failed(fs.task, f"could not start: {why}", type(cause).__name__)
+            results[fs.row].node = ""  # it ran nowhere
             events.file_done(results[fs.row])
 
     def _portable(self, task: FileTask, traced: bool) -> FileTask:
@@ -283,11 +312,11 @@ class RayExecutor(Executor):
             return failed, None, False
 
     @staticmethod
-    def _stop(actors: list[Any], graceful: bool) -> None:
-        """End the actors; ``graceful`` (all idle): let each tear its stages down first (no half files then)."""
+    def _stop(actors: list[Any], closing: list[Any]) -> None:
+        """End the actors, letting those of ``closing`` (idle ones) tear their stages down first (no half files)."""
         try:
-            if graceful:
-                ray.wait([a.close.remote() for a in actors], num_returns=len(actors), timeout=10)
+            if closing:
+                ray.wait([a.close.remote() for a in closing], num_returns=len(closing), timeout=10)
         finally:
             for actor in actors:
                 ray.kill(actor)
