@@ -11,6 +11,7 @@ after a sleep. One cluster serves the module (``ray_cluster``); each test starts
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -34,6 +35,7 @@ from support.arrays import array_pipeline, write_frames  # noqa: E402
 from support.cli import FRAMEPIPE  # noqa: E402
 from support.clips import frame_hashes  # noqa: E402
 from support.gop_clips import GopSpec, make_gop_clip  # noqa: E402
+from support.object_store import MotoServer  # noqa: E402
 from support.ray_cluster import LocalCluster, short_id  # noqa: E402
 from support.ray_stages import text_pipeline  # noqa: E402
 from support.runs import output_files  # noqa: E402
@@ -144,6 +146,29 @@ def test_files_spread_over_the_nodes_and_the_report_names_the_node_each_ran_on(c
     assert {row["relpath"]: row["node"] for row in rows} == {r.file.relpath: r.node for r in result.files}
     ledger = [json.loads(line) for line in (tmp_path / "out" / "ledger.jsonl").read_text().splitlines()]
     assert {e["file"]: e["node"] for e in ledger} == {r.file.relpath: r.node for r in result.files}
+
+
+def test_files_on_object_storage_run_on_every_node_and_each_node_puts_its_outputs(
+        cluster: LocalCluster, holds: Holds, s3: MotoServer, tmp_path: Path) -> None:
+    texts = {f"f{i}.txt": f"one\nhold {holds.path}\nthree" for i in range(3)}
+    s3.put_folder("cluster", "in", _texts(tmp_path / "in", texts))
+    running = _Running(pipeline=text_pipeline(), inputs="s3://cluster/in", out="s3://cluster/out", executor="ray",
+                       cache=False)
+    held = [holds.take() for _ in texts]  # each node's actor reads its object by ranges from the store
+    for conn, _ in held:
+        holds.go(conn)
+    result = running.result
+
+    assert [r.status for r in result.files] == ["ok"] * 3, [r.error for r in result.files]
+    assert {node for _, node in held} == set(_nodes(cluster).values())
+    for name, text in texts.items():  # put at its URL by the node that ran it: no folder shared between nodes
+        assert s3.get("cluster", f"out/lines/{name}").decode() == _lines_out(text)
+    assert s3.keys("cluster", "out/lines/") == sorted(f"out/lines/{name}" for name in texts)
+    assert not [k for k in s3.keys("cluster", "out/") if "/." in k]  # nothing staged or half-put left in OUT
+    rows = pq.read_table(io.BytesIO(s3.get("cluster", "out/report.parquet"))).to_pylist()
+    assert {row["relpath"]: row["node"] for row in rows} == {r.file.relpath: r.node for r in result.files}
+    ledger = [json.loads(line) for line in s3.get("cluster", "out/ledger.jsonl").decode().splitlines()]
+    assert sorted(e["file"] for e in ledger) == sorted(texts)
 
 
 def test_the_default_preset_on_the_cluster_gives_the_local_executors_outputs(ray_cluster: LocalCluster,

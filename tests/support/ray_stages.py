@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import FILE, FRAME, Pipeline, Stage, StageContext, stage, write_atomic
+from pipeline.storage import open_input
 from support.text import LINE, Line
 
 
@@ -37,6 +38,15 @@ def hold(rendezvous: str) -> None:
             raise RuntimeError("the test closed the rendezvous without a go")
 
 
+def _read_text(path: str) -> str:
+    """A text file's content, from a path or a URL (``pipeline.storage.open_input``: ranged reads of the object)."""
+    source = open_input(path)
+    if isinstance(source, str):
+        return Path(source).read_text()
+    with source:
+        return source.read().decode()
+
+
 class SplitLines(Stage):
     """One item per line of a text file. ``kill-me PATH``: the first attempt (it creates PATH.attempted) hands
     its pid over on the socket PATH and waits to be killed; ``hang PATH``: waits on the socket PATH forever;
@@ -46,7 +56,7 @@ class SplitLines(Stage):
     emits = (LINE,)
 
     def process(self, item: Any, ctx: StageContext) -> Any:
-        for n, line in enumerate(Path(item.path).read_text().splitlines()):
+        for n, line in enumerate(_read_text(item.path).splitlines()):
             word, _, arg = line.partition(" ")
             if word == "kill-me":
                 try:
