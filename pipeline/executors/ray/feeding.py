@@ -10,7 +10,9 @@ framepipe can do, it does:
   node's queued tasks in about the order they came, so the higher stage's frames get the free CPUs first.
 * **Niceness.** A map pool below the run's top map priority runs its stage's work on a thread of the Ray
   worker niced by the gap between the two pools' ``NICE_INCREMENT`` (LOW beside MEDIUM: +13), so a node's
-  CPUs go to the higher pools' tasks and the file actors first, the OS preempting the niced thread. Linux
+  CPUs go to the higher pools' tasks and the file actors first, the OS preempting the niced thread. Ray runs
+  its workers at niceness 15 already (``RAY_worker_niceness``), and 19 is the most: on a default node the gap
+  is so capped at 4 (a niced thread at 19 weighs about 2.4 times less than one at 15). Linux
   nices a thread on its own: the worker's main thread, which runs whatever Ray sends it next, keeps its
   niceness, and the niced thread serves only work of that niceness, so nothing is ever set back (raising
   niceness needs no privilege; lowering it would). Not a dedicated Ray worker per niceness (a ``runtime_env``
