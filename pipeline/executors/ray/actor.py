@@ -299,7 +299,9 @@ class _MapFeeder:
                     for out in step.outbox:
                         self._queue(out.item, out.targets)
                     need, drained = step.need_nbytes, step.exhausted
-                self._send(flush=drained or not self.flight)
+                self._send(flush=drained)  # full batches (all, once the session is drained)
+                if not self.flight:  # nothing out to bring room or frames back: partial batches go too
+                    self._send(flush=True)
                 if not self.flight:  # nothing out: then nothing waits either (flushed), and the session goes on
                     if drained:
                         break

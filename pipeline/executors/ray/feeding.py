@@ -126,9 +126,13 @@ _NICED_LOCK = threading.Lock()
 
 
 def _nice_this_thread(increment: int) -> None:
-    """Raise the calling thread's niceness by ``increment`` (capped at 19); Linux nices a thread alone."""
+    """Raise the calling thread's niceness by ``increment`` (capped at 19); Linux nices a thread alone. Where the
+    OS refuses (a sandbox without the call), the work runs un-niced rather than not at all."""
     tid = threading.get_native_id()
-    os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+    except OSError:
+        pass
 
 
 def run_niced(increment: int, fn: Callable[..., R], *args: Any) -> R:
