@@ -15,18 +15,21 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import pytest
 
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("local_ray")]  # one Ray for the module
 
-from support.arrays import array_pipeline, write_frames  # noqa: E402
+from support.arrays import ArrayFrame, array_pipeline, frame_pixels, write_frames  # noqa: E402
 from support.ray_parity import probed_pipeline, told_pipeline  # noqa: E402
 from support.traces import check_events, spans  # noqa: E402
 
 from pipeline import FRAME, RunResult, run  # noqa: E402
+from pipeline.executors.ray.actor import ArrayRef, as_remote, map_batch  # noqa: E402
 from pipeline.executors.ray.feeding import MapBatches, pool_nice, run_niced  # noqa: E402
 from pipeline.executors.ray.tracing import Clock, TaskSpan, merge_map_spans  # noqa: E402
+from pipeline.items import FileItem  # noqa: E402
 from pipeline.runtime.pool import TaskPoolConfig  # noqa: E402
 from pipeline.stage import FunctionStage  # noqa: E402
 
@@ -128,6 +131,21 @@ def test_batched_map_frames_come_back_in_order_the_last_partial_batch_flushed(tm
     check_events(trace, result.wall_s)
     maps = [e for e in spans(trace) if e["name"].startswith("map invert x")]
     assert sum(e["args"]["frames"] for e in maps) == 47
+
+
+def test_a_batch_task_takes_a_ref_to_each_frame_and_returns_their_outcomes_in_order() -> None:
+    pipeline = array_pipeline()
+    box = [ray.put(cloudpickle.dumps(pipeline))]
+    frames = [ArrayFrame(i, frame_pixels(i)).to_shared(ArrayRef.empty(frame_pixels(i).nbytes)) for i in range(3)]
+    refs = [ray.put(f) for f in frames]
+    task = as_remote(map_batch).remote("batch-test", box, "invert", FileItem("/x/a.npy", "a.npy"), True, 0, *refs)
+    outcomes, span = ray.get(task)
+
+    assert [o.seq for o in outcomes] == [0, 1, 2] and all(o.error is None for o in outcomes)
+    for i, o in enumerate(outcomes):  # each frame inverted, in its own slot, in the batch's order
+        assert o.output.index == i and (o.output.array() == 255 - frame_pixels(i)).all()
+    assert (span.name, span.items, span.args) == ("map invert x3", 3, {"stage": "invert", "frames": 3,
+                                                                        "files": ["a.npy"]})
 
 
 @linux_only

@@ -66,7 +66,7 @@ class RayExecutor(Executor):
     part); ``files_in_flight`` actors (default: the cluster's CPUs, or half of them with map stages). Map stages
     run as Ray tasks of one CPU each, or what ``map_options[pool]`` asks for (``{"gpu": {"num_gpus": 1}}``), a
     stage's ``batch_size`` frames a task; a file keeps at most ``max_in_flight`` frames waiting for or out in map
-    tasks (default: two tasks' worth per cluster CPU, plus two), and a stage's ``concurrency`` bounds its tasks
+    tasks (default: (2 x cluster CPUs + 2) x the largest batch_size), and a stage's ``concurrency`` bounds its tasks
     out. A stage's ``priority`` orders the sends (the higher stage's batches first) and nices a lower-priority
     pool's work on its Ray workers (``feeding``). A file whose worker died is
     run again ``retries`` times; ``file_timeout`` kills a file's actor past it. ``runtime_env`` is Ray's, for a
