@@ -22,7 +22,7 @@ ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("local_ray")]  # one Ray for the module
 
 from support.arrays import ArrayFrame, array_pipeline, frame_pixels, write_frames  # noqa: E402
-from support.ray_parity import probed_pipeline, told_pipeline  # noqa: E402
+from support.ray_parity import chained_pipeline, probed_pipeline, told_pipeline  # noqa: E402
 from support.traces import check_events, spans  # noqa: E402
 
 from pipeline import FRAME, RunResult, run  # noqa: E402
@@ -131,6 +131,19 @@ def test_batched_map_frames_come_back_in_order_the_last_partial_batch_flushed(tm
     check_events(trace, result.wall_s)
     maps = [e for e in spans(trace) if e["name"].startswith("map invert x")]
     assert sum(e["args"]["frames"] for e in maps) == 47
+
+
+def test_frames_a_local_stage_sends_on_to_a_second_map_stage_all_come_back_in_order(tmp_path: Path) -> None:
+    clip = write_frames(tmp_path / "in" / "a.npy", 11)
+    run(chained_pipeline(), [clip], tmp_path / "local", executor="inline", cache=False)
+    result = run(chained_pipeline(), [clip], tmp_path / "ray", executor="ray", cache=False)
+
+    assert result.files[0].ok, result.files[0].error
+    saved = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*.npy"))
+    assert len(saved) == 11
+    for rel in saved:
+        assert (tmp_path / "ray" / rel).read_bytes() == (tmp_path / "local" / rel).read_bytes(), rel
+    assert {s.name: s.frames for s in result.stages}["again"] == 11
 
 
 def test_a_batch_task_takes_a_ref_to_each_frame_and_returns_their_outcomes_in_order() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from pipeline import FILE, FRAME, Pipeline, Stage, StageContext
 from pipeline.stage import FunctionStage
-from support.arrays import ReadFrames, SaveFrames
+from support.arrays import Invert, ReadFrames, SaveFrames
 from support.ray_stages import Collect
 from support.text import LINE, Line
 
@@ -70,4 +70,25 @@ def probed_pipeline(batch_size: int = 1) -> Pipeline:
     p.add(FunctionStage(medium_probe, accepts=FRAME, stateful=False, priority=1, batch_size=batch_size),
           after=frames)
     p.add(SaveFrames(), after=frames)
+    return p
+
+
+class PassOn(Stage):
+    """A local (stateful) stage that hands each frame on as it came."""
+
+    accepts = (FRAME,)
+    emits = (FRAME,)
+
+    def process(self, item: Any, ctx: StageContext) -> Any:
+        yield item
+
+
+def chained_pipeline() -> Pipeline:
+    """read_frames -> invert (map, 3 a task) -> pass_on (local) -> again (map, 2 a task) -> save_frames: the
+    frames come back inverted twice, as they were."""
+    p = Pipeline("chained", extensions=[".npy"])
+    first = p.add(Invert(), after=p.add(ReadFrames()))
+    second = p.add(Invert("again"), after=p.add(PassOn(), after=first))
+    p.add(SaveFrames(), after=second)
+    p.stages["invert"].batch_size, p.stages["again"].batch_size = 3, 2
     return p

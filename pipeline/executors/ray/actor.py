@@ -293,7 +293,9 @@ class _MapFeeder:
             session.start()
             need, drained = 0, False
             while True:
-                if not drained and (not need or self.out < budget):
+                # A step each turn while there is room, even once drained: frames that map stages sent back to
+                # local stages may have made more for map stages (map -> local -> map), which wait in the session.
+                if not need or self.out < budget:
                     credits = [ArrayRef.empty(need) for _ in range(budget - self.out)] if need else []
                     step = session.step(credits)  # type: ignore[arg-type]  # ArrayRef: the Ray executor's FrameRef
                     for out in step.outbox:
