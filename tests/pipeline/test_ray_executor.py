@@ -176,10 +176,13 @@ def test_a_traced_run_shows_each_files_actor_call_its_stages_work_and_its_map_ta
     for stage in ("read_frames", "save_frames"):
         assert sum(e["args"]["frames"] for e in work if e["name"] == stage) == frames[stage] == 60
 
-    maps = [e for e in spans(trace) if e["name"] == "map invert x1"]
-    assert sum(e["args"]["frames"] for e in maps) == frames["invert"] == 60  # a span per map task
+    maps = [e for e in spans(trace) if e["name"].startswith("map ")]  # a span per worker and 100 ms window,
+    assert all(re.fullmatch(r"map invert x\d+", e["name"]) for e in maps)  # named as the local map task spans
+    assert sum(e["args"]["frames"] for e in maps) == frames["invert"] == 60
+    assert sum(int(e["name"].rpartition("x")[2]) for e in maps) == 60
     assert {tuple(e["args"]["files"]) for e in maps} == {("c0.npy",), ("c1.npy",)}
     for e in maps:
+        assert e["args"].keys() == {"stage", "frames", "files"}
         assert re.fullmatch(r"default worker \(node [0-9a-f]{8}, pid \d+\)", names[e["pid"], e["tid"]])
         assert groups[e["pid"]] == "map:default" and e["args"]["stage"] == "invert"
         assert any(c["ts"] - 1 <= e["ts"] and e["ts"] + e["dur"] <= c["ts"] + c["dur"] + 1 and

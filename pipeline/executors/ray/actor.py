@@ -1,7 +1,8 @@
 """What runs in Ray's worker processes: ``FileActor`` (one file at a time through the pipeline), its map
-stages sent as ``map_frame`` Ray tasks with backpressure and in order (``_MapFeeder``), and ``ArrayRef``,
-the frames that travel through the object store. A traced file (``FileTask.traced``) sends its timeline back
-with its result, its tasks' with theirs (``tracing``).
+stages sent as ``map_batch`` Ray tasks, ``batch_size`` frames each, with backpressure, priority and in order
+(``_MapFeeder``, ``feeding``), and ``ArrayRef``, the frames that travel through the object store. A traced file
+(``FileTask.traced``) sends its timeline back with its result, its tasks' with theirs (``tracing``); the driver
+polls a file's progress while it runs (``FileActor.progress``).
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from ..base import FileTask
 from ..failures import map_task_failed, worker_died
 from ..file_runner import FileRunner, FileSession, PartResult, run_part
 from ..worker import MapOutcome, run_map
-from .tracing import FileTrace, TaskSpan, clock
+from .feeding import MapBatches, pool_nice, run_niced
+from .tracing import FileTrace, TaskSpan, clock, merge_map_spans
 
-__all__ = ["ArrayRef", "FileActor", "map_frame", "as_remote", "node_name"]
+__all__ = ["ArrayRef", "FileActor", "map_batch", "as_remote", "remote_file_actor", "node_name"]
 
 
 # -----------------------------------------------------------------------------
@@ -102,20 +104,25 @@ def _load_pipeline(token: str, source: bytes | list[Any]) -> Pipeline:
     return found
 
 
-def map_frame(token: str, box: list[Any], stage_name: str, item: Any, file: Any,
-              traced: bool = False) -> tuple[MapOutcome, TaskSpan | None]:
-    """A map stage over one frame (a Ray task); the result travels back in a slot as large as the input's.
-    ``traced``: with the task's span (its stage and frames, on this worker's track)."""
+def map_batch(token: str, box: list[Any], stage_name: str, file: Any, traced: bool, nice: int,
+              *items: Any) -> tuple[list[MapOutcome], TaskSpan | None]:
+    """A map stage over a batch of one file's frames (a Ray task; Ray resolves each frame's object, read in place
+    on its node); each result travels back in a slot as large as its input's, in the batch's order. ``nice``:
+    run the stage on a thread niced by that much (``feeding.run_niced``: a lower-priority pool's). ``traced``:
+    with the task's span (its stage and frames, on this worker's track)."""
     t0 = time.perf_counter()
     stage = _load_pipeline(token, box).stages[stage_name]
-    ref = slot_of(item)
-    slot = ArrayRef.empty(ref.nbytes) if ref is not None else None
-    outcome = run_map(token, stage, [(0, 0, item, slot, file)])[0]  # type: ignore[list-item]  # (duck-typed FrameRef)
+    batch = []
+    for seq, item in enumerate(items):
+        ref = slot_of(item)
+        batch.append((0, seq, item, ArrayRef.empty(ref.nbytes) if ref is not None else None, file))
+    outcomes = run_niced(nice, run_map, token, stage, batch)  # (ArrayRef: a duck-typed FrameRef)
     if not traced:
-        return outcome, None
-    args = {"stage": stage_name, "frames": int(ref is not None), "files": [file.relpath]}  # as its stats count
-    return outcome, TaskSpan(clock(), f"{stage.pool} worker", f"map:{stage.pool}", f"map {stage_name} x1", t0,
-                             time.perf_counter(), args)
+        return outcomes, None
+    frames = sum(slot_of(item) is not None for item in items)  # as its stats count them
+    args = {"stage": stage_name, "frames": frames, "files": [file.relpath]}
+    return outcomes, TaskSpan(clock(), f"{stage.pool} worker", f"map:{stage.pool}", f"map {stage_name} x{len(items)}",
+                              t0, time.perf_counter(), args, items=len(items))
 
 
 def part_task(token: str, box: list[Any], task: FileTask) -> tuple[PartResult | FileResult, TaskSpan | None]:
@@ -143,6 +150,15 @@ def as_remote(fn_or_class: Any) -> Any:
     return ray.remote(fn_or_class)
 
 
+@cache
+def remote_file_actor() -> Any:
+    """``FileActor`` as a Ray actor class, made once per process. Its concurrency groups (Ray takes them only
+    here, not in ``.options()``): ``progress()`` answers on a thread of its own while ``run_file`` runs in the
+    default group, one call at a time as in a plain actor."""
+    remote: Any = ray.remote  # (its typed overloads leave concurrency_groups out)
+    return remote(concurrency_groups={"progress": 1})(FileActor)
+
+
 class FileActor:
     """Runs files one at a time through the pipeline in one Ray worker process (a Ray actor)."""
 
@@ -155,12 +171,14 @@ class FileActor:
         self.pipeline = _load_pipeline(token, blob)
         self.runner = FileRunner(self.pipeline)
         self.maps = frozenset(n for n, s in self.pipeline.stages.items() if s.is_map)
+        self.nice = pool_nice(self.pipeline.pools, [s for s in self.pipeline.stages.values() if s.is_map])
         self.max_in_flight = max_in_flight
         self.map_options = map_options
         self.retries = retries
         self.children = {n: self.pipeline.children(n) for n in self.runner.order}
         self.cluster_cpus = int(ray.cluster_resources().get("CPU", 1)) if self.maps else 1
         self.tasks: list[TaskSpan] | None = None  # the spans of the traced file's tasks (None: not traced)
+        self.told: tuple[int, str, int, int | None] | None = None  # the file's progress: index, stage, done, total
 
     def run_file(self, task: FileTask, box: list[Any]) -> tuple[FileResult, FileTrace | None]:
         """Run one file through every stage; never raises for a bad file. ``box``: the pipeline for map tasks.
@@ -168,8 +186,14 @@ class FileActor:
         t0 = time.perf_counter()
         self.box = box
         self.tasks = [] if task.traced else None
+        self.told = None
         stages: list[StageSpan] | None = [] if task.traced else None
-        run = FileRun(task.file, task.begin_attempt(), task.output_key, task.cpu_budget,
+        index = task.file.index
+
+        def progress(stage: str, done: int, total: int | None) -> None:  # one assignment: read by ``progress()``
+            self.told = (index, stage, done, total)
+
+        run = FileRun(task.file, task.begin_attempt(), task.output_key, task.cpu_budget, progress=progress,
                       memo=StageMemo.open(task.cache_dir) if task.cache_dir else None,
                       workers=task.part_workers if not self.maps else 1, batch_ending=task.batch_ending,
                       publish_to=task.remote_out)
@@ -180,7 +204,14 @@ class FileActor:
             result = _MapFeeder(self, run, stages).run()
         if stages is None or self.tasks is None:
             return result, None
-        return result, FileTrace(t0, time.perf_counter(), stages, self.tasks, clock())
+        return result, FileTrace(t0, time.perf_counter(), stages, merge_map_spans(self.tasks), clock())
+
+    @ray.method(concurrency_group="progress")
+    def progress(self) -> tuple[int, str, int, int | None] | None:
+        """How far the file in hand has got, as its stages last told (its index, the stage, done, total), or
+        None. Served on a thread of its own (the actor's ``progress`` concurrency group, ``remote_file_actor``)
+        while ``run_file`` runs on the actor's main one: a read of one attribute, which ``run_file`` sets."""
+        return self.told
 
     def took(self, span: TaskSpan | None) -> None:
         """Keep the span a task of the traced file sent back with its result."""
@@ -219,10 +250,11 @@ class FileActor:
 
 @dataclass(slots=True)
 class _InFlight:
-    """A map task of this file that has not been taken back yet."""
+    """A map task of this file (a batch of its frames for one stage) that has not been taken back yet."""
 
     stage: str
     ref: Any
+    frames: int  # items in the batch
     sent: float
 
 
@@ -233,11 +265,17 @@ class _MapFailed(Exception):
 
 
 class _MapFeeder:
-    """One file's session in its actor, its map stages as Ray tasks: the backpressure and order live here.
+    """One file's session in its actor, its map stages as Ray tasks: the batches, backpressure and order live here.
 
-    The session pauses when a frame for a map stage has no credit; credits are given while fewer than
-    ``max_in_flight`` map tasks are out (and a stage's ``concurrency`` bounds its own share). Results are taken
-    oldest first, so each local stage gets them in frame order with no reordering buffer.
+    Each frame bound for map stages is put in the object store once and waits in each target stage's batch
+    (``feeding.MapBatches``). A batch goes out as one ``map_batch`` task when it is full (the stage's
+    ``batch_size``), or partial when nothing else would fill it soon: the session is drained, or no task of the
+    file is out to bring room back. The highest-priority stage's batches are sent first; a stage's
+    ``concurrency`` bounds its tasks out. ``max_in_flight`` counts frames, not tasks: the frames waiting in
+    batches and those out in tasks (a frame sent to two map stages counts twice), so the object store holds at
+    most that many of the file's frames whatever the batch size. The session pauses when a frame has no credit
+    (the budget is full); then the oldest task is taken back, and results are taken oldest first, each task's
+    in its batch's order, so each local stage gets them in frame order with no reordering buffer.
     """
 
     def __init__(self, actor: FileActor, run: FileRun, spans: list[StageSpan] | None = None) -> None:
@@ -247,8 +285,9 @@ class _MapFeeder:
         self.spans = spans  # where the spans of the stages' work go (traced), at the end
         self.session = FileSession(self.pipeline, run, actor.maps, order=actor.runner.order,
                                    traced=spans is not None)
+        self.batches = MapBatches[Any](self.stages[m] for m in actor.runner.order if m in actor.maps)
         self.flight: deque[_InFlight] = deque()
-        self.running: dict[str, int] = dict.fromkeys(actor.maps, 0)
+        self.out = 0  # frames waiting in batches or out in tasks: what max_in_flight bounds
         self.stats = {m: StageStats(m, files=1, where=f"map:{self.stages[m].pool}",
                                     workers=actor.cluster_cpus) for m in actor.maps}
         self.latencies: dict[str, list[float]] = {m: [] for m in actor.maps}
@@ -257,19 +296,27 @@ class _MapFeeder:
 
     def run(self) -> FileResult:
         session = self.session
+        budget = self.actor.max_in_flight
         try:
             session.start()
-            need = 0
+            need, drained = 0, False
             while True:
-                room = self.actor.max_in_flight - len(self.flight)
-                credits = [ArrayRef.empty(need) for _ in range(room)] if need else []
-                step = session.step(credits)  # type: ignore[arg-type]  # ArrayRef: the Ray executor's FrameRef
-                for out in step.outbox:
-                    self._send(out.item, out.targets)
-                need = step.need_nbytes
-                if step.exhausted and not self.flight:
-                    break
-                if self.flight and (step.exhausted or len(self.flight) >= self.actor.max_in_flight):
+                # A step each turn while there is room, even once drained: frames that map stages sent back to
+                # local stages may have made more for map stages (map -> local -> map), which wait in the session.
+                if not need or self.out < budget:
+                    credits = [ArrayRef.empty(need) for _ in range(budget - self.out)] if need else []
+                    step = session.step(credits)  # type: ignore[arg-type]  # ArrayRef: the Ray executor's FrameRef
+                    for out in step.outbox:
+                        self._queue(out.item, out.targets)
+                    need, drained = step.need_nbytes, step.exhausted
+                self._send(flush=drained)  # full batches (all, once the session is drained)
+                if not self.flight:  # nothing out to bring room or frames back: partial batches go too
+                    self._send(flush=True)
+                if not self.flight:  # nothing out: then nothing waits either (flushed), and the session goes on
+                    if drained:
+                        break
+                    continue
+                if drained or self.out >= budget:
                     self._take_oldest()
             result = session.finish()
         except _MapFailed as failed:
@@ -289,53 +336,59 @@ class _MapFeeder:
             result.stats[m] = st
         return result
 
-    def _send(self, item: Any, targets: Sequence[str]) -> None:
-        """Put the item in the object store once and start a map task on it for each target stage."""
+    def _queue(self, item: Any, targets: Sequence[str]) -> None:
+        """Put the item in the object store once, and in the batch of each target stage."""
         obj = ray.put(item)
         ref = slot_of(item)
         for m in targets:
-            stage = self.stages[m]
-            while self.flight and stage.concurrency is not None and self.running[m] >= stage.concurrency:
-                self._take_oldest()
-            options = {"num_cpus": 1, "max_retries": self.actor.retries, **self.actor.map_options.get(stage.pool, {})}
-            task = as_remote(map_frame).options(**options).remote(self.actor.token, self.actor.box, m, obj,
-                                                                self.session.run.file, self.spans is not None)
-            self.flight.append(_InFlight(m, task, time.perf_counter()))
-            self.running[m] += 1
+            self.batches.add(m, obj)
+            self.out += 1
             st = self.stats[m]
             st.items_in += 1
             if ref is not None:
                 st.frames += 1
                 st.bytes += ref.nbytes
 
+    def _send(self, flush: bool) -> None:
+        """Start a ``map_batch`` task for each batch that may go now, the highest-priority stage's first."""
+        actor = self.actor
+        file, traced = self.session.run.file, self.spans is not None
+        for m, objs in self.batches.batches(flush):
+            stage = self.stages[m]
+            options = {"num_cpus": 1, "max_retries": actor.retries, **actor.map_options.get(stage.pool, {})}
+            task = as_remote(map_batch).options(**options).remote(actor.token, actor.box, m, file, traced,
+                                                                actor.nice.get(stage.pool, 0), *objs)
+            self.flight.append(_InFlight(m, task, len(objs), time.perf_counter()))
+
     def _take_oldest(self) -> None:
-        """Wait for the oldest map task and pass its frame on: to map stages as a new task, to local ones in order."""
+        """Wait for the oldest map task and pass its frames on, in order: to map stages' batches, to local ones."""
         entry = self.flight.popleft()
         m = entry.stage
-        self.running[m] -= 1
+        self.batches.returned(m)
+        self.out -= entry.frames
         try:
-            outcome, span = ray.get(entry.ref)
+            outcomes, span = ray.get(entry.ref)
         except Exception as exc:  # the task could not run (its worker died past its retries)
             raise _MapFailed(m, map_task_failed(m, exc), None) from exc
         self.actor.took(span)
         self.latencies[m].append(time.perf_counter() - entry.sent)
         st = self.stats[m]
-        st.busy_s += outcome.busy_s
-        if outcome.error is not None:
-            st.failures += 1
-            raise _MapFailed(m, outcome.error, outcome.traceback)
-        self.records.update(outcome.records)
-        self.warnings += outcome.warnings
-        output = outcome.output
-        if output is None:
-            return
-        st.items_out += 1
-        kind = getattr(output, "kind", None)
-        kids = [c for c in self.actor.children[m] if kind in self.stages[c].accepts]
-        remote = [c for c in kids if c in self.actor.maps]
-        if remote:
-            self._send(output, remote)
-        for child in kids:
-            if child not in self.actor.maps:
-                self.session.deliver(child, [output])
-
+        for outcome in outcomes:
+            st.busy_s += outcome.busy_s
+            if outcome.error is not None:
+                st.failures += 1
+                raise _MapFailed(m, outcome.error, outcome.traceback)
+            self.records.update(outcome.records)
+            self.warnings += outcome.warnings
+            output = outcome.output
+            if output is None:
+                continue
+            st.items_out += 1
+            kind = getattr(output, "kind", None)
+            kids = [c for c in self.actor.children[m] if kind in self.stages[c].accepts]
+            remote = [c for c in kids if c in self.actor.maps]
+            if remote:
+                self._queue(output, remote)
+            for child in kids:
+                if child not in self.actor.maps:
+                    self.session.deliver(child, [output])

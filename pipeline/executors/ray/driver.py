@@ -5,7 +5,8 @@ tasks, spread over the cluster's nodes, while its actor runs the rest of the fil
 
 With a trace, each file's call comes back with its timeline (``tracing``): a span on its actor's track, its
 stages' work inside it, its map tasks and parts on the tracks of the processes that ran them; the driver maps
-other machines' clocks onto its own and samples the files in flight.
+other machines' clocks onto its own and samples the files in flight. Each tick it also asks the files' actors how
+far their stages are and tells the caller (``progress``), never waiting for an answer.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from ...storage.location import is_url
 from ..base import ExecutionReport, Executor, FileTask, RunEvents, credits_per_file
 from ..failures import timed_out, worker_died, worker_failed
 from ..parts import split_plan
-from .actor import FileActor, as_remote
+from .actor import remote_file_actor
 from .cluster import init_ray, start_local_ray
+from .feeding import widest_batch
+from .progress import ProgressPolls
 from .tracing import FileTrace, record_file
 
 __all__ = ["RayExecutor"]
@@ -63,8 +66,11 @@ class RayExecutor(Executor):
     A Ray already initialised in this process is used as it is and left running. Each file runs in a Ray actor
     holding ``cpus_per_file`` CPUs (its decoder and encoder threads; none held when map stages do the heavy
     part); ``files_in_flight`` actors (default: the cluster's CPUs, or half of them with map stages). Map stages
-    run as Ray tasks of one CPU each, or what ``map_options[pool]`` asks for (``{"gpu": {"num_gpus": 1}}``), at
-    most ``max_in_flight`` per file (a stage's ``concurrency`` bounds its own share). A file whose worker died is
+    run as Ray tasks of one CPU each, or what ``map_options[pool]`` asks for (``{"gpu": {"num_gpus": 1}}``), a
+    stage's ``batch_size`` frames a task; a file keeps at most ``max_in_flight`` frames waiting for or out in map
+    tasks (default: (2 x cluster CPUs + 2) x the largest batch_size), and a stage's ``concurrency`` bounds its tasks
+    out. A stage's ``priority`` orders the sends (the higher stage's batches first) and nices a lower-priority
+    pool's work on its Ray workers (``feeding``). A file whose worker died is
     run again ``retries`` times; ``file_timeout`` kills a file's actor past it. ``runtime_env`` is Ray's, for a
     cluster (``{"working_dir": ...}``). A ``trace`` gets each file's call on the track of its actor ("actor 3
     (node 1a2b3c4d, pid 4242)") with its stages' work inside it, and each map task and part on the track of the
@@ -148,7 +154,8 @@ class RayExecutor(Executor):
         box = [ray.put(blob)]  # for map tasks: fetched once per worker process
         n_actors = min(len(tasks), self._files_in_flight(pipeline))
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        max_in_flight = self.max_in_flight or credits_per_file(cpus)  # every CPU of the cluster fed
+        # Frames (not tasks) per file: every CPU of the cluster fed, a batch running and one waiting on each.
+        max_in_flight = self.max_in_flight or credits_per_file(cpus) * widest_batch(pipeline.stages.values())
         # Without map stages a file's actor does all its work: it holds its CPUs. With them, the map tasks do the
         # heavy part while the actor waits for them, and an actor never gives its CPUs back while it waits: it
         # takes Ray's default instead (a CPU free to be placed, none held after), and decodes beside the tasks.
@@ -156,7 +163,7 @@ class RayExecutor(Executor):
         has_maps = any(s.is_map for s in pipeline.stages.values())
         waits = has_maps or split_plan(pipeline) is not None
         cpus_held = {} if waits else {"num_cpus": self.cpus_per_file}
-        actor_class = as_remote(FileActor).options(max_restarts=-1, max_task_retries=0, **cpus_held)
+        actor_class = remote_file_actor().options(max_restarts=-1, max_task_retries=0, **cpus_held)
         actors = [actor_class.remote(token, blob, max_in_flight, self.map_options, self.retries)
                   for _ in range(n_actors)]
         self.actor_count = len(actors)
@@ -167,6 +174,7 @@ class RayExecutor(Executor):
         free: list[Any] = []
         running: dict[Any, tuple[_File, Any]] = {}  # the run_file call -> (file, its actor)
         results: dict[int, FileResult] = {}
+        polls = ProgressPolls(events, _TICK_S)  # each file's live progress, asked of its actor
         log.debug("ray run: %d file(s) on %d actor(s), %d map tasks in flight per file", len(tasks), n_actors,
                   max_in_flight)
         finished = False
@@ -214,6 +222,7 @@ class RayExecutor(Executor):
                     result.node = nodes.get(id(actor), "")  # it ran there (the driver's failures too: it died there)
                     results[fs.row] = result
                     events.file_done(result)
+                polls.poll(running)
             finished = True
         finally:
             # A graceful end waits on the actors that are up: one Ray could not place again (its node gone, no

@@ -13,6 +13,13 @@ its own ``perf_counter`` with its own wall clock read at receipt. That is as goo
 clocks agree (NTP: a few ms; without it, any skew), so every span is also clipped into what the driver knows:
 an actor call into the time from its sending to its result's arrival, the tasks and stage spans into that call.
 A span may so be squeezed at an edge, never placed outside the call or the run.
+
+Map tasks are many (a task per batch of frames), so a file's actor merges their spans before sending them
+(``merge_map_spans``) the way ``observe.stage_timeline`` gathers a session's work: per worker track, in windows
+of ``WINDOW_S`` (0.1 s), one span per stage per window, laid end to end from the window's start, each as long as
+that stage's tasks' time in it, with their frames summed in its args. A long file so makes at most a span per
+stage per 100 ms per worker, never one per frame; the names and args are the local executor's map task spans'
+(``map <stage> x<items>``; ``stage``, ``frames``, ``files``).
 """
 
 from __future__ import annotations
@@ -25,10 +32,10 @@ from typing import Any
 
 import ray
 
-from ...observe.stage_timeline import StageSpan, record_stage_spans
+from ...observe.stage_timeline import WINDOW_S, StageSpan, record_stage_spans
 from ...observe.trace import RunTrace
 
-__all__ = ["Clock", "TaskSpan", "FileTrace", "clock", "record_file"]
+__all__ = ["Clock", "TaskSpan", "FileTrace", "clock", "record_file", "merge_map_spans"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +98,52 @@ class TaskSpan:
     end: float
     args: dict[str, Any]
     stages: list[StageSpan] = field(default_factory=list)
+    items: int = 1  # a map task's items (its batch); merged spans add them up
+
+
+def merge_map_spans(tasks: list[TaskSpan]) -> list[TaskSpan]:
+    """``tasks`` with the map tasks' spans merged per worker track and window (``WINDOW_S``): a window opens with
+    a task's start and closes with the first task that ends ``WINDOW_S`` or more after it; in it, one span per
+    stage (in the order they first ran), laid end to end from the window's start, each as long as its tasks'
+    time (a Ray worker runs one task at a time: they fit in the window), its frames, items and files summed.
+    Other spans (parts) are kept as they are."""
+    kept = [t for t in tasks if not t.group.startswith("map:")]
+    tracks: dict[tuple[str, str, int], list[TaskSpan]] = {}
+    for t in tasks:
+        if t.group.startswith("map:"):
+            tracks.setdefault((t.who, t.clock.node, t.clock.pid), []).append(t)
+    for track in tracks.values():
+        track.sort(key=lambda t: t.start)
+        window: list[TaskSpan] = []
+        for t in track:
+            window.append(t)
+            if t.end - window[0].start >= WINDOW_S:
+                kept += _laid_end_to_end(window)
+                window = []
+        if window:
+            kept += _laid_end_to_end(window)
+    return kept
+
+
+def _laid_end_to_end(window: list[TaskSpan]) -> list[TaskSpan]:
+    """One window's map task spans of one track: a span per stage, end to end from the window's start."""
+    merged: dict[str, TaskSpan] = {}
+    for t in window:
+        stage = t.args["stage"]
+        m = merged.get(stage)
+        if m is None:
+            merged[stage] = TaskSpan(t.clock, t.who, t.group, "", 0.0, t.end - t.start, dict(t.args), items=t.items)
+            continue
+        m.end += t.end - t.start  # busy time, for now
+        m.items += t.items
+        m.args["frames"] += t.args["frames"]
+        m.args["files"] = sorted({*m.args["files"], *t.args["files"]})
+    at = window[0].start
+    for stage, m in merged.items():
+        busy = m.end
+        m.start, m.end, m.name = at, at + busy, f"map {stage} x{m.items}"
+        at += busy
+    return list(merged.values())
 
 
 @dataclass(slots=True)
