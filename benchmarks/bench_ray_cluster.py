@@ -1,9 +1,13 @@
 """The Ray executor on a multi-node cluster: one to three nodes, against the local executor on the same CPUs.
 
 The cluster is Ray's own test cluster (``ray.cluster_utils.Cluster``): a head and worker nodes, each its own
-raylet with one CPU and its own object store, all on this machine. **Nodes on one machine share its cores**: on
-a 2-core machine a third node adds a raylet and a worker, not a core, so the figure past two nodes shows what
-the extra node costs, not what a real third machine would add. A real cluster's nodes bring their own cores.
+raylet with one CPU and its own object store, all on this machine. Each node's processes are pinned to one core
+(node k to core k mod the machine's cores, ``sched_setaffinity`` before it starts; its workers inherit it), as a
+one-core machine would hold them: unpinned, one file's decoder and encoder threads spread over every core and
+one node already uses the whole machine. **Nodes on one machine share its cores**: on a 2-core machine a third
+node shares core 0 with the head, so the figure past two nodes shows what the extra node costs, not what a real
+third machine would add. A real cluster's nodes bring their own cores. The local executor's runs are pinned the
+same way (one worker: core 0; two: both), each in a fresh process so that no pinned helper outlives its row.
 
 The job: the default preset (metadata, audio levels, thumbnails, a sprite sheet, a 720p proxy; ``cache=False``)
 over 8 files of the realistic ``small-files`` set (720p30 phone-like H.264, CABAC, B-frames, grain; made once
@@ -11,7 +15,7 @@ by ``benchmarks.clipsets`` under ~/.cache/framepipe-bench), and, beside it, the 
 patterns' first 2 files. Each figure is the best of ``--rounds`` (default 2, ``--quick`` 1) after a warm-up
 run on the same cluster. Rows:
 
-* local executor, 1 and 2 workers: the baseline on the same cores;
+* local executor, 1 and 2 workers (1 and 2 cores): the baseline on the same cores;
 * Ray, 1, 2 and 3 nodes of 1 CPU each (the driver on the head's machine, as ``--address`` gives it);
 * speed-up = 1-node seconds / n-node seconds; overhead = Ray seconds / local seconds at the same CPUs.
 
@@ -21,10 +25,14 @@ Usage: python -m benchmarks.bench_ray_cluster [--quick] [--rounds N] [--files N]
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline import run
@@ -67,6 +75,27 @@ def _timed(inputs: Path, work: Path, label: str, rounds: int, **options: object)
     return _best(rounds, once)
 
 
+def _local(inputs: Path, work: Path, label: str, rounds: int, workers: int) -> float:
+    """``_timed`` on the local executor with ``workers`` workers, in a fresh process pinned to that many cores."""
+    cores = sorted(os.sched_getaffinity(0))[:workers]
+    code = ("import sys; from pathlib import Path; from benchmarks.bench_ray_cluster import _timed; "
+            f"print(_timed(Path({str(inputs)!r}), Path({str(work)!r}), {label!r}, {rounds}, workers={workers}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          preexec_fn=lambda: os.sched_setaffinity(0, cores))
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+@contextmanager
+def _pinned(core: int) -> Iterator[None]:
+    """This process on one core while a node starts (its processes inherit it), then on its cores again."""
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {sorted(cores)[core % len(cores)]})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, cores)
+
+
 def _on_cluster(nodes: int, jobs: list[tuple[str, Path]], work: Path, rounds: int) -> dict[str, float]:
     """Seconds of each job on a cluster of ``nodes`` nodes of one CPU each, started for it and stopped after."""
     import ray
@@ -74,10 +103,12 @@ def _on_cluster(nodes: int, jobs: list[tuple[str, Path]], work: Path, rounds: in
 
     from pipeline.executors.ray.cluster import init_ray
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    with _pinned(0):
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     try:
-        for _ in range(nodes - 1):
-            cluster.add_node(num_cpus=1)
+        for k in range(1, nodes):
+            with _pinned(k):
+                cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         init_ray(address=cluster.address)
         try:
@@ -106,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="framepipe-cluster-bench-") as tmp:
         work = Path(tmp)
         jobs = [("small-files", _batch(work, "small-files", files)), ("ultrafast", _batch(work, "ultrafast", 2))]
-        local = {(name, w): _timed(inputs, work, f"local{w}-{name}", rounds, workers=w)
+        local = {(name, w): _local(inputs, work, f"local{w}-{name}", rounds, w)
                  for name, inputs in jobs for w in (1, 2)}
         ray_s = {n: _on_cluster(n, jobs, work, rounds) for n in (1, 2, 3)}
         shutil.rmtree(work, ignore_errors=True)
@@ -114,12 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         count = files if name == "small-files" else 2
         rows: list[tuple[object, ...]] = []
         for w in (1, 2):
-            rows.append((f"local executor, {w} worker(s)", w, f"{local[name, w]:.2f}",
+            rows.append((f"local executor, {w} worker(s) on {w} core(s)", w, f"{local[name, w]:.2f}",
                          f"{count / local[name, w]:.2f}", "", ""))
         for n in (1, 2, 3):
             secs = ray_s[n][name]
             base = local[name, min(n, 2)]
-            rows.append((f"ray, {n} node(s) of 1 CPU", n, f"{secs:.2f}", f"{count / secs:.2f}",
+            rows.append((f"ray, {n} node(s) of 1 CPU, each on 1 core", n, f"{secs:.2f}", f"{count / secs:.2f}",
                          f"{ray_s[1][name] / secs:.2f}x", f"{secs / base:.2f}x"))
         what = ("realistic 720p30 phone-like clips" if name == "small-files"
                 else "test patterns, x264 ultrafast (beside it)")

@@ -163,7 +163,10 @@ class RayExecutor(Executor):
         has_maps = any(s.is_map for s in pipeline.stages.values())
         waits = has_maps or split_plan(pipeline) is not None
         cpus_held = {} if waits else {"num_cpus": self.cpus_per_file}
-        actor_class = remote_file_actor().options(max_restarts=-1, max_task_retries=0, **cpus_held)
+        # Spread over the nodes: an actor that holds no CPU fits anywhere, and Ray's default placement packs such
+        # actors onto one node (each file's decode and encode then share that node's cores while others idle).
+        actor_class = remote_file_actor().options(max_restarts=-1, max_task_retries=0, scheduling_strategy="SPREAD",
+                                                  **cpus_held)
         actors = [actor_class.remote(token, blob, max_in_flight, self.map_options, self.retries)
                   for _ in range(n_actors)]
         self.actor_count = len(actors)
