@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from support.runs import output_files  # noqa: E402
 from support.traces import spans, track_names  # noqa: E402
 
 from pipeline import Pipeline, RunResult, run  # noqa: E402
+from pipeline.executors.ray.placement import NodeSpread  # noqa: E402
 from pipeline.results import this_host  # noqa: E402
 
 TRACK = re.compile(r"\(node ([0-9a-f]{8}), pid \d+\)$")  # the end of a trace track's name: its node and pid
@@ -169,6 +171,15 @@ def test_files_on_object_storage_run_on_every_node_and_each_node_puts_its_output
     assert {row["relpath"]: row["node"] for row in rows} == {r.file.relpath: r.node for r in result.files}
     ledger = [json.loads(line) for line in s3.get("cluster", "out/ledger.jsonl").decode().splitlines()]
     assert sorted(e["file"] for e in ledger) == sorted(texts)
+
+
+def test_actors_that_hold_no_cpu_are_given_nodes_in_proportion_to_their_cpus(cluster: LocalCluster) -> None:
+    spread = NodeSpread()  # (the file actors of a pipeline with map stages or parts: Ray alone packs them)
+    placed = Counter(o["scheduling_strategy"].node_id for o in spread.options(6))
+    assert placed == dict.fromkeys(_nodes(cluster).values(), 2)
+    joined = cluster.add_node()
+    assert [o["scheduling_strategy"].node_id for o in spread.options(1)] == [joined.node_id]
+    assert all(o["scheduling_strategy"].soft for o in spread.options(4))  # elsewhere when its node is lost
 
 
 def test_the_default_preset_on_the_cluster_gives_the_local_executors_outputs(ray_cluster: LocalCluster,

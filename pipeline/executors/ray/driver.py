@@ -37,6 +37,7 @@ from ..parts import split_plan
 from .actor import remote_file_actor
 from .cluster import init_ray, start_local_ray
 from .feeding import widest_batch
+from .placement import NodeSpread
 from .progress import ProgressPolls
 from .tracing import FileTrace, record_file
 
@@ -163,12 +164,9 @@ class RayExecutor(Executor):
         has_maps = any(s.is_map for s in pipeline.stages.values())
         waits = has_maps or split_plan(pipeline) is not None
         cpus_held = {} if waits else {"num_cpus": self.cpus_per_file}
-        # Spread over the nodes: an actor that holds no CPU fits anywhere, and Ray's default placement packs such
-        # actors onto one node (each file's decode and encode then share that node's cores while others idle).
-        actor_class = remote_file_actor().options(max_restarts=-1, max_task_retries=0, scheduling_strategy="SPREAD",
-                                                  **cpus_held)
-        actors = [actor_class.remote(token, blob, max_in_flight, self.map_options, self.retries)
-                  for _ in range(n_actors)]
+        actor_options = {"max_restarts": -1, "max_task_retries": 0, **cpus_held}  # the options of every file actor
+        spread = NodeSpread() if waits else None  # one that holds no CPU is given a node (``placement``)
+        actors = self._new_actors(actor_options, spread, n_actors, token, blob, max_in_flight)
         self.actor_count = len(actors)
         numbers = {id(actor): i for i, actor in enumerate(actors)}  # an actor's track: "actor <number> (...)"
         nodes: dict[int, str] = {}  # an actor's node, as it said when it came up (FileResult.node)
@@ -184,8 +182,8 @@ class RayExecutor(Executor):
         try:
             while len(results) < len(tasks):
                 if files and not free:  # nodes may have joined since: more actors, each starting on one
-                    for actor in self._more_actors(pipeline, actor_class, len(actors), len(files), token, blob,
-                                                   max_in_flight):
+                    for actor in self._more_actors(pipeline, actor_options, spread, len(actors), len(files), token,
+                                                   blob, max_in_flight):
                         numbers[id(actor)] = len(actors)
                         actors.append(actor)
                         starting[actor.ready.remote()] = actor
@@ -234,7 +232,16 @@ class RayExecutor(Executor):
             self._stop(actors, [a for a in actors if id(a) not in pending] if finished else [])
         return [results[i] for i in range(len(tasks))]
 
-    def _more_actors(self, pipeline: Pipeline, actor_class: Any, have: int, waiting: int, *args: Any) -> list[Any]:
+    def _new_actors(self, actor_options: dict[str, Any], spread: NodeSpread | None, count: int,
+                    *args: Any) -> list[Any]:
+        """``count`` file actors with ``actor_options``, each on the node ``spread`` names (where Ray likes without
+        it)."""
+        placed = spread.options(count) if spread is not None else [{}] * count
+        return [remote_file_actor().options(**actor_options, **where).remote(*args, self.map_options, self.retries)
+                for where in placed]
+
+    def _more_actors(self, pipeline: Pipeline, actor_options: dict[str, Any], spread: NodeSpread | None,
+                     have: int, waiting: int, *args: Any) -> list[Any]:
         """New actors for the CPUs of nodes that joined the cluster since the run started, while ``waiting`` files
         wait for one (looked at once a second; none when ``files_in_flight`` was given)."""
         now = time.monotonic()
@@ -244,7 +251,7 @@ class RayExecutor(Executor):
         more = min(self._files_in_flight(pipeline), have + waiting) - have
         if more > 0:
             log.info("ray: %d more CPU(s) in the cluster: %d more file actor(s)", more * self.cpus_per_file, more)
-        return [actor_class.remote(*args, self.map_options, self.retries) for _ in range(more)]
+        return self._new_actors(actor_options, spread, max(0, more), *args)
 
     @staticmethod
     def _started_or_failed(ref: Any, starting: dict[Any, Any], free: list[Any], running: dict[Any, Any],
