@@ -30,7 +30,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +38,7 @@ from pipeline import run
 from stages import presets
 
 from ._table import machine_line, print_table
+from .bench_scaling import _best_seconds
 from .clipsets import clip_sets, ensure
 
 
@@ -53,15 +53,6 @@ def _batch(work: Path, name: str, count: int) -> Path:
     return folder
 
 
-def _best(rounds: int, once) -> float:  # noqa: ANN001
-    best = float("inf")
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        once()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def _timed(inputs: Path, work: Path, label: str, rounds: int, **options: object) -> float:
     """Best wall seconds of the default preset over ``inputs`` (after a warm-up run), every file succeeding."""
     counter = iter(range(1000))
@@ -72,7 +63,7 @@ def _timed(inputs: Path, work: Path, label: str, rounds: int, **options: object)
         assert not bad, bad[0].error
 
     once()  # warm-up: workers started, codecs loaded
-    return _best(rounds, once)
+    return _best_seconds(once, rounds)
 
 
 def _local(inputs: Path, work: Path, label: str, rounds: int, workers: int) -> float:
