@@ -47,7 +47,7 @@ from pipeline import (
     StageError,
 )
 from pipeline.dataplane import transfer
-from pipeline.errors import InvalidOption
+from pipeline.errors import InvalidOption, UnreadableFile
 from pipeline.outputs import fit_name
 from pipeline.presets import Option
 from pipeline.storage import is_url, open_input
@@ -387,8 +387,8 @@ def _open_source_audio(path: str, number: int | None) -> tuple[Any, Any] | None:
     from ._av import av
     try:
         source = open_container(path)
-    except (av.FFmpegError, OSError):  # (OSError: an object on storage that cannot be read again)
-        return None
+    except (av.FFmpegError, UnreadableFile):  # gone or changed since; a store that fails (StorageError) fails the
+        return None                            # file rather than leave its proxy silent
     try:
         stream = choose_streams(path, source, audio=number).audio
     except InputError:  # the stream is gone (the file changed since it was decoded)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import UnreadableFile
+from pipeline.errors import StorageError, UnreadableFile
 from pipeline.storage import input_size, is_url, open_input
 
 from .errors import CorruptMedia, UndecodableStream, UnsupportedMedia
@@ -119,6 +119,8 @@ def open_media(path: str, *, probe: bool = True) -> Iterator[av.container.InputC
             if not probe and container.format.name not in _DESCRIBED_BY_HEADER:
                 container.close()
                 container = open_container(path)
+    except StorageError:  # the store, not the file (a bucket gone is a FileNotFoundError too): never a bad input
+        raise
     except av.error.PermissionError as exc:
         raise UnreadableFile(path, "permission denied") from exc
     except (av.error.FileNotFoundError, FileNotFoundError) as exc:

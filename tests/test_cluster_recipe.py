@@ -81,11 +81,12 @@ class Recipe:
         return done
 
     def processes(self) -> list[psutil.Process]:
-        """What the recipe started: the daemons that name its folder or port, and everything under them."""
+        """What the recipe started: the daemons that name its folder or its head's port (``:PORT`` or ``=PORT``,
+        no digit after), and everything under them."""
         found: set[psutil.Process] = set()
         for p in psutil.process_iter(["cmdline"]):
             argv = " ".join(p.info["cmdline"] or [])
-            if p.pid != os.getpid() and (self.ray_tmp in argv or f":{self.port}" in argv):
+            if p.pid != os.getpid() and (self.ray_tmp in argv or re.search(rf"[:=]{self.port}(?!\d)", argv)):
                 found.add(p)
                 try:
                     found.update(p.children(recursive=True))

@@ -177,6 +177,12 @@ def test_an_unchanged_object_is_resumed_and_a_changed_one_runs_again(s3: MotoSer
     assert {r.file.relpath: r.resumed for r in third.files} == {CLIP: False, "portrait_rot90.mp4": True}
     assert all(r.ok for r in third.files)
 
+    data = bytearray((clip_dir / "portrait_rot90.mp4").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # the same size, one byte other: only the ETag tells
+    s3.client().put_object(Bucket=bucket, Key="in/portrait_rot90.mp4", Body=bytes(data))
+    edited = {i.relpath: i.fingerprint for i in collect_inputs(src, (".mp4",))}
+    assert edited["portrait_rot90.mp4"] != changed["portrait_rot90.mp4"] and edited[CLIP] == changed[CLIP]
+
 
 def test_the_stage_cache_is_keyed_by_the_objects_etag(s3: MotoServer, bucket: str, clip_dir: Path,
                                                       tmp_path: Path) -> None:

@@ -90,6 +90,7 @@ class LocalCluster:
             self.add_node()
         for node in self.workers[workers:]:
             self.remove_node(node)
+        self.cluster.wait_for_nodes()  # the head has seen each node go or come before the next test counts CPUs
 
     def shutdown(self) -> None:
         """Disconnect and end every node (waiting for their processes to exit)."""
