@@ -228,7 +228,7 @@ def test_map_stages_frames_travel_to_other_nodes_through_the_object_store(cluste
 
 def test_the_parts_of_a_long_file_are_encoded_on_several_nodes_and_join_to_one_workers_encode(
         cluster: LocalCluster, tmp_path: Path) -> None:
-    from stages import Decode, Encode, read_frame_marker
+    from stages import Decode, Encode
 
     src = tmp_path / "in"
     src.mkdir()
@@ -241,17 +241,52 @@ def test_the_parts_of_a_long_file_are_encoded_on_several_nodes_and_join_to_one_w
     (r,), (w,) = ours.files, whole.files
     assert r.ok, r.error
     assert r.record["decode_plan"].startswith("parts (") and w.record["decode_plan"] == "straight"
-    def pictures(path: Path) -> list[tuple[int, float]]:
-        with av.open(str(path)) as c:
-            return [(read_frame_marker(f.to_ndarray(format="gray")), round(float(f.time), 4))
-                    for f in c.decode(video=0)]
-    assert pictures(tmp_path / "ray" / r.outputs[0]) == pictures(tmp_path / "whole" / w.outputs[0])
+    assert _pictures(tmp_path / "ray" / r.outputs[0]) == _pictures(tmp_path / "whole" / w.outputs[0])
     trace = json.loads((tmp_path / "t.json").read_text())
     names = track_names(trace)
     parts = [_node_of(e, names) for e in spans(trace) if e["name"].startswith("part ")]
     assert len(parts) == int(r.record["decode_plan"].removeprefix("parts (").rstrip(")"))
     assert len(set(parts)) > 1, f"every part ran on node {parts[0]}"
     assert not [q for q in (tmp_path / "ray").rglob(".*")]  # no scratch part is left
+
+
+def test_with_out_on_object_storage_parts_on_other_nodes_send_their_pieces_to_the_files_node(
+        cluster: LocalCluster, s3: MotoServer, tmp_path: Path) -> None:
+    from stages import Decode, Encode
+
+    src = tmp_path / "in"
+    src.mkdir()
+    make_gop_clip(src, GopSpec("long.mp4", 4.0, x264="keyint=25:min-keyint=25:bframes=3:scenecut=0"))
+    s3.put_folder("parts", "in", src)
+    p = Pipeline("encode")
+    p.add(Encode(preset="veryfast"), after=p.add(Decode(split_s=1.0)))
+    ours = run(p, "s3://parts/in", "s3://parts/out", executor="ray", cache=False, trace=tmp_path / "t.json")
+    whole = run(p, src, tmp_path / "whole", workers=1, cache=False)
+
+    (r,), (w,) = ours.files, whole.files
+    assert r.ok, r.error
+    assert r.record["decode_plan"].startswith("parts (")
+    joined = tmp_path / "joined.mp4"
+    joined.write_bytes(s3.get("parts", f"out/{r.outputs[0]}"))
+    assert _pictures(joined) == _pictures(tmp_path / "whole" / w.outputs[0])  # every picture, at its time
+    trace = json.loads((tmp_path / "t.json").read_text())
+    names = track_names(trace)
+    home = r.node.rpartition("/")[2]  # the node of the file's actor, which joins
+    parts = [(_node_of(e, names), e["args"].get("carried_bytes", 0)) for e in spans(trace)
+             if e["name"].startswith("part ")]
+    # The nodes here share one disk: a part elsewhere removed its pieces once it had read them back, so the join
+    # read the copies its bytes made on the file's node, as on nodes that share no folder.
+    assert any(node != home for node, _ in parts), f"every part ran on the file's node {home}"
+    assert all((carried > 0) == (node != home) for node, carried in parts), (home, parts)
+    assert not [k for k in s3.keys("parts", "out/") if "/." in k]  # nothing staged or half-put left in OUT
+
+
+def _pictures(path: Path) -> list[tuple[int, float]]:
+    """Each picture of a video as its marker (the source frame it shows) and its time."""
+    from stages import read_frame_marker
+
+    with av.open(str(path)) as c:
+        return [(read_frame_marker(f.to_ndarray(format="gray")), round(float(f.time), 4)) for f in c.decode(video=0)]
 
 
 # Nodes lost and added --------------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from ..dataplane.buffers import FrameRef
 
 __all__ = ["FileSession", "FileRunner", "StepResult", "Outgoing", "PartResult", "PartsStarter", "is_shareable",
-           "replay_whole_file", "run_part"]
+           "part_folder", "replay_whole_file", "run_part"]
 
 
 @dataclass(slots=True)
@@ -412,6 +412,12 @@ class FileSession:
         return result
 
 
+def part_folder(task: FileTask) -> Path:
+    """The folder a part of the file writes its scratch files in: the file's own (its staging folder, or OUT)."""
+    staging = task.staging
+    return staging.folder if staging is not None else task.out_dir
+
+
 def run_part(pipeline: Pipeline, task: FileTask,
              fail: Callable[[FileSession, Exception], FileResult] | None = None,
              spans: list[StageSpan] | None = None) -> PartResult | FileResult:
@@ -422,9 +428,7 @@ def run_part(pipeline: Pipeline, task: FileTask,
     # A part writes into the file's output folder: only scratch files, which its join reads and removes.
     if task.storage_env:
         adopt_environment(task.storage_env)
-    staging = task.staging
-    run = FileRun(task.file, staging.folder if staging is not None else task.out_dir, task.output_key,
-                  task.cpu_budget, part=task.part)
+    run = FileRun(task.file, part_folder(task), task.output_key, task.cpu_budget, part=task.part)
     session = FileSession(pipeline, run, traced=task.traced and spans is not None)
     try:
         session.start()

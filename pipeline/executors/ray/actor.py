@@ -8,12 +8,14 @@ polls a file's progress while it runs (``FileActor.progress``).
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,11 +27,13 @@ from ...graph import Pipeline
 from ...items import slot_of
 from ...observe.metrics import StageStats
 from ...observe.stage_timeline import StageSpan
-from ...results import FileResult, this_host
+from ...outputs import output_error, safe_join
+from ...results import FAILED, FileResult, this_host
 from ...stage import FilePart, FileRun
 from ..base import FileTask
 from ..failures import map_task_failed, worker_died
-from ..file_runner import FileRunner, FileSession, PartResult, run_part
+from ..file_runner import FileRunner, FileSession, PartResult, part_folder, run_part
+from ..parts import remove_scratch
 from ..worker import MapOutcome, run_map
 from .feeding import MapBatches, pool_nice, run_niced
 from .tracing import FileTrace, TaskSpan, clock, merge_map_spans
@@ -125,17 +129,62 @@ def map_batch(token: str, box: list[Any], stage_name: str, file: Any, traced: bo
                               t0, time.perf_counter(), args, items=len(items))
 
 
-def part_task(token: str, box: list[Any], task: FileTask) -> tuple[PartResult | FileResult, TaskSpan | None]:
+def part_task(token: str, box: list[Any], task: FileTask, home: str | None = None
+              ) -> tuple[PartResult | FileResult, TaskSpan | None, dict[str, np.ndarray]]:
     """One part of a file (a Ray task, on whichever node has room): its pieces, or its failure; when traced,
-    with the part's span and its stages' work inside it."""
+    with the part's span and its stages' work inside it.
+
+    ``home``: the Ray node id of the file's actor when the pieces must travel to it (``FileActor._start_parts``):
+    a part that ran on another node reads its scratch files back and sends them in its result (numpy arrays,
+    which Ray keeps out of band in its object store), removing its own copies; the third value, ``{path relative
+    to the part's folder: bytes}``, is empty when the pieces stay where they are."""
     t0 = time.perf_counter()
     stages: list[StageSpan] | None = [] if task.traced else None
     done = run_part(_load_pipeline(token, box), task, spans=stages)
+    carried: dict[str, np.ndarray] = {}
+    if isinstance(done, PartResult) and home is not None and home != ray.get_runtime_context().get_node_id():
+        try:
+            carried = _read_pieces(part_folder(task), done.scratch)
+        except OSError as exc:
+            done = FileResult(task.file, FAILED, error=f"[part] cannot read back a piece: {exc}",
+                              error_type="OutputError")
     if stages is None or task.part is None:
-        return done, None
+        return done, None, carried
     where = f"{task.part.index + 1}/{task.part.count}"
+    args: dict[str, Any] = {"file": task.file.relpath, "part": where}
+    if carried:
+        args["carried_bytes"] = sum(a.nbytes for a in carried.values())
     return done, TaskSpan(clock(), "part worker", "parts", f"part {where}", t0, time.perf_counter(),
-                          {"file": task.file.relpath, "part": where}, stages)
+                          args, stages), carried
+
+
+def _read_pieces(folder: Path, scratch: list[str]) -> dict[str, np.ndarray]:
+    """A part's scratch files (its pieces) as ``{path relative to folder: bytes}``; the files are removed, read
+    or not."""
+    try:
+        return {os.path.relpath(path, folder): np.fromfile(path, np.uint8) for path in scratch}
+    finally:
+        remove_scratch(scratch)
+
+
+def _write_pieces(folder: Path, carried: dict[str, np.ndarray]) -> list[str]:
+    """Write the pieces a part on another node sent back at their paths under ``folder`` (the paths its pieces
+    name: the file's folder has the same name on every node); returns them. Raises ``OutputError``."""
+    written: list[str] = []
+    try:
+        for rel, data in carried.items():
+            path = safe_join(folder, rel)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "wb") as f:
+                    written.append(str(path))
+                    f.write(data.data)
+            except OSError as exc:
+                raise output_error("write", path, exc) from exc
+    except BaseException:
+        remove_scratch(written)
+        raise
+    return written
 
 
 def node_name() -> str:
@@ -220,22 +269,44 @@ class FileActor:
 
     def _start_parts(self, task: FileTask, spans: list[Any]) -> Any:
         """Start a file's parts as Ray tasks across the cluster (each holding the file's CPUs, run again if its
-        worker dies); what waits for their outcomes."""
+        worker dies); what waits for their outcomes.
+
+        The join reads the parts' pieces by path, in the file's folder. With OUT on object storage
+        (``task.remote_out``) the nodes share no folder, so a part that ran on another node sends its pieces'
+        bytes back through the object store (``part_task``) and they are written here, at the same paths, before
+        the join. With OUT a local folder they are not: a cluster can only run with a local OUT when that folder
+        is shared by every node (each node's actors write their files' outputs there, the driver publishes them),
+        so the pieces are already where the join reads them, and copying each part's video through the object
+        store would cost memory and time for nothing. Parts on the actor's own node never send theirs."""
         remote = as_remote(part_task).options(num_cpus=task.cpu_budget, max_retries=self.retries)
         parts = [dataclasses.replace(task, part=FilePart(i, len(spans), span), cache_dir=None)
                  for i, span in enumerate(spans)]
-        refs = [remote.remote(self.token, self.box, part) for part in parts]
+        home = ray.get_runtime_context().get_node_id() if task.remote_out is not None else None
+        refs = [remote.remote(self.token, self.box, part, home) for part in parts]
 
         def wait() -> list[PartResult | FileResult]:
             done: list[PartResult | FileResult] = []
+            sent: list[tuple[PartResult, dict[str, np.ndarray]]] = []
             for part, ref in zip(parts, refs, strict=True):
                 try:
-                    outcome, span = ray.get(ref)
+                    outcome, span, carried = ray.get(ref)
                 except Exception as exc:  # its worker died past its retries
                     done.append(worker_died(part, self.retries + 1, type(exc).__name__))
                     continue
                 done.append(outcome)
+                if carried and isinstance(outcome, PartResult):
+                    sent.append((outcome, carried))
                 self.took(span)
+            if any(isinstance(d, FileResult) for d in done):
+                return done  # the file fails: the pieces sent back are not needed
+            try:
+                for outcome, carried in sent:
+                    outcome.scratch = _write_pieces(part_folder(task), carried)
+            except Exception:  # (a full disk here): the file fails, and no piece is left behind
+                for d in done:
+                    if isinstance(d, PartResult):
+                        remove_scratch(d.scratch)
+                raise
             return done
         return wait
 
