@@ -7,6 +7,7 @@ PyAV is patched. What a run into ``s3://`` leaves must be what a run into a fold
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -259,3 +260,42 @@ def test_the_ray_executor_runs_from_s3_to_s3(s3: MotoServer, bucket: str, clip_d
     assert all(r.ok for r in on_ray.files), [r.summary_line() for r in on_ray.files]
     out = _download(s3, bucket, "ray", tmp_path / "ray")
     assert_same_outputs(out, tmp_path / "local", FRAMES)
+
+
+# The driver's settings, in a worker ----------------------------------------------------------------------
+
+
+def test_a_worker_takes_the_drivers_storage_settings_in_place_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.storage.location import STORAGE_VARIABLES, adopt_environment, storage_environment
+
+    for key in STORAGE_VARIABLES:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "driver")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    sent = storage_environment()  # what this run's driver has: two set, the rest not
+    assert dict(sent) == {k: {"AWS_ACCESS_KEY_ID": "driver", "AWS_REGION": "eu-west-1"}.get(k)
+                          for k in STORAGE_VARIABLES}
+
+    # A long-lived worker, as an earlier run's driver left it: an endpoint, a profile, a token of its own.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "earlier")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("AWS_PROFILE", "earlier")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "earlier")
+    monkeypatch.delenv("AWS_REGION")
+    adopt_environment(sent)
+    assert {k: v for k, v in os.environ.items() if k in STORAGE_VARIABLES} == {
+        "AWS_ACCESS_KEY_ID": "driver", "AWS_REGION": "eu-west-1"}
+
+    adopt_environment(())  # a run that uses no URL leaves the worker's settings alone
+    assert {k: v for k, v in os.environ.items() if k in STORAGE_VARIABLES} == {
+        "AWS_ACCESS_KEY_ID": "driver", "AWS_REGION": "eu-west-1"}
+
+
+def test_a_tasks_repr_leaves_the_credentials_out(tmp_path: Path) -> None:
+    from pipeline.executors import FileTask
+    from pipeline.items import FileItem
+
+    item = FileItem("s3://media/in/a.mp4", "a.mp4", 1, 0, "fp", 0)
+    task = FileTask(item, tmp_path, "a", storage_env=(("AWS_SECRET_ACCESS_KEY", "testing-secret"),))
+    assert "testing-secret" not in repr(task) and "testing-secret" not in str(task)
+    assert "a.mp4" in repr(task)

@@ -77,19 +77,26 @@ STORAGE_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_
 """The variables that say which store to use and as whom; the driver's travel with each file (``FileTask``)."""
 
 
-def storage_environment() -> tuple[tuple[str, str], ...]:
-    """The ``STORAGE_VARIABLES`` set in this process, to hand to the workers of a run.
+def storage_environment() -> tuple[tuple[str, str | None], ...]:
+    """Every one of ``STORAGE_VARIABLES`` as this process has it (None: not set), to hand to the workers of a run.
 
-    A worker may have started before they were set (the forkserver's workers, a Ray started earlier): what the
-    driver sees is what its files are read and written with.
+    A worker may have started before they were set (the forkserver's workers, a Ray started earlier), and a
+    long-lived one may hold what an earlier run's driver set: what the driver sees, set or not, is what its files
+    are read and written with. The tuple is never empty, so a run that uses URLs always sends one.
     """
-    return tuple((k, os.environ[k]) for k in STORAGE_VARIABLES if k in os.environ)
+    return tuple((k, os.environ.get(k)) for k in STORAGE_VARIABLES)
 
 
-def adopt_environment(env: tuple[tuple[str, str], ...]) -> None:
-    """In a worker: take the driver's ``storage_environment`` (file systems are built anew when it changes)."""
+def adopt_environment(env: tuple[tuple[str, str | None], ...]) -> None:
+    """In a worker: take the driver's ``storage_environment``, replacing this process's: each variable set as the
+    driver has it, or removed where the driver has none (file systems are built anew when it changes).
+
+    ``()`` (a run that uses no URL) leaves the environment as it is.
+    """
     for key, value in env:
-        if os.environ.get(key) != value:
+        if value is None:
+            os.environ.pop(key, None)
+        elif os.environ.get(key) != value:
             os.environ[key] = value
 
 
