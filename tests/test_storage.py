@@ -192,6 +192,41 @@ def test_the_stage_cache_is_keyed_by_the_objects_etag(s3: MotoServer, bucket: st
     assert [r.replayed for r in third.files] == [False]
 
 
+def test_no_output_name_read_from_the_bucket_reaches_outside_out(s3: MotoServer, bucket: str) -> None:
+    from pipeline.storage.objects import delete_objects, output_sizes
+
+    client = s3.client()
+    for key in ("victim.txt", "out/x.jpg"):
+        client.put_object(Bucket=bucket, Key=key, Body=b"12345")
+    hostile = ["../victim.txt", "/victim.txt", "a/../../victim.txt", "./x.jpg", ""]
+    base = f"s3://{bucket}/out"
+    assert output_sizes(base, hostile + ["x.jpg"]) == {**dict.fromkeys(hostile), "x.jpg": 5}
+    assert delete_objects(base, hostile + ["x.jpg"]) == ["x.jpg"]
+    assert [k for k in s3.keys(bucket) if not k.endswith("/")] == ["victim.txt"]  # (a folder marker may stay)
+
+
+def test_a_ledger_line_naming_an_output_outside_out_is_not_trusted(s3: MotoServer, bucket: str,
+                                                                   clip_dir: Path) -> None:
+    import json
+
+    s3.put_folder(bucket, "in", clip_dir, [CLIP])
+    src, out = f"s3://{bucket}/in", f"s3://{bucket}/out"
+    assert all(r.ok for r in run(_thumbnails(), src, out, workers=1, cache=False).files)
+    client = s3.client()
+    client.put_object(Bucket=bucket, Key="victim.txt", Body=b"12345")
+    # A tampered ledger: the file's line lists an output outside OUT and says its input changed since, so
+    # that the run does it again and would remove what the line lists and the new run does not make.
+    entry = json.loads(s3.get(bucket, "out/ledger.jsonl"))
+    entry["outputs"]["../victim.txt"] = [5, "0" * 32]
+    entry["fingerprint"] = "changed"
+    client.put_object(Bucket=bucket, Key="out/ledger.jsonl", Body=(json.dumps(entry) + "\n").encode())
+
+    again = run(_thumbnails(), src, out, workers=1, cache=False)
+    assert [(r.ok, r.resumed) for r in again.files] == [(True, False)]
+    assert s3.get(bucket, "victim.txt") == b"12345"
+    assert "../victim.txt" not in s3.get(bucket, "out/ledger.jsonl").decode()
+
+
 class _KillAfterFirst:
     """Run events that kill the server once the first file is done (and in the ledger): the rest lose it."""
 

@@ -46,7 +46,7 @@ from ..graph import Pipeline
 from ..items import FileItem, fingerprint
 from ..outputs import no_follow, output_error, write_atomic, write_output
 from ..results import FAILED, OK, FileResult
-from ..storage.location import is_url
+from ..storage.location import is_relative_key, is_url
 from .memo import pipeline_digest
 from .staging import output_digest, remove_stale
 
@@ -269,6 +269,8 @@ def _parse(line: bytes) -> dict[str, Any] | None:
         return None
     if not all(isinstance(o, list) and len(o) == 2 and isinstance(o[0], int) and isinstance(o[1], str)
                for o in entry["outputs"].values()):
+        return None
+    if not all(is_relative_key(rel) for rel in entry["outputs"]):  # a name outside OUT: no run wrote it
         return None
     return entry
 

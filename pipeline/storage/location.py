@@ -20,13 +20,21 @@ import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..errors import BucketNotFound, StorageAccessDenied, StorageError, StorageUnreachable, UnreadableFile
+from ..errors import (
+    BucketNotFound,
+    OutputError,
+    StorageAccessDenied,
+    StorageError,
+    StorageUnreachable,
+    UnreadableFile,
+)
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
 __all__ = ["CONNECT_TIMEOUT_S", "REQUEST_TIMEOUT_S", "MAX_ATTEMPTS", "STORAGE_VARIABLES", "is_url", "split_url",
-           "join_url", "filesystem", "storage_error", "s3_settings", "storage_environment", "adopt_environment"]
+           "join_url", "is_relative_key", "join_inside", "filesystem", "storage_error", "s3_settings",
+           "storage_environment", "adopt_environment"]
 
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 30.0
@@ -54,6 +62,22 @@ def split_url(url: str) -> tuple[str, str]:
 def join_url(base: str, rel: str) -> str:
     """``base`` (a URL of a folder) and the relative POSIX path ``rel`` below it."""
     return f"{base.rstrip('/')}/{rel.lstrip('/')}" if rel else base
+
+
+def is_relative_key(rel: str) -> bool:
+    """Whether ``rel`` names something below a folder: a relative POSIX path with no empty, ``.`` or ``..`` part.
+
+    The one test for an output's name read from somewhere else (a ledger in the bucket, a worker's result) before
+    it is joined to OUT's URL: an object store has no ``..``, but a URL joined with one is another key, outside OUT.
+    """
+    return bool(rel) and not rel.startswith("/") and all(p not in ("", ".", "..") for p in rel.split("/"))
+
+
+def join_inside(base: str, rel: str) -> str:
+    """``join_url(base, rel)``, refused (``OutputError``) when ``rel`` would name a key outside ``base``."""
+    if not is_relative_key(rel):
+        raise OutputError(f"output path {rel!r} would land outside {base}")
+    return join_url(base, rel)
 
 
 def s3_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
