@@ -227,6 +227,35 @@ def test_a_ledger_line_naming_an_output_outside_out_is_not_trusted(s3: MotoServe
     assert "../victim.txt" not in s3.get(bucket, "out/ledger.jsonl").decode()
 
 
+def test_a_ledger_line_held_back_by_the_push_interval_is_put_when_it_has_passed(s3: MotoServer, bucket: str,
+                                                                                 tmp_path: Path) -> None:
+    from pipeline.storage.mirror import RemoteFolder
+
+    now = [100.0]  # the folder's clock: it moves only when the test moves it
+    folder = RemoteFolder(f"s3://{bucket}/out", tmp_path, push_every=1.0, clock=lambda: now[0])
+    ledger = tmp_path / "ledger.jsonl"
+    try:
+        ledger.write_bytes(b"one\n")
+        folder.push_ledger()  # the first line: put at once
+        assert s3.get(bucket, "out/ledger.jsonl") == b"one\n" and not folder.pending
+        with ledger.open("ab") as f:
+            f.write(b"two\n")
+        folder.push_ledger()  # within the interval: held back, not lost until the next file ends
+        assert folder.pending and s3.get(bucket, "out/ledger.jsonl") == b"one\n"
+        now[0] += 1.0  # the interval has passed: the flusher puts it, no other call needed
+        assert folder.wait_pushed(timeout=120), "the held-back line was never put"  # (a safety net, not a timing)
+        assert s3.get(bucket, "out/ledger.jsonl") == b"one\ntwo\n"
+
+        with ledger.open("ab") as f:
+            f.write(b"three\n")
+        folder.push_ledger()  # held back again (the clock stands still) ...
+        assert folder.pending
+    finally:
+        folder.close()  # ... and put by the last push when the folder closes
+    assert s3.get(bucket, "out/ledger.jsonl") == b"one\ntwo\nthree\n"
+    assert not tmp_path.exists()
+
+
 class _KillAfterFirst:
     """Run events that kill the server once the first file is done (and in the ledger): the rest lose it."""
 

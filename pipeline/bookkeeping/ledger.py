@@ -21,7 +21,8 @@ bytes written (size, then digest); anything else (failed, edited, another
 pipeline, an output removed or replaced, even by bytes of the same size) runs again.
 
 With OUT on object storage (``storage.mirror.RemoteFolder``), the ledger is kept in the run's local stand-in for
-OUT (read from OUT at the start) and put into OUT after files end and at the end of the run; an output is intact
+OUT (read from OUT at the start) and put into OUT as lines are written (at most every few seconds: a
+line held back is put by a timer thread) and at the end of the run; an output is intact
 when its object has the size written (one HEAD: its bytes are not read back), the worker put it in place
 (``staging.ship_outputs``), and an input is unchanged while its fingerprint (size, ETag, version) is.
 
