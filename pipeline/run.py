@@ -315,7 +315,7 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
             key = report_key(ledger.pipeline, results)
             if todo or not report_is_current(out_dir, key) or not (out_dir / PAGE_NAME).is_file():
                 write_report(pipeline, result, key, recorder)
-                write_report_page(out_dir)
+                write_report_page(out_dir, outputs_at=remote.url if remote is not None else None)
         if recorder is not None:
             _write_timeline(recorder, stats, trace, chart)
         if remote is not None:  # the ledger, reports and report page, into OUT

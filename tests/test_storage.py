@@ -7,12 +7,14 @@ PyAV is patched. What a run into ``s3://`` leaves must be what a run into a fold
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.clips import BROKEN, CLIPS, assert_same_outputs
@@ -40,6 +42,16 @@ def _download(server: MotoServer, bucket: str, prefix: str, folder: Path) -> Pat
         dst.parent.mkdir(parents=True, exist_ok=True)
         s3.download_file(bucket, key, str(dst))
     return folder
+
+
+def _cards(out: Path) -> list[dict[str, Any]]:
+    """The cards of the report page in ``out`` (its ``index_files/cards-NNNN.js``), in order."""
+    found = []
+    for path in sorted((out / "index_files").glob("cards-*.js")):
+        body = re.fullmatch(r"framepipeCards\(\d+,(.*)\);\n", path.read_text(encoding="utf-8"), re.S)
+        assert body, path
+        found += json.loads(body.group(1))
+    return found
 
 
 @pytest.fixture
@@ -154,6 +166,16 @@ def test_a_run_from_s3_to_s3_leaves_what_a_local_run_leaves(s3: MotoServer, buck
     assert_same_outputs(out, tmp_path / "ref", FRAMES)  # images byte for byte, the proxy frame for frame
     for name in ("ledger.jsonl", "report.parquet", "report.json", "index.html"):
         assert (out / name).is_file(), name
+    # The report page is drawn from the outputs at their URLs (none is in the run's local stand-in for OUT): its
+    # cards show what a local run's do, the sprite scrubber (the WebVTT's tiles, the sheets' sizes) included.
+    cards, reference_cards = _cards(out), _cards(tmp_path / "ref")
+    assert [c["name"] for c in cards] == [c["name"] for c in reference_cards] == sorted([CLIP, BROKEN])
+    clip_card = cards[[c["name"] for c in cards].index(CLIP)]
+    assert clip_card["tiles"] and clip_card["sheets"] and all(w > 0 and h > 0 for w, h in clip_card["sizes"])
+    assert "poster" in clip_card and clip_card["strip"]
+    for card, ref in zip(cards, reference_cards):
+        assert {k: v for k, v in card.items() if k not in ("path", "wall_s")} == {
+            k: v for k, v in ref.items() if k not in ("path", "wall_s")}
     assert not list(out.rglob(".framepipe*")), "no staging folder or lock in OUT"
     assert not remote.out_dir.exists(), "the local stand-in for OUT is removed"
 
@@ -207,8 +229,6 @@ def test_no_output_name_read_from_the_bucket_reaches_outside_out(s3: MotoServer,
 
 def test_a_ledger_line_naming_an_output_outside_out_is_not_trusted(s3: MotoServer, bucket: str,
                                                                    clip_dir: Path) -> None:
-    import json
-
     s3.put_folder(bucket, "in", clip_dir, [CLIP])
     src, out = f"s3://{bucket}/in", f"s3://{bucket}/out"
     assert all(r.ok for r in run(_thumbnails(), src, out, workers=1, cache=False).files)
