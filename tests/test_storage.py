@@ -320,6 +320,31 @@ def test_a_server_lost_mid_batch_fails_those_files_in_one_line_and_a_rerun_compl
         server.stop()
 
 
+def test_a_store_lost_before_the_last_push_keeps_the_result_and_the_reports_locally(
+        clip_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    server = MotoServer().start()  # its own: this test kills it
+    kept: Path | None = None
+    try:
+        for key, value in server.env.items():
+            monkeypatch.setenv(key, value)
+        server.put_folder("media", "in", clip_dir, [CLIP])
+        # The one file is done and in the ledger; then the store goes, before the reports are put into OUT.
+        result = run(_thumbnails(), "s3://media/in", "s3://media/out", workers=1, cache=False,
+                     events=_KillAfterFirst(server))
+        kept = result.out_dir
+        assert [r.ok for r in result.files] == [True]  # the run's result is not lost to the failed push
+        assert result.out_url == "s3://media/out"
+        for name in ("ledger.jsonl", "report.parquet", "report.json", "index.html"):
+            assert (kept / name).is_file(), name  # what was not put into OUT is kept, and named
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1 and str(kept) in errors[0] and "s3://media/out" in errors[0], errors
+        assert "\n" not in errors[0]
+    finally:
+        server.stop()
+        if kept is not None:
+            shutil.rmtree(kept, ignore_errors=True)
+
+
 def test_the_command_runs_from_s3_to_s3(s3: MotoServer, bucket: str, clip_dir: Path) -> None:
     s3.put_folder(bucket, "in", clip_dir, [CLIP, BROKEN])
     proc = subprocess.run([sys.executable, "-m", "pipeline", "run", f"s3://{bucket}/in", "-o", f"s3://{bucket}/out",

@@ -171,9 +171,10 @@ class RemoteFolder:
                     path = Path(dirpath) / name
                     put_file(path, join_url(self.url, path.relative_to(self.local).as_posix()))
 
-    def close(self) -> None:
+    def close(self, *, keep: bool = False) -> None:
         """Stop the flusher thread, put the lines that still wait (a last push, unless the last one just failed:
-        a store that is gone is not waited for twice), and remove the local folder."""
+        a store that is gone is not waited for twice), and remove the local folder (``keep``: leave it, with what
+        could not be put into OUT)."""
         with self._state:
             self._closed = True
             self._state.notify_all()
@@ -182,7 +183,8 @@ class RemoteFolder:
             flusher.join()
         if not self._failed:
             self._push()
-        shutil.rmtree(self.local, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(self.local, ignore_errors=True)
 
 
 def _reason(exc: OSError) -> str:
