@@ -234,7 +234,8 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         if remote is not None:
             remote.close()
         raise
-    pushed = False  # a remote OUT has everything the run wrote
+    pushed = False  # a remote OUT has everything the run wrote (or its last push failed: see kept)
+    kept = False  # the local stand-in for a remote OUT is kept: what could not be put into OUT is there
     # The executor warms up (the workers' server imports the stages) while the inputs are found, unless the run
     # may find that no file needs a worker: each one done by an earlier run (there is a ledger to resume from)
     # or remembered (every stage is cacheable). Such a run prepares it once it knows that a file needs one.
@@ -315,11 +316,11 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
             key = report_key(ledger.pipeline, results)
             if todo or not report_is_current(out_dir, key) or not (out_dir / PAGE_NAME).is_file():
                 write_report(pipeline, result, key, recorder)
-                write_report_page(out_dir)
+                write_report_page(out_dir, outputs_at=remote.url if remote is not None else None)
         if recorder is not None:
             _write_timeline(recorder, stats, trace, chart)
         if remote is not None:  # the ledger, reports and report page, into OUT
-            remote.push_all()
+            kept = not _push_all(remote, pipeline.name)
             pushed = True
         return result
     finally:  # released on every way out (Ctrl-C included); a killed run's lock goes with its process
@@ -329,7 +330,7 @@ def run(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.
         if remote is not None:
             if not pushed:  # an interrupted or failed run: what its ledger says is kept for the next one
                 remote.push_ledger(force=True)
-            remote.close()
+            remote.close(keep=kept)
 
 
 def _remote_folder(out: str | os.PathLike[str], resume: bool) -> RemoteFolder | None:
@@ -339,6 +340,19 @@ def _remote_folder(out: str | os.PathLike[str], resume: bool) -> RemoteFolder | 
         return None
     from .storage.mirror import RemoteFolder
     return RemoteFolder.open(str(out), resume=resume)
+
+
+def _push_all(remote: RemoteFolder, name: str) -> bool:
+    """Put the run's ledger, reports and page into its remote OUT; False when that failed, which is one error line
+    naming the local folder that holds them (kept): every file is done, and the run's result is not lost to it."""
+    try:
+        remote.push_all()
+    except OSError as exc:  # StorageError, UnreadableFile: the store, gone or refusing, at the very end
+        log.error("run %s: every file is done, but its ledger and reports were not all put into %s (%s); they are "
+                  "kept in %s: copy its files there, so that the next run skips the files done", name, remote.url,
+                  exc, remote.local, extra={"out": remote.url, "kept": str(remote.local)})
+        return False
+    return True
 
 
 def _claim_output_folder(out_dir: Path) -> FileLock:

@@ -7,11 +7,14 @@ PyAV is patched. What a run into ``s3://`` leaves must be what a run into a fold
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.clips import BROKEN, CLIPS, assert_same_outputs
@@ -39,6 +42,16 @@ def _download(server: MotoServer, bucket: str, prefix: str, folder: Path) -> Pat
         dst.parent.mkdir(parents=True, exist_ok=True)
         s3.download_file(bucket, key, str(dst))
     return folder
+
+
+def _cards(out: Path) -> list[dict[str, Any]]:
+    """The cards of the report page in ``out`` (its ``index_files/cards-NNNN.js``), in order."""
+    found = []
+    for path in sorted((out / "index_files").glob("cards-*.js")):
+        body = re.fullmatch(r"framepipeCards\(\d+,(.*)\);\n", path.read_text(encoding="utf-8"), re.S)
+        assert body, path
+        found += json.loads(body.group(1))
+    return found
 
 
 @pytest.fixture
@@ -153,6 +166,16 @@ def test_a_run_from_s3_to_s3_leaves_what_a_local_run_leaves(s3: MotoServer, buck
     assert_same_outputs(out, tmp_path / "ref", FRAMES)  # images byte for byte, the proxy frame for frame
     for name in ("ledger.jsonl", "report.parquet", "report.json", "index.html"):
         assert (out / name).is_file(), name
+    # The report page is drawn from the outputs at their URLs (none is in the run's local stand-in for OUT): its
+    # cards show what a local run's do, the sprite scrubber (the WebVTT's tiles, the sheets' sizes) included.
+    cards, reference_cards = _cards(out), _cards(tmp_path / "ref")
+    assert [c["name"] for c in cards] == [c["name"] for c in reference_cards] == sorted([CLIP, BROKEN])
+    clip_card = cards[[c["name"] for c in cards].index(CLIP)]
+    assert clip_card["tiles"] and clip_card["sheets"] and all(w > 0 and h > 0 for w, h in clip_card["sizes"])
+    assert "poster" in clip_card and clip_card["strip"]
+    for card, ref in zip(cards, reference_cards):
+        assert {k: v for k, v in card.items() if k not in ("path", "wall_s")} == {
+            k: v for k, v in ref.items() if k not in ("path", "wall_s")}
     assert not list(out.rglob(".framepipe*")), "no staging folder or lock in OUT"
     assert not remote.out_dir.exists(), "the local stand-in for OUT is removed"
 
@@ -195,6 +218,68 @@ def test_the_stage_cache_is_keyed_by_the_objects_etag(s3: MotoServer, bucket: st
     s3.client().upload_file(str(clip_dir / "portrait_rot90.mp4"), bucket, f"in/{CLIP}")
     third = run(_thumbnails(), src, f"s3://{bucket}/c", workers=1, cache=cache)
     assert [r.replayed for r in third.files] == [False]
+
+
+def test_no_output_name_read_from_the_bucket_reaches_outside_out(s3: MotoServer, bucket: str) -> None:
+    from pipeline.storage.objects import delete_objects, output_sizes
+
+    client = s3.client()
+    for key in ("victim.txt", "out/x.jpg"):
+        client.put_object(Bucket=bucket, Key=key, Body=b"12345")
+    hostile = ["../victim.txt", "/victim.txt", "a/../../victim.txt", "./x.jpg", ""]
+    base = f"s3://{bucket}/out"
+    assert output_sizes(base, hostile + ["x.jpg"]) == {**dict.fromkeys(hostile), "x.jpg": 5}
+    assert delete_objects(base, hostile + ["x.jpg"]) == ["x.jpg"]
+    assert [k for k in s3.keys(bucket) if not k.endswith("/")] == ["victim.txt"]  # (a folder marker may stay)
+
+
+def test_a_ledger_line_naming_an_output_outside_out_is_not_trusted(s3: MotoServer, bucket: str,
+                                                                   clip_dir: Path) -> None:
+    s3.put_folder(bucket, "in", clip_dir, [CLIP])
+    src, out = f"s3://{bucket}/in", f"s3://{bucket}/out"
+    assert all(r.ok for r in run(_thumbnails(), src, out, workers=1, cache=False).files)
+    client = s3.client()
+    client.put_object(Bucket=bucket, Key="victim.txt", Body=b"12345")
+    # A tampered ledger: the file's line lists an output outside OUT and says its input changed since, so
+    # that the run does it again and would remove what the line lists and the new run does not make.
+    entry = json.loads(s3.get(bucket, "out/ledger.jsonl"))
+    entry["outputs"]["../victim.txt"] = [5, "0" * 32]
+    entry["fingerprint"] = "changed"
+    client.put_object(Bucket=bucket, Key="out/ledger.jsonl", Body=(json.dumps(entry) + "\n").encode())
+
+    again = run(_thumbnails(), src, out, workers=1, cache=False)
+    assert [(r.ok, r.resumed) for r in again.files] == [(True, False)]
+    assert s3.get(bucket, "victim.txt") == b"12345"
+    assert "../victim.txt" not in s3.get(bucket, "out/ledger.jsonl").decode()
+
+
+def test_a_ledger_line_held_back_by_the_push_interval_is_put_when_it_has_passed(s3: MotoServer, bucket: str,
+                                                                                 tmp_path: Path) -> None:
+    from pipeline.storage.mirror import RemoteFolder
+
+    now = [100.0]  # the folder's clock: it moves only when the test moves it
+    folder = RemoteFolder(f"s3://{bucket}/out", tmp_path, push_every=1.0, clock=lambda: now[0])
+    ledger = tmp_path / "ledger.jsonl"
+    try:
+        ledger.write_bytes(b"one\n")
+        folder.push_ledger()  # the first line: put at once
+        assert s3.get(bucket, "out/ledger.jsonl") == b"one\n" and not folder.pending
+        with ledger.open("ab") as f:
+            f.write(b"two\n")
+        folder.push_ledger()  # within the interval: held back, not lost until the next file ends
+        assert folder.pending and s3.get(bucket, "out/ledger.jsonl") == b"one\n"
+        now[0] += 1.0  # the interval has passed: the flusher puts it, no other call needed
+        assert folder.wait_pushed(timeout=120), "the held-back line was never put"  # (a safety net, not a timing)
+        assert s3.get(bucket, "out/ledger.jsonl") == b"one\ntwo\n"
+
+        with ledger.open("ab") as f:
+            f.write(b"three\n")
+        folder.push_ledger()  # held back again (the clock stands still) ...
+        assert folder.pending
+    finally:
+        folder.close()  # ... and put by the last push when the folder closes
+    assert s3.get(bucket, "out/ledger.jsonl") == b"one\ntwo\nthree\n"
+    assert not tmp_path.exists()
 
 
 class _KillAfterFirst:
@@ -241,6 +326,31 @@ def test_a_server_lost_mid_batch_fails_those_files_in_one_line_and_a_rerun_compl
         server.stop()
 
 
+def test_a_store_lost_before_the_last_push_keeps_the_result_and_the_reports_locally(
+        clip_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    server = MotoServer().start()  # its own: this test kills it
+    kept: Path | None = None
+    try:
+        for key, value in server.env.items():
+            monkeypatch.setenv(key, value)
+        server.put_folder("media", "in", clip_dir, [CLIP])
+        # The one file is done and in the ledger; then the store goes, before the reports are put into OUT.
+        result = run(_thumbnails(), "s3://media/in", "s3://media/out", workers=1, cache=False,
+                     events=_KillAfterFirst(server))
+        kept = result.out_dir
+        assert [r.ok for r in result.files] == [True]  # the run's result is not lost to the failed push
+        assert result.out_url == "s3://media/out"
+        for name in ("ledger.jsonl", "report.parquet", "report.json", "index.html"):
+            assert (kept / name).is_file(), name  # what was not put into OUT is kept, and named
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1 and str(kept) in errors[0] and "s3://media/out" in errors[0], errors
+        assert "\n" not in errors[0]
+    finally:
+        server.stop()
+        if kept is not None:
+            shutil.rmtree(kept, ignore_errors=True)
+
+
 def test_the_command_runs_from_s3_to_s3(s3: MotoServer, bucket: str, clip_dir: Path) -> None:
     s3.put_folder(bucket, "in", clip_dir, [CLIP, BROKEN])
     proc = subprocess.run([sys.executable, "-m", "pipeline", "run", f"s3://{bucket}/in", "-o", f"s3://{bucket}/out",
@@ -265,3 +375,42 @@ def test_the_ray_executor_runs_from_s3_to_s3(s3: MotoServer, bucket: str, clip_d
     assert all(r.ok for r in on_ray.files), [r.summary_line() for r in on_ray.files]
     out = _download(s3, bucket, "ray", tmp_path / "ray")
     assert_same_outputs(out, tmp_path / "local", FRAMES)
+
+
+# The driver's settings, in a worker ----------------------------------------------------------------------
+
+
+def test_a_worker_takes_the_drivers_storage_settings_in_place_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.storage.location import STORAGE_VARIABLES, adopt_environment, storage_environment
+
+    for key in STORAGE_VARIABLES:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "driver")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    sent = storage_environment()  # what this run's driver has: two set, the rest not
+    assert dict(sent) == {k: {"AWS_ACCESS_KEY_ID": "driver", "AWS_REGION": "eu-west-1"}.get(k)
+                          for k in STORAGE_VARIABLES}
+
+    # A long-lived worker, as an earlier run's driver left it: an endpoint, a profile, a token of its own.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "earlier")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("AWS_PROFILE", "earlier")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "earlier")
+    monkeypatch.delenv("AWS_REGION")
+    adopt_environment(sent)
+    assert {k: v for k, v in os.environ.items() if k in STORAGE_VARIABLES} == {
+        "AWS_ACCESS_KEY_ID": "driver", "AWS_REGION": "eu-west-1"}
+
+    adopt_environment(())  # a run that uses no URL leaves the worker's settings alone
+    assert {k: v for k, v in os.environ.items() if k in STORAGE_VARIABLES} == {
+        "AWS_ACCESS_KEY_ID": "driver", "AWS_REGION": "eu-west-1"}
+
+
+def test_a_tasks_repr_leaves_the_credentials_out(tmp_path: Path) -> None:
+    from pipeline.executors import FileTask
+    from pipeline.items import FileItem
+
+    item = FileItem("s3://media/in/a.mp4", "a.mp4", 1, 0, "fp", 0)
+    task = FileTask(item, tmp_path, "a", storage_env=(("AWS_SECRET_ACCESS_KEY", "testing-secret"),))
+    assert "testing-secret" not in repr(task) and "testing-secret" not in str(task)
+    assert "a.mp4" in repr(task)

@@ -21,7 +21,8 @@ bytes written (size, then digest); anything else (failed, edited, another
 pipeline, an output removed or replaced, even by bytes of the same size) runs again.
 
 With OUT on object storage (``storage.mirror.RemoteFolder``), the ledger is kept in the run's local stand-in for
-OUT (read from OUT at the start) and put into OUT after files end and at the end of the run; an output is intact
+OUT (read from OUT at the start) and put into OUT as lines are written (at most every few seconds: a
+line held back is put by a timer thread) and at the end of the run; an output is intact
 when its object has the size written (one HEAD: its bytes are not read back), the worker put it in place
 (``staging.ship_outputs``), and an input is unchanged while its fingerprint (size, ETag, version) is.
 
@@ -46,7 +47,7 @@ from ..graph import Pipeline
 from ..items import FileItem, fingerprint
 from ..outputs import no_follow, output_error, write_atomic, write_output
 from ..results import FAILED, OK, FileResult
-from ..storage.location import is_url
+from ..storage.location import is_relative_key, is_url
 from .memo import pipeline_digest
 from .staging import output_digest, remove_stale
 
@@ -269,6 +270,8 @@ def _parse(line: bytes) -> dict[str, Any] | None:
         return None
     if not all(isinstance(o, list) and len(o) == 2 and isinstance(o[0], int) and isinstance(o[1], str)
                for o in entry["outputs"].values()):
+        return None
+    if not all(is_relative_key(rel) for rel in entry["outputs"]):  # a name outside OUT: no run wrote it
         return None
     return entry
 

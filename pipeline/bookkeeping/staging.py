@@ -83,14 +83,12 @@ def ship_outputs(run: FileRun) -> dict[str, int]:
     """
     if run.publish_to is None:
         return {}
-    from ..storage.location import join_url
+    from ..storage.location import join_inside
     from ..storage.objects import put_file
     sizes: dict[str, int] = {}
     for rel in dict.fromkeys(run.outputs):
-        parts = rel.split("/")
-        if rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            raise OutputError(f"output path {rel!r} would land outside {run.publish_to}")
-        sizes[rel] = put_file(os.path.join(run.out_dir, rel), join_url(run.publish_to, rel))
+        url = join_inside(run.publish_to, rel)  # OutputError when it would land outside OUT
+        sizes[rel] = put_file(os.path.join(run.out_dir, rel), url)
     remove_local_outputs(run)
     return sizes
 

@@ -54,7 +54,8 @@ class FileTask:
     ``remote_out``: OUT is on object storage (``storage.mirror``): ``out_dir`` is the run's local stand-in for it,
     the staging folder is made under that name on whatever node runs the file, and the worker that seals the
     outputs puts them at their URLs under ``remote_out``. ``storage_env``: the driver's ``AWS_*`` settings
-    (``storage.location.storage_environment``), taken by the worker at each attempt.
+    (``storage.location.storage_environment``: each variable, or None where unset), taken by the worker at each
+    attempt; it holds credentials, so the task's ``repr`` leaves it out.
     """
 
     file: FileItem
@@ -68,7 +69,8 @@ class FileTask:
     batch_ending: bool = False
     traced: bool = False
     remote_out: str | None = None  # OUT is this URL: out_dir is a local stand-in, outputs are put there by the worker
-    storage_env: tuple[tuple[str, str], ...] = ()  # the driver's AWS_* settings, for a run that reads or writes URLs
+    # the driver's AWS_* settings (None: unset), for a run that reads or writes URLs; credentials: never in a repr
+    storage_env: tuple[tuple[str, str | None], ...] = field(default=(), repr=False)
 
     @property
     def staging(self) -> OutputStaging | None:

@@ -10,19 +10,27 @@ among a file's outputs make its strip.
 Self-contained and offline: one HTML file with its style, script and charts (inline SVG); the cards' details
 sit in ``index_files/cards-NNNN.js``, one per page of cards, loaded when the reader turns to it (a script tag
 works from ``file://``, ``fetch`` does not), so that 10,000 files open as fast as fifty.
+
+A card reads a few of the outputs it shows (a WebVTT, the headers of its sprite sheets). A run into an OUT on
+object storage draws the page in its local stand-in for OUT, where the outputs are not (the workers put them at
+their URLs): ``outputs_at`` names OUT's URL, and those reads go there (``storage.open_input``, a few ranged reads
+each, in threads).
 """
 
 from __future__ import annotations
 
 import html
+import io
 import json
 import os
 import posixpath
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 from urllib.parse import quote
 
 from ..errors import FramepipeError
@@ -39,18 +47,24 @@ _STRIP = 8  # pictures in a card's strip, evenly chosen among its outputs
 _OUTPUT_LINKS = 200  # outputs listed on one card
 _CUE = re.compile(r"^\s*(?:(\d+):)?(\d{1,2}):(\d{2})\.(\d{3})\s+-->\s+(?:(\d+):)?(\d{1,2}):(\d{2})\.(\d{3})")
 _XYWH = re.compile(r"^(.+?)#xywh=(\d+),(\d+),(\d+),(\d+)\s*$")
+_READS_AT_ONCE = 16  # cards drawn at once when their outputs are read from object storage
 
 
 class NoReport(FramepipeError):
     """The folder holds no run report to draw a page from."""
 
 
-def write_report_page(out_dir: str | os.PathLike[str]) -> Path:
+def write_report_page(out_dir: str | os.PathLike[str], *, outputs_at: str | None = None) -> Path:
     """Draw ``OUT/index.html`` (and its ``index_files``) from the report in ``out_dir``; return the page's path.
-    ``NoReport`` when no run wrote a report there."""
+    ``NoReport`` when no run wrote a report there. ``outputs_at``: the URL where the outputs are (OUT on object
+    storage, ``out_dir`` its local stand-in); None, in ``out_dir``."""
     out = Path(out_dir)
     data = _load(out)
-    cards = [_card(out, row, data["roles"]) for row in data["rows"]]
+    if outputs_at is None:
+        cards = [_card(out, row, data["roles"]) for row in data["rows"]]
+    else:
+        with ThreadPoolExecutor(_READS_AT_ONCE, thread_name_prefix="framepipe-page") as pool:
+            cards = list(pool.map(lambda row: _card(out, row, data["roles"], outputs_at), data["rows"]))
     pages = [cards[i:i + CARDS_PER_PAGE] for i in range(0, len(cards), CARDS_PER_PAGE)]
     folder = out / CARDS_DIR
     names = set()
@@ -101,7 +115,8 @@ def _load(out: Path) -> dict[str, Any]:
             "roles": roles}
 
 
-def _card(out: Path, row: Mapping[str, Any], roles: Mapping[str, tuple[str, str, str]]) -> dict[str, Any]:
+def _card(out: Path, row: Mapping[str, Any], roles: Mapping[str, tuple[str, str, str]],
+          outputs_at: str | None = None) -> dict[str, Any]:
     status = row.get("status") or "failed"
     kind = "failed" if status != "ok" else "done" if row.get("resumed") else "cached" if row.get("replayed") else "ok"
     card: dict[str, Any] = {"name": row.get("relpath") or row.get("path"), "path": row.get("path"), "status": kind}
@@ -120,7 +135,7 @@ def _card(out: Path, row: Mapping[str, Any], roles: Mapping[str, tuple[str, str,
         if role == "poster" and isinstance(value, str) and _inside(value) and "poster" not in card:
             card["poster"] = _url(value)
         elif role == "scrubber" and isinstance(value, str) and _inside(value) and "tiles" not in card:
-            scrub = _scrubber(out, value)
+            scrub = _scrubber(out, value, outputs_at)
             if scrub:
                 card.update(scrub)
                 sheets = scrub["sheets"]
@@ -141,12 +156,12 @@ def _card(out: Path, row: Mapping[str, Any], roles: Mapping[str, tuple[str, str,
     return card
 
 
-def _scrubber(out: Path, vtt: str) -> dict[str, Any] | None:
+def _scrubber(out: Path, vtt: str, outputs_at: str | None = None) -> dict[str, Any] | None:
     """The tiles of a sprite WebVTT: ``sheets`` (URLs), ``tiles`` (start s, end s, sheet, x, y, w, h) and
     each sheet's size as the tiles span it (``sizes``); None when it cannot be read."""
     try:
-        with open(out / vtt, encoding="utf-8", errors="replace", opener=no_follow) as f:
-            lines = f.read().splitlines()
+        with _output(out, vtt, outputs_at) as f:
+            lines = f.read().decode("utf-8", errors="replace").splitlines()
     except OSError:
         return None
     base = posixpath.dirname(vtt)
@@ -167,21 +182,36 @@ def _scrubber(out: Path, vtt: str) -> dict[str, Any] | None:
         tiles.append([round(start, 3), round(end, 3), index, *map(int, ref.groups()[1:])])
     if not tiles:
         return None
-    sizes = [_picture_size(out / sheet) or [0, 0] for sheet in sheets]
+    sizes = [_picture_size(out, sheet, outputs_at) or [0, 0] for sheet in sheets]
     for t in tiles:  # a sheet that cannot be read: as large as its tiles reach
         s = sizes[int(t[2])]
         s[0], s[1] = max(s[0], int(t[3] + t[5])), max(s[1], int(t[4] + t[6]))
     return {"sheets": [_url(sheet) for sheet in sheets], "sizes": sizes, "tiles": tiles}
 
 
-def _picture_size(path: Path) -> list[int] | None:
+def _picture_size(out: Path, relpath: str, outputs_at: str | None = None) -> list[int] | None:
     """A picture's width and height from its header (a sheet may be wider than its tiles: a grid not filled)."""
     from PIL import Image, UnidentifiedImageError
     try:
-        with open(path, "rb", opener=no_follow) as f, Image.open(f) as image:
+        with _output(out, relpath, outputs_at) as f, Image.open(f) as image:
             return [int(image.width), int(image.height)]
     except (OSError, UnidentifiedImageError, ValueError):
         return None
+
+
+@contextmanager
+def _output(out: Path, relpath: str, outputs_at: str | None) -> Iterator[IO[bytes]]:
+    """The output ``relpath`` open for reading: in ``out`` (never through a link), or at its URL under
+    ``outputs_at`` (ranged reads). ``OSError`` when it cannot be read (missing, a store that cannot be used)."""
+    if outputs_at is None:
+        with open(out / relpath, "rb", opener=no_follow) as f:
+            yield f
+        return
+    from ..storage import open_input
+    from ..storage.location import join_inside
+    raw = cast(io.RawIOBase, open_input(join_inside(outputs_at, relpath)))
+    with io.BufferedReader(raw) as remote:  # whole reads (a raw one may stop short at its read-ahead's end)
+        yield remote
 
 
 def _inside(relpath: str) -> bool:

@@ -20,13 +20,21 @@ import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..errors import BucketNotFound, StorageAccessDenied, StorageError, StorageUnreachable, UnreadableFile
+from ..errors import (
+    BucketNotFound,
+    OutputError,
+    StorageAccessDenied,
+    StorageError,
+    StorageUnreachable,
+    UnreadableFile,
+)
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
 __all__ = ["CONNECT_TIMEOUT_S", "REQUEST_TIMEOUT_S", "MAX_ATTEMPTS", "STORAGE_VARIABLES", "is_url", "split_url",
-           "join_url", "filesystem", "storage_error", "s3_settings", "storage_environment", "adopt_environment"]
+           "join_url", "is_relative_key", "join_inside", "filesystem", "storage_error", "s3_settings",
+           "storage_environment", "adopt_environment"]
 
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 30.0
@@ -56,6 +64,22 @@ def join_url(base: str, rel: str) -> str:
     return f"{base.rstrip('/')}/{rel.lstrip('/')}" if rel else base
 
 
+def is_relative_key(rel: str) -> bool:
+    """Whether ``rel`` names something below a folder: a relative POSIX path with no empty, ``.`` or ``..`` part.
+
+    The one test for an output's name read from somewhere else (a ledger in the bucket, a worker's result) before
+    it is joined to OUT's URL: an object store has no ``..``, but a URL joined with one is another key, outside OUT.
+    """
+    return bool(rel) and not rel.startswith("/") and all(p not in ("", ".", "..") for p in rel.split("/"))
+
+
+def join_inside(base: str, rel: str) -> str:
+    """``join_url(base, rel)``, refused (``OutputError``) when ``rel`` would name a key outside ``base``."""
+    if not is_relative_key(rel):
+        raise OutputError(f"output path {rel!r} would land outside {base}")
+    return join_url(base, rel)
+
+
 def s3_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
     """The ``S3FileSystem`` keywords the environment asks for (endpoint, scheme, region), and the timeouts."""
     env = os.environ if environ is None else environ
@@ -77,19 +101,26 @@ STORAGE_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_
 """The variables that say which store to use and as whom; the driver's travel with each file (``FileTask``)."""
 
 
-def storage_environment() -> tuple[tuple[str, str], ...]:
-    """The ``STORAGE_VARIABLES`` set in this process, to hand to the workers of a run.
+def storage_environment() -> tuple[tuple[str, str | None], ...]:
+    """Every one of ``STORAGE_VARIABLES`` as this process has it (None: not set), to hand to the workers of a run.
 
-    A worker may have started before they were set (the forkserver's workers, a Ray started earlier): what the
-    driver sees is what its files are read and written with.
+    A worker may have started before they were set (the forkserver's workers, a Ray started earlier), and a
+    long-lived one may hold what an earlier run's driver set: what the driver sees, set or not, is what its files
+    are read and written with. The tuple is never empty, so a run that uses URLs always sends one.
     """
-    return tuple((k, os.environ[k]) for k in STORAGE_VARIABLES if k in os.environ)
+    return tuple((k, os.environ.get(k)) for k in STORAGE_VARIABLES)
 
 
-def adopt_environment(env: tuple[tuple[str, str], ...]) -> None:
-    """In a worker: take the driver's ``storage_environment`` (file systems are built anew when it changes)."""
+def adopt_environment(env: tuple[tuple[str, str | None], ...]) -> None:
+    """In a worker: take the driver's ``storage_environment``, replacing this process's: each variable set as the
+    driver has it, or removed where the driver has none (file systems are built anew when it changes).
+
+    ``()`` (a run that uses no URL) leaves the environment as it is.
+    """
     for key, value in env:
-        if os.environ.get(key) != value:
+        if value is None:
+            os.environ.pop(key, None)
+        elif os.environ.get(key) != value:
             os.environ[key] = value
 
 

@@ -23,7 +23,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from ..errors import BucketNotFound, UnreadableFile
-from .location import filesystem, join_url, split_url, storage_error
+from .location import filesystem, is_relative_key, join_url, split_url, storage_error
 
 if TYPE_CHECKING:
     from ..sources import FileSelection
@@ -196,24 +196,31 @@ def get_file(url: str, local: str | os.PathLike[str]) -> bool:
 
 
 def output_sizes(base: str, rels: Iterable[str]) -> dict[str, int | None]:
-    """The size of each output ``rel`` under ``base`` (None: not there); one HEAD each, in one call."""
+    """The size of each output ``rel`` under ``base`` (None: not there); one HEAD each, in one call. A name that
+    would leave ``base`` (``..``, absolute: a ledger is read from the bucket) is never looked up: None."""
     import pyarrow.fs as pafs
-    rels = list(rels)
-    if not rels:
-        return {}
+    sizes: dict[str, int | None] = {r: None for r in rels}
+    inside = [r for r in sizes if is_relative_key(r)]
+    if not inside:
+        return sizes
     fs, where = filesystem(base)
     try:
-        infos = fs.get_file_info([f"{where}/{r}" for r in rels])
+        infos = fs.get_file_info([f"{where}/{r}" for r in inside])
     except OSError as exc:
         raise storage_error(exc, base) from exc
-    return {r: (int(i.size or 0) if i.type == pafs.FileType.File else None) for r, i in zip(rels, infos)}
+    sizes.update({r: (int(i.size or 0) if i.type == pafs.FileType.File else None) for r, i in zip(inside, infos)})
+    return sizes
 
 
 def delete_objects(base: str, rels: Iterable[str]) -> list[str]:
-    """Delete each ``rel`` under ``base``; returns those deleted (one not there, or refused, is left)."""
+    """Delete each ``rel`` under ``base``; returns those deleted (one not there, or refused, is left). A name that
+    would leave ``base`` (``..``, absolute: a ledger is read from the bucket) is ignored, as ``remove_stale``
+    ignores one that would leave a local OUT."""
     fs, where = filesystem(base)
     gone = []
     for rel in rels:
+        if not is_relative_key(rel):
+            continue
         try:
             fs.delete_file(f"{where}/{rel}")
         except OSError:
