@@ -40,6 +40,13 @@ def _daemon_environment() -> Iterator[None]:
             os.environ["PYTHONPATH"] = before
 
 
+# How soon the head takes a node whose raylet died for dead: a check every second, dead after 3 missed, each
+# given 3 s to answer (a loaded 2-core machine must not lose a live node). Ray's defaults, every 3 s and 5
+# missed, keep a lost node "alive" for 15 s or more, and each test after one that removed a node waited so.
+_HEALTH_CHECKS = {"health_check_initial_delay_ms": 1000, "health_check_period_ms": 1000,
+                  "health_check_timeout_ms": 3000, "health_check_failure_threshold": 3}
+
+
 class LocalCluster:
     """A head node and ``workers`` worker nodes of ``cpus`` CPUs each, this process connected to the head as the
     driver (``ray.init``, as ``init_ray`` does it). ``shutdown`` ends every node and disconnects."""
@@ -47,8 +54,8 @@ class LocalCluster:
     def __init__(self, workers: int = 2, cpus: int = 1) -> None:
         self.cpus = cpus
         with _daemon_environment():
-            self.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus,
-                                                                         "include_dashboard": False})
+            self.cluster = Cluster(initialize_head=True, head_node_args={
+                "num_cpus": cpus, "include_dashboard": False, "_system_config": _HEALTH_CHECKS})
         try:
             for _ in range(workers):
                 self.add_node()
