@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import PipelineDefinitionError
@@ -11,7 +11,7 @@ from .items import FILE
 from .stage import Stage
 
 if TYPE_CHECKING:
-    from .results import RunResult
+    from .results import FileResult, RunResult
     from .runtime.pool import TaskPoolConfig
 
 __all__ = ["Pipeline"]
@@ -135,6 +135,12 @@ class Pipeline:
         """Run over ``inputs`` (a folder, a file or a list of files) into ``out``; see :func:`pipeline.run`."""
         from .run import run
         return run(self, inputs, out, **options)
+
+    def stream(self, inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
+               out: str | os.PathLike[str] | None = None, **options: Any) -> Iterator[FileResult]:
+        """Run over ``inputs`` and yield each file's result as it finishes; see :func:`pipeline.stream.stream`."""
+        from .stream import stream
+        return stream(self, inputs, out, **options)
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.name!r}: {' -> '.join(self._stages)}>"

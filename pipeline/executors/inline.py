@@ -17,6 +17,7 @@ from ..graph import Pipeline
 from ..observe.stage_timeline import StageSpan, record_stage_spans
 from ..observe.trace import RunTrace
 from ..results import FileResult
+from ..runtime.interrupts import Interrupted, cancel_requested
 from ..stage import FileRun
 from .base import ExecutionReport, Executor, FileTask, RunEvents
 from .file_runner import FileRunner
@@ -41,6 +42,8 @@ class InlineExecutor(Executor):
         results = []
         try:
             for task in tasks:
+                if cancel_requested():  # (no signal handler here: a stream's consumer stopped early)
+                    raise Interrupted()
                 events.file_started(task)
                 index = task.file.index
                 run = FileRun(task.file, task.begin_attempt(), task.output_key,

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-__all__ = ["Interrupted", "capture_interrupts"]
+__all__ = ["Interrupted", "capture_interrupts", "cancelled_by", "cancel_requested"]
 
 
 class Interrupted(KeyboardInterrupt):
@@ -25,10 +25,11 @@ class Interrupted(KeyboardInterrupt):
 
 
 class InterruptFlag:
-    """Set by SIGINT/SIGTERM while a run is in progress; remembers which signal came first."""
+    """Set by SIGINT/SIGTERM while a run is in progress, or by whoever holds its ``event`` (a consumer of
+    ``stream()`` that stopped early); remembers which signal came first (SIGINT when none did)."""
 
-    def __init__(self) -> None:
-        self.event = threading.Event()
+    def __init__(self, event: threading.Event | None = None) -> None:
+        self.event = event or threading.Event()
         self.signum = 0
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
@@ -38,17 +39,38 @@ class InterruptFlag:
 
     def raise_if_set(self) -> None:
         if self.event.is_set():
-            raise Interrupted(self.signum)
+            raise Interrupted(self.signum or signal.SIGINT)
+
+
+_CANCEL = threading.local()  # this thread's cancel event (``cancelled_by``), if any
+
+
+@contextmanager
+def cancelled_by(event: threading.Event) -> Iterator[None]:
+    """Runs started in this thread inside the block stop, as on Ctrl-C, once ``event`` is set from any thread:
+    workers stopped, partial outputs removed, ``Interrupted`` raised out of ``run()``."""
+    before = getattr(_CANCEL, "event", None)
+    _CANCEL.event = event
+    try:
+        yield
+    finally:
+        _CANCEL.event = before
+
+
+def cancel_requested() -> bool:
+    """Whether this thread's run was asked to stop (``cancelled_by``): for loops that capture no interrupts."""
+    event: threading.Event | None = getattr(_CANCEL, "event", None)
+    return event is not None and event.is_set()
 
 
 @contextmanager
 def capture_interrupts() -> Iterator[InterruptFlag]:
     """Turn SIGINT and SIGTERM into a flag for the duration of the block (main thread only).
 
-    Elsewhere (a run started from a worker thread) the flag is never set and
-    signals keep their usual behaviour.
+    Elsewhere (a run started from a worker thread) signals keep their usual behaviour and the flag is set only
+    through this thread's ``cancelled_by`` event.
     """
-    flag = InterruptFlag()
+    flag = InterruptFlag(getattr(_CANCEL, "event", None))
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return

@@ -7,6 +7,7 @@ segfault would), ``hang`` hangs in native code holding the GIL (a stuck decoder:
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,8 +29,18 @@ class Line:
     text: str
 
 
+def wait_for_file(path: str) -> None:
+    """Block until ``path`` exists (the test creates it when the event it stands for has happened)."""
+    deadline = time.monotonic() + 300  # a safety net only: the test's event comes in well under a second
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.01)
+
+
 class SplitLines(Stage):
-    """Emits one item per line of a text file; ``boom`` raises mid-way, ``die`` kills the process, ``hang`` hangs."""
+    """Emits one item per line of a text file; ``boom`` raises mid-way, ``die`` kills the process, ``hang`` hangs,
+    ``wait-for PATH`` waits until PATH exists."""
 
     accepts = (FILE,)
     emits = (LINE,)
@@ -43,6 +54,8 @@ class SplitLines(Stage):
                 os._exit(3)  # the worker process dies, as on a segfault
             if line == "hang":
                 hang_holding_the_gil()  # a stuck decoder: only a file timeout ends it
+            if line.startswith("wait-for "):
+                wait_for_file(line.removeprefix("wait-for "))
             yield Line(n, line)
 
 
