@@ -33,7 +33,13 @@ from .errors import DiskFull, OutputError, OutputIsLink, OutputNotWritable
 
 __all__ = ["PartialOutput", "atomic_output", "write_atomic", "write_output", "sweep_partial_outputs", "safe_join",
            "check_writable", "output_error", "as_output_error", "fit_name", "no_follow", "create_new",
-           "NAME_MAX", "WRITE_FAULT_ENV"]
+           "NAME_MAX", "WRITE_FAULT_ENV", "LEDGER_NAME", "REPORT_NAME"]
+
+LEDGER_NAME = "ledger.jsonl"
+"""The run ledger in OUT (``bookkeeping.ledger``); with ``REPORT_NAME`` beside it, what marks a folder or a prefix
+as a framepipe output folder (``sources.is_output_folder``, ``storage.objects``)."""
+REPORT_NAME = "report.parquet"
+"""The run's report in OUT (``observe.report``)."""
 
 NAME_MAX = 255
 """The bytes a file name may have on Linux file systems (ext4, XFS, Btrfs, tmpfs); macOS allows 255 characters."""

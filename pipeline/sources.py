@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from .dataplane.zerocopy import special_file_kind
 from .errors import UnreadableFile
 from .items import FileItem, readable
+from .outputs import LEDGER_NAME, REPORT_NAME
 from .storage.location import is_url
 
 __all__ = ["FileSelection", "SkippedInput", "find_files", "file_items", "read_file_list", "is_output_folder",
@@ -22,11 +23,9 @@ __all__ = ["FileSelection", "SkippedInput", "find_files", "file_items", "read_fi
 
 log = logging.getLogger("framepipe.sources")
 
-# The names that mark a folder as a framepipe output folder (run.LOCK_NAME, ledger.LEDGER_NAME and the report
-# written beside them; a test holds them equal). Spelled here: the walk must not import the run machinery.
+# The lock that marks a folder as a framepipe output folder, beside the ledger and report (``outputs``): run.LOCK_NAME,
+# spelled here (the walk must not import the run machinery; a test holds them equal).
 _LOCK_NAME = ".framepipe.lock"
-_LEDGER_NAME = "ledger.jsonl"
-_REPORT_NAME = "report.parquet"
 _LEDGER_START = b'{"v": '  # every ledger line framepipe writes starts so (json.dumps of a dict led by "v")
 
 
@@ -95,13 +94,13 @@ def is_output_folder(folder: str | os.PathLike[str]) -> bool:
         return True
     except OSError:
         pass
-    ledger = os.path.join(base, _LEDGER_NAME)
+    ledger = os.path.join(base, LEDGER_NAME)
     try:
         if not stat.S_ISREG(os.lstat(ledger).st_mode):
             return False
     except OSError:
         return False
-    if os.path.lexists(os.path.join(base, _REPORT_NAME)):
+    if os.path.lexists(os.path.join(base, REPORT_NAME)):
         return True
     try:
         fd = os.open(ledger, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))

@@ -45,7 +45,7 @@ from ..errors import OutputError
 from ..executors.base import FileTask, RunEvents
 from ..graph import Pipeline
 from ..items import FileItem, fingerprint
-from ..outputs import no_follow, output_error, write_atomic, write_output
+from ..outputs import LEDGER_NAME, no_follow, output_error, write_atomic, write_output
 from ..results import FAILED, OK, FileResult
 from ..storage.location import is_relative_key, is_url
 from .memo import pipeline_digest
@@ -56,7 +56,6 @@ if TYPE_CHECKING:
 
 __all__ = ["LEDGER_NAME", "RunLedger", "LedgerEvents"]
 
-LEDGER_NAME = "ledger.jsonl"
 _VERSION = 2  # 2: each output as [size, digest]
 log = logging.getLogger("framepipe.run")
 

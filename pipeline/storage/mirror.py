@@ -36,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import StorageError, UnreadableFile
+from ..outputs import LEDGER_NAME
 from .location import join_url
 from .objects import check_folder, get_file, put_file
 
@@ -47,7 +48,6 @@ LEDGER_PUSH_S = 2.0
 """The ledger is put into OUT after a file ends, at most this often: a line written sooner after the last push is
 put by a timer thread once this much time has passed since it (and always at the end of the run)."""
 
-_LEDGER_NAME = "ledger.jsonl"  # ledger.LEDGER_NAME (storage is below bookkeeping: named here, tested equal)
 _LOCAL_ONLY = (".framepipe-staging", ".framepipe.lock")
 
 
@@ -80,7 +80,7 @@ class RemoteFolder:
         folder = cls(url, Path(tempfile.mkdtemp(prefix="framepipe-out-")))
         if resume:
             try:
-                if get_file(join_url(folder.url, _LEDGER_NAME), folder.local / _LEDGER_NAME):
+                if get_file(join_url(folder.url, LEDGER_NAME), folder.local / LEDGER_NAME):
                     log.info("run ledger read from %s", folder.url)
             except BaseException:
                 folder.close()
@@ -144,11 +144,11 @@ class RemoteFolder:
                     return
                 self._pending = False  # a line written from here on waits for the next push
                 self._pushed = self._clock()
-            ledger = self.local / _LEDGER_NAME
+            ledger = self.local / LEDGER_NAME
             failed = False
             if ledger.is_file():
                 try:
-                    put_file(ledger, join_url(self.url, _LEDGER_NAME))
+                    put_file(ledger, join_url(self.url, LEDGER_NAME))
                 except (StorageError, UnreadableFile) as exc:
                     failed = True
                     log.warning("run ledger not put into %s (%s); it is tried again", self.url, _reason(exc))

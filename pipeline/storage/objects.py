@@ -23,6 +23,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from ..errors import BucketNotFound, UnreadableFile
+from ..outputs import LEDGER_NAME, REPORT_NAME
 from .location import filesystem, is_relative_key, join_url, split_url, storage_error
 
 if TYPE_CHECKING:
@@ -45,8 +46,6 @@ class ObjectEntry:
     mtime_ns: int
 
 
-# The names that mark a prefix as a framepipe output folder (as sources.is_output_folder reads a local one).
-_OUTPUT_MARKS = ("ledger.jsonl", "report.parquet")
 
 
 def list_objects(url: str, extensions: Iterable[str] | None, select: FileSelection,
@@ -78,8 +77,9 @@ def list_objects(url: str, extensions: Iterable[str] | None, select: FileSelecti
     prefix = root.rstrip("/") + "/"
     skipped = [split_url(s)[1].rstrip("/") + "/" for s in skip]
     rels = {i.path: i.path[len(prefix):] for i in files if i.path.startswith(prefix)}
-    outputs = {rel.rpartition("/")[0] for rel in rels.values() if rel.rpartition("/")[2] == _OUTPUT_MARKS[0]}
-    outputs = {d for d in outputs if f"{d}/{_OUTPUT_MARKS[1]}".lstrip("/") in set(rels.values())}
+    # a prefix with a ledger and a report beside it is an output folder (as sources.is_output_folder reads a local one)
+    outputs = {rel.rpartition("/")[0] for rel in rels.values() if rel.rpartition("/")[2] == LEDGER_NAME}
+    outputs = {d for d in outputs if f"{d}/{REPORT_NAME}".lstrip("/") in set(rels.values())}
     exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions} if extensions else None
     found = []
     for info in files:

@@ -88,7 +88,7 @@ def test_a_file_in_out_given_by_name_is_skipped(media: Path) -> None:
 
 def test_what_marks_an_output_folder(tmp_path: Path) -> None:
     from pipeline import sources
-    assert (sources._LOCK_NAME, sources._LEDGER_NAME) == (LOCK_NAME, LEDGER_NAME)
+    assert (sources._LOCK_NAME, sources.LEDGER_NAME) == (LOCK_NAME, LEDGER_NAME)
     folders = {name: tmp_path / name for name in ("lock", "ledger", "ledger_report", "users_ledger", "plain")}
     for folder in folders.values():
         folder.mkdir()
