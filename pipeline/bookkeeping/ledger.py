@@ -224,11 +224,8 @@ def _unchanged(file: FileItem) -> bool:
     if not file.fingerprint:
         return True  # nothing was promised about it (it could not be read): its failure line is right
     if is_url(file.path):  # an object: the same size, ETag and version (one HEAD)
-        from ..storage.objects import object_fingerprint
-        try:
-            return object_fingerprint(file.path)[0] == file.fingerprint
-        except OSError:
-            return False
+        from ..storage.objects import object_unchanged
+        return object_unchanged(file.path, file.fingerprint)
     try:
         st = os.stat(file.path)
         return (st.st_size, st.st_mtime_ns) == (file.size, file.mtime_ns) and \

@@ -285,11 +285,8 @@ class StageMemo:
     @staticmethod
     def _check(file: FileItem, ctime_ns: int | None) -> bool:
         if is_url(file.path):  # an object: still the same size, ETag and version (one HEAD)
-            from ..storage.objects import object_fingerprint
-            try:
-                return object_fingerprint(file.path)[0] == file.fingerprint
-            except OSError:
-                return False
+            from ..storage.objects import object_unchanged
+            return object_unchanged(file.path, file.fingerprint)
         try:
             st = os.stat(file.path)
             if (st.st_size, st.st_mtime_ns) != (file.size, file.mtime_ns):

@@ -29,7 +29,7 @@ from .location import filesystem, is_relative_key, join_url, split_url, storage_
 if TYPE_CHECKING:
     from ..sources import FileSelection
 
-__all__ = ["ObjectEntry", "list_objects", "object_fingerprint", "identify", "put_file", "get_file",
+__all__ = ["ObjectEntry", "list_objects", "object_fingerprint", "object_unchanged", "identify", "put_file", "get_file",
            "output_sizes", "delete_objects", "check_folder"]
 
 _HEADS_AT_ONCE = 16
@@ -122,6 +122,14 @@ def _url(scheme: str, path: str) -> str:
 def _mtime_ns(info: object) -> int:
     mtime = getattr(info, "mtime_ns", None)
     return int(mtime) if mtime is not None else 0
+
+
+def object_unchanged(url: str, fingerprint: str) -> bool:
+    """Whether the object at ``url`` still has ``fingerprint`` (one HEAD); False when it cannot be asked."""
+    try:
+        return object_fingerprint(url)[0] == fingerprint
+    except OSError:
+        return False
 
 
 def object_fingerprint(url: str, size: int | None = None) -> tuple[str, int]:
