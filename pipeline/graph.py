@@ -11,6 +11,7 @@ from .items import FILE
 from .stage import Stage
 
 if TYPE_CHECKING:
+    from .batches.iterate import FrameBatches
     from .results import FileResult, RunResult
     from .runtime.pool import TaskPoolConfig
 
@@ -141,6 +142,13 @@ class Pipeline:
         """Run over ``inputs`` and yield each file's result as it finishes; see :func:`pipeline.stream.stream`."""
         from .stream import stream
         return stream(self, inputs, out, **options)
+
+    def iter_batches(self, inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
+                     batch_size: int = 32, **options: Any) -> FrameBatches:
+        """Run over ``inputs`` and give the frames in batches over shared memory, no copy: each batch is valid
+        until the next is asked for; see :func:`pipeline.batches.iter_batches`."""
+        from .batches.iterate import iter_batches
+        return iter_batches(self, inputs, batch_size, **options)
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.name!r}: {' -> '.join(self._stages)}>"

@@ -15,7 +15,7 @@ import queue
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .runtime.interrupts import Interrupted, cancelled_by
@@ -25,16 +25,17 @@ if TYPE_CHECKING:
     from .graph import Pipeline
     from .results import FileResult, RunResult
 
-__all__ = ["stream"]
+__all__ = ["stream", "RunThread", "Finished", "Failed", "END"]
 
-_END = object()  # the run's thread is done (its RunResult, or the exception it raised, came before)
+END = object()
+"""The run's thread is done (its ``Finished`` or ``Failed`` came before)."""
 
 
 class _Relay:
     """The run's events, passed on to the caller's ``events`` (if any) and each finished file queued."""
 
-    def __init__(self, out: queue.Queue[Any], inner: RunEvents | None) -> None:
-        self.out = out
+    def __init__(self, post: Callable[[Any], None], inner: RunEvents | None) -> None:
+        self.post = post
         self.inner = inner
 
     def file_started(self, task: FileTask) -> None:
@@ -48,7 +49,49 @@ class _Relay:
     def file_done(self, result: FileResult) -> None:
         if self.inner is not None:
             self.inner.file_done(result)
-        self.out.put(result)
+        self.post(result)
+
+
+class RunThread:
+    """``run()`` in a thread of its own, cancellable: what it reports goes to ``post`` as it comes — each
+    finished file's ``FileResult``, then a ``Finished`` (its ``RunResult``) or a ``Failed`` (what it raised),
+    then ``END``. ``stop()`` cancels it as Ctrl-C would and waits for it. Without ``out`` the run works in a
+    temporary folder, removed by ``stop()``. (``stream()`` and ``iter_batches()`` run on it.)
+    """
+
+    def __init__(self, pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
+                 out: str | os.PathLike[str] | None, options: dict[str, Any], post: Callable[[Any], None]) -> None:
+        self.cancel = threading.Event()
+        self.scratch = tempfile.mkdtemp(prefix="framepipe-stream-") if out is None else None
+        target: str | os.PathLike[str] = self.scratch if self.scratch is not None else out  # type: ignore[assignment]
+        relay = _Relay(post, options.pop("events", None))
+
+        def work() -> None:
+            from .run import run
+            try:
+                with cancelled_by(self.cancel):
+                    post(Finished(run(pipeline, inputs, target, events=relay, **options)))
+            except BaseException as exc:  # (Interrupted too: raised on to the consumer unless it asked for it)
+                post(Failed(exc))
+            finally:
+                post(END)
+
+        self.thread = threading.Thread(target=work, name=f"framepipe run {pipeline.name}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def cancelled(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the run's end that ``stop()`` asked for (not an error to raise)."""
+        return isinstance(exc, Interrupted) and self.cancel.is_set()
+
+    def stop(self) -> None:
+        """Cancel the run (a finished one has nothing left to stop), wait for its thread, remove its scratch."""
+        self.cancel.set()
+        if self.thread.ident is not None:
+            self.thread.join()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def stream(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
@@ -62,38 +105,26 @@ def stream(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | str | 
     starts at the first ``next()``.
     """
     results: queue.Queue[Any] = queue.Queue()
-    cancel = threading.Event()
-    scratch = tempfile.mkdtemp(prefix="framepipe-stream-") if out is None else None
-    target: str | os.PathLike[str] = scratch if scratch is not None else out  # type: ignore[assignment]
-    relay = _Relay(results, options.pop("events", None))
-
-    def work() -> None:
-        from .run import run
-        try:
-            with cancelled_by(cancel):
-                results.put(_Finished(run(pipeline, inputs, target, events=relay, **options)))
-        except BaseException as exc:  # (Interrupted too: raised on to the consumer unless it asked for it)
-            results.put(_Failed(exc))
-        finally:
-            results.put(_END)
-
-    thread = threading.Thread(target=work, name=f"framepipe stream {pipeline.name}", daemon=True)
-    thread.start()  # on the first next(): an iterator never started runs nothing, and leaves nothing to stop
-    yield from _consume(results, thread, cancel, scratch, ordered)
+    runner = RunThread(pipeline, inputs, out, options, results.put)
+    runner.start()  # on the first next(): an iterator never started runs nothing, and leaves nothing to stop
+    yield from _consume(results, runner, ordered)
 
 
-class _Finished:
+class Finished:
+    """The run's end: its ``RunResult``."""
+
     def __init__(self, result: RunResult) -> None:
         self.result = result
 
 
-class _Failed:
+class Failed:
+    """The run's end: what it raised."""
+
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
 
 
-def _consume(results: queue.Queue[Any], thread: threading.Thread, cancel: threading.Event, scratch: str | None,
-             ordered: bool) -> Iterator[FileResult]:
+def _consume(results: queue.Queue[Any], runner: RunThread, ordered: bool) -> Iterator[FileResult]:
     """Yield what the run's thread queues; on the way out (the end, ``close()``, an error) stop it and wait."""
     seen: set[int] = set()
     held: dict[int, FileResult] = {}  # ordered: results that came before an earlier file's
@@ -101,13 +132,13 @@ def _consume(results: queue.Queue[Any], thread: threading.Thread, cancel: thread
     try:
         while True:
             item = results.get()
-            if item is _END:
+            if item is END:
                 break
-            if isinstance(item, _Failed):
-                if not (isinstance(item.exc, Interrupted) and cancel.is_set()):
+            if isinstance(item, Failed):
+                if not runner.cancelled(item.exc):
                     raise item.exc
                 continue
-            if isinstance(item, _Finished):  # every file has come through file_done; any not seen, in order
+            if isinstance(item, Finished):  # every file has come through file_done; any not seen, in order
                 for r in item.result.files:
                     if r.file.index not in seen and r.file.index not in held:
                         held[r.file.index] = r
@@ -125,7 +156,4 @@ def _consume(results: queue.Queue[Any], thread: threading.Thread, cancel: thread
         for index in sorted(held):  # the end: what waited for a file that was never queued (resumed ones are)
             yield held.pop(index)
     finally:
-        cancel.set()  # (a finished run has nothing left to stop)
-        thread.join()
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+        runner.stop()

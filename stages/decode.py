@@ -421,7 +421,7 @@ class Decode(Stage):
                     frame.pts, frame.time_base = index, info.time_base
                     if self.pixel_format and self.pixel_format != "yuv420p":
                         frame = frame.reformat(format=self.pixel_format)
-                    yield VideoFrameItem(frame, index, index / float(raw.fps), 0, info)
+                    yield VideoFrameItem(frame, index, index / float(raw.fps), 0, info, keyframe=True)
                 if index % 16 == 15:
                     ctx.progress(index + 1, raw.frame_count)
             ctx.progress(raw.frame_count, raw.frame_count)
@@ -716,13 +716,14 @@ class Decode(Stage):
         return choice
 
     def _video_item(self, frame: av.VideoFrame, index: int, t: float, info: StreamInfo) -> VideoFrameItem:
+        keyframe = bool(frame.key_frame)  # (a reformatted or rotated frame no longer says)
         if self.pixel_format and frame.format.name != self.pixel_format:
             frame = frame.reformat(format=self.pixel_format)
         rotation = int(frame.rotation or 0)
         if self.upright and rotation_turns(rotation):
             frame = rotate_frame(frame, rotation_turns(rotation))
             rotation = 0
-        return VideoFrameItem(frame, index, t, rotation, info)
+        return VideoFrameItem(frame, index, t, rotation, info, keyframe=keyframe)
 
 
 class PictureChanges:

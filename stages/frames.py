@@ -76,7 +76,8 @@ class VideoFrameItem:
     """A decoded picture: its number in the stream, its time in seconds from the file's start, and its pixels.
 
     ``pixels`` is a local array set by a stage that computed new pixels
-    (``with_pixels``); ``ref`` a shared slot; ``local`` a PyAV frame.
+    (``with_pixels``); ``ref`` a shared slot; ``local`` a PyAV frame. ``keyframe``: the decoder marked it
+    one (every raw frame is one).
     """
 
     kind: ClassVar[str] = FRAME
@@ -88,6 +89,7 @@ class VideoFrameItem:
     ref: FrameRef | None = None
     pixels: np.ndarray | None = None
     pixel_format: str | None = None
+    keyframe: bool = False
 
     @property
     def frame(self) -> av.VideoFrame:
@@ -194,7 +196,7 @@ class VideoFrameItem:
         if self.ref is None:
             raise TypeError("a VideoFrameItem crosses processes only in a slot (call to_shared first)")
         return {"index": self.index, "time": self.time, "rotation": self.rotation, "stream": self.stream,
-                "ref": self.ref, "pixel_format": self.pixel_format}
+                "ref": self.ref, "pixel_format": self.pixel_format, "keyframe": self.keyframe}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.local = None

@@ -67,8 +67,8 @@ class _MappedExtent:
         self.generations = np.frombuffer(segment.buf, _GEN_DTYPE, slots, _HEADER.size)
         self.array = np.frombuffer(segment.buf, np.uint8, segment.size)
 
-    def slot_bytes(self, index: int, nbytes: int) -> np.ndarray:
-        start = self.data_offset + index * self.stride
+    def slot_bytes(self, index: int, nbytes: int, offset: int = 0) -> np.ndarray:
+        start = self.data_offset + index * self.stride + offset
         return self.array[start:start + nbytes]
 
     def release_views(self) -> None:
@@ -121,7 +121,8 @@ def array_nbytes(shape: tuple[int, ...], dtype: str) -> int:
 class FrameRef:
     """A picklable handle to a frame in a pool slot; resolves to a numpy view in any process of the run.
 
-    ``time_base`` is kept as ``(numerator, denominator)`` so the pickle stays small.
+    ``time_base`` is kept as ``(numerator, denominator)`` so the pickle stays small. ``offset``: where the frame
+    starts in the slot, in bytes (one row of a batch of frames that share a slot; 0 for a frame of its own).
     """
 
     pool_id: str
@@ -136,6 +137,7 @@ class FrameRef:
     time_base: tuple[int, int] | None = None
     stream: int = 0
     seq: int = 0
+    offset: int = 0
 
     @property
     def nbytes(self) -> int:
@@ -160,12 +162,12 @@ class FrameRef:
     def array(self) -> np.ndarray:
         """A numpy view of the frame (no copy); writable, so a stage can fill a granted slot."""
         ext = self._check()
-        return ext.slot_bytes(self.index, self.nbytes).view(self.dtype).reshape(self.shape)
+        return ext.slot_bytes(self.index, self.nbytes, self.offset).view(self.dtype).reshape(self.shape)
 
     def memoryview(self) -> memoryview:
         """The frame's bytes as a flat memoryview (no copy)."""
         ext = self._check()
-        return memoryview(ext.slot_bytes(self.index, self.nbytes))  # type: ignore[arg-type]
+        return memoryview(ext.slot_bytes(self.index, self.nbytes, self.offset))  # type: ignore[arg-type]
 
     def arrow_buffer(self) -> pa.Buffer:
         """The frame's bytes as a pyarrow buffer over the same memory (no copy)."""

@@ -155,7 +155,7 @@ def _make(scheme: str, url: str, settings: dict[str, Any]) -> pafs.FileSystem:
     if scheme in _PYARROW_SCHEMES:
         return pafs.FileSystem.from_uri(url)[0]
     try:  # a scheme pyarrow has no file system for: fsspec's, when it is installed
-        import fsspec  # type: ignore[import-not-found]
+        import fsspec  # type: ignore[import-not-found, import-untyped, unused-ignore]
     except ImportError:
         raise StorageError(url, f"no file system for {scheme}:// URLs (pip install fsspec and its {scheme} "
                                 "package)") from None
