@@ -22,7 +22,8 @@ import tempfile
 import threading
 from collections import deque
 from dataclasses import dataclass
-from multiprocessing.connection import Client, Connection, Listener
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Client, Connection, Listener, answer_challenge, deliver_challenge
 from typing import Any
 
 import numpy as np
@@ -62,7 +63,9 @@ class BatchChannel:
         self.authkey = secrets.token_bytes(32)
         self._folder = tempfile.mkdtemp(prefix="framepipe-batches-")
         self.address = os.path.join(self._folder, "channel")
-        self._listener = Listener(self.address, family="AF_UNIX", authkey=self.authkey)
+        # Each sink is authenticated in its own thread (_serve), not in accept(): one that connects and hangs
+        # (its process stopped mid-handshake) holds up no other, and close() can always wake accept().
+        self._listener = Listener(self.address, family="AF_UNIX")
         self._cond = threading.Condition()
         self._queue: deque[Any] = deque()  # Filled batches and whatever else is posted (results, the end)
         self._waiting = 0  # Filled batches in the queue
@@ -79,7 +82,7 @@ class BatchChannel:
         while True:
             try:
                 conn = self._listener.accept()
-            except (OSError, EOFError):  # closed, or a connection without the key
+            except OSError:
                 if self._closed:
                     return
                 continue
@@ -95,6 +98,8 @@ class BatchChannel:
         """One sink's requests, until it hangs up; what it was lent and did not fill goes back to the pool."""
         lent: dict[tuple[str, int, int], SlotLease] = {}
         try:
+            deliver_challenge(conn, self.authkey)
+            answer_challenge(conn, self.authkey)
             while True:
                 message = conn.recv()
                 if message[0] == WANT:
@@ -109,8 +114,8 @@ class BatchChannel:
                     self._post_batch(Filled(lent.pop(_key(ref)), rows, shape, dtype, pixel_format, file, columns))
                 elif message[0] == GIVE_BACK:
                     lent.pop(_key(message[1])).release()
-        except (EOFError, OSError):
-            pass  # the sink hung up (its file is done) or its process died
+        except (EOFError, OSError, AuthenticationError):
+            pass  # the sink hung up (its file is done), its process died, or it was not this run's
         finally:
             for lease in lent.values():
                 lease.release()
@@ -170,19 +175,24 @@ class BatchChannel:
         with self._cond:
             return sum(p.leased_slots for p in self._pools.values())
 
-    def close(self) -> None:
-        """Stop lending, hang up on every sink, unlink every slot's memory (views the consumer kept stay mapped)."""
+    def stop_lending(self) -> None:
+        """Lend no more slots: a sink waiting for one is hung up on (the consumer is gone)."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+    def close(self) -> None:
+        """Stop lending, hang up on every sink, unlink every slot's memory (views the consumer kept stay mapped)."""
+        self.stop_lending()
+        with self._cond:
             pending = [item for item in self._queue if isinstance(item, Filled)]
             self._queue.clear()
             self._waiting = 0
         for batch in pending:
             batch.lease.release()
         try:
-            connect(self.address, self.authkey).close()  # wakes the accepting thread
-        except (OSError, EOFError):
+            Client(self.address, family="AF_UNIX").close()  # wakes the accepting thread
+        except OSError:
             pass
         self._listener.close()
         self._accepter.join()

@@ -101,21 +101,31 @@ class FrameBatches(Iterator[FrameBatch]):
 
     def __init__(self, pipeline: Pipeline, inputs: Any, out: Any, shape: BatchShape, format: BatchFormat,
                  prefetch: int, stage: str | None, options: dict[str, Any]) -> None:
-        after = frame_stage(pipeline, stage)
+        self._after = frame_stage(pipeline, stage)
+        self._pipeline, self._inputs, self._out, self._shape, self._options = pipeline, inputs, out, shape, options
+        self._prefetch = prefetch
         self.format = format
         self.results: list[FileResult] = []
         self.run_result: RunResult | None = None
-        self._channel = BatchChannel(prefetch)
-        sink = BatchSink(self._channel.address, self._channel.authkey, shape)
-        self._runner = RunThread(with_sink(pipeline, after, sink), inputs, out, options, self._post)
+        self._channel: BatchChannel | None = None  # made, and the run started, at the first next()
+        self._runner: RunThread | None = None
         self._current: FrameBatch | None = None
-        self._state = "new"  # new -> running -> closed
+        self._state = "new"  # new -> running (the first next()) -> closed
         self._error: BaseException | None = None
 
-    def _post(self, item: Any) -> None:
-        if item is END:
-            self._channel.settle()  # every sink has hung up: each batch they filled is queued before the end
-        self._channel.post(item)
+    def _start(self) -> tuple[BatchChannel, RunThread]:
+        channel = self._channel = BatchChannel(self._prefetch)
+        sink = BatchSink(channel.address, channel.authkey, self._shape)
+
+        def post(item: Any) -> None:
+            if item is END:
+                channel.settle()  # every sink has hung up: each batch they filled is queued before the end
+            channel.post(item)
+
+        runner = self._runner = RunThread(with_sink(self._pipeline, self._after, sink), self._inputs, self._out,
+                                          self._options, post)
+        runner.start()
+        return channel, runner
 
     @property
     def failed(self) -> list[FileResult]:
@@ -125,12 +135,12 @@ class FrameBatches(Iterator[FrameBatch]):
     @property
     def slots_in_use(self) -> int:
         """Batch slots lent to the workers or held here now (what the memory of the batches is)."""
-        return self._channel.leased_slots() if self._state == "running" else 0
+        return self._channel.leased_slots() if self._channel is not None and self._state == "running" else 0
 
     @property
     def peak_slots(self) -> int:
         """The most batch slots in use at once, so far."""
-        return self._channel.peak_slots
+        return self._channel.peak_slots if self._channel is not None else 0
 
     def __iter__(self) -> FrameBatches:
         return self
@@ -141,12 +151,14 @@ class FrameBatches(Iterator[FrameBatch]):
             current.release()  # its slot goes back to the workers now: the promise is "until the next batch"
         if self._state == "closed":
             raise StopIteration
-        if self._state == "new":
+        if self._channel is None or self._runner is None:
             self._state = "running"
-            self._runner.start()
+            channel, runner = self._start()
+        else:
+            channel, runner = self._channel, self._runner
         try:
             while True:
-                item = self._channel.take()
+                item = channel.take()
                 if isinstance(item, Filled):
                     self._current = FrameBatch(item, self.format)
                     return self._current
@@ -155,7 +167,7 @@ class FrameBatches(Iterator[FrameBatch]):
                 elif isinstance(item, Finished):
                     self.run_result = item.result
                 elif isinstance(item, Failed):
-                    if not self._runner.cancelled(item.exc):
+                    if not runner.cancelled(item.exc):
                         self._error = item.exc
                 elif item is END:
                     break
@@ -171,11 +183,16 @@ class FrameBatches(Iterator[FrameBatch]):
         """Stop the run (if it is still going) and free every slot; batches kept stay readable."""
         if self._state == "closed":
             return
-        started = self._state == "running"
         self._state = "closed"
-        if started:
+        current, self._current = self._current, None
+        if current is not None and not current.kept:
+            current.release()
+        if self._channel is not None:
+            self._channel.stop_lending()  # (a sink waiting for a slot would hold its file, and the run, up)
+        if self._runner is not None:
             self._runner.stop()
-        self._channel.close()
+        if self._channel is not None:
+            self._channel.close()
 
     def __enter__(self) -> FrameBatches:
         return self

@@ -111,6 +111,7 @@ class _Packer:
         first = max(0, -(-(j - self.length + 1) // self.stride))
         clips = range(first, j // self.stride + 1)
         first_copy: FrameRef | None = None  # where the frame went first (its other clips' rows copy it from there)
+        whole: list[int] = []  # batches this frame completes
         for c in clips:
             batch = self._batch(c // self.rows)
             row, position = c % self.rows, j - c * self.stride
@@ -132,7 +133,9 @@ class _Packer:
             if position == self.length - 1:
                 batch.written.add(row)
                 if row == self.rows - 1:
-                    self._send(c // self.rows, self.rows)
+                    whole.append(c // self.rows)
+        for number in whole:  # once the frame is in all its rows: a clip's later rows copy it from the first
+            self._send(number, self.rows)
         self.frames += 1
 
     def _batch(self, number: int) -> _Batch:
