@@ -11,10 +11,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Reinstall only when the project's metadata changes (the install is editable). The ray extra is
-# part of it so that the Ray executor's tests run too (they skip where Ray is not installed).
+# Reinstall only when the project's metadata changes (the install is editable). The ray and torch
+# extras are part of it so that the Ray executor's and the PyTorch adapter's tests run too (they skip
+# where those are not installed). torch is pinned first to its CPU wheel, 2.13.0 (on these machines'
+# disk): left to the extra's range, pip would take a CUDA build of several GB.
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,ray]'
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test,ray,torch]'
 	touch $@
 
 $(SAMPLES)/.complete: | $(VENV)/.installed-test
@@ -38,8 +41,11 @@ test: $(VENV)/.installed-test
 	@status=0; $(BIN)/python -m pytest -q $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "test: pytest collected no tests" >&2; exit 1; fi; exit $$status
 
+# torchcodec: the last CPU build for torch 2.13 (0.14 and later on PyPI are CUDA builds), on the system's
+# FFmpeg libraries (apt-get install ffmpeg); --no-deps keeps pip from touching torch.
 $(VENV)/.installed-bench: pyproject.toml | $(VENV)/.installed-test
-	$(BIN)/python -m pip install --quiet -e '.[test,ray,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[test,ray,torch,bench]'
+	$(BIN)/python -m pip install --quiet --no-deps torchcodec==0.13.0
 	touch $@
 
 bench: $(VENV)/.installed-bench

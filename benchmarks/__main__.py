@@ -43,6 +43,7 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("memory", "bench_memory", []),
     ("ray", "bench_ray", []),
     ("ray_cluster", "bench_ray_cluster", []),
+    ("feed", "bench_feed", []),
     ("deinterlace", "bench_deinterlace", []),
     ("pictures", "bench_pictures", []),
     ("decode_plan", "bench_decode_plan", []),

@@ -1,0 +1,193 @@
+"""Frames into your own code: frames per second delivered to a consumer that touches every pixel.
+
+framepipe's ``iter_batches`` (batches of about 200 MB of rgb24 frames at source size — 32 at 1080p, 8 at 4K
+— views of the workers' slots) against
+the peers in ``feed_peers``: a single-process PyAV loop as a careful user writes it, torchcodec in a
+``DataLoader`` with 2 workers, and decord. Same clips (``clipsets``: realistic H.264, CABAC, B-frames, grain),
+same output (rgb24, source size, every frame), same consumer: ``int(frames.sum())`` on a numpy array (a
+torch batch is summed through its numpy view, no copy: torch's own uint8 sum is several times slower than
+numpy's and would measure the consumer, not the loader).
+
+Each measurement runs in a fresh process (imports and worker start-up included: what a user waits for) and
+reports its time and the time to its first frame; the peak memory of its process tree (PSS: shared memory
+counted once) comes from one more run, sampled (reading it costs CPU). Two more framepipe rows: ``keep()``
+of every batch (each held until the next arrives, then dropped) and ``copy()`` of every batch, against the
+plain view.
+
+    python -m benchmarks.bench_feed [--quick] [--rounds N] [--sets vf-gop1s,4k]
+
+Targets (1080p, 2 cores): >= 1.2x the PyAV loop and >= 1.1x the best peer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from . import clipsets
+from ._table import machine_line, print_table, verdict
+
+BATCH_BYTES = 200 * 2**20  # about 32 frames of 1080p rgb24, 8 of 4K: every run's batches are this big
+RUNS = ["framepipe", "framepipe keep()", "framepipe copy()", "pyav", "torchcodec", "decord"]
+
+
+def _consume_numpy(frames: Any) -> int:
+    array = frames.numpy() if hasattr(frames, "numpy") else frames  # a torch tensor: its numpy view
+    return int(array.sum())
+
+
+def _framepipe(paths: list[str], mode: str, consume: Any, rows: int) -> int:
+    from pipeline import Pipeline
+    from stages import Decode
+
+    p = Pipeline("frames")
+    p.add(Decode(audio=False, pixel_format="rgb24"))
+    n = 0
+    held = None
+    for batch in p.iter_batches(paths, batch_size=rows):
+        if mode == "keep":
+            held = batch.keep()  # the one kept before is dropped here: its slot goes back
+            consume(held["frames"])
+        elif mode == "copy":
+            consume(batch.copy()["frames"])
+        else:
+            consume(batch["frames"])
+        n += batch.rows
+    del held
+    return n
+
+
+def batch_rows(width: int, height: int) -> int:
+    """Rows of a batch of about ``BATCH_BYTES`` of rgb24 frames of this size."""
+    return max(1, BATCH_BYTES // (width * height * 3))
+
+
+def _one(run: str, batch: int, paths: list[str]) -> dict[str, Any]:
+    """One measurement in this process: frames, seconds, seconds to the first frame, checksum."""
+    from . import feed_peers
+
+    first: list[float] = []
+    checksum = [0]
+    start = time.perf_counter()
+
+    def consume(frames: Any) -> None:
+        if not first:
+            first.append(time.perf_counter() - start)
+        checksum[0] += _consume_numpy(frames)
+
+    if run.startswith("framepipe"):
+        mode = "keep" if "keep" in run else "copy" if "copy" in run else "view"
+        n = _framepipe(paths, mode, consume, batch)
+    elif run == "pyav":
+        n = feed_peers.pyav_loop(paths, consume)
+    elif run == "torchcodec":
+        n = feed_peers.torchcodec_loader(paths, consume, batch_size=batch, workers=2)
+    else:
+        n = feed_peers.decord_loader(paths, consume, batch_size=batch)
+    return {"frames": n, "seconds": time.perf_counter() - start, "first_s": first[0] if first else None,
+            "checksum": checksum[0]}
+
+
+def _tree_pss(pid: int) -> int:
+    import psutil
+    total = 0
+    try:
+        root = psutil.Process(pid)
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                total += proc.memory_full_info().pss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+    except psutil.NoSuchProcess:
+        pass
+    return total
+
+
+def measure(run: str, batch: int, paths: list[str], sample: bool) -> dict[str, Any]:
+    """``run`` in a fresh process; with ``sample``, its tree's peak PSS, read every 0.2 s (reading it costs
+    CPU, the more the more processes: a sampled run is not a timed one)."""
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.bench_feed", "--one", run, str(batch), *paths],
+                            stdout=subprocess.PIPE, text=True)
+    peak = [0]
+    done = threading.Event()
+
+    def sampling() -> None:
+        while not done.wait(0.2):
+            peak[0] = max(peak[0], _tree_pss(proc.pid))
+
+    sampler = threading.Thread(target=sampling, daemon=True)
+    if sample:
+        sampler.start()
+    out, _ = proc.communicate()
+    done.set()
+    if sample:
+        sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{run} exited {proc.returncode}")
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    result["peak_mb"] = peak[0] / 2**20
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_feed", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the quick clip sets")
+    parser.add_argument("--rounds", type=int, default=2, help="best of N (default 2)")
+    parser.add_argument("--sets", default="vf-gop1s,4k", help="clip sets (default vf-gop1s,4k)")
+    parser.add_argument("--runs", default=",".join(RUNS), help=f"which (default: {','.join(RUNS)})")
+    parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)  # RUN PATH...: one measurement, as JSON
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(_one(args.one[0], int(args.one[1]), args.one[2:])))
+        return 0
+
+    from .feed_peers import available
+    missing = {name: why for name, why in available().items() if why is not None}
+    runs = [r for r in args.runs.split(",") if r.split()[0] not in missing]
+    print(machine_line())
+    for name, why in missing.items():
+        print(f"  {name}: not measured ({why})")
+    wanted = args.sets.split(",")
+    ok = True
+    for cs in [c for c in clipsets.clip_sets(args.quick) if c.name in wanted]:
+        footage = clipsets.ensure(cs)
+        paths = [str(p) for p in footage.clips]
+        batch = batch_rows(cs.width, cs.height)
+        best: dict[str, dict[str, Any]] = {}
+        for _ in range(args.rounds):
+            for run in runs:
+                got = measure(run, batch, paths, sample=False)
+                if run not in best or got["seconds"] < best[run]["seconds"]:
+                    best[run] = got
+        for run in runs:
+            best[run]["peak_mb"] = measure(run, batch, paths, sample=True)["peak_mb"]
+        sums = {r["checksum"] for r in best.values()}
+        if len(sums) != 1:
+            print(f"  checksums differ: { {k: v['checksum'] for k, v in best.items()} }")
+            ok = False
+        loop = best["pyav"]["frames"] / best["pyav"]["seconds"] if "pyav" in best else None
+        rows = []
+        for run, r in best.items():
+            fps = r["frames"] / r["seconds"]
+            rows.append((run, r["frames"], f"{r['seconds']:.2f}", f"{fps:.1f}",
+                         f"{fps / loop:.2f}x" if loop else "-",
+                         f"{r['first_s']:.2f}" if r["first_s"] is not None else "-", f"{r['peak_mb']:.0f}"))
+        print_table(f"{cs.name}: {cs.what}; {len(paths)} files, {cs.encoding()}; batches of {batch} frames; "
+                    f"the consumer sums every pixel (best of {args.rounds}; memory from one more run)",
+                    ("run", "frames", "seconds", "frames/s", "vs PyAV loop", "first frame s", "peak MB (PSS)"),
+                    rows)
+        if cs.width == 1920 and "framepipe" in best and loop:
+            fp = best["framepipe"]["frames"] / best["framepipe"]["seconds"]
+            peers = [best[p]["frames"] / best[p]["seconds"] for p in ("pyav", "torchcodec", "decord") if p in best]
+            ok &= verdict("framepipe vs the PyAV loop, 1080p", fp / loop, 1.2)
+            ok &= verdict("framepipe vs the best peer, 1080p", fp / max(peers), 1.1)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
