@@ -9,14 +9,16 @@ torch batch is summed through its numpy view, no copy: torch's own uint8 sum is 
 numpy's and would measure the consumer, not the loader).
 
 Each measurement runs in a fresh process (imports and worker start-up included: what a user waits for) and
-reports its time and the time to its first frame; the peak memory of its process tree (PSS: shared memory
-counted once) comes from one more run, sampled (reading it costs CPU). Two more framepipe rows: ``keep()``
-of every batch (each held until the next arrives, then dropped) and ``copy()`` of every batch, against the
-plain view.
+reports its time, the time to its first frame and its rate after that; the peak memory of its process tree
+(PSS: shared memory counted once) comes from one more run, sampled (reading it costs CPU). Two more
+framepipe rows: ``keep()`` of every batch (each held until the next arrives, then dropped) and ``copy()`` of
+every batch, against the plain view.
 
     python -m benchmarks.bench_feed [--quick] [--rounds N] [--sets vf-gop1s,4k]
 
-Targets (1080p, 2 cores): >= 1.2x the PyAV loop and >= 1.1x the best peer.
+Targets (1080p, 2 cores): >= 1.2x the PyAV loop and >= 1.1x the best peer. The table ends with the ceiling:
+the CPU time per frame of the work every run must do (decode, convert, copy once, sum), and the rate the
+cores could give were they busy with nothing else.
 """
 
 from __future__ import annotations
@@ -72,12 +74,14 @@ def _one(run: str, batch: int, paths: list[str]) -> dict[str, Any]:
     from . import feed_peers
 
     first: list[float] = []
+    first_rows = [0]
     checksum = [0]
     start = time.perf_counter()
 
     def consume(frames: Any) -> None:
         if not first:
             first.append(time.perf_counter() - start)
+            first_rows[0] = len(frames) if frames.ndim == 4 else 1
         checksum[0] += _consume_numpy(frames)
 
     if run.startswith("framepipe"):
@@ -90,7 +94,36 @@ def _one(run: str, batch: int, paths: list[str]) -> dict[str, Any]:
     else:
         n = feed_peers.decord_loader(paths, consume, batch_size=batch)
     return {"frames": n, "seconds": time.perf_counter() - start, "first_s": first[0] if first else None,
-            "checksum": checksum[0]}
+            "first_rows": first_rows[0], "checksum": checksum[0]}
+
+
+def ceiling(path: str) -> tuple[float, float, float]:
+    """CPU milliseconds per frame, in one thread, of the work every run does whatever the loader: decoding,
+    converting to rgb24 and one copy (the whole of ``path``), and the consumer's sum; and the frames/s
+    that the machine's cores could give at most, were all of them busy with that work alone."""
+    import os
+
+    import av
+    import numpy as np
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1
+        out: np.ndarray | None = None
+        n = 0
+        cpu = time.process_time()
+        for frame in container.decode(stream):
+            rgb = frame.reformat(format="rgb24").to_ndarray()
+            out = np.empty_like(rgb) if out is None else out
+            np.copyto(out, rgb)
+            n += 1
+        work = (time.process_time() - cpu) / n * 1000
+    assert out is not None
+    batch = np.stack([out] * 8)
+    cpu = time.process_time()
+    for _ in range(4):
+        int(batch.sum())
+    consume = (time.process_time() - cpu) / 32 * 1000
+    return work, consume, (os.cpu_count() or 1) * 1000 / (work + consume)
 
 
 def _tree_pss(pid: int) -> int:
@@ -174,13 +207,18 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for run, r in best.items():
             fps = r["frames"] / r["seconds"]
+            steady = (r["frames"] - r["first_rows"]) / (r["seconds"] - r["first_s"]) if r["first_s"] else fps
             rows.append((run, r["frames"], f"{r['seconds']:.2f}", f"{fps:.1f}",
                          f"{fps / loop:.2f}x" if loop else "-",
-                         f"{r['first_s']:.2f}" if r["first_s"] is not None else "-", f"{r['peak_mb']:.0f}"))
+                         f"{r['first_s']:.2f}" if r["first_s"] is not None else "-", f"{steady:.1f}",
+                         f"{r['peak_mb']:.0f}"))
         print_table(f"{cs.name}: {cs.what}; {len(paths)} files, {cs.encoding()}; batches of {batch} frames; "
                     f"the consumer sums every pixel (best of {args.rounds}; memory from one more run)",
-                    ("run", "frames", "seconds", "frames/s", "vs PyAV loop", "first frame s", "peak MB (PSS)"),
-                    rows)
+                    ("run", "frames", "seconds", "frames/s", "vs PyAV loop", "first frame s",
+                     "frames/s after it", "peak MB (PSS)"), rows)
+        work, consume, most = ceiling(paths[0])
+        print(f"  CPU per frame in one thread: decode + rgb24 + one copy {work:.1f} ms, the consumer's sum "
+              f"{consume:.1f} ms: at most {most:.0f} frames/s on these cores, every core busy with that alone")
         if cs.width == 1920 and "framepipe" in best and loop:
             fp = best["framepipe"]["frames"] / best["framepipe"]["seconds"]
             peers = [best[p]["frames"] / best[p]["seconds"] for p in ("pyav", "torchcodec", "decord") if p in best]
