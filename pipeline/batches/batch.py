@@ -50,6 +50,8 @@ class FrameBatch(Mapping[str, Any]):
         self._finalizer = weakref.finalize(root, _release, filled, on_release)
 
     def __getitem__(self, column: str) -> Any:
+        if column == "frames" and self.format == "dlpack":
+            return self.frames.__dlpack__()  # a capsule is taken once: a new one each time it is asked for
         return self._columns[column]
 
     def __iter__(self) -> Iterator[str]:
@@ -66,7 +68,11 @@ class FrameBatch(Mapping[str, Any]):
 
     def keep(self) -> FrameBatch:
         """Keep this batch's slot for as long as the batch (or ``release()``): its views stay valid past the
-        next batch, without a copy. Memory grows by one batch for each batch kept."""
+        next batch, without a copy. Memory grows by one batch for each batch kept. Raises ``ValueError`` for a
+        batch already released (its slot may hold other pixels now)."""
+        if self.released:
+            raise ValueError("this batch was released (its slot went back when the next batch was asked for): "
+                             "keep() it before asking for the next")
         self.kept = True
         return self
 
@@ -111,5 +117,5 @@ def _convert(columns: dict[str, Any], format: BatchFormat) -> dict[str, Any]:
             out[name] = pa.FixedShapeTensorArray.from_numpy_ndarray(values) if values.ndim > 1 else pa.array(values)
         return out
     if format == "dlpack":
-        return {**columns, "frames": columns["frames"].__dlpack__()}
+        return columns  # the frames' capsule is made where it is asked for
     raise ValueError(f"format must be 'numpy', 'arrow' or 'dlpack', not {format!r}")

@@ -9,8 +9,10 @@ and sends back only the batch's row count and per-frame columns. The pixels neve
 Backpressure: a sink is lent a slot only while fewer than ``prefetch`` filled batches wait for the consumer,
 so a slow consumer stops the workers (their files' actors wait) and memory stays at most ``prefetch`` +
 two per file in flight + what the consumer holds, whatever the inputs' length. A slot is the consumer's until
-it asks for the next batch (``Ready.release``) or keeps it. A sink's process that dies gives back what it was
-lent (its connection closes).
+it asks for the next batch (``FrameBatch.release``) or keeps it. A sink's process that dies gives back what it
+was lent (its connection closes). A sink says first which file it is for: a file's second attempt (its worker
+died and the executor runs it again) is refused, so that no frame is given twice. A batch slot's pool of a
+size no longer asked for is closed once nothing in it is held (files of another frame size).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from ..dataplane.buffers import BufferPool, FrameRef, SlotLease
 
 __all__ = ["BatchChannel", "Filled", "connect"]
 
-WANT, FILLED, GIVE_BACK = "want", "filled", "give_back"  # a sink's messages
+HELLO, WANT, FILLED, GIVE_BACK = "hello", "want", "filled", "give_back"  # a sink's messages
 
 
 @dataclass(slots=True)
@@ -70,6 +72,7 @@ class BatchChannel:
         self._queue: deque[Any] = deque()  # Filled batches and whatever else is posted (results, the end)
         self._waiting = 0  # Filled batches in the queue
         self._pools: dict[int, BufferPool] = {}  # by slot size
+        self._files: set[str] = set()  # the files whose sinks have said hello
         self._readers: list[threading.Thread] = []
         self._closed = False
         self.peak_slots = 0
@@ -90,9 +93,10 @@ class BatchChannel:
                 conn.close()
                 return
             reader = threading.Thread(target=self._serve, args=(conn,), name="framepipe batch sink", daemon=True)
-            with self._cond:
+            with self._cond:  # started before settle() can see it (joining a thread not started raises)
+                self._readers = [r for r in self._readers if r.is_alive()]
+                reader.start()
                 self._readers.append(reader)
-            reader.start()
 
     def _serve(self, conn: Connection) -> None:
         """One sink's requests, until it hangs up; what it was lent and did not fill goes back to the pool."""
@@ -102,8 +106,17 @@ class BatchChannel:
             answer_challenge(conn, self.authkey)
             while True:
                 message = conn.recv()
-                if message[0] == WANT:
-                    lease = self._lend(message[1])
+                if message[0] == HELLO:
+                    with self._cond:
+                        first = message[1] not in self._files
+                        self._files.add(message[1])
+                    conn.send(first)
+                elif message[0] == WANT:
+                    try:
+                        lease = self._lend(message[1])
+                    except Exception as exc:  # no memory for it (/dev/shm full): the sink's file fails saying so
+                        conn.send(f"no shared memory for a batch of {message[1]} bytes: {exc}")
+                        return
                     if lease is None:
                         return  # the consumer is gone: hanging up tells the sink
                     ref = lease.ref((message[1],))
@@ -114,7 +127,7 @@ class BatchChannel:
                     self._post_batch(Filled(lent.pop(_key(ref)), rows, shape, dtype, pixel_format, file, columns))
                 elif message[0] == GIVE_BACK:
                     lent.pop(_key(message[1])).release()
-        except (EOFError, OSError, AuthenticationError):
+        except (EOFError, ConnectionError, AuthenticationError):
             pass  # the sink hung up (its file is done), its process died, or it was not this run's
         finally:
             for lease in lent.values():
@@ -129,6 +142,10 @@ class BatchChannel:
                 return None
             pool = self._pools.get(nbytes)
             if pool is None:
+                for size, idle in list(self._pools.items()):  # another frame size: free what the last held
+                    if idle.leased_slots == 0:
+                        idle.close()
+                        del self._pools[size]
                 pool = self._pools[nbytes] = BufferPool(nbytes, 1, name="batches", prefault=False)
             lease = pool.try_acquire()
             if lease is None:
@@ -152,9 +169,12 @@ class BatchChannel:
             self._cond.notify_all()
 
     def take(self) -> Any:
-        """The next thing queued (a ``Filled`` batch or what was posted), waiting for one."""
+        """The next thing queued (a ``Filled`` batch or what was posted), waiting for one; None once the channel
+        is closed and nothing is left."""
         with self._cond:
             while not self._queue:
+                if self._closed:
+                    return None
                 self._cond.wait()
             item = self._queue.popleft()
             if isinstance(item, Filled):

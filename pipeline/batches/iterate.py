@@ -4,8 +4,9 @@ The pipeline runs as ``run()`` does (its files on the local executor's workers, 
 ``executor="inline"``), with one stage more: a ``BatchSink`` after the frames' stage, which writes every frame
 into a slot this process lends it (``BatchChannel``). The caller gets each filled slot as a ``FrameBatch``:
 
-    for batch in p.iter_batches("clips/", batch_size=32):
-        model(batch["frames"])        # N x H x W x C, a view of the slot: no copy
+    with p.iter_batches("clips/", batch_size=32) as batches:
+        for batch in batches:
+            model(batch["frames"])    # N x H x W x C, a view of the slot: no copy
 
 A batch's frames are valid until the next batch is asked for (``keep()`` holds them longer). Batches of
 different files interleave as the files run; within a file they come in order, and a batch never holds frames
@@ -49,7 +50,8 @@ def iter_batches(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | 
     ``options`` are ``run()``'s (``workers``, ``executor`` "local" or "inline", ``file_timeout``...); a run
     that writes outputs needs ``out``. The run keeps no report, cache entries or ledger unless asked
     (``write_reports``, ``cache``, ``resume``). Files that fail are in ``FrameBatches.failed``; the batches
-    they filled before they failed were given.
+    they filled before they failed were given; a file whose worker died is not run again (no frame twice).
+    ``file_timeout`` counts the time a worker waits for the consumer to take its batches.
     """
     if format not in _FORMATS:
         raise ValueError(f"format must be 'numpy', 'arrow' or 'dlpack', not {format!r}")
@@ -118,9 +120,11 @@ class FrameBatches(Iterator[FrameBatch]):
         sink = BatchSink(channel.address, channel.authkey, self._shape)
 
         def post(item: Any) -> None:
-            if item is END:
-                channel.settle()  # every sink has hung up: each batch they filled is queued before the end
-            channel.post(item)
+            try:
+                if item is END:
+                    channel.settle()  # every sink has hung up: each batch they filled is queued before the end
+            finally:
+                channel.post(item)
 
         runner = self._runner = RunThread(with_sink(self._pipeline, self._after, sink), self._inputs, self._out,
                                           self._options, post)
@@ -151,12 +155,12 @@ class FrameBatches(Iterator[FrameBatch]):
             current.release()  # its slot goes back to the workers now: the promise is "until the next batch"
         if self._state == "closed":
             raise StopIteration
-        if self._channel is None or self._runner is None:
-            self._state = "running"
-            channel, runner = self._start()
-        else:
-            channel, runner = self._channel, self._runner
         try:
+            if self._channel is None or self._runner is None:
+                self._state = "running"
+                channel, runner = self._start()
+            else:
+                channel, runner = self._channel, self._runner
             while True:
                 item = channel.take()
                 if isinstance(item, Filled):
@@ -169,7 +173,7 @@ class FrameBatches(Iterator[FrameBatch]):
                 elif isinstance(item, Failed):
                     if not runner.cancelled(item.exc):
                         self._error = item.exc
-                elif item is END:
+                elif item is END or item is None:  # (None: closed meanwhile, from another thread)
                     break
         except BaseException:
             self.close()

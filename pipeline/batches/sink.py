@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import StageError
 from ..items import FRAME, is_shareable
+from ..runtime.interrupts import Interrupted, cancel_requested
 from ..stage import Stage, StageContext
-from .channel import FILLED, GIVE_BACK, WANT, connect
+from .channel import FILLED, GIVE_BACK, HELLO, WANT, connect
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -55,9 +57,17 @@ class BatchSink(Stage):
         self.shape = shape
 
     def begin(self, ctx: StageContext) -> None:
-        ctx.state["packer"] = _Packer(connect(self.address, self.authkey), self.shape, ctx.file.path)
+        conn = connect(self.address, self.authkey)
+        conn.send((HELLO, ctx.file.path))
+        if not conn.recv():
+            conn.close()
+            raise StageError(self.name, ctx.file.path, "its worker died after some of its batches were given; "
+                                                       "they are not given twice, and the rest of it is not given")
+        ctx.state["packer"] = _Packer(conn, self.shape, ctx.file.path)
 
     def process(self, item: Any, ctx: StageContext) -> Iterable[Any] | None:
+        if cancel_requested():  # (inline: the consumer left; a local worker is stopped by its executor)
+            raise Interrupted()  # the run ends as Ctrl-C ends it
         ctx.state["packer"].add(item)
         return None
 
@@ -117,6 +127,9 @@ class _Packer:
             row, position = c % self.rows, j - c * self.stride
             offset = (row * self.length + position) * self.frame_nbytes
             written = _write(item, batch.slot.replace(offset=offset), first_copy)
+            if written.nbytes != self.frame_nbytes:  # it would have run into the next row
+                raise ValueError(f"a {type(item).__name__} said it needs {self.frame_nbytes} bytes but wrote "
+                                 f"{written.nbytes}")
             kind = (written.shape, written.dtype, written.pixel_format)
             if self.kind is None:
                 self.kind = kind
@@ -143,6 +156,8 @@ class _Packer:
         if batch is None:
             self.conn.send((WANT, self.rows * self.length * self.frame_nbytes))
             slot = self.conn.recv()
+            if isinstance(slot, str):
+                raise OSError(slot)
             grid = (self.rows, self.length)
             batch = self.batches[number] = _Batch(slot, np.zeros(grid, np.int64), np.full(grid, np.nan),
                                                   np.zeros(grid, np.bool_))

@@ -10,12 +10,13 @@ batches)::
 Two ways to run, and the first is the faster (``benchmarks/bench_feed.py``):
 
 * ``num_workers=0`` (default): framepipe's own worker processes decode, one file each at once, and the tensors
-  are views of their slots — no copy anywhere. A tensor is valid until the next batch is asked for, as a
-  ``FrameBatch`` is: use it (or ``.clone()`` it, or move it to the GPU) before then.
+  are views of their slots — no copy anywhere. Each tensor holds its slot for as long as it lives (a kept
+  batch), so a loop that fetches a batch ahead (Lightning, Accelerate) reads whole pixels; drop them and the
+  slot goes back to the workers.
 * ``num_workers=N``: each ``DataLoader`` worker takes every N-th file and decodes them in its own process
-  (framepipe's ``inline`` executor); its tensors are kept batches, so they stay valid while torch copies them
-  into its own shared memory to send them to the main process. That copy, and one decoder per worker instead
-  of a pool sized to the machine, is what this way costs.
+  (framepipe's ``inline`` executor); torch copies each batch into its own shared memory to send it to the main
+  process. That copy, and one decoder per worker instead of a pool sized to the machine, is what this way
+  costs. A pipeline that writes outputs into ``out`` writes each worker's into ``out/worker<N>``.
 
 For a GPU, ``DataLoader(..., pin_memory=True)`` copies each batch into pinned memory (from which
 ``.to("cuda", non_blocking=True)`` overlaps the transfer with work); that copy is made before the next batch is
@@ -63,7 +64,7 @@ class FrameDataset(IterableDataset[dict[str, Any]]):
         if worker is None:
             with iter_batches(self.pipeline, self.inputs, self.batch_size, **self.options) as batches:
                 for batch in batches:
-                    yield as_tensors(batch)
+                    yield as_tensors(batch.keep())  # the tensor holds the slot while it lives
             return
         from ..run import collect_inputs
         extensions = self.options.get("extensions", self.pipeline.extensions)
@@ -72,6 +73,8 @@ class FrameDataset(IterableDataset[dict[str, Any]]):
         if not mine:
             return
         options = {**self.options, "executor": "inline", "workers": 1}
+        if options.get("out") is not None:  # each worker's run has an OUT of its own (one run holds a folder)
+            options["out"] = os.path.join(os.fspath(options["out"]), f"worker{worker.id}")
         with iter_batches(self.pipeline, mine, self.batch_size, **options) as batches:
             for batch in batches:
                 yield as_tensors(batch.keep())  # valid until torch has sent it (the tensor holds the slot)

@@ -193,7 +193,17 @@ def test_arrow_and_dlpack_columns_share_the_slot(tmp_path: Path) -> None:
 
     dl = next(iter(_reader().iter_batches(tmp_path / "in", batch_size=6, workers=1, format="dlpack")))
     assert type(dl["frames"]).__name__ == "PyCapsule"
+    assert dl["frames"] is not dl["frames"]  # a capsule is taken once: each time asked, a new one
     assert isinstance(dl, FrameBatch) and dl.frames.shape == (6, 48, 64, 3)
+
+
+def test_a_batch_cannot_be_kept_once_its_slot_went_back(tmp_path: Path) -> None:
+    _inputs(tmp_path / "in", {"a.npy": 8})
+    with _reader().iter_batches(tmp_path / "in", batch_size=4, workers=1) as batches:
+        first = next(batches)
+        next(batches)
+        with pytest.raises(ValueError, match="keep\\(\\) it before asking for the next"):
+            first.keep()
 
 
 @pytest.mark.parametrize("how", ["break", "raise", "collect"])
@@ -241,6 +251,26 @@ def test_what_cannot_be_batched_is_refused_before_anything_runs(tmp_path: Path) 
     with pytest.raises(ValueError, match="format must be"):
         p.iter_batches(tmp_path, format="pandas")  # type: ignore[arg-type]
     assert not _threads()
+
+
+def test_a_files_second_attempt_is_refused_so_no_frame_comes_twice() -> None:
+    from pipeline.batches.channel import HELLO, BatchChannel, connect
+
+    channel = BatchChannel(prefetch=1)
+    try:
+        answers = []
+        for _ in range(2):  # the file's first worker, then the one the executor runs it on again
+            conn = connect(channel.address, channel.authkey)
+            conn.send((HELLO, "/clips/a.mp4"))
+            answers.append(conn.recv())
+            conn.close()
+        conn = connect(channel.address, channel.authkey)
+        conn.send((HELLO, "/clips/b.mp4"))
+        answers.append(conn.recv())
+        conn.close()
+        assert answers == [True, False, True]
+    finally:
+        channel.close()
 
 
 def test_a_process_without_the_runs_key_is_lent_nothing() -> None:
