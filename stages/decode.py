@@ -487,7 +487,7 @@ class Decode(Stage):
             if vstream is not None:
                 check_picture_size(item.path, vstream.codec_context.width, vstream.codec_context.height)
                 vstream.codec_context.thread_type = "AUTO"
-                vstream.codec_context.thread_count = ctx.cpu_budget + 1
+                vstream.codec_context.thread_count = ctx.cpu_budget
                 if self.keyframes_only:
                     vstream.codec_context.skip_frame = "NONKEY"
                 open_decoder(item.path, vstream.codec_context)
