@@ -36,6 +36,7 @@ from ._table import machine_line, print_table, verdict
 
 BATCH_BYTES = 200 * 2**20  # about 32 frames of 1080p rgb24, 8 of 4K: every run's batches are this big
 RUNS = ["framepipe", "framepipe keep()", "framepipe copy()", "pyav", "torchcodec", "decord"]
+TORCH_RUNS = ["FrameDataset", "FrameDataset 2 workers"]  # --runs: framepipe's PyTorch adapter, both ways
 
 
 def _consume_numpy(frames: Any) -> int:
@@ -64,6 +65,22 @@ def _framepipe(paths: list[str], mode: str, consume: Any, rows: int) -> int:
     return n
 
 
+def _frame_dataset(paths: list[str], workers: int, consume: Any, rows: int) -> int:
+    from torch.utils.data import DataLoader
+
+    from pipeline import Pipeline
+    from pipeline.batches.torch import FrameDataset
+    from stages import Decode
+
+    p = Pipeline("frames")
+    p.add(Decode(audio=False, pixel_format="rgb24"))
+    n = 0
+    for batch in DataLoader(FrameDataset(p, paths, batch_size=rows), batch_size=None, num_workers=workers):
+        consume(batch["frames"])
+        n += len(batch["frames"])
+    return n
+
+
 def batch_rows(width: int, height: int) -> int:
     """Rows of a batch of about ``BATCH_BYTES`` of rgb24 frames of this size."""
     return max(1, BATCH_BYTES // (width * height * 3))
@@ -84,7 +101,9 @@ def _one(run: str, batch: int, paths: list[str]) -> dict[str, Any]:
             first_rows[0] = len(frames) if frames.ndim == 4 else 1
         checksum[0] += _consume_numpy(frames)
 
-    if run.startswith("framepipe"):
+    if run.startswith("FrameDataset"):
+        n = _frame_dataset(paths, 2 if "workers" in run else 0, consume, batch)
+    elif run.startswith("framepipe"):
         mode = "keep" if "keep" in run else "copy" if "copy" in run else "view"
         n = _framepipe(paths, mode, consume, batch)
     elif run == "pyav":
@@ -172,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the quick clip sets")
     parser.add_argument("--rounds", type=int, default=2, help="best of N (default 2)")
     parser.add_argument("--sets", default="vf-gop1s,4k", help="clip sets (default vf-gop1s,4k)")
-    parser.add_argument("--runs", default=",".join(RUNS), help=f"which (default: {','.join(RUNS)})")
+    parser.add_argument("--runs", default=",".join(RUNS),
+                        help=f"which (default: {','.join(RUNS)}; also {','.join(TORCH_RUNS)})")
     parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)  # RUN PATH...: one measurement, as JSON
     args = parser.parse_args(argv)
     if args.one:
