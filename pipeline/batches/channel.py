@@ -10,9 +10,10 @@ Backpressure: a sink is lent a slot only while fewer than ``prefetch`` filled ba
 so a slow consumer stops the workers (their files' actors wait) and memory stays at most ``prefetch`` +
 two per file in flight + what the consumer holds, whatever the inputs' length. A slot is the consumer's until
 it asks for the next batch (``FrameBatch.release``) or keeps it. A sink's process that dies gives back what it
-was lent (its connection closes). A sink says first which file it is for: a file's second attempt (its worker
-died and the executor runs it again) is refused, so that no frame is given twice. A batch slot's pool of a
-size no longer asked for is closed once nothing in it is held (files of another frame size).
+was lent (its connection closes). A sink says first which file it is for, and is told how many rows of it were
+given already: a file's second attempt (its worker died and the executor runs it again) skips them, so that no
+frame is given twice and none is lost (the earlier attempt's connection is read to its end first). A batch
+slot's pool of a size no longer asked for is closed once nothing in it is held (files of another frame size).
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ class BatchChannel:
         self._queue: deque[Any] = deque()  # Filled batches and whatever else is posted (results, the end)
         self._waiting = 0  # Filled batches in the queue
         self._pools: dict[int, BufferPool] = {}  # by slot size
-        self._files: set[str] = set()  # the files whose sinks have said hello
+        self._given: dict[str, int] = {}  # rows given (queued) per file
+        self._sinks: dict[str, threading.Thread] = {}  # the thread reading each file's latest sink
         self._readers: list[threading.Thread] = []
         self._closed = False
         self.peak_slots = 0
@@ -108,9 +110,13 @@ class BatchChannel:
                 message = conn.recv()
                 if message[0] == HELLO:
                     with self._cond:
-                        first = message[1] not in self._files
-                        self._files.add(message[1])
-                    conn.send(first)
+                        earlier = self._sinks.get(message[1])
+                        self._sinks[message[1]] = threading.current_thread()
+                    if earlier is not None:
+                        earlier.join(30.0)  # its process died: what it sent before is read, then its EOF
+                    with self._cond:
+                        given = self._given.get(message[1], 0)
+                    conn.send(given)
                 elif message[0] == WANT:
                     try:
                         lease = self._lend(message[1])
@@ -124,6 +130,8 @@ class BatchChannel:
                     conn.send(ref)
                 elif message[0] == FILLED:
                     ref, rows, shape, dtype, pixel_format, file, columns = message[1:]
+                    with self._cond:
+                        self._given[file] = self._given.get(file, 0) + rows
                     self._post_batch(Filled(lent.pop(_key(ref)), rows, shape, dtype, pixel_format, file, columns))
                 elif message[0] == GIVE_BACK:
                     lent.pop(_key(message[1])).release()

@@ -50,7 +50,7 @@ def iter_batches(pipeline: Pipeline, inputs: Iterable[str | os.PathLike[str]] | 
     ``options`` are ``run()``'s (``workers``, ``executor`` "local" or "inline", ``file_timeout``...); a run
     that writes outputs needs ``out``. The run keeps no report, cache entries or ledger unless asked
     (``write_reports``, ``cache``, ``resume``). Files that fail are in ``FrameBatches.failed``; the batches
-    they filled before they failed were given; a file whose worker died is not run again (no frame twice).
+    they filled before they failed were given; a file whose worker died is run again from where it stopped.
     ``file_timeout`` counts the time a worker waits for the consumer to take its batches.
     """
     if format not in _FORMATS:

@@ -5,8 +5,9 @@ Rows are clips of ``clip_length`` frames whose starts are ``clip_stride`` frames
 plain frames), never across a file: clip ``c`` of a file is row ``c % rows`` of its batch ``c // rows``, and a
 frame is written into the row of every clip it is in. A batch goes to the consumer once its last row is whole;
 at the file's end the batch in hand goes with its whole rows (a clip the file ends inside is dropped, as
-torchvision's ``VideoClips`` does). A frame whose shape or type differs from the file's earlier ones ends a
-run of frames as the file's end does and starts the next, so every batch is one array.
+torchvision's ``VideoClips`` does). A frame whose shape or type differs from the file's earlier ones ends a run
+of frames as the file's end does and starts the next, so every batch is one array. A second attempt at a file
+(its worker died) skips the rows the first gave.
 
 Frames are any ``SharedItem`` (``stages``' video frames): the item copies its pixels into the row
 (``to_shared``), or, when they are in a slot already (a map stage's output), they are copied slot to slot. The
@@ -21,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import StageError
 from ..items import FRAME, is_shareable
 from ..runtime.interrupts import Interrupted, cancel_requested
 from ..stage import Stage, StageContext
@@ -59,11 +59,8 @@ class BatchSink(Stage):
     def begin(self, ctx: StageContext) -> None:
         conn = connect(self.address, self.authkey)
         conn.send((HELLO, ctx.file.path))
-        if not conn.recv():
-            conn.close()
-            raise StageError(self.name, ctx.file.path, "its worker died after some of its batches were given; "
-                                                       "they are not given twice, and the rest of it is not given")
-        ctx.state["packer"] = _Packer(conn, self.shape, ctx.file.path)
+        given = conn.recv()  # rows an earlier attempt at the file gave (its worker died): skipped now
+        ctx.state["packer"] = _Packer(conn, self.shape, ctx.file.path, skip=given)
 
     def process(self, item: Any, ctx: StageContext) -> Iterable[Any] | None:
         if cancel_requested():  # (inline: the consumer left; a local worker is stopped by its executor)
@@ -102,10 +99,12 @@ class _Batch:
 class _Packer:
     """One file's frames packed into rows of batches (the module's docstring says how)."""
 
-    def __init__(self, conn: Connection, shape: BatchShape, path: str) -> None:
+    def __init__(self, conn: Connection, shape: BatchShape, path: str, skip: int = 0) -> None:
         self.conn = conn
         self.rows, self.length, self.stride = shape.rows, shape.clip_length, shape.clip_stride
         self.path = path
+        self.skip = skip  # the file's first rows (clips), given by an earlier attempt
+        self.base = 0  # clips of the file in the runs before this one
         self.frames = 0  # frames of the current run (since the file's start or the last change of shape)
         self.frame_nbytes = 0
         self.kind: tuple[tuple[int, ...], str, str | None] | None = None  # the run's frame shape, dtype, format
@@ -113,18 +112,22 @@ class _Packer:
 
     def add(self, item: Any) -> None:
         nbytes = _frame_nbytes(item)
-        if self.kind is not None and nbytes != self.frame_nbytes:
+        if self.frames and nbytes != self.frame_nbytes:  # (told apart by size even where no row is written)
             self.flush()
-        if not self.batches and self.frames == 0:
+        if self.frames == 0:
             self.frame_nbytes = nbytes
         j = self.frames
         first = max(0, -(-(j - self.length + 1) // self.stride))
         clips = range(first, j // self.stride + 1)
         first_copy: FrameRef | None = None  # where the frame went first (its other clips' rows copy it from there)
         whole: list[int] = []  # batches this frame completes
+        first_row = max(0, self.skip - self.base)  # the run's clips before it were given already
         for c in clips:
-            batch = self._batch(c // self.rows)
-            row, position = c % self.rows, j - c * self.stride
+            if c < first_row:
+                continue
+            r = c - first_row
+            batch = self._batch(r // self.rows)
+            row, position = r % self.rows, j - c * self.stride
             offset = (row * self.length + position) * self.frame_nbytes
             written = _write(item, batch.slot.replace(offset=offset), first_copy)
             if written.nbytes != self.frame_nbytes:  # it would have run into the next row
@@ -146,7 +149,7 @@ class _Packer:
             if position == self.length - 1:
                 batch.written.add(row)
                 if row == self.rows - 1:
-                    whole.append(c // self.rows)
+                    whole.append(r // self.rows)
         for number in whole:  # once the frame is in all its rows: a clip's later rows copy it from the first
             self._send(number, self.rows)
         self.frames += 1
@@ -184,6 +187,8 @@ class _Packer:
                 self._send(number, whole)
             else:
                 self.conn.send((GIVE_BACK, self.batches.pop(number).slot))
+        if self.frames >= self.length:  # the run's whole clips, given or skipped
+            self.base += (self.frames - self.length) // self.stride + 1
         self.frames = 0
         self.kind = None
 

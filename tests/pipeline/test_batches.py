@@ -253,24 +253,45 @@ def test_what_cannot_be_batched_is_refused_before_anything_runs(tmp_path: Path) 
     assert not _threads()
 
 
-def test_a_files_second_attempt_is_refused_so_no_frame_comes_twice() -> None:
-    from pipeline.batches.channel import HELLO, BatchChannel, connect
+class _DiesOnce(Stage):
+    """Reads an input's frames as ReadFrames does, but its worker dies at frame ``at`` the first time (it leaves
+    ``marker`` to say so): the local executor runs the file again on another worker."""
 
-    channel = BatchChannel(prefetch=1)
-    try:
-        answers = []
-        for _ in range(2):  # the file's first worker, then the one the executor runs it on again
-            conn = connect(channel.address, channel.authkey)
-            conn.send((HELLO, "/clips/a.mp4"))
-            answers.append(conn.recv())
-            conn.close()
-        conn = connect(channel.address, channel.authkey)
-        conn.send((HELLO, "/clips/b.mp4"))
-        answers.append(conn.recv())
-        conn.close()
-        assert answers == [True, False, True]
-    finally:
-        channel.close()
+    accepts = (FILE,)
+    emits = (FRAME,)
+
+    def __init__(self, at: int, marker: Path) -> None:
+        super().__init__("dies_once")
+        self.at, self.marker = at, marker
+
+    def process(self, item: Any, ctx: StageContext) -> Any:
+        frames = np.load(item.path)
+        for i in range(len(frames)):
+            if i == self.at and not self.marker.exists():
+                self.marker.touch()
+                os._exit(1)
+            yield ArrayFrame(i, np.array(frames[i]))
+
+
+@pytest.mark.parametrize("clip_length", [1, 3])
+def test_a_file_run_again_after_its_worker_died_gives_each_frame_once(tmp_path: Path, clip_length: int) -> None:
+    _inputs(tmp_path / "in", {"a.npy": 30})
+    p = Pipeline("dies", extensions=[".npy"])
+    p.add(_DiesOnce(at=17, marker=tmp_path / "died"))
+    with p.iter_batches(tmp_path / "in", batch_size=4, clip_length=clip_length, clip_stride=2 if clip_length > 1
+                        else None, workers=1) as batches:
+        seen = [b.copy() for b in batches]
+
+    assert (tmp_path / "died").exists()  # the first worker did die, after batches of the file were given
+    starts = [int(i) for b in seen for i in (b["index"] if clip_length == 1 else b["index"][:, 0])]
+    expected = list(range(30)) if clip_length == 1 else list(range(0, 28, 2))
+    assert starts == expected  # the second attempt gave what the first had not: none twice, none lost
+    assert batches.run_result is not None and batches.run_result.files[0].ok
+    assert batches.run_result.files[0].attempts == 2
+    for b in seen:
+        for frames, indices in zip(b["frames"], b["index"]):
+            for frame, i in zip(frames if clip_length > 1 else [frames], np.atleast_1d(indices)):
+                assert np.array_equal(frame, frame_pixels(int(i)))
 
 
 def test_a_process_without_the_runs_key_is_lent_nothing() -> None:
