@@ -33,7 +33,7 @@ class FrameBatch(Mapping[str, Any]):
     take; numpy's own arrays also hand themselves over by ``__dlpack__``). No format copies the frames.
     """
 
-    def __init__(self, filled: Filled, format: BatchFormat, on_release: Any = None) -> None:
+    def __init__(self, filled: Filled, format: BatchFormat) -> None:
         self.rows = filled.rows
         """How many rows (frames, or clips) the batch holds."""
         self.file = filled.file
@@ -42,12 +42,11 @@ class FrameBatch(Mapping[str, Any]):
         """The frames' pixel format, where the stage that made them says it (``"rgb24"``...)."""
         self.format = format
         self.kept = False
-        self._on_release = on_release
         root, frames = frames_view(filled)
         self._numpy = {"frames": frames, "file": np.full(self.rows, filled.file), **filled.columns}
         self._columns = self._numpy if format == "numpy" else _convert(self._numpy, format)
         # The slot goes back when released, or once nothing holds the frames (the batch, a view, a tensor).
-        self._finalizer = weakref.finalize(root, _release, filled, on_release)
+        self._finalizer = weakref.finalize(root, filled.lease.release)
 
     def __getitem__(self, column: str) -> Any:
         if column == "frames" and self.format == "dlpack":
@@ -99,12 +98,6 @@ class FrameBatch(Mapping[str, Any]):
         state = " released" if self.released else " kept" if self.kept else ""
         return (f"<FrameBatch {self.rows} x {tuple(self.frames.shape[1:])} {self.pixel_format or ''} of "
                 f"{self.file!r}{state}>")
-
-
-def _release(filled: Filled, on_release: Any) -> None:
-    filled.lease.release()
-    if on_release is not None:
-        on_release()
 
 
 def _convert(columns: dict[str, Any], format: BatchFormat) -> dict[str, Any]:

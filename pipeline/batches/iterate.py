@@ -149,10 +149,14 @@ class FrameBatches(Iterator[FrameBatch]):
     def __iter__(self) -> FrameBatches:
         return self
 
-    def __next__(self) -> FrameBatch:
+    def _let_go(self) -> None:
+        """The batch given last goes back to the workers, unless kept: the promise is "until the next batch"."""
         current, self._current = self._current, None
         if current is not None and not current.kept:
-            current.release()  # its slot goes back to the workers now: the promise is "until the next batch"
+            current.release()
+
+    def __next__(self) -> FrameBatch:
+        self._let_go()
         if self._state == "closed":
             raise StopIteration
         try:
@@ -188,9 +192,7 @@ class FrameBatches(Iterator[FrameBatch]):
         if self._state == "closed":
             return
         self._state = "closed"
-        current, self._current = self._current, None
-        if current is not None and not current.kept:
-            current.release()
+        self._let_go()
         if self._channel is not None:
             self._channel.stop_lending()  # (a sink waiting for a slot would hold its file, and the run, up)
         if self._runner is not None:

@@ -90,9 +90,6 @@ class _Batch:
     index: np.ndarray
     pts_s: np.ndarray
     keyframe: np.ndarray
-    shape: tuple[int, ...] = ()
-    dtype: str = ""
-    pixel_format: str | None = None
     written: set[int] = field(default_factory=set)
 
 
@@ -217,18 +214,13 @@ def _frame_nbytes(item: Any) -> int:
 def _write(item: Any, row: FrameRef, first_copy: FrameRef | None) -> FrameRef:
     """Put the frame's pixels in ``row`` (a slot's ref at the row's offset); the ref to them there.
     ``first_copy``: where they were written already (a clip's other rows copy them from there)."""
-    source: FrameRef
-    if first_copy is not None or isinstance(item, _Pixels):
-        source = first_copy if first_copy is not None else item.written
-        target = row.replace(shape=source.shape, dtype=source.dtype, pixel_format=source.pixel_format)
-        np.copyto(target.array(), source.array() if first_copy is not None else item.pixels)
-        return target
-    if item.shared_nbytes() > 0:
-        written: FrameRef = item.to_shared(row).ref
+    if first_copy is None and not isinstance(item, _Pixels) and item.shared_nbytes() > 0:
+        written: FrameRef = item.to_shared(row).ref  # the item copies its own pixels in
         return written
-    source = item.ref  # in a slot already (a map stage's output): slot to slot
+    # Otherwise the pixels are in a slot (a clip's first row, or a map stage's output) or held as an array.
+    source: FrameRef = first_copy or (item.written if isinstance(item, _Pixels) else item.ref)
     target = row.replace(shape=source.shape, dtype=source.dtype, pixel_format=source.pixel_format)
-    np.copyto(target.array(), source.array())
+    np.copyto(target.array(), item.pixels if first_copy is None and isinstance(item, _Pixels) else source.array())
     return target
 
 

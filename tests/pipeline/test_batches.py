@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from support.arrays import ArrayFrame, ReadFrames, array_pipeline, frame_pixels, write_frames
+from support.segments import mapped_file
 
 from pipeline import FILE, FRAME, Pipeline, PipelineDefinitionError, Stage, StageContext
 from pipeline.batches import FrameBatch
@@ -37,17 +38,6 @@ def _by_file(batches: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     for b in batches:
         got.setdefault(Path(str(b["file"][0])).name, []).append(b)
     return got
-
-
-def _in_shared_memory(array: np.ndarray) -> bool:
-    """Whether ``array``'s memory is a mapping of a file in /dev/shm (a slot), as /proc/self/maps tells."""
-    address = array.ctypes.data
-    for line in Path("/proc/self/maps").read_text().splitlines():
-        span, *rest = line.split(maxsplit=5)
-        low, high = (int(x, 16) for x in span.split("-"))
-        if low <= address < high:
-            return len(rest) == 5 and rest[4].startswith("/dev/shm/")
-    return False
 
 
 def _segments() -> list[Path]:
@@ -82,7 +72,8 @@ def test_a_batch_is_a_view_of_a_shared_memory_slot_until_the_next_one(tmp_path: 
     frames = first["frames"]
 
     assert frames.shape == (4, 48, 64, 3) and not frames.flags.owndata
-    assert _in_shared_memory(frames)  # the consumer's batch is the slot the worker wrote: no copy was made
+    # the consumer's batch is the slot the worker wrote: no copy was made
+    assert mapped_file(frames.ctypes.data).startswith("/dev/shm/")
     assert not first.released
     second = next(batches)
     assert first.released and not second.released  # the first slot went back to the workers with next()

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support.arrays import ReadFrames, frame_pixels, write_frames
+from support.segments import mapped_file
 
 from pipeline import Pipeline
 
@@ -24,16 +25,6 @@ def _reader() -> Pipeline:
     p = Pipeline("frames", extensions=[".npy"])
     p.add(ReadFrames())
     return p
-
-
-def _mapped(address: int) -> str:
-    """The file mapped at ``address`` in this process ("" where it is anonymous memory)."""
-    for line in Path("/proc/self/maps").read_text().splitlines():
-        span, *rest = line.split(maxsplit=5)
-        low, high = (int(x, 16) for x in span.split("-"))
-        if low <= address < high:
-            return rest[4] if len(rest) == 5 else ""
-    return ""
 
 
 def _frames_by_file(batches: list[dict[str, object]]) -> dict[str, list[int]]:
@@ -50,7 +41,7 @@ def test_in_the_main_process_the_tensors_are_the_slots(tmp_path: Path) -> None:
     for batch in DataLoader(FrameDataset(_reader(), tmp_path / "in", batch_size=4, workers=2), batch_size=None):
         frames = batch["frames"]
         assert frames.dtype == torch.uint8 and frames.shape[1:] == (48, 64, 3)
-        assert _mapped(frames.data_ptr()).startswith("/dev/shm/")  # no copy: the tensor is the worker's slot
+        assert mapped_file(frames.data_ptr()).startswith("/dev/shm/")  # no copy: the tensor is the worker's slot
         seed = int(Path(batch["file"]).stem[1:])
         for frame, i in zip(frames, batch["index"].tolist()):
             assert np.array_equal(frame.numpy(), frame_pixels(i, seed=seed))
